@@ -1,0 +1,343 @@
+//! The [`Backend`] trait: the few engine operations the pipeline and agent
+//! start need, in anvyl's own types. Docker and Podman differ in error codes,
+//! image naming and filter semantics; each backend absorbs those differences
+//! so that nothing engine-specific reaches the pipeline.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+/// Labels of a container or image.
+pub type Labels = BTreeMap<String, String>;
+
+/// A backend used as a trait object.
+pub type DynBackend = Arc<dyn Backend>;
+
+/// Which engine a backend talks to; decides wording such as the prune hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Docker Engine API.
+    Docker,
+    /// Podman libpod API.
+    Podman,
+    /// The in-memory backend of the unit tests.
+    Memory,
+}
+
+impl BackendKind {
+    /// The engine's product name, as users know it.
+    pub fn engine_name(self) -> &'static str {
+        match self {
+            Self::Docker => "Docker",
+            Self::Podman => "Podman",
+            Self::Memory => "Memory",
+        }
+    }
+
+    /// The engine's own command for removing what anvyl leaves alone.
+    pub fn prune_hint(self) -> &'static str {
+        match self {
+            Self::Podman => "podman system prune -f",
+            _ => "docker system prune -f",
+        }
+    }
+}
+
+/// What the engine says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EngineInfo {
+    /// Engine version, e.g. `20.10.24`.
+    pub version: String,
+    /// API version in use, e.g. `1.41`.
+    pub api_version: String,
+}
+
+/// A server-side selection. Every listed label must match. `name` narrows
+/// containers by name and images by reference, but engines match loosely
+/// (substrings, every tag of a matching image): callers compare exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    /// Labels that must be present with these values.
+    pub labels: Labels,
+    /// A name (containers) or reference (images) hint.
+    pub name: Option<String>,
+}
+
+impl Query {
+    /// Selects by labels only.
+    pub fn labelled(labels: Labels) -> Self {
+        Self { labels, name: None }
+    }
+
+    /// Selects by name (or image reference) only.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            labels: Labels::new(),
+            name: Some(name.into()),
+        }
+    }
+}
+
+/// A container's lifecycle state, as far as anvyl cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    /// Created, never started.
+    Created,
+    /// Running (or paused, or restarting: its process exists).
+    Running,
+    /// Exited or dead.
+    Exited,
+    /// Anything the engine reports that anvyl does not distinguish.
+    Other,
+}
+
+/// A container as listed or inspected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerSummary {
+    /// Full id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// Id of the image the container runs.
+    pub image_id: String,
+    /// Labels.
+    pub labels: Labels,
+    /// Lifecycle state.
+    pub state: ContainerState,
+}
+
+/// One tag of an image.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ImageTag {
+    /// The reference as the engine spells it (`localhost/anvyl-agent-x:latest`
+    /// on Podman); used to remove the tag.
+    pub reference: String,
+    /// The repository with engine-added prefixes removed (`anvyl-agent-x`);
+    /// used for exact comparison with anvyl's names.
+    pub repository: String,
+    /// The tag (`latest`).
+    pub tag: String,
+}
+
+impl ImageTag {
+    /// Splits `reference` into repository and tag, dropping the registry
+    /// prefixes engines add on their own (`localhost/`, `docker.io/library/`).
+    pub fn parse(reference: &str) -> Self {
+        let (repo, tag) = match reference.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+            _ => (reference, "latest"),
+        };
+        let repository = repo
+            .strip_prefix("localhost/")
+            .or_else(|| repo.strip_prefix("docker.io/library/"))
+            .unwrap_or(repo);
+        Self {
+            reference: reference.to_string(),
+            repository: repository.to_string(),
+            tag: tag.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ImageTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.repository, self.tag)
+    }
+}
+
+/// An image as listed or inspected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageSummary {
+    /// Id, always with the `sha256:` prefix.
+    pub id: String,
+    /// Its tags; empty for a dangling image.
+    pub tags: Vec<ImageTag>,
+    /// Labels.
+    pub labels: Labels,
+}
+
+/// Normalises an image id to the `sha256:` form Docker uses.
+pub fn normalise_image_id(id: &str) -> String {
+    if id.starts_with("sha256:") {
+        id.to_string()
+    } else {
+        format!("sha256:{id}")
+    }
+}
+
+/// A container to create.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// Container name.
+    pub name: String,
+    /// Image reference or id.
+    pub image: String,
+    /// Command; the image's `CMD` when `None`.
+    pub command: Option<Vec<String>>,
+    /// `KEY=VALUE` environment.
+    pub env: Vec<String>,
+    /// Labels, ownership labels included (see [`crate::Ownership::stamp`]).
+    pub labels: Labels,
+    /// Network mode; the engine's default when `None`.
+    pub network: Option<String>,
+}
+
+/// An image to build from a context directory holding a `Dockerfile`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// Directory sent as the build context.
+    pub context_dir: PathBuf,
+    /// The tag to give the image.
+    pub tag: String,
+    /// Labels, ownership labels included.
+    pub labels: Labels,
+    /// Network mode of `RUN` steps; the engine's default when `None`.
+    pub network: Option<String>,
+}
+
+/// What a successful build produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOutput {
+    /// Id of the built image.
+    pub image_id: String,
+}
+
+/// Receives build output lines as they arrive (for a spinner or the log).
+pub type BuildProgress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// The one error type of every backend. Engine client errors never cross it;
+/// they are mapped by HTTP status, never by message text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The engine cannot be reached at `endpoint`.
+    #[error("cannot reach the {engine} engine at {endpoint}: {message}")]
+    Unreachable {
+        /// Engine name.
+        engine: &'static str,
+        /// The endpoint tried.
+        endpoint: String,
+        /// What the transport said.
+        message: String,
+    },
+    /// The container or image does not exist (HTTP 404).
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The operation conflicts with the resource's state (HTTP 409, or
+    /// Podman's equivalent): in use, name taken, removal in progress.
+    #[error("{what}: conflict: {message}")]
+    Conflict {
+        /// The resource.
+        what: String,
+        /// The engine's explanation.
+        message: String,
+    },
+    /// An image build failed (a step exited non-zero, a bad base image).
+    #[error("image build failed: {message}")]
+    BuildFailed {
+        /// The engine's explanation, e.g. the failing step.
+        message: String,
+    },
+    /// Any other answer from the engine.
+    #[error("{operation} failed: {message}")]
+    Engine {
+        /// The operation, e.g. `remove container`.
+        operation: &'static str,
+        /// HTTP status, when there was one.
+        status: Option<u16>,
+        /// The engine's explanation.
+        message: String,
+    },
+    /// A local problem before the request (e.g. packing the build context).
+    #[error("{operation}: {message}")]
+    Local {
+        /// The operation.
+        operation: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl BackendError {
+    /// True for [`BackendError::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. })
+    }
+
+    /// True for [`BackendError::Conflict`].
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
+    }
+}
+
+/// Result of a backend operation.
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// A container engine. Implementations: `anvyl-docker`, `anvyl-podman`, and
+/// [`crate::memory::MemoryBackend`].
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Which engine this is.
+    fn kind(&self) -> BackendKind;
+
+    /// The endpoint in use, for messages.
+    fn endpoint(&self) -> &str;
+
+    /// Checks that the engine answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Engine and API versions.
+    async fn version(&self) -> Result<EngineInfo>;
+
+    /// All containers (running or not) that match `query`.
+    async fn list_containers(&self, query: &Query) -> Result<Vec<ContainerSummary>>;
+
+    /// One container by id or exact name.
+    async fn inspect_container(&self, id: &str) -> Result<ContainerSummary>;
+
+    /// Creates a container; returns its id.
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String>;
+
+    /// Starts a container; starting a running one is not an error.
+    async fn start_container(&self, id: &str) -> Result<()>;
+
+    /// Stops a container, killing it after `timeout`; stopping a stopped one
+    /// is not an error.
+    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()>;
+
+    /// Removes a container, running or not, waiting at most `stop_timeout`
+    /// for it to stop.
+    async fn remove_container(&self, id: &str, stop_timeout: Duration) -> Result<()>;
+
+    /// Builds an image from `spec.context_dir`, removing intermediate
+    /// containers even when a step fails.
+    async fn build_image(&self, spec: &BuildSpec, progress: BuildProgress<'_>)
+        -> Result<BuildOutput>;
+
+    /// Adds the tag `target` (`repo:tag`) to the image `source`.
+    async fn tag_image(&self, source: &str, target: &str) -> Result<()>;
+
+    /// All images that match `query` (tagged or dangling).
+    async fn list_images(&self, query: &Query) -> Result<Vec<ImageSummary>>;
+
+    /// One image by reference or id.
+    async fn inspect_image(&self, reference: &str) -> Result<ImageSummary>;
+
+    /// Removes one tag, or an untagged image by id, never forcing: an image
+    /// used by a container, or still tagged elsewhere when named by id, is a
+    /// [`BackendError::Conflict`].
+    async fn remove_image(&self, reference: &str) -> Result<()>;
+
+    /// Number of dangling (`<none>`) images, for the prune hint.
+    async fn count_dangling_images(&self) -> Result<usize>;
+}

@@ -1,0 +1,25 @@
+//! anvyl's domain, free of any container client: validated agent names, the
+//! ownership labels and rule that decide what is anvyl's, the [`Backend`]
+//! trait every engine implements, the cleanup pipeline (plan, then apply, in
+//! four steps), the SQLite state store, an in-memory backend for unit tests
+//! and the conformance suite every backend passes.
+
+pub mod backend;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod ids;
+pub mod memory;
+pub mod name;
+pub mod ownership;
+pub mod pipeline;
+pub mod state;
+
+pub use backend::{
+    Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState,
+    ContainerSummary, DynBackend, EngineInfo, ImageSummary, ImageTag, Labels, Query,
+};
+pub use ids::{InstanceId, StartId};
+pub use name::{AgentName, InvalidAgentName};
+pub use ownership::{Claim, Ownership};
+pub use pipeline::{Cleanup, CleanupSettings, Outcome, Plan, Report, Scope, Step};
+pub use state::{AgentRecord, AgentSpec, AgentStatus, StateError, StateStore};

@@ -1,0 +1,416 @@
+//! An in-memory engine for unit tests, with fault hooks: make an operation
+//! fail, answer 404 or 409, or stall. It follows the engine rules the
+//! pipeline relies on (an image used by a container cannot lose its last
+//! tag; removing one of several tags only untags) but nothing more.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::backend::{
+    Backend, BackendError, BackendKind, BuildOutput, BuildProgress, BuildSpec, ContainerSpec,
+    ContainerState, ContainerSummary, EngineInfo, ImageSummary, ImageTag, Labels, Query, Result,
+};
+
+/// The operations faults can be attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// [`Backend::ping`] and [`Backend::version`].
+    Ping,
+    /// [`Backend::list_containers`].
+    ListContainers,
+    /// [`Backend::inspect_container`].
+    InspectContainer,
+    /// [`Backend::create_container`].
+    CreateContainer,
+    /// [`Backend::start_container`].
+    StartContainer,
+    /// [`Backend::remove_container`].
+    RemoveContainer,
+    /// [`Backend::build_image`].
+    BuildImage,
+    /// [`Backend::list_images`].
+    ListImages,
+    /// [`Backend::inspect_image`].
+    InspectImage,
+    /// [`Backend::remove_image`].
+    RemoveImage,
+}
+
+/// What an injected fault does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Fail with an engine error carrying this message.
+    Fail(String),
+    /// Answer 404.
+    NotFound,
+    /// Answer 409.
+    Conflict,
+    /// Wait this long, then carry on normally.
+    Stall(Duration),
+}
+
+#[derive(Debug)]
+struct Hook {
+    op: Op,
+    target: Option<String>,
+    fault: Fault,
+    remaining: Option<u32>,
+}
+
+#[derive(Debug, Default)]
+struct Engine {
+    next_id: u64,
+    containers: BTreeMap<String, ContainerSummary>,
+    images: BTreeMap<String, ImageSummary>,
+    hooks: Vec<Hook>,
+    calls: Vec<(Op, String)>,
+}
+
+impl Engine {
+    fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("{:064x}", self.next_id)
+    }
+
+    fn image_by_ref(&self, reference: &str) -> Option<&ImageSummary> {
+        let wanted = ImageTag::parse(reference);
+        self.images.get(reference).or_else(|| {
+            self.images.values().find(|i| {
+                i.id.trim_start_matches("sha256:") == reference.trim_start_matches("sha256:")
+                    || i.tags.iter().any(|t| t.repository == wanted.repository && t.tag == wanted.tag)
+            })
+        })
+    }
+
+    fn container_by_ref(&self, reference: &str) -> Option<&ContainerSummary> {
+        self.containers
+            .get(reference)
+            .or_else(|| self.containers.values().find(|c| c.name == reference))
+    }
+
+    /// Removes `tag` from every image but `keep`.
+    fn untag_elsewhere(&mut self, tag: &ImageTag, keep: &str) {
+        for image in self.images.values_mut().filter(|i| i.id != keep) {
+            image
+                .tags
+                .retain(|t| !(t.repository == tag.repository && t.tag == tag.tag));
+        }
+    }
+}
+
+/// The in-memory backend.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    engine: Mutex<Engine>,
+}
+
+fn matches(labels: &Labels, query: &Query) -> bool {
+    query.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+impl MemoryBackend {
+    /// An empty engine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an image with `tags` and `labels` as if pulled or built by
+    /// someone else; returns its id.
+    pub fn seed_image(&self, tags: &[&str], labels: Labels) -> String {
+        let mut engine = self.engine();
+        let id = format!("sha256:{}", engine.new_id());
+        let tags: Vec<ImageTag> = tags.iter().map(|t| ImageTag::parse(t)).collect();
+        for tag in &tags {
+            engine.untag_elsewhere(tag, &id);
+        }
+        engine.images.insert(
+            id.clone(),
+            ImageSummary {
+                id: id.clone(),
+                tags,
+                labels,
+            },
+        );
+        id
+    }
+
+    /// Makes the next `times` calls of `op` (all of them when `None`) on
+    /// `target` (any target when `None`) suffer `fault`.
+    pub fn inject(&self, op: Op, target: Option<&str>, fault: Fault, times: Option<u32>) {
+        self.engine().hooks.push(Hook {
+            op,
+            target: target.map(str::to_string),
+            fault,
+            remaining: times,
+        });
+    }
+
+    /// Every call made so far, with its target.
+    pub fn calls(&self) -> Vec<(Op, String)> {
+        self.engine().calls.clone()
+    }
+
+    /// Sets a container's state (e.g. to simulate a crash).
+    pub fn set_state(&self, id: &str, state: ContainerState) {
+        if let Some(c) = self.engine().containers.get_mut(id) {
+            c.state = state;
+        }
+    }
+
+    async fn enter(&self, op: Op, target: &str) -> Result<()> {
+        let fault = {
+            let mut engine = self.engine();
+            engine.calls.push((op, target.to_string()));
+            let hook = engine.hooks.iter_mut().find(|h| {
+                h.op == op
+                    && h.remaining != Some(0)
+                    && h.target.as_deref().is_none_or(|t| t == target)
+            });
+            hook.map(|h| {
+                if let Some(n) = &mut h.remaining {
+                    *n -= 1;
+                }
+                h.fault.clone()
+            })
+        };
+        match fault {
+            None => Ok(()),
+            Some(Fault::Stall(d)) => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+            Some(Fault::Fail(message)) => Err(BackendError::Engine {
+                operation: "injected fault",
+                status: Some(500),
+                message,
+            }),
+            Some(Fault::NotFound) => Err(BackendError::NotFound {
+                what: target.to_string(),
+            }),
+            Some(Fault::Conflict) => Err(BackendError::Conflict {
+                what: target.to_string(),
+                message: "injected conflict".into(),
+            }),
+        }
+    }
+}
+
+fn not_found(what: &str) -> BackendError {
+    BackendError::NotFound {
+        what: what.to_string(),
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Memory
+    }
+
+    fn endpoint(&self) -> &str {
+        "memory"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.enter(Op::Ping, "").await
+    }
+
+    async fn version(&self) -> Result<EngineInfo> {
+        self.enter(Op::Ping, "").await?;
+        Ok(EngineInfo {
+            version: "0".into(),
+            api_version: "0".into(),
+        })
+    }
+
+    async fn list_containers(&self, query: &Query) -> Result<Vec<ContainerSummary>> {
+        self.enter(Op::ListContainers, "").await?;
+        Ok(self
+            .engine()
+            .containers
+            .values()
+            .filter(|c| matches(&c.labels, query))
+            // Like the engines, a name filter matches substrings.
+            .filter(|c| query.name.as_deref().is_none_or(|n| c.name.contains(n)))
+            .cloned()
+            .collect())
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerSummary> {
+        self.enter(Op::InspectContainer, id).await?;
+        self.engine()
+            .container_by_ref(id)
+            .cloned()
+            .ok_or_else(|| not_found(&format!("container {id}")))
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        self.enter(Op::CreateContainer, &spec.name).await?;
+        let mut engine = self.engine();
+        if engine.container_by_ref(&spec.name).is_some() {
+            return Err(BackendError::Conflict {
+                what: format!("container {}", spec.name),
+                message: "name already in use".into(),
+            });
+        }
+        let image_id = engine
+            .image_by_ref(&spec.image)
+            .map(|i| i.id.clone())
+            .ok_or_else(|| not_found(&format!("image {}", spec.image)))?;
+        let id = engine.new_id();
+        engine.containers.insert(
+            id.clone(),
+            ContainerSummary {
+                id: id.clone(),
+                name: spec.name.clone(),
+                image_id,
+                labels: spec.labels.clone(),
+                state: ContainerState::Created,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        self.enter(Op::StartContainer, id).await?;
+        let mut engine = self.engine();
+        let key = engine
+            .container_by_ref(id)
+            .map(|c| c.id.clone())
+            .ok_or_else(|| not_found(&format!("container {id}")))?;
+        engine.containers.get_mut(&key).expect("just found").state = ContainerState::Running;
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, _timeout: Duration) -> Result<()> {
+        let mut engine = self.engine();
+        let key = engine
+            .container_by_ref(id)
+            .map(|c| c.id.clone())
+            .ok_or_else(|| not_found(&format!("container {id}")))?;
+        engine.containers.get_mut(&key).expect("just found").state = ContainerState::Exited;
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str, _stop_timeout: Duration) -> Result<()> {
+        self.enter(Op::RemoveContainer, id).await?;
+        let mut engine = self.engine();
+        let key = engine
+            .container_by_ref(id)
+            .map(|c| c.id.clone())
+            .ok_or_else(|| not_found(&format!("container {id}")))?;
+        engine.containers.remove(&key);
+        Ok(())
+    }
+
+    async fn build_image(&self, spec: &BuildSpec, progress: BuildProgress<'_>) -> Result<BuildOutput> {
+        self.enter(Op::BuildImage, &spec.tag).await?;
+        let dockerfile = std::fs::read_to_string(spec.context_dir.join("Dockerfile")).map_err(|e| {
+            BackendError::Local {
+                operation: "read Dockerfile",
+                message: e.to_string(),
+            }
+        })?;
+        let mut base_labels = Labels::new();
+        for line in dockerfile.lines() {
+            progress(line);
+            if let Some(base) = line.strip_prefix("FROM ") {
+                let engine = self.engine();
+                let base = base.trim();
+                if base != "scratch" {
+                    let image = engine.image_by_ref(base).ok_or_else(|| BackendError::BuildFailed {
+                        message: format!("base image {base} not found"),
+                    })?;
+                    base_labels = image.labels.clone();
+                }
+            }
+            // A step that would exit non-zero on a shell fails the build.
+            if line.starts_with("RUN") && (line.contains("false") || line.contains("exit 1")) {
+                return Err(BackendError::BuildFailed {
+                    message: format!("{line}: returned a non-zero code: 1"),
+                });
+            }
+        }
+        base_labels.extend(spec.labels.clone());
+        let tags = [spec.tag.as_str()];
+        Ok(BuildOutput {
+            image_id: self.seed_image(&tags, base_labels),
+        })
+    }
+
+    async fn tag_image(&self, source: &str, target: &str) -> Result<()> {
+        let mut engine = self.engine();
+        let id = engine
+            .image_by_ref(source)
+            .map(|i| i.id.clone())
+            .ok_or_else(|| not_found(&format!("image {source}")))?;
+        let tag = ImageTag::parse(target);
+        engine.untag_elsewhere(&tag, &id);
+        engine.images.get_mut(&id).expect("just found").tags.push(tag);
+        Ok(())
+    }
+
+    async fn list_images(&self, query: &Query) -> Result<Vec<ImageSummary>> {
+        self.enter(Op::ListImages, "").await?;
+        Ok(self
+            .engine()
+            .images
+            .values()
+            .filter(|i| matches(&i.labels, query))
+            .filter(|i| {
+                query.name.as_deref().is_none_or(|n| {
+                    let wanted = ImageTag::parse(n);
+                    i.tags.iter().any(|t| t.repository == wanted.repository)
+                })
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<ImageSummary> {
+        self.enter(Op::InspectImage, reference).await?;
+        self.engine()
+            .image_by_ref(reference)
+            .cloned()
+            .ok_or_else(|| not_found(&format!("image {reference}")))
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<()> {
+        self.enter(Op::RemoveImage, reference).await?;
+        let mut engine = self.engine();
+        let image = engine
+            .image_by_ref(reference)
+            .cloned()
+            .ok_or_else(|| not_found(&format!("image {reference}")))?;
+        let by_id = image.id.trim_start_matches("sha256:") == reference.trim_start_matches("sha256:");
+        let conflict = |message: String| BackendError::Conflict {
+            what: format!("image {reference}"),
+            message,
+        };
+        if by_id && image.tags.len() > 1 {
+            return Err(conflict("image is referenced in multiple repositories".into()));
+        }
+        if !by_id && image.tags.len() > 1 {
+            let wanted = ImageTag::parse(reference);
+            let tags = &mut engine.images.get_mut(&image.id).expect("found").tags;
+            tags.retain(|t| !(t.repository == wanted.repository && t.tag == wanted.tag));
+            return Ok(());
+        }
+        if let Some(user) = engine.containers.values().find(|c| c.image_id == image.id) {
+            return Err(conflict(format!("image is being used by container {}", user.name)));
+        }
+        engine.images.remove(&image.id);
+        Ok(())
+    }
+
+    async fn count_dangling_images(&self) -> Result<usize> {
+        Ok(self.engine().images.values().filter(|i| i.tags.is_empty()).count())
+    }
+}

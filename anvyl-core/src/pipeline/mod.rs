@@ -1,0 +1,238 @@
+//! The cleanup pipeline: [`Cleanup::plan`] decides, from the engine's
+//! listings and the state store, exactly which resources of a scope are
+//! orphans; [`Cleanup::apply`] removes those and nothing else, in four steps
+//! (containers, images, build directories, status reset). Each step runs even
+//! when an earlier one failed, and each item is independent of the others.
+
+mod apply;
+mod plan;
+mod report;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::ids::StartId;
+use crate::name::AgentName;
+use crate::ownership::{Claim, Ownership};
+use crate::state::{AgentStatus, StateStore};
+
+pub use plan::build_dir_prefix;
+pub use report::{ItemReport, Outcome, Report, SkipReason, StepReport};
+
+/// What a cleanup covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
+pub enum Scope {
+    /// Exactly the resources of one failed start.
+    Start(StartId),
+    /// One agent's orphaned resources.
+    Agent(AgentName),
+    /// The orphaned resources of every agent of this installation.
+    All,
+}
+
+/// The four steps, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// 1. Containers, forced.
+    Containers,
+    /// 2. Images, by tag.
+    Images,
+    /// 3. Build directories below the build root.
+    BuildDirs,
+    /// 4. Status reset to `stopped`.
+    StatusReset,
+}
+
+impl Step {
+    /// All steps, in order.
+    pub const ALL: [Step; 4] = [
+        Step::Containers,
+        Step::Images,
+        Step::BuildDirs,
+        Step::StatusReset,
+    ];
+
+    /// A short human title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Containers => "containers",
+            Self::Images => "images",
+            Self::BuildDirs => "build directories",
+            Self::StatusReset => "status resets",
+        }
+    }
+}
+
+/// Tunables of a cleanup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupSettings {
+    /// How many removals run at once.
+    pub parallelism: usize,
+    /// How long a forced container removal waits for the container to stop.
+    pub stop_timeout: Duration,
+    /// How many times a 409 is retried before it is final.
+    pub conflict_retries: u32,
+    /// The first backoff after a 409; doubled each retry.
+    pub conflict_backoff: Duration,
+}
+
+impl Default for CleanupSettings {
+    fn default() -> Self {
+        Self {
+            parallelism: 16,
+            stop_timeout: Duration::ZERO,
+            conflict_retries: 4,
+            conflict_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A container the plan will remove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedContainer {
+    /// Full id; apply acts on this id only.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The agent it belongs to.
+    pub agent: AgentName,
+    /// Why it is ours.
+    pub claim: Claim,
+}
+
+/// An image tag (or untagged image) the plan will remove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedImage {
+    /// What to remove: the tag as the engine spells it, or the id of an
+    /// untagged image.
+    pub reference: String,
+    /// The tag with engine prefixes removed, or the short id when untagged.
+    pub display: String,
+    /// The image id the reference named when planned.
+    pub image_id: String,
+    /// The agent it belongs to.
+    pub agent: AgentName,
+    /// Why it is ours.
+    pub claim: Claim,
+}
+
+/// A build directory the plan will remove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedDir {
+    /// The directory, directly below the build root.
+    pub path: PathBuf,
+    /// The agent it was made for.
+    pub agent: AgentName,
+}
+
+/// An agent whose status the plan resets to `stopped`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedReset {
+    /// The agent.
+    pub agent: AgentName,
+    /// Its status when planned.
+    pub from: AgentStatus,
+    /// True when it said running but its container is gone or exited: it is
+    /// marked failed before anything is removed.
+    pub stale: bool,
+}
+
+/// Something owned that the plan deliberately keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    /// What it is (`container anvyl-agent-web`).
+    pub what: String,
+    /// Why it stays.
+    pub reason: String,
+}
+
+/// What a cleanup will do, decided before anything is removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The scope planned.
+    pub scope: Scope,
+    /// Step 1.
+    pub containers: Vec<PlannedContainer>,
+    /// Step 2.
+    pub images: Vec<PlannedImage>,
+    /// Step 3.
+    pub build_dirs: Vec<PlannedDir>,
+    /// Step 4.
+    pub resets: Vec<PlannedReset>,
+    /// Owned resources left alone, with the reason (live agents, starts in
+    /// progress).
+    pub kept: Vec<Kept>,
+    /// Dangling images on the engine, which anvyl leaves to the engine's prune.
+    pub dangling_images: usize,
+}
+
+impl Plan {
+    /// True when there is nothing to remove or reset.
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty()
+            && self.images.is_empty()
+            && self.build_dirs.is_empty()
+            && self.resets.is_empty()
+    }
+
+    /// Number of resources and resets planned.
+    pub fn len(&self) -> usize {
+        self.containers.len() + self.images.len() + self.build_dirs.len() + self.resets.len()
+    }
+}
+
+/// Errors that stop planning (apply reports per item instead).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CleanupError {
+    /// The engine failed to list what there is.
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The build root could not be read.
+    #[error("cannot read build root {path}: {source}")]
+    BuildRoot {
+        /// The build root.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A cleanup bound to one engine, one state store and one build root.
+#[derive(Debug)]
+pub struct Cleanup<'a> {
+    backend: &'a dyn Backend,
+    state: &'a StateStore,
+    ownership: Ownership,
+    build_root: PathBuf,
+    settings: CleanupSettings,
+}
+
+impl<'a> Cleanup<'a> {
+    /// A cleanup of the installation behind `state` on `backend`.
+    pub fn new(
+        backend: &'a dyn Backend,
+        state: &'a StateStore,
+        build_root: PathBuf,
+        settings: CleanupSettings,
+    ) -> Self {
+        Self {
+            backend,
+            state,
+            ownership: Ownership::new(state.instance_id().clone()),
+            build_root,
+            settings,
+        }
+    }
+}

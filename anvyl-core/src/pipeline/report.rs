@@ -1,0 +1,119 @@
+//! The outcome of applying a plan: per step and per item, what happened.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::Step;
+use crate::name::AgentName;
+
+/// Why an item was not removed although it was planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", content = "detail", rename_all = "kebab-case")]
+pub enum SkipReason {
+    /// On re-check it no longer carries our ownership.
+    NoLongerOwned,
+    /// The tag now names a different image than when planned (a newer build).
+    ReplacedAfterPlan,
+    /// A container that is not ours still uses the image.
+    InUse(String),
+    /// The path is a symlink or not a directory below the build root.
+    NotABuildDir,
+}
+
+impl SkipReason {
+    /// Whether something owned remains because of this skip.
+    pub fn leaves_owned(&self) -> bool {
+        matches!(self, Self::InUse(_))
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoLongerOwned => f.write_str("no longer anvyl's"),
+            Self::ReplacedAfterPlan => f.write_str("the tag names a newer image than planned"),
+            Self::InUse(detail) => write!(f, "in use: {detail}"),
+            Self::NotABuildDir => f.write_str("not a directory below the build root"),
+        }
+    }
+}
+
+/// What happened to one item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Removed (or reset) now.
+    Removed,
+    /// It was gone already (404): counts as done.
+    AlreadyGone,
+    /// Deliberately left.
+    Skipped {
+        /// Why.
+        #[serde(flatten)]
+        reason: SkipReason,
+    },
+    /// The engine or filesystem refused.
+    Failed {
+        /// The error.
+        error: String,
+    },
+}
+
+impl Outcome {
+    /// True when an owned resource remains because of this outcome.
+    pub fn leaves_owned(&self) -> bool {
+        match self {
+            Self::Removed | Self::AlreadyGone => false,
+            Self::Skipped { reason } => reason.leaves_owned(),
+            Self::Failed { .. } => true,
+        }
+    }
+}
+
+/// One item of a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemReport {
+    /// Container name, image tag, directory or agent.
+    pub target: String,
+    /// The agent it belonged to.
+    pub agent: AgentName,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// One step's items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepReport {
+    /// Which step.
+    pub step: Step,
+    /// Its items, in plan order.
+    pub items: Vec<ItemReport>,
+}
+
+/// The whole apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// The four steps, in order.
+    pub steps: Vec<StepReport>,
+}
+
+impl Report {
+    /// Items of every step.
+    pub fn items(&self) -> impl Iterator<Item = (Step, &ItemReport)> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.items.iter().map(move |i| (s.step, i)))
+    }
+
+    /// How many items ended with an outcome matching `pred`.
+    pub fn count(&self, pred: impl Fn(&Outcome) -> bool) -> usize {
+        self.items().filter(|(_, i)| pred(&i.outcome)).count()
+    }
+
+    /// How many owned resources remain (failed, or skipped while in use).
+    pub fn remaining_owned(&self) -> usize {
+        self.count(Outcome::leaves_owned)
+    }
+}

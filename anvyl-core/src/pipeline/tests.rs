@@ -1,0 +1,325 @@
+//! Unit tests of the rules that protect users, on the in-memory engine.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+use crate::ids::InstanceId;
+use crate::backend::{ContainerSpec, ContainerState, Labels};
+use crate::conformance::{self, Fixture};
+use crate::memory::{Fault, MemoryBackend, Op};
+use crate::state::AgentSpec;
+
+const BASE: &str = "busybox:latest";
+
+struct World {
+    engine: MemoryBackend,
+    state: StateStore,
+    root: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> Self {
+        let engine = MemoryBackend::new();
+        engine.seed_image(&[BASE], Labels::new());
+        Self {
+            engine,
+            state: StateStore::open_in_memory().unwrap(),
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cleanup(&self) -> Cleanup<'_> {
+        let settings = CleanupSettings {
+            conflict_backoff: Duration::from_millis(1),
+            ..CleanupSettings::default()
+        };
+        Cleanup::new(&self.engine, &self.state, self.root.path().to_path_buf(), settings)
+    }
+
+    fn ours(&self) -> Ownership {
+        Ownership::new(self.state.instance_id().clone())
+    }
+
+    fn agent(&self, name: &str) -> AgentName {
+        let name = AgentName::new(name).unwrap();
+        self.state.create_agent(&name, &AgentSpec::default()).unwrap();
+        name
+    }
+
+    /// A labelled container and image of `agent` from start `start`.
+    async fn leftovers(&self, agent: &AgentName, start: &StartId) -> (String, String) {
+        let labels = self.ours().stamp(&Labels::new(), agent, start);
+        let image = self.engine.seed_image(&[&agent.image_tag()], labels.clone());
+        let container = self.container(&agent.resource_name(), &agent.image_tag(), labels).await;
+        (container, image)
+    }
+
+    async fn container(&self, name: &str, image: &str, labels: Labels) -> String {
+        let spec = ContainerSpec {
+            name: name.into(),
+            image: image.into(),
+            labels,
+            ..ContainerSpec::default()
+        };
+        self.engine.create_container(&spec).await.unwrap()
+    }
+
+    fn build_dir(&self, name: &str) -> PathBuf {
+        let dir = self.root.path().join(name);
+        std::fs::create_dir_all(dir.join("ctx")).unwrap();
+        std::fs::write(dir.join("Dockerfile"), "FROM x").unwrap();
+        dir
+    }
+
+    async fn exists(&self, id: &str) -> bool {
+        self.engine.inspect_container(id).await.is_ok()
+    }
+}
+
+#[tokio::test]
+async fn the_memory_backend_passes_the_conformance_suite() {
+    let engine = MemoryBackend::new();
+    engine.seed_image(&[BASE], Labels::new());
+    let fixture = Fixture {
+        base_image: BASE.into(),
+        network: None,
+    };
+    conformance::run_all(&engine, &fixture).await;
+}
+
+#[tokio::test]
+async fn cleaning_web_leaves_lookalikes_and_other_installations() {
+    let w = World::new();
+    let web = w.agent("web");
+    w.agent("web2");
+    let (mine, _) = w.leftovers(&web, &StartId::random()).await;
+    let theirs = Ownership::new(InstanceId::random()).stamp(&Labels::new(), &web, &StartId::random());
+    let keep = [
+        w.container("anvyl-agent-web2", BASE, Labels::new()).await,
+        w.container("my-anvyl-agent-web", BASE, Labels::new()).await,
+        w.container("anvyl-agent-web-other", BASE, theirs).await,
+    ];
+    w.engine.tag_image(&web.image_tag(), "mine:keep").await.unwrap();
+
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::Agent(web.clone())).await.unwrap();
+    let report = cleanup.apply(&plan).await;
+
+    assert!(!w.exists(&mine).await);
+    for id in &keep {
+        assert!(w.exists(id).await, "look-alike {id} removed");
+    }
+    assert!(w.engine.inspect_image("mine:keep").await.is_ok(), "user tag removed");
+    assert!(w.engine.inspect_image(&web.image_tag()).await.is_err());
+    assert_eq!(report.remaining_owned(), 0);
+}
+
+#[tokio::test]
+async fn a_failing_step_does_not_stop_the_others() {
+    let w = World::new();
+    let web = w.agent("web");
+    let start = StartId::random();
+    let (container, _) = w.leftovers(&web, &start).await;
+    let dir = w.build_dir("web.abc123");
+    w.state
+        .transition(&web, &[AgentStatus::Stopped], AgentStatus::Failed, None, None)
+        .unwrap();
+    w.engine.inject(Op::RemoveContainer, None, Fault::Fail("disk on fire".into()), None);
+
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::Agent(web.clone())).await.unwrap();
+    let report = cleanup.apply(&plan).await;
+
+    let outcomes: Vec<(Step, &Outcome)> = report.items().map(|(s, i)| (s, &i.outcome)).collect();
+    assert!(matches!(outcomes[0], (Step::Containers, Outcome::Failed { .. })));
+    // The image is still used by the container that could not go: kept, with the reason.
+    assert!(matches!(outcomes[1], (Step::Images, Outcome::Skipped { reason: SkipReason::InUse(_) })));
+    assert_eq!(outcomes[2], (Step::BuildDirs, &Outcome::Removed));
+    assert_eq!(outcomes[3], (Step::StatusReset, &Outcome::Removed));
+    assert!(w.exists(&container).await);
+    assert!(!dir.exists());
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Stopped);
+    assert_eq!(report.remaining_owned(), 2);
+}
+
+#[tokio::test]
+async fn not_found_counts_as_done_and_conflicts_are_retried() {
+    let w = World::new();
+    let (a, b) = (w.agent("a"), w.agent("b"));
+    let (ca, _) = w.leftovers(&a, &StartId::random()).await;
+    let (cb, _) = w.leftovers(&b, &StartId::random()).await;
+    w.engine.inject(Op::RemoveContainer, Some(&ca), Fault::NotFound, Some(1));
+    w.engine.inject(Op::RemoveContainer, Some(&cb), Fault::Conflict, Some(2));
+
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    let report = cleanup.apply(&plan).await;
+
+    let containers = &report.steps[0].items;
+    assert_eq!(containers[0].outcome, Outcome::AlreadyGone);
+    assert_eq!(containers[1].outcome, Outcome::Removed);
+    let tries = w.engine.calls().iter().filter(|(op, t)| *op == Op::RemoveContainer && t == &cb).count();
+    assert_eq!(tries, 3);
+    // b's image follows its container; a's (faked) 404 left a container that
+    // still uses a's image, which is therefore kept with the reason.
+    let images: Vec<&Outcome> = report.steps[1].items.iter().map(|i| &i.outcome).collect();
+    assert!(matches!(images[..], [Outcome::Skipped { reason: SkipReason::InUse(_) }, Outcome::Removed]));
+}
+
+#[tokio::test]
+async fn conflicts_are_retried_a_bounded_number_of_times() {
+    let w = World::new();
+    let a = w.agent("a");
+    let (ca, _) = w.leftovers(&a, &StartId::random()).await;
+    w.engine.inject(Op::RemoveContainer, Some(&ca), Fault::Conflict, None);
+
+    let cleanup = w.cleanup();
+    let report = cleanup.apply(&cleanup.plan(Scope::All).await.unwrap()).await;
+
+    assert!(matches!(report.steps[0].items[0].outcome, Outcome::Failed { .. }));
+    let tries = w.engine.calls().iter().filter(|(op, _)| *op == Op::RemoveContainer).count();
+    assert_eq!(tries, 1 + CleanupSettings::default().conflict_retries as usize);
+}
+
+#[tokio::test]
+async fn a_running_agent_keeps_its_live_container_and_image() {
+    let w = World::new();
+    let (live, dead) = (w.agent("live"), w.agent("dead"));
+    let (c_live, _) = w.leftovers(&live, &StartId::random()).await;
+    w.engine.start_container(&c_live).await.unwrap();
+    w.state
+        .transition(&live, &[AgentStatus::Stopped], AgentStatus::Running, Some(&c_live), None)
+        .unwrap();
+    let (c_dead, _) = w.leftovers(&dead, &StartId::random()).await;
+
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert_eq!(plan.kept.len(), 2, "{:?}", plan.kept);
+    let report = cleanup.apply(&plan).await;
+
+    assert!(w.exists(&c_live).await);
+    assert!(w.engine.inspect_image(&live.image_tag()).await.is_ok());
+    assert!(!w.exists(&c_dead).await);
+    assert_eq!(w.state.agent(&live).unwrap().status, AgentStatus::Running);
+    assert_eq!(report.remaining_owned(), 0);
+}
+
+#[tokio::test]
+async fn a_running_agent_whose_container_exited_is_reconciled_and_cleaned() {
+    let w = World::new();
+    let web = w.agent("web");
+    let (c, _) = w.leftovers(&web, &StartId::random()).await;
+    w.state
+        .transition(&web, &[AgentStatus::Stopped], AgentStatus::Running, Some(&c), None)
+        .unwrap();
+    w.engine.set_state(&c, ContainerState::Exited);
+
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::Agent(web.clone())).await.unwrap();
+    assert!(plan.resets[0].stale);
+    // Planning changes nothing: a dry run leaves the status alone.
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Running);
+    cleanup.apply(&plan).await;
+
+    assert!(!w.exists(&c).await);
+    let agent = w.state.agent(&web).unwrap();
+    assert_eq!((agent.status, agent.container_id), (AgentStatus::Stopped, None));
+}
+
+#[tokio::test]
+async fn a_start_scope_removes_exactly_that_start() {
+    let w = World::new();
+    let web = w.agent("web");
+    let (old, new) = (StartId::random(), StartId::random());
+    let labels = |s: &StartId| w.ours().stamp(&Labels::new(), &web, s);
+    let c_old = w.container("old-one", BASE, labels(&old)).await;
+    let c_new = w.container("new-one", BASE, labels(&new)).await;
+    let dir = w.build_dir("web.new");
+    w.state.record_start(&new, &web, None, Some(&dir), std::process::id()).unwrap();
+
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::Start(new)).await.unwrap();
+    cleanup.apply(&plan).await;
+
+    assert!(w.exists(&c_old).await);
+    assert!(!w.exists(&c_new).await);
+    assert!(!dir.exists());
+}
+
+#[tokio::test]
+async fn a_start_in_progress_is_left_alone_and_a_dead_one_is_not() {
+    let w = World::new();
+    let (busy, crashed) = (w.agent("busy"), w.agent("crashed"));
+    for (agent, pid) in [(&busy, std::process::id()), (&crashed, 0)] {
+        let start = StartId::random();
+        let dir = w.build_dir(&format!("{agent}.x1"));
+        w.state.record_start(&start, agent, None, Some(&dir), pid).unwrap();
+        w.state
+            .transition(agent, &[AgentStatus::Stopped], AgentStatus::Starting, None, Some(&start))
+            .unwrap();
+        w.leftovers(agent, &start).await;
+    }
+
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    let planned: Vec<&AgentName> = plan.containers.iter().map(|c| &c.agent).collect();
+    assert_eq!(planned, vec![&crashed]);
+    assert_eq!(plan.kept.len(), 3, "{:?}", plan.kept);
+    cleanup.apply(&plan).await;
+
+    assert!(w.root.path().join("busy.x1").exists());
+    assert!(!w.root.path().join("crashed.x1").exists());
+    assert_eq!(w.state.agent(&busy).unwrap().status, AgentStatus::Starting);
+    assert_eq!(w.state.agent(&crashed).unwrap().status, AgentStatus::Stopped);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlink_in_the_build_root_is_never_followed() {
+    let w = World::new();
+    let web = w.agent("web");
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("precious"), "data").unwrap();
+    std::os::unix::fs::symlink(outside.path(), w.root.path().join("web.link")).unwrap();
+    let inside = w.build_dir("web.real");
+    std::os::unix::fs::symlink(outside.path(), inside.join("escape")).unwrap();
+
+    let cleanup = w.cleanup();
+    let report = cleanup.apply(&cleanup.plan(Scope::Agent(web)).await.unwrap()).await;
+
+    assert!(outside.path().join("precious").exists());
+    assert!(!inside.exists());
+    let dirs: Vec<&Outcome> = report.steps[2].items.iter().map(|i| &i.outcome).collect();
+    assert!(dirs.contains(&&Outcome::Skipped { reason: SkipReason::NotABuildDir }));
+}
+
+#[tokio::test]
+async fn unrelated_entries_of_the_build_root_are_not_planned() {
+    let w = World::new();
+    let web = w.agent("web");
+    w.build_dir("notes");
+    w.build_dir("Web.x");
+    w.build_dir("web2.x");
+    let plan = w.cleanup().plan(Scope::Agent(web)).await.unwrap();
+    assert!(plan.build_dirs.is_empty(), "{:?}", plan.build_dirs);
+}
+
+#[tokio::test]
+async fn removals_run_concurrently_within_the_bound() {
+    let w = World::new();
+    for i in 0..8 {
+        let agent = w.agent(&format!("a{i}"));
+        w.leftovers(&agent, &StartId::random()).await;
+    }
+    w.engine.inject(Op::RemoveContainer, None, Fault::Stall(Duration::from_millis(200)), None);
+    let settings = CleanupSettings { parallelism: 4, ..CleanupSettings::default() };
+    let cleanup = Cleanup::new(&w.engine, &w.state, w.root.path().to_path_buf(), settings);
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    let began = std::time::Instant::now();
+    let report = cleanup.apply(&plan).await;
+    let took = began.elapsed();
+    assert_eq!(report.count(|o| *o == Outcome::Removed), 16);
+    // 8 stalls of 200 ms, 4 at a time: two waves, never eight in a row.
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(1200), "{took:?}");
+}

@@ -1,0 +1,565 @@
+//! The state store: one SQLite database holding the installation id, the
+//! agents, the hosts registry and every start attempt. WAL mode and a busy
+//! timeout let several `anvyl` processes share it; every status change runs
+//! in an immediate transaction so that two of them never both win.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{InstanceId, StartId};
+use crate::name::AgentName;
+
+/// File name of the database inside the state directory.
+pub const DATABASE_FILE: &str = "anvyl.db";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hosts (
+    name     TEXT PRIMARY KEY,
+    backend  TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    enabled  INTEGER NOT NULL DEFAULT 1,
+    created  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agents (
+    name          TEXT PRIMARY KEY,
+    spec          TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    container_id  TEXT,
+    host          TEXT,
+    current_start TEXT,
+    created       INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS starts (
+    id        TEXT PRIMARY KEY,
+    agent     TEXT NOT NULL,
+    host      TEXT,
+    build_dir TEXT,
+    pid       INTEGER NOT NULL,
+    started   INTEGER NOT NULL,
+    ended     INTEGER,
+    outcome   TEXT
+);
+";
+
+/// An agent's recorded status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    /// Not running; nothing of it should exist but its image cache.
+    Stopped,
+    /// A start is in progress.
+    Starting,
+    /// Its container runs and is registered.
+    Running,
+    /// A start failed, or its container died; cleanup resets it.
+    Failed,
+}
+
+impl AgentStatus {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> rusqlite::Result<Self> {
+        Ok(match s {
+            "stopped" => Self::Stopped,
+            "starting" => Self::Starting,
+            "running" => Self::Running,
+            "failed" => Self::Failed,
+            other => {
+                return Err(rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    format!("unknown agent status {other:?}").into(),
+                ))
+            }
+        })
+    }
+}
+
+/// What an agent runs. Secrets are never stored: only the name of the
+/// environment variable to read the provider key from at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSpec {
+    /// Base image (`FROM`).
+    pub image: String,
+    /// Build steps, one `RUN` each.
+    #[serde(default)]
+    pub setup: Vec<String>,
+    /// The command (`CMD`), run by `/bin/sh -c`.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// `KEY=VALUE` environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Network mode of the container and its build steps.
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Model provider, e.g. `anthropic`.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Model name.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Name of the environment variable holding the provider API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+/// One agent as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentRecord {
+    /// Its name.
+    pub name: AgentName,
+    /// What it runs.
+    pub spec: AgentSpec,
+    /// Recorded status.
+    pub status: AgentStatus,
+    /// Id of its live container, while running.
+    pub container_id: Option<String>,
+    /// The host it runs on.
+    pub host: Option<String>,
+    /// The start attempt in progress or last made.
+    pub current_start: Option<StartId>,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
+}
+
+/// One start attempt as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StartRecord {
+    /// Its id.
+    pub id: StartId,
+    /// The agent started.
+    pub agent: AgentName,
+    /// The build directory it made, if any.
+    pub build_dir: Option<PathBuf>,
+    /// The process that ran it.
+    pub pid: u32,
+    /// When it ended; `None` while running or after a crash.
+    pub ended: Option<i64>,
+}
+
+impl StartRecord {
+    /// True while the start has not ended and its process still exists. A
+    /// start that never ended and whose process is gone crashed (kill -9).
+    pub fn is_live(&self) -> bool {
+        self.ended.is_none() && process_exists(self.pid)
+    }
+}
+
+/// Whether `pid` names a running process (Linux: `/proc/<pid>`).
+pub fn process_exists(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The database could not be opened or used.
+    #[error("state store {path}: {source}")]
+    Database {
+        /// The database file.
+        path: String,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No agent of that name.
+    #[error("no agent named '{0}'")]
+    UnknownAgent(AgentName),
+    /// The agent exists already.
+    #[error("agent '{0}' already exists")]
+    AgentExists(AgentName),
+    /// A status change that the current status does not allow.
+    #[error("agent '{agent}' is {actual}, not {expected}")]
+    WrongStatus {
+        /// The agent.
+        agent: AgentName,
+        /// The status found.
+        actual: &'static str,
+        /// The status(es) required.
+        expected: &'static str,
+    },
+}
+
+/// The SQLite-backed store. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct StateStore {
+    conn: Mutex<Connection>,
+    path: String,
+    instance: InstanceId,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl StateStore {
+    /// Opens (creating if needed) the store in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Self, StateError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StateError::Directory {
+            path: state_dir.display().to_string(),
+            source,
+        })?;
+        let path = state_dir.join(DATABASE_FILE);
+        let display = path.display().to_string();
+        let conn = Connection::open(&path).map_err(|source| StateError::Database {
+            path: display.clone(),
+            source,
+        })?;
+        Self::init(conn, display)
+    }
+
+    /// A private in-memory store (tests, conformance checks).
+    pub fn open_in_memory() -> Result<Self, StateError> {
+        let conn = Connection::open_in_memory().map_err(|source| StateError::Database {
+            path: ":memory:".into(),
+            source,
+        })?;
+        Self::init(conn, ":memory:".into())
+    }
+
+    fn init(conn: Connection, path: String) -> Result<Self, StateError> {
+        let err = |source| StateError::Database {
+            path: path.clone(),
+            source,
+        };
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        // The installation id is made once, in a transaction, so two first
+        // runs racing each other still agree on one id.
+        let instance = {
+            let mut conn = conn;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            let existing: Option<String> = tx
+                .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(err)?;
+            let id = match existing {
+                Some(id) => InstanceId::from_stored(id),
+                None => {
+                    let id = InstanceId::random();
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ('instance', ?1)",
+                        [id.as_str()],
+                    )
+                    .map_err(err)?;
+                    id
+                }
+            };
+            tx.commit().map_err(err)?;
+            (conn, id)
+        };
+        Ok(Self {
+            conn: Mutex::new(instance.0),
+            path,
+            instance: instance.1,
+        })
+    }
+
+    /// This installation's id.
+    pub fn instance_id(&self) -> &InstanceId {
+        &self.instance
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (transactions roll back on drop), so a poisoned lock is usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn db_err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Database {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Records a new agent as `stopped`.
+    pub fn create_agent(&self, name: &AgentName, spec: &AgentSpec) -> Result<(), StateError> {
+        let spec = serde_json::to_string(spec).expect("an AgentSpec always serialises");
+        let changed = self
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO agents (name, spec, status, created) VALUES (?1, ?2, 'stopped', ?3)",
+                params![name.as_str(), spec, now()],
+            )
+            .map_err(|e| self.db_err(e))?;
+        if changed == 0 {
+            return Err(StateError::AgentExists(name.clone()));
+        }
+        Ok(())
+    }
+
+    /// Forgets an agent.
+    pub fn delete_agent(&self, name: &AgentName) -> Result<(), StateError> {
+        let changed = self
+            .conn()
+            .execute("DELETE FROM agents WHERE name = ?1", [name.as_str()])
+            .map_err(|e| self.db_err(e))?;
+        if changed == 0 {
+            return Err(StateError::UnknownAgent(name.clone()));
+        }
+        Ok(())
+    }
+
+    /// One agent.
+    pub fn agent(&self, name: &AgentName) -> Result<AgentRecord, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT name, spec, status, container_id, host, current_start, created FROM agents WHERE name = ?1",
+                [name.as_str()],
+                row_to_agent,
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))?
+            .ok_or_else(|| StateError::UnknownAgent(name.clone()))
+    }
+
+    /// Every agent, by name.
+    pub fn agents(&self) -> Result<Vec<AgentRecord>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT name, spec, status, container_id, host, current_start, created FROM agents ORDER BY name",
+            )
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([], row_to_agent)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.db_err(e));
+        rows
+    }
+
+    /// Moves `name` from one of `from` to `to` in one transaction, setting
+    /// the container id and current start as given. Fails with
+    /// [`StateError::WrongStatus`] when another process got there first.
+    pub fn transition(
+        &self,
+        name: &AgentName,
+        from: &[AgentStatus],
+        to: AgentStatus,
+        container_id: Option<&str>,
+        start: Option<&StartId>,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.db_err(e))?;
+        let status: Option<String> = tx
+            .query_row("SELECT status FROM agents WHERE name = ?1", [name.as_str()], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.db_err(e))?;
+        let status = status.ok_or_else(|| StateError::UnknownAgent(name.clone()))?;
+        let status = AgentStatus::parse(&status).map_err(|e| self.db_err(e))?;
+        if !from.contains(&status) {
+            return Err(StateError::WrongStatus {
+                agent: name.clone(),
+                actual: status.as_str(),
+                expected: expected_list(from),
+            });
+        }
+        tx.execute(
+            "UPDATE agents SET status = ?2, container_id = ?3, current_start = COALESCE(?4, current_start) WHERE name = ?1",
+            params![name.as_str(), to.as_str(), container_id, start.map(StartId::as_str)],
+        )
+        .map_err(|e| self.db_err(e))?;
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    /// Step 4 of the pipeline: whatever the status was, it becomes `stopped`
+    /// and the container id is cleared. Returns false when the agent is gone.
+    pub fn reset_to_stopped(&self, name: &AgentName) -> Result<bool, StateError> {
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE agents SET status = 'stopped', container_id = NULL WHERE name = ?1",
+                [name.as_str()],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(changed > 0)
+    }
+
+    /// Records a start attempt before anything is created for it.
+    pub fn record_start(
+        &self,
+        id: &StartId,
+        agent: &AgentName,
+        host: Option<&str>,
+        build_dir: Option<&Path>,
+        pid: u32,
+    ) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "INSERT INTO starts (id, agent, host, build_dir, pid, started) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id.as_str(),
+                    agent.as_str(),
+                    host,
+                    build_dir.map(|p| p.display().to_string()),
+                    pid,
+                    now()
+                ],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Marks a start as ended with `outcome` (`running`, `failed`, …).
+    pub fn end_start(&self, id: &StartId, outcome: &str) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "UPDATE starts SET ended = ?2, outcome = ?3 WHERE id = ?1",
+                params![id.as_str(), now(), outcome],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Every recorded start, oldest first.
+    pub fn starts(&self) -> Result<Vec<StartRecord>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, agent, build_dir, pid, ended FROM starts ORDER BY started, id")
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let agent: String = r.get(1)?;
+                Ok(StartRecord {
+                    id: StartId::from_stored(r.get::<_, String>(0)?),
+                    agent: AgentName::new(agent).map_err(|e| conversion_error(1, e))?,
+                    build_dir: r.get::<_, Option<String>>(2)?.map(PathBuf::from),
+                    pid: r.get(3)?,
+                    ended: r.get(4)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.db_err(e));
+        rows
+    }
+}
+
+fn expected_list(from: &[AgentStatus]) -> &'static str {
+    match from {
+        [AgentStatus::Stopped, AgentStatus::Failed] | [AgentStatus::Failed, AgentStatus::Stopped] => {
+            "stopped or failed"
+        }
+        [AgentStatus::Running] => "running",
+        [AgentStatus::Starting] => "starting",
+        [AgentStatus::Stopped] => "stopped",
+        _ => "in a state that allows this",
+    }
+}
+
+fn conversion_error(col: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
+}
+
+fn row_to_agent(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRecord> {
+    let name: String = r.get(0)?;
+    let spec: String = r.get(1)?;
+    let status: String = r.get(2)?;
+    Ok(AgentRecord {
+        name: AgentName::new(name).map_err(|e| conversion_error(0, e))?,
+        spec: serde_json::from_str(&spec).map_err(|e| conversion_error(1, e))?,
+        status: AgentStatus::parse(&status)?,
+        container_id: r.get(3)?,
+        host: r.get(4)?,
+        current_start: r.get::<_, Option<String>>(5)?.map(StartId::from_stored),
+        created: r.get(6)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web() -> AgentName {
+        AgentName::new("web").unwrap()
+    }
+
+    #[test]
+    fn the_installation_id_is_made_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = StateStore::open(dir.path()).unwrap().instance_id().clone();
+        let again = StateStore::open(dir.path()).unwrap().instance_id().clone();
+        assert_eq!(first, again);
+    }
+
+    #[test]
+    fn a_second_concurrent_start_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = StateStore::open(dir.path()).unwrap();
+        let b = StateStore::open(dir.path()).unwrap();
+        a.create_agent(&web(), &AgentSpec::default()).unwrap();
+        let from = [AgentStatus::Stopped, AgentStatus::Failed];
+        a.transition(&web(), &from, AgentStatus::Starting, None, None)
+            .unwrap();
+        let err = b
+            .transition(&web(), &from, AgentStatus::Starting, None, None)
+            .unwrap_err();
+        assert!(matches!(err, StateError::WrongStatus { actual: "starting", .. }));
+    }
+
+    #[test]
+    fn reset_clears_the_container_id() {
+        let store = StateStore::open_in_memory().unwrap();
+        store.create_agent(&web(), &AgentSpec::default()).unwrap();
+        store
+            .transition(&web(), &[AgentStatus::Stopped], AgentStatus::Running, Some("c1"), None)
+            .unwrap();
+        assert!(store.reset_to_stopped(&web()).unwrap());
+        let agent = store.agent(&web()).unwrap();
+        assert_eq!((agent.status, agent.container_id), (AgentStatus::Stopped, None));
+    }
+
+    #[test]
+    fn a_start_whose_process_is_gone_is_not_live() {
+        let store = StateStore::open_in_memory().unwrap();
+        let id = StartId::random();
+        // pid 0 never names a process in /proc.
+        store.record_start(&id, &web(), None, None, 0).unwrap();
+        store
+            .record_start(&StartId::random(), &web(), None, None, std::process::id())
+            .unwrap();
+        let starts = store.starts().unwrap();
+        let live: Vec<bool> = starts.iter().map(|s| (s.id == id, s.is_live())).filter(|x| x.0).map(|x| x.1).collect();
+        assert_eq!(live, vec![false]);
+        assert!(starts.iter().any(|s| s.is_live()));
+    }
+}

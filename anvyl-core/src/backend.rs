@@ -321,8 +321,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Builds an image from `spec.context_dir`, removing intermediate
     /// containers even when a step fails.
-    async fn build_image(&self, spec: &BuildSpec, progress: BuildProgress<'_>)
-        -> Result<BuildOutput>;
+    async fn build_image(
+        &self,
+        spec: &BuildSpec,
+        progress: BuildProgress<'_>,
+    ) -> Result<BuildOutput>;
 
     /// Adds the tag `target` (`repo:tag`) to the image `source`.
     async fn tag_image(&self, source: &str, target: &str) -> Result<()>;

@@ -66,7 +66,12 @@ fn unique_agent(prefix: &str) -> AgentName {
     AgentName::new(format!("cf-{prefix}-{}", StartId::random())).expect("valid name")
 }
 
-fn container_spec(fixture: &Fixture, name: &str, labels: Labels, command: &[&str]) -> ContainerSpec {
+fn container_spec(
+    fixture: &Fixture,
+    name: &str,
+    labels: Labels,
+    command: &[&str],
+) -> ContainerSpec {
     ContainerSpec {
         name: name.to_string(),
         image: fixture.base_image.clone(),
@@ -93,7 +98,10 @@ async fn build(
         labels,
         network: fixture.network.clone(),
     };
-    backend.build_image(&spec, &|_| {}).await.map(|o| o.image_id)
+    backend
+        .build_image(&spec, &|_| {})
+        .await
+        .map(|o| o.image_id)
 }
 
 fn write_dockerfile(dir: &Path, text: &str) {
@@ -139,7 +147,10 @@ pub async fn check_container_labels_round_trip(backend: &dyn Backend, fixture: &
     assert_eq!(found.name, name);
     assert_eq!(found.id, id);
     assert_eq!(found.state, ContainerState::Created);
-    assert_eq!(found.labels.get("io.anvyl.managed-by").map(String::as_str), Some("anvyl"));
+    assert_eq!(
+        found.labels.get("io.anvyl.managed-by").map(String::as_str),
+        Some("anvyl")
+    );
     assert_eq!(found.labels.get("team").map(String::as_str), Some("ml"));
     assert_eq!(ours.labelled_agent(&found.labels), Some(agent));
 }
@@ -149,11 +160,21 @@ pub async fn check_label_filter_selects_exactly(backend: &dyn Backend, fixture: 
     let (a, b) = (unique_agent("filt-a"), unique_agent("filt-b"));
     let ours = Ownership::new(InstanceId::random());
     let ida = backend
-        .create_container(&container_spec(fixture, &a.resource_name(), labels_of(&ours, &a), &["true"]))
+        .create_container(&container_spec(
+            fixture,
+            &a.resource_name(),
+            labels_of(&ours, &a),
+            &["true"],
+        ))
         .await
         .expect("create a");
     let idb = backend
-        .create_container(&container_spec(fixture, &b.resource_name(), labels_of(&ours, &b), &["true"]))
+        .create_container(&container_spec(
+            fixture,
+            &b.resource_name(),
+            labels_of(&ours, &b),
+            &["true"],
+        ))
         .await
         .expect("create b");
     let listed = backend
@@ -194,15 +215,29 @@ pub async fn check_name_filter_includes_exact_name(backend: &dyn Backend, fixtur
 pub async fn check_start_and_stop_container(backend: &dyn Backend, fixture: &Fixture) {
     let agent = unique_agent("run");
     let id = backend
-        .create_container(&container_spec(fixture, &agent.resource_name(), Labels::new(), &["sleep", "300"]))
+        .create_container(&container_spec(
+            fixture,
+            &agent.resource_name(),
+            Labels::new(),
+            &["sleep", "300"],
+        ))
         .await
         .expect("create");
     let result = async {
         backend.start_container(&id).await.expect("start");
         backend.start_container(&id).await.expect("start again");
-        assert_eq!(backend.inspect_container(&id).await.expect("inspect").state, ContainerState::Running);
-        backend.stop_container(&id, Duration::ZERO).await.expect("stop");
-        backend.stop_container(&id, Duration::ZERO).await.expect("stop again");
+        assert_eq!(
+            backend.inspect_container(&id).await.expect("inspect").state,
+            ContainerState::Running
+        );
+        backend
+            .stop_container(&id, Duration::ZERO)
+            .await
+            .expect("stop");
+        backend
+            .stop_container(&id, Duration::ZERO)
+            .await
+            .expect("stop again");
         backend.inspect_container(&id).await.expect("inspect").state
     }
     .await;
@@ -214,11 +249,19 @@ pub async fn check_start_and_stop_container(backend: &dyn Backend, fixture: &Fix
 pub async fn check_forced_removal_of_running_container(backend: &dyn Backend, fixture: &Fixture) {
     let agent = unique_agent("force");
     let id = backend
-        .create_container(&container_spec(fixture, &agent.resource_name(), Labels::new(), &["sleep", "300"]))
+        .create_container(&container_spec(
+            fixture,
+            &agent.resource_name(),
+            Labels::new(),
+            &["sleep", "300"],
+        ))
         .await
         .expect("create");
     backend.start_container(&id).await.expect("start");
-    backend.remove_container(&id, Duration::ZERO).await.expect("forced removal");
+    backend
+        .remove_container(&id, Duration::ZERO)
+        .await
+        .expect("forced removal");
     let err = backend.inspect_container(&id).await.expect_err("removed");
     assert!(err.is_not_found(), "expected not found, got {err}");
 }
@@ -228,7 +271,10 @@ pub async fn check_missing_container_is_not_found(backend: &dyn Backend, _: &Fix
     let name = unique_agent("missing").resource_name();
     let err = backend.inspect_container(&name).await.expect_err("missing");
     assert!(err.is_not_found(), "inspect: expected not found, got {err}");
-    let err = backend.remove_container(&name, Duration::ZERO).await.expect_err("missing");
+    let err = backend
+        .remove_container(&name, Duration::ZERO)
+        .await
+        .expect_err("missing");
     assert!(err.is_not_found(), "remove: expected not found, got {err}");
 }
 
@@ -247,7 +293,11 @@ pub async fn check_build_applies_tag_and_labels(backend: &dyn Backend, fixture: 
     discard(backend, &[], &[&tag]).await;
     let image = inspected.expect("inspect");
     assert_eq!(image.id, id);
-    assert!(image.id.starts_with("sha256:"), "id {} lacks sha256:", image.id);
+    assert!(
+        image.id.starts_with("sha256:"),
+        "id {} lacks sha256:",
+        image.id
+    );
     let tags: Vec<String> = image.tags.iter().map(|t| t.to_string()).collect();
     assert_eq!(tags, vec![tag]);
     assert_eq!(ours.labelled_agent(&image.labels), Some(agent));
@@ -257,29 +307,57 @@ pub async fn check_build_applies_tag_and_labels(backend: &dyn Backend, fixture: 
 
 /// A failing build step is `BuildFailed` and leaves no container behind.
 pub async fn check_failed_build_is_build_failed(backend: &dyn Backend, fixture: &Fixture) {
-    let before = backend.list_containers(&Query::default()).await.expect("list").len();
+    let before = backend
+        .list_containers(&Query::default())
+        .await
+        .expect("list")
+        .len();
     let tag = unique_agent("fail").image_tag();
     let err = build(backend, fixture, &tag, Labels::new(), "RUN false\n")
         .await
         .expect_err("RUN false must fail");
-    assert!(matches!(err, BackendError::BuildFailed { .. }), "expected BuildFailed, got {err:?}");
-    let after = backend.list_containers(&Query::default()).await.expect("list").len();
+    assert!(
+        matches!(err, BackendError::BuildFailed { .. }),
+        "expected BuildFailed, got {err:?}"
+    );
+    let after = backend
+        .list_containers(&Query::default())
+        .await
+        .expect("list")
+        .len();
     assert_eq!(before, after, "a failed build left intermediate containers");
-    assert!(backend.inspect_image(&tag).await.is_err(), "a failed build left its tag");
+    assert!(
+        backend.inspect_image(&tag).await.is_err(),
+        "a failed build left its tag"
+    );
 }
 
 /// A reference query includes the image whose repository matches exactly.
 pub async fn check_reference_filter_includes_exact_tag(backend: &dyn Backend, fixture: &Fixture) {
     let agent = unique_agent("ref");
     let tag = agent.image_tag();
-    let id = build(backend, fixture, &tag, Labels::new(), "LABEL purpose=conformance\n")
-        .await
-        .expect("build");
-    let listed = backend.list_images(&Query::named(agent.resource_name())).await;
+    let id = build(
+        backend,
+        fixture,
+        &tag,
+        Labels::new(),
+        "LABEL purpose=conformance\n",
+    )
+    .await
+    .expect("build");
+    let listed = backend
+        .list_images(&Query::named(agent.resource_name()))
+        .await;
     discard(backend, &[], &[&tag]).await;
     let listed = listed.expect("list");
-    let image = listed.iter().find(|i| i.id == id).expect("image listed by reference");
-    assert!(image.tags.iter().any(|t| t.repository == agent.resource_name() && t.tag == "latest"));
+    let image = listed
+        .iter()
+        .find(|i| i.id == id)
+        .expect("image listed by reference");
+    assert!(image
+        .tags
+        .iter()
+        .any(|t| t.repository == agent.resource_name() && t.tag == "latest"));
 }
 
 /// Removing one tag of an image with two leaves the other tag and the image.
@@ -287,9 +365,15 @@ pub async fn check_removing_a_tag_keeps_other_tags(backend: &dyn Backend, fixtur
     let agent = unique_agent("retag");
     let tag = agent.image_tag();
     let user_tag = format!("user-{agent}:keep");
-    let id = build(backend, fixture, &tag, Labels::new(), "LABEL purpose=conformance\n")
-        .await
-        .expect("build");
+    let id = build(
+        backend,
+        fixture,
+        &tag,
+        Labels::new(),
+        "LABEL purpose=conformance\n",
+    )
+    .await
+    .expect("build");
     backend.tag_image(&tag, &user_tag).await.expect("tag");
     let ours = backend.inspect_image(&tag).await.expect("inspect").tags;
     let reference = ours
@@ -311,13 +395,21 @@ pub async fn check_removing_a_tag_keeps_other_tags(backend: &dyn Backend, fixtur
 pub async fn check_image_in_use_is_conflict(backend: &dyn Backend, fixture: &Fixture) {
     let agent = unique_agent("inuse");
     let tag = agent.image_tag();
-    build(backend, fixture, &tag, Labels::new(), "LABEL purpose=conformance\n")
-        .await
-        .expect("build");
+    build(
+        backend,
+        fixture,
+        &tag,
+        Labels::new(),
+        "LABEL purpose=conformance\n",
+    )
+    .await
+    .expect("build");
     let mut spec = container_spec(fixture, &agent.resource_name(), Labels::new(), &["true"]);
     spec.image = tag.clone();
     let id = backend.create_container(&spec).await.expect("create");
-    let reference = backend.inspect_image(&tag).await.expect("inspect").tags[0].reference.clone();
+    let reference = backend.inspect_image(&tag).await.expect("inspect").tags[0]
+        .reference
+        .clone();
     let err = backend.remove_image(&reference).await;
     discard(backend, &[&id], &[&tag]).await;
     let err = err.expect_err("image in use");
@@ -328,9 +420,15 @@ pub async fn check_image_in_use_is_conflict(backend: &dyn Backend, fixture: &Fix
 pub async fn check_missing_image_is_not_found(backend: &dyn Backend, _: &Fixture) {
     let tag = unique_agent("noimg").image_tag();
     let err = backend.inspect_image(&tag).await.expect_err("missing");
-    assert!(err.is_not_found(), "inspect: expected not found, got {err:?}");
+    assert!(
+        err.is_not_found(),
+        "inspect: expected not found, got {err:?}"
+    );
     let err = backend.remove_image(&tag).await.expect_err("missing");
-    assert!(err.is_not_found(), "remove: expected not found, got {err:?}");
+    assert!(
+        err.is_not_found(),
+        "remove: expected not found, got {err:?}"
+    );
 }
 
 /// A full cleanup of one agent removes its labelled and legacy resources and
@@ -347,7 +445,9 @@ pub async fn check_cleanup_spares_lookalikes(backend: &dyn Backend, fixture: &Fi
     }
     let tag = agent.image_tag();
     let user_tag = format!("user-{agent}:keep");
-    build(backend, fixture, &tag, labels_of(&ours, &agent), "").await.expect("build");
+    build(backend, fixture, &tag, labels_of(&ours, &agent), "")
+        .await
+        .expect("build");
     backend.tag_image(&tag, &user_tag).await.expect("user tag");
     let mk = |name: String, labels: Labels| {
         let spec = container_spec(fixture, &name, labels, &["true"]);
@@ -358,17 +458,31 @@ pub async fn check_cleanup_spares_lookalikes(backend: &dyn Backend, fixture: &Fi
     let survivors = vec![
         mk(format!("{}2", agent.resource_name()), Labels::new()).await,
         mk(format!("my-{}", legacy.resource_name()), Labels::new()).await,
-        mk(format!("{}-x", agent.resource_name()), labels_of(&theirs, &agent)).await,
+        mk(
+            format!("{}-x", agent.resource_name()),
+            labels_of(&theirs, &agent),
+        )
+        .await,
         mk(format!("{}2", legacy.resource_name()), Labels::new()).await,
     ];
     let build_root = tempfile::tempdir().expect("build root");
-    let cleanup = Cleanup::new(backend, &state, build_root.path().to_path_buf(), CleanupSettings::default());
+    let cleanup = Cleanup::new(
+        backend,
+        &state,
+        build_root.path().to_path_buf(),
+        CleanupSettings::default(),
+    );
     let mut removed = Vec::new();
     for scope in [Scope::Agent(agent.clone()), Scope::Agent(legacy.clone())] {
         let plan = cleanup.plan(scope).await.expect("plan");
         let report = cleanup.apply(&plan).await;
         assert_eq!(report.remaining_owned(), 0, "{report:?}");
-        removed.extend(report.items().filter(|(_, i)| i.outcome == Outcome::Removed).map(|(_, i)| i.target.clone()));
+        removed.extend(
+            report
+                .items()
+                .filter(|(_, i)| i.outcome == Outcome::Removed)
+                .map(|(_, i)| i.target.clone()),
+        );
     }
     let after: BTreeSet<String> = backend
         .list_containers(&Query::default())
@@ -378,12 +492,23 @@ pub async fn check_cleanup_spares_lookalikes(backend: &dyn Backend, fixture: &Fi
         .map(|c| c.id)
         .collect();
     let user_image = backend.inspect_image(&user_tag).await;
-    discard(backend, &survivors.iter().map(String::as_str).collect::<Vec<_>>(), &[&user_tag]).await;
-    assert!(!after.contains(&c_ours) && !after.contains(&c_legacy), "owned containers remain");
+    discard(
+        backend,
+        &survivors.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[&user_tag],
+    )
+    .await;
+    assert!(
+        !after.contains(&c_ours) && !after.contains(&c_legacy),
+        "owned containers remain"
+    );
     for s in &survivors {
         assert!(after.contains(s), "look-alike {s} was removed");
     }
-    assert!(user_image.is_ok(), "the user's tag on the agent's image was removed");
+    assert!(
+        user_image.is_ok(),
+        "the user's tag on the agent's image was removed"
+    );
     removed.sort();
     let mut expected = vec![agent.resource_name(), legacy.resource_name(), tag];
     expected.sort();
@@ -397,24 +522,57 @@ pub async fn check_resources_made_after_plan_survive(backend: &dyn Backend, fixt
     let ours = Ownership::new(state.instance_id().clone());
     let agent = unique_agent("late");
     let tag = agent.image_tag();
-    build(backend, fixture, &tag, labels_of(&ours, &agent), "").await.expect("build");
+    build(backend, fixture, &tag, labels_of(&ours, &agent), "")
+        .await
+        .expect("build");
     let early = backend
-        .create_container(&container_spec(fixture, &agent.resource_name(), labels_of(&ours, &agent), &["true"]))
+        .create_container(&container_spec(
+            fixture,
+            &agent.resource_name(),
+            labels_of(&ours, &agent),
+            &["true"],
+        ))
         .await
         .expect("create");
     let build_root = tempfile::tempdir().expect("build root");
-    let cleanup = Cleanup::new(backend, &state, build_root.path().to_path_buf(), CleanupSettings::default());
-    let plan = cleanup.plan(Scope::Agent(agent.clone())).await.expect("plan");
-    assert_eq!((plan.containers.len(), plan.images.len()), (1, 1), "{plan:?}");
+    let cleanup = Cleanup::new(
+        backend,
+        &state,
+        build_root.path().to_path_buf(),
+        CleanupSettings::default(),
+    );
+    let plan = cleanup
+        .plan(Scope::Agent(agent.clone()))
+        .await
+        .expect("plan");
+    assert_eq!(
+        (plan.containers.len(), plan.images.len()),
+        (1, 1),
+        "{plan:?}"
+    );
 
     // Another start runs between plan and apply: it rebuilds the tag (a new
     // image) after the old container is gone, and makes a new container.
-    backend.remove_container(&early, Duration::ZERO).await.expect("remove early");
-    let rebuilt = build(backend, fixture, &tag, labels_of(&ours, &agent), "LABEL rebuilt=yes\n")
+    backend
+        .remove_container(&early, Duration::ZERO)
         .await
-        .expect("rebuild");
+        .expect("remove early");
+    let rebuilt = build(
+        backend,
+        fixture,
+        &tag,
+        labels_of(&ours, &agent),
+        "LABEL rebuilt=yes\n",
+    )
+    .await
+    .expect("rebuild");
     let late = backend
-        .create_container(&container_spec(fixture, &agent.resource_name(), labels_of(&ours, &agent), &["true"]))
+        .create_container(&container_spec(
+            fixture,
+            &agent.resource_name(),
+            labels_of(&ours, &agent),
+            &["true"],
+        ))
         .await
         .expect("create late");
 
@@ -423,7 +581,10 @@ pub async fn check_resources_made_after_plan_survive(backend: &dyn Backend, fixt
     let image_now = backend.inspect_image(&tag).await;
     // The first build lost its tag to the rebuild; remove it by id.
     discard(backend, &[&late], &[&tag, &plan.images[0].image_id]).await;
-    assert!(late_alive.is_ok(), "a container made after planning was removed: {report:?}");
+    assert!(
+        late_alive.is_ok(),
+        "a container made after planning was removed: {report:?}"
+    );
     assert_eq!(image_now.expect("rebuilt image survives").id, rebuilt);
     assert_eq!(report.count(|o| *o == Outcome::Removed), 0, "{report:?}");
 }

@@ -15,8 +15,8 @@ pub mod pipeline;
 pub mod state;
 
 pub use backend::{
-    Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState,
-    ContainerSummary, DynBackend, EngineInfo, ImageSummary, ImageTag, Labels, Query,
+    Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
+    DynBackend, EngineInfo, ImageSummary, ImageTag, Labels, Query,
 };
 pub use ids::{InstanceId, StartId};
 pub use name::{AgentName, InvalidAgentName};

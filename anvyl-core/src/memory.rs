@@ -80,7 +80,9 @@ impl Engine {
         self.images.get(reference).or_else(|| {
             self.images.values().find(|i| {
                 i.id.trim_start_matches("sha256:") == reference.trim_start_matches("sha256:")
-                    || i.tags.iter().any(|t| t.repository == wanted.repository && t.tag == wanted.tag)
+                    || i.tags
+                        .iter()
+                        .any(|t| t.repository == wanted.repository && t.tag == wanted.tag)
             })
         })
     }
@@ -310,14 +312,19 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    async fn build_image(&self, spec: &BuildSpec, progress: BuildProgress<'_>) -> Result<BuildOutput> {
+    async fn build_image(
+        &self,
+        spec: &BuildSpec,
+        progress: BuildProgress<'_>,
+    ) -> Result<BuildOutput> {
         self.enter(Op::BuildImage, &spec.tag).await?;
-        let dockerfile = std::fs::read_to_string(spec.context_dir.join("Dockerfile")).map_err(|e| {
-            BackendError::Local {
-                operation: "read Dockerfile",
-                message: e.to_string(),
-            }
-        })?;
+        let dockerfile =
+            std::fs::read_to_string(spec.context_dir.join("Dockerfile")).map_err(|e| {
+                BackendError::Local {
+                    operation: "read Dockerfile",
+                    message: e.to_string(),
+                }
+            })?;
         let mut base_labels = Labels::new();
         for line in dockerfile.lines() {
             progress(line);
@@ -325,9 +332,12 @@ impl Backend for MemoryBackend {
                 let engine = self.engine();
                 let base = base.trim();
                 if base != "scratch" {
-                    let image = engine.image_by_ref(base).ok_or_else(|| BackendError::BuildFailed {
-                        message: format!("base image {base} not found"),
-                    })?;
+                    let image =
+                        engine
+                            .image_by_ref(base)
+                            .ok_or_else(|| BackendError::BuildFailed {
+                                message: format!("base image {base} not found"),
+                            })?;
                     base_labels = image.labels.clone();
                 }
             }
@@ -353,7 +363,12 @@ impl Backend for MemoryBackend {
             .ok_or_else(|| not_found(&format!("image {source}")))?;
         let tag = ImageTag::parse(target);
         engine.untag_elsewhere(&tag, &id);
-        engine.images.get_mut(&id).expect("just found").tags.push(tag);
+        engine
+            .images
+            .get_mut(&id)
+            .expect("just found")
+            .tags
+            .push(tag);
         Ok(())
     }
 
@@ -389,13 +404,16 @@ impl Backend for MemoryBackend {
             .image_by_ref(reference)
             .cloned()
             .ok_or_else(|| not_found(&format!("image {reference}")))?;
-        let by_id = image.id.trim_start_matches("sha256:") == reference.trim_start_matches("sha256:");
+        let by_id =
+            image.id.trim_start_matches("sha256:") == reference.trim_start_matches("sha256:");
         let conflict = |message: String| BackendError::Conflict {
             what: format!("image {reference}"),
             message,
         };
         if by_id && image.tags.len() > 1 {
-            return Err(conflict("image is referenced in multiple repositories".into()));
+            return Err(conflict(
+                "image is referenced in multiple repositories".into(),
+            ));
         }
         if !by_id && image.tags.len() > 1 {
             let wanted = ImageTag::parse(reference);
@@ -404,13 +422,21 @@ impl Backend for MemoryBackend {
             return Ok(());
         }
         if let Some(user) = engine.containers.values().find(|c| c.image_id == image.id) {
-            return Err(conflict(format!("image is being used by container {}", user.name)));
+            return Err(conflict(format!(
+                "image is being used by container {}",
+                user.name
+            )));
         }
         engine.images.remove(&image.id);
         Ok(())
     }
 
     async fn count_dangling_images(&self) -> Result<usize> {
-        Ok(self.engine().images.values().filter(|i| i.tags.is_empty()).count())
+        Ok(self
+            .engine()
+            .images
+            .values()
+            .filter(|i| i.tags.is_empty())
+            .count())
     }
 }

@@ -117,7 +117,16 @@ mod tests {
     #[test]
     fn refuses_everything_else() {
         for bad in [
-            "", "-web", "web-", "Web", "we b", "web*", "web.1", "web/x", "wéb", &"a".repeat(64),
+            "",
+            "-web",
+            "web-",
+            "Web",
+            "we b",
+            "web*",
+            "web.1",
+            "web/x",
+            "wéb",
+            &"a".repeat(64),
         ] {
             assert!(AgentName::new(bad).is_err(), "{bad:?} should be refused");
         }

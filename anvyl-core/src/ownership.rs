@@ -222,8 +222,14 @@ mod tests {
     #[test]
     fn image_tags_parse_engine_prefixes() {
         let tag = ImageTag::parse("docker.io/library/anvyl-agent-web:v1");
-        assert_eq!((tag.repository.as_str(), tag.tag.as_str()), ("anvyl-agent-web", "v1"));
+        assert_eq!(
+            (tag.repository.as_str(), tag.tag.as_str()),
+            ("anvyl-agent-web", "v1")
+        );
         let tag = ImageTag::parse("registry:5000/x");
-        assert_eq!((tag.repository.as_str(), tag.tag.as_str()), ("registry:5000/x", "latest"));
+        assert_eq!(
+            (tag.repository.as_str(), tag.tag.as_str()),
+            ("registry:5000/x", "latest")
+        );
     }
 }

@@ -253,7 +253,8 @@ impl StateStore {
             source,
         };
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         // The installation id is made once, in a transaction, so two first
         // runs racing each other still agree on one id.
@@ -380,9 +381,11 @@ impl StateStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.db_err(e))?;
         let status: Option<String> = tx
-            .query_row("SELECT status FROM agents WHERE name = ?1", [name.as_str()], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT status FROM agents WHERE name = ?1",
+                [name.as_str()],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| self.db_err(e))?;
         let status = status.ok_or_else(|| StateError::UnknownAgent(name.clone()))?;
@@ -476,9 +479,8 @@ impl StateStore {
 
 fn expected_list(from: &[AgentStatus]) -> &'static str {
     match from {
-        [AgentStatus::Stopped, AgentStatus::Failed] | [AgentStatus::Failed, AgentStatus::Stopped] => {
-            "stopped or failed"
-        }
+        [AgentStatus::Stopped, AgentStatus::Failed]
+        | [AgentStatus::Failed, AgentStatus::Stopped] => "stopped or failed",
         [AgentStatus::Running] => "running",
         [AgentStatus::Starting] => "starting",
         [AgentStatus::Stopped] => "stopped",
@@ -486,7 +488,10 @@ fn expected_list(from: &[AgentStatus]) -> &'static str {
     }
 }
 
-fn conversion_error(col: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+fn conversion_error(
+    col: usize,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
 }
 
@@ -533,7 +538,13 @@ mod tests {
         let err = b
             .transition(&web(), &from, AgentStatus::Starting, None, None)
             .unwrap_err();
-        assert!(matches!(err, StateError::WrongStatus { actual: "starting", .. }));
+        assert!(matches!(
+            err,
+            StateError::WrongStatus {
+                actual: "starting",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -541,11 +552,20 @@ mod tests {
         let store = StateStore::open_in_memory().unwrap();
         store.create_agent(&web(), &AgentSpec::default()).unwrap();
         store
-            .transition(&web(), &[AgentStatus::Stopped], AgentStatus::Running, Some("c1"), None)
+            .transition(
+                &web(),
+                &[AgentStatus::Stopped],
+                AgentStatus::Running,
+                Some("c1"),
+                None,
+            )
             .unwrap();
         assert!(store.reset_to_stopped(&web()).unwrap());
         let agent = store.agent(&web()).unwrap();
-        assert_eq!((agent.status, agent.container_id), (AgentStatus::Stopped, None));
+        assert_eq!(
+            (agent.status, agent.container_id),
+            (AgentStatus::Stopped, None)
+        );
     }
 
     #[test]
@@ -558,7 +578,12 @@ mod tests {
             .record_start(&StartId::random(), &web(), None, None, std::process::id())
             .unwrap();
         let starts = store.starts().unwrap();
-        let live: Vec<bool> = starts.iter().map(|s| (s.id == id, s.is_live())).filter(|x| x.0).map(|x| x.1).collect();
+        let live: Vec<bool> = starts
+            .iter()
+            .map(|s| (s.id == id, s.is_live()))
+            .filter(|x| x.0)
+            .map(|x| x.1)
+            .collect();
         assert_eq!(live, vec![false]);
         assert!(starts.iter().any(|s| s.is_live()));
     }

@@ -81,9 +81,17 @@ impl Cleanup<'_> {
             Some(agent) if agents.len() == 1 => self.ownership.selector(Some(agent), None),
             _ => self.ownership.selector(None, None),
         };
-        found.extend(self.backend.list_containers(&Query::labelled(selector)).await?);
+        found.extend(
+            self.backend
+                .list_containers(&Query::labelled(selector))
+                .await?,
+        );
         for c in planned.iter().filter(|c| c.claim == Claim::LegacyName) {
-            found.extend(self.backend.list_containers(&Query::named(c.name.clone())).await?);
+            found.extend(
+                self.backend
+                    .list_containers(&Query::named(c.name.clone()))
+                    .await?,
+            );
         }
         let planned_agent: BTreeMap<&str, &AgentName> =
             planned.iter().map(|c| (c.id.as_str(), &c.agent)).collect();
@@ -103,7 +111,12 @@ impl Cleanup<'_> {
         }
         let owned = match self.current_container_owners(planned).await {
             Ok(owned) => owned,
-            Err(e) => return planned.iter().map(|c| failed(&c.name, &c.agent, &e)).collect(),
+            Err(e) => {
+                return planned
+                    .iter()
+                    .map(|c| failed(&c.name, &c.agent, &e))
+                    .collect()
+            }
         };
         let stop_timeout = self.settings.stop_timeout;
         self.for_each(planned, |c| {
@@ -139,7 +152,12 @@ impl Cleanup<'_> {
         // Where each planned reference points now.
         let current = match self.current_image_ids(planned).await {
             Ok(current) => current,
-            Err(e) => return planned.iter().map(|i| failed(&i.display, &i.agent, &e)).collect(),
+            Err(e) => {
+                return planned
+                    .iter()
+                    .map(|i| failed(&i.display, &i.agent, &e))
+                    .collect()
+            }
         };
         let engine = self.backend.kind().engine_name();
         self.for_each(planned, |i| {
@@ -211,7 +229,13 @@ impl Cleanup<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 item(&target, &dir.agent, Outcome::AlreadyGone)
             }
-            Err(e) => item(&target, &dir.agent, Outcome::Failed { error: e.to_string() }),
+            Err(e) => item(
+                &target,
+                &dir.agent,
+                Outcome::Failed {
+                    error: e.to_string(),
+                },
+            ),
             Ok(meta) if !meta.is_dir() => skipped(&target, &dir.agent, SkipReason::NotABuildDir),
             // remove_dir_all removes links inside the tree without following them.
             Ok(_) => match std::fs::remove_dir_all(&dir.path) {
@@ -222,7 +246,13 @@ impl Cleanup<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     item(&target, &dir.agent, Outcome::AlreadyGone)
                 }
-                Err(e) => item(&target, &dir.agent, Outcome::Failed { error: e.to_string() }),
+                Err(e) => item(
+                    &target,
+                    &dir.agent,
+                    Outcome::Failed {
+                        error: e.to_string(),
+                    },
+                ),
             },
         }
     }
@@ -235,7 +265,13 @@ impl Cleanup<'_> {
                 item(&target, &reset.agent, Outcome::Removed)
             }
             Ok(false) => item(&target, &reset.agent, Outcome::AlreadyGone),
-            Err(e) => item(&target, &reset.agent, Outcome::Failed { error: e.to_string() }),
+            Err(e) => item(
+                &target,
+                &reset.agent,
+                Outcome::Failed {
+                    error: e.to_string(),
+                },
+            ),
         }
     }
 
@@ -278,5 +314,11 @@ fn skipped(target: &str, agent: &AgentName, reason: SkipReason) -> ItemReport {
 
 fn failed(target: &str, agent: &AgentName, e: &BackendError) -> ItemReport {
     tracing::warn!("Failed to remove {target}: {e}");
-    item(target, agent, Outcome::Failed { error: e.to_string() })
+    item(
+        target,
+        agent,
+        Outcome::Failed {
+            error: e.to_string(),
+        },
+    )
 }

@@ -59,7 +59,8 @@ impl Cleanup<'_> {
             kept: Vec::new(),
             dangling_images: 0,
         };
-        self.plan_containers(&scope, &known, &live, &mut plan).await?;
+        self.plan_containers(&scope, &known, &live, &mut plan)
+            .await?;
         self.plan_images(&scope, &known, &live, &mut plan).await?;
         self.plan_build_dirs(&scope, start, &starts, &live, &mut plan)?;
         plan.dangling_images = self.backend.count_dangling_images().await?;
@@ -100,9 +101,9 @@ impl Cleanup<'_> {
                 AgentStatus::Stopped => {}
                 AgentStatus::Failed => resets.push(reset(false)),
                 AgentStatus::Starting => {
-                    let in_progress = starts.iter().find(|s| {
-                        Some(&s.id) == agent.current_start.as_ref() && s.is_live()
-                    });
+                    let in_progress = starts
+                        .iter()
+                        .find(|s| Some(&s.id) == agent.current_start.as_ref() && s.is_live());
                     match in_progress {
                         Some(s) => {
                             live.starting.insert(agent.name.clone(), s.pid);
@@ -152,7 +153,8 @@ impl Cleanup<'_> {
     fn in_scope(scope: &Scope, agent: &AgentName, labels: &Labels, claim: Claim) -> bool {
         match scope {
             Scope::Start(id) => {
-                claim == Claim::Labelled && labels.get(LABEL_START).map(String::as_str) == Some(id.as_str())
+                claim == Claim::Labelled
+                    && labels.get(LABEL_START).map(String::as_str) == Some(id.as_str())
             }
             Scope::Agent(name) => name == agent,
             Scope::All => true,
@@ -201,7 +203,8 @@ impl Cleanup<'_> {
                 }),
             }
         }
-        plan.containers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        plan.containers
+            .sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         Ok(())
     }
 
@@ -274,7 +277,12 @@ impl Cleanup<'_> {
         if let Some(agent) = self.ownership.untagged_owner(image) {
             let short = image.id.trim_start_matches("sha256:");
             let short = &short[..short.len().min(12)];
-            return vec![(agent, Claim::Labelled, image.id.clone(), format!("<none> ({short})"))];
+            return vec![(
+                agent,
+                Claim::Labelled,
+                image.id.clone(),
+                format!("<none> ({short})"),
+            )];
         }
         self.ownership
             .owned_tags(image, known)

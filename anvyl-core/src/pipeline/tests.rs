@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
-use crate::ids::InstanceId;
 use crate::backend::{ContainerSpec, ContainerState, Labels};
 use crate::conformance::{self, Fixture};
+use crate::ids::InstanceId;
 use crate::memory::{Fault, MemoryBackend, Op};
 use crate::state::AgentSpec;
 
@@ -34,7 +34,12 @@ impl World {
             conflict_backoff: Duration::from_millis(1),
             ..CleanupSettings::default()
         };
-        Cleanup::new(&self.engine, &self.state, self.root.path().to_path_buf(), settings)
+        Cleanup::new(
+            &self.engine,
+            &self.state,
+            self.root.path().to_path_buf(),
+            settings,
+        )
     }
 
     fn ours(&self) -> Ownership {
@@ -43,15 +48,21 @@ impl World {
 
     fn agent(&self, name: &str) -> AgentName {
         let name = AgentName::new(name).unwrap();
-        self.state.create_agent(&name, &AgentSpec::default()).unwrap();
+        self.state
+            .create_agent(&name, &AgentSpec::default())
+            .unwrap();
         name
     }
 
     /// A labelled container and image of `agent` from start `start`.
     async fn leftovers(&self, agent: &AgentName, start: &StartId) -> (String, String) {
         let labels = self.ours().stamp(&Labels::new(), agent, start);
-        let image = self.engine.seed_image(&[&agent.image_tag()], labels.clone());
-        let container = self.container(&agent.resource_name(), &agent.image_tag(), labels).await;
+        let image = self
+            .engine
+            .seed_image(&[&agent.image_tag()], labels.clone());
+        let container = self
+            .container(&agent.resource_name(), &agent.image_tag(), labels)
+            .await;
         (container, image)
     }
 
@@ -94,13 +105,17 @@ async fn cleaning_web_leaves_lookalikes_and_other_installations() {
     let web = w.agent("web");
     w.agent("web2");
     let (mine, _) = w.leftovers(&web, &StartId::random()).await;
-    let theirs = Ownership::new(InstanceId::random()).stamp(&Labels::new(), &web, &StartId::random());
+    let theirs =
+        Ownership::new(InstanceId::random()).stamp(&Labels::new(), &web, &StartId::random());
     let keep = [
         w.container("anvyl-agent-web2", BASE, Labels::new()).await,
         w.container("my-anvyl-agent-web", BASE, Labels::new()).await,
         w.container("anvyl-agent-web-other", BASE, theirs).await,
     ];
-    w.engine.tag_image(&web.image_tag(), "mine:keep").await.unwrap();
+    w.engine
+        .tag_image(&web.image_tag(), "mine:keep")
+        .await
+        .unwrap();
 
     let cleanup = w.cleanup();
     let plan = cleanup.plan(Scope::Agent(web.clone())).await.unwrap();
@@ -110,7 +125,10 @@ async fn cleaning_web_leaves_lookalikes_and_other_installations() {
     for id in &keep {
         assert!(w.exists(id).await, "look-alike {id} removed");
     }
-    assert!(w.engine.inspect_image("mine:keep").await.is_ok(), "user tag removed");
+    assert!(
+        w.engine.inspect_image("mine:keep").await.is_ok(),
+        "user tag removed"
+    );
     assert!(w.engine.inspect_image(&web.image_tag()).await.is_err());
     assert_eq!(report.remaining_owned(), 0);
 }
@@ -123,18 +141,40 @@ async fn a_failing_step_does_not_stop_the_others() {
     let (container, _) = w.leftovers(&web, &start).await;
     let dir = w.build_dir("web.abc123");
     w.state
-        .transition(&web, &[AgentStatus::Stopped], AgentStatus::Failed, None, None)
+        .transition(
+            &web,
+            &[AgentStatus::Stopped],
+            AgentStatus::Failed,
+            None,
+            None,
+        )
         .unwrap();
-    w.engine.inject(Op::RemoveContainer, None, Fault::Fail("disk on fire".into()), None);
+    w.engine.inject(
+        Op::RemoveContainer,
+        None,
+        Fault::Fail("disk on fire".into()),
+        None,
+    );
 
     let cleanup = w.cleanup();
     let plan = cleanup.plan(Scope::Agent(web.clone())).await.unwrap();
     let report = cleanup.apply(&plan).await;
 
     let outcomes: Vec<(Step, &Outcome)> = report.items().map(|(s, i)| (s, &i.outcome)).collect();
-    assert!(matches!(outcomes[0], (Step::Containers, Outcome::Failed { .. })));
+    assert!(matches!(
+        outcomes[0],
+        (Step::Containers, Outcome::Failed { .. })
+    ));
     // The image is still used by the container that could not go: kept, with the reason.
-    assert!(matches!(outcomes[1], (Step::Images, Outcome::Skipped { reason: SkipReason::InUse(_) })));
+    assert!(matches!(
+        outcomes[1],
+        (
+            Step::Images,
+            Outcome::Skipped {
+                reason: SkipReason::InUse(_)
+            }
+        )
+    ));
     assert_eq!(outcomes[2], (Step::BuildDirs, &Outcome::Removed));
     assert_eq!(outcomes[3], (Step::StatusReset, &Outcome::Removed));
     assert!(w.exists(&container).await);
@@ -149,8 +189,10 @@ async fn not_found_counts_as_done_and_conflicts_are_retried() {
     let (a, b) = (w.agent("a"), w.agent("b"));
     let (ca, _) = w.leftovers(&a, &StartId::random()).await;
     let (cb, _) = w.leftovers(&b, &StartId::random()).await;
-    w.engine.inject(Op::RemoveContainer, Some(&ca), Fault::NotFound, Some(1));
-    w.engine.inject(Op::RemoveContainer, Some(&cb), Fault::Conflict, Some(2));
+    w.engine
+        .inject(Op::RemoveContainer, Some(&ca), Fault::NotFound, Some(1));
+    w.engine
+        .inject(Op::RemoveContainer, Some(&cb), Fault::Conflict, Some(2));
 
     let cleanup = w.cleanup();
     let plan = cleanup.plan(Scope::All).await.unwrap();
@@ -159,12 +201,25 @@ async fn not_found_counts_as_done_and_conflicts_are_retried() {
     let containers = &report.steps[0].items;
     assert_eq!(containers[0].outcome, Outcome::AlreadyGone);
     assert_eq!(containers[1].outcome, Outcome::Removed);
-    let tries = w.engine.calls().iter().filter(|(op, t)| *op == Op::RemoveContainer && t == &cb).count();
+    let tries = w
+        .engine
+        .calls()
+        .iter()
+        .filter(|(op, t)| *op == Op::RemoveContainer && t == &cb)
+        .count();
     assert_eq!(tries, 3);
     // b's image follows its container; a's (faked) 404 left a container that
     // still uses a's image, which is therefore kept with the reason.
     let images: Vec<&Outcome> = report.steps[1].items.iter().map(|i| &i.outcome).collect();
-    assert!(matches!(images[..], [Outcome::Skipped { reason: SkipReason::InUse(_) }, Outcome::Removed]));
+    assert!(matches!(
+        images[..],
+        [
+            Outcome::Skipped {
+                reason: SkipReason::InUse(_)
+            },
+            Outcome::Removed
+        ]
+    ));
 }
 
 #[tokio::test]
@@ -172,14 +227,28 @@ async fn conflicts_are_retried_a_bounded_number_of_times() {
     let w = World::new();
     let a = w.agent("a");
     let (ca, _) = w.leftovers(&a, &StartId::random()).await;
-    w.engine.inject(Op::RemoveContainer, Some(&ca), Fault::Conflict, None);
+    w.engine
+        .inject(Op::RemoveContainer, Some(&ca), Fault::Conflict, None);
 
     let cleanup = w.cleanup();
-    let report = cleanup.apply(&cleanup.plan(Scope::All).await.unwrap()).await;
+    let report = cleanup
+        .apply(&cleanup.plan(Scope::All).await.unwrap())
+        .await;
 
-    assert!(matches!(report.steps[0].items[0].outcome, Outcome::Failed { .. }));
-    let tries = w.engine.calls().iter().filter(|(op, _)| *op == Op::RemoveContainer).count();
-    assert_eq!(tries, 1 + CleanupSettings::default().conflict_retries as usize);
+    assert!(matches!(
+        report.steps[0].items[0].outcome,
+        Outcome::Failed { .. }
+    ));
+    let tries = w
+        .engine
+        .calls()
+        .iter()
+        .filter(|(op, _)| *op == Op::RemoveContainer)
+        .count();
+    assert_eq!(
+        tries,
+        1 + CleanupSettings::default().conflict_retries as usize
+    );
 }
 
 #[tokio::test]
@@ -189,7 +258,13 @@ async fn a_running_agent_keeps_its_live_container_and_image() {
     let (c_live, _) = w.leftovers(&live, &StartId::random()).await;
     w.engine.start_container(&c_live).await.unwrap();
     w.state
-        .transition(&live, &[AgentStatus::Stopped], AgentStatus::Running, Some(&c_live), None)
+        .transition(
+            &live,
+            &[AgentStatus::Stopped],
+            AgentStatus::Running,
+            Some(&c_live),
+            None,
+        )
         .unwrap();
     let (c_dead, _) = w.leftovers(&dead, &StartId::random()).await;
 
@@ -211,7 +286,13 @@ async fn a_running_agent_whose_container_exited_is_reconciled_and_cleaned() {
     let web = w.agent("web");
     let (c, _) = w.leftovers(&web, &StartId::random()).await;
     w.state
-        .transition(&web, &[AgentStatus::Stopped], AgentStatus::Running, Some(&c), None)
+        .transition(
+            &web,
+            &[AgentStatus::Stopped],
+            AgentStatus::Running,
+            Some(&c),
+            None,
+        )
         .unwrap();
     w.engine.set_state(&c, ContainerState::Exited);
 
@@ -224,7 +305,10 @@ async fn a_running_agent_whose_container_exited_is_reconciled_and_cleaned() {
 
     assert!(!w.exists(&c).await);
     let agent = w.state.agent(&web).unwrap();
-    assert_eq!((agent.status, agent.container_id), (AgentStatus::Stopped, None));
+    assert_eq!(
+        (agent.status, agent.container_id),
+        (AgentStatus::Stopped, None)
+    );
 }
 
 #[tokio::test]
@@ -236,7 +320,9 @@ async fn a_start_scope_removes_exactly_that_start() {
     let c_old = w.container("old-one", BASE, labels(&old)).await;
     let c_new = w.container("new-one", BASE, labels(&new)).await;
     let dir = w.build_dir("web.new");
-    w.state.record_start(&new, &web, None, Some(&dir), std::process::id()).unwrap();
+    w.state
+        .record_start(&new, &web, None, Some(&dir), std::process::id())
+        .unwrap();
 
     let cleanup = w.cleanup();
     let plan = cleanup.plan(Scope::Start(new)).await.unwrap();
@@ -254,9 +340,17 @@ async fn a_start_in_progress_is_left_alone_and_a_dead_one_is_not() {
     for (agent, pid) in [(&busy, std::process::id()), (&crashed, 0)] {
         let start = StartId::random();
         let dir = w.build_dir(&format!("{agent}.x1"));
-        w.state.record_start(&start, agent, None, Some(&dir), pid).unwrap();
         w.state
-            .transition(agent, &[AgentStatus::Stopped], AgentStatus::Starting, None, Some(&start))
+            .record_start(&start, agent, None, Some(&dir), pid)
+            .unwrap();
+        w.state
+            .transition(
+                agent,
+                &[AgentStatus::Stopped],
+                AgentStatus::Starting,
+                None,
+                Some(&start),
+            )
             .unwrap();
         w.leftovers(agent, &start).await;
     }
@@ -271,7 +365,10 @@ async fn a_start_in_progress_is_left_alone_and_a_dead_one_is_not() {
     assert!(w.root.path().join("busy.x1").exists());
     assert!(!w.root.path().join("crashed.x1").exists());
     assert_eq!(w.state.agent(&busy).unwrap().status, AgentStatus::Starting);
-    assert_eq!(w.state.agent(&crashed).unwrap().status, AgentStatus::Stopped);
+    assert_eq!(
+        w.state.agent(&crashed).unwrap().status,
+        AgentStatus::Stopped
+    );
 }
 
 #[cfg(unix)]
@@ -286,12 +383,16 @@ async fn a_symlink_in_the_build_root_is_never_followed() {
     std::os::unix::fs::symlink(outside.path(), inside.join("escape")).unwrap();
 
     let cleanup = w.cleanup();
-    let report = cleanup.apply(&cleanup.plan(Scope::Agent(web)).await.unwrap()).await;
+    let report = cleanup
+        .apply(&cleanup.plan(Scope::Agent(web)).await.unwrap())
+        .await;
 
     assert!(outside.path().join("precious").exists());
     assert!(!inside.exists());
     let dirs: Vec<&Outcome> = report.steps[2].items.iter().map(|i| &i.outcome).collect();
-    assert!(dirs.contains(&&Outcome::Skipped { reason: SkipReason::NotABuildDir }));
+    assert!(dirs.contains(&&Outcome::Skipped {
+        reason: SkipReason::NotABuildDir
+    }));
 }
 
 #[tokio::test]
@@ -312,8 +413,16 @@ async fn removals_run_concurrently_within_the_bound() {
         let agent = w.agent(&format!("a{i}"));
         w.leftovers(&agent, &StartId::random()).await;
     }
-    w.engine.inject(Op::RemoveContainer, None, Fault::Stall(Duration::from_millis(200)), None);
-    let settings = CleanupSettings { parallelism: 4, ..CleanupSettings::default() };
+    w.engine.inject(
+        Op::RemoveContainer,
+        None,
+        Fault::Stall(Duration::from_millis(200)),
+        None,
+    );
+    let settings = CleanupSettings {
+        parallelism: 4,
+        ..CleanupSettings::default()
+    };
     let cleanup = Cleanup::new(&w.engine, &w.state, w.root.path().to_path_buf(), settings);
     let plan = cleanup.plan(Scope::All).await.unwrap();
     let began = std::time::Instant::now();
@@ -321,5 +430,8 @@ async fn removals_run_concurrently_within_the_bound() {
     let took = began.elapsed();
     assert_eq!(report.count(|o| *o == Outcome::Removed), 16);
     // 8 stalls of 200 ms, 4 at a time: two waves, never eight in a row.
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(1200), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(1200),
+        "{took:?}"
+    );
 }

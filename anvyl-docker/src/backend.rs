@@ -1,0 +1,386 @@
+//! [`DockerBackend`]: every Docker call anvyl makes, through one bollard
+//! client. Errors are mapped per operation in `errors.rs`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anvyl_core::backend::{normalise_image_id, BuildOutput, BuildProgress, Result};
+use anvyl_core::{
+    Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
+    EngineInfo, ImageSummary, ImageTag, Labels, Query,
+};
+use async_trait::async_trait;
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, ContainerSummaryStateEnum, HostConfig,
+};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    StopContainerOptionsBuilder, TagImageOptionsBuilder,
+};
+use bollard::Docker;
+use futures::StreamExt;
+
+use crate::errors::map;
+
+/// The endpoint when configuration names none: `DOCKER_HOST`, else the
+/// system socket.
+pub fn default_endpoint() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
+}
+
+/// A Docker engine.
+#[derive(Debug, Clone)]
+pub struct DockerBackend {
+    client: Docker,
+    endpoint: String,
+}
+
+impl DockerBackend {
+    /// Connects to `endpoint` (`unix://…`, a socket path, `tcp://…`) and
+    /// negotiates the API version, so an unreachable engine is reported here.
+    pub async fn connect(endpoint: &str, request_timeout: Duration) -> Result<Self> {
+        let endpoint = if endpoint.starts_with('/') {
+            format!("unix://{endpoint}")
+        } else {
+            endpoint.to_string()
+        };
+        let client = Docker::connect_with_host(&endpoint)
+            .map_err(|e| map("connect", "engine", &endpoint, e))?
+            .with_timeout(request_timeout);
+        // Docker 20.10 speaks API 1.41 only and rejects newer paths.
+        let client = client
+            .negotiate_version()
+            .await
+            .map_err(|e| map("negotiate API version", "engine", &endpoint, e))?;
+        Ok(Self { client, endpoint })
+    }
+
+    fn err(
+        &self,
+        operation: &'static str,
+        what: &str,
+    ) -> impl FnOnce(bollard::errors::Error) -> BackendError + '_ {
+        let what = what.to_string();
+        move |e| map(operation, &what, &self.endpoint, e)
+    }
+}
+
+/// Docker's `filters` for `query`, plus `extra`.
+fn filters(query: &Query, name_key: &str) -> HashMap<String, Vec<String>> {
+    let mut filters = HashMap::new();
+    if !query.labels.is_empty() {
+        let labels = query
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        filters.insert("label".to_string(), labels);
+    }
+    if let Some(name) = &query.name {
+        filters.insert(name_key.to_string(), vec![name.clone()]);
+    }
+    filters
+}
+
+fn labels(map: Option<HashMap<String, String>>) -> Labels {
+    map.unwrap_or_default().into_iter().collect()
+}
+
+fn summary_state(state: Option<ContainerSummaryStateEnum>) -> ContainerState {
+    use ContainerSummaryStateEnum as S;
+    match state {
+        Some(S::CREATED) => ContainerState::Created,
+        Some(S::RUNNING | S::PAUSED | S::RESTARTING) => ContainerState::Running,
+        Some(S::EXITED | S::DEAD) => ContainerState::Exited,
+        _ => ContainerState::Other,
+    }
+}
+
+fn inspect_state(state: Option<ContainerStateStatusEnum>) -> ContainerState {
+    use ContainerStateStatusEnum as S;
+    match state {
+        Some(S::CREATED) => ContainerState::Created,
+        Some(S::RUNNING | S::PAUSED | S::RESTARTING) => ContainerState::Running,
+        Some(S::EXITED | S::DEAD) => ContainerState::Exited,
+        _ => ContainerState::Other,
+    }
+}
+
+fn tags(repo_tags: Vec<String>) -> Vec<ImageTag> {
+    repo_tags
+        .iter()
+        // Docker 20.10 lists a dangling image as `<none>:<none>`.
+        .filter(|t| !t.starts_with("<none>"))
+        .map(|t| ImageTag::parse(t))
+        .collect()
+}
+
+#[async_trait]
+impl Backend for DockerBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Docker
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.client
+            .ping()
+            .await
+            .map(drop)
+            .map_err(self.err("ping", "engine"))
+    }
+
+    async fn version(&self) -> Result<EngineInfo> {
+        let v = self
+            .client
+            .version()
+            .await
+            .map_err(self.err("version", "engine"))?;
+        Ok(EngineInfo {
+            version: v.version.unwrap_or_default(),
+            api_version: self.client.client_version().to_string(),
+        })
+    }
+
+    async fn list_containers(&self, query: &Query) -> Result<Vec<ContainerSummary>> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters(query, "name"))
+            .build();
+        let listed = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(self.err("list containers", "containers"))?;
+        Ok(listed
+            .into_iter()
+            .map(|c| ContainerSummary {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                image_id: c
+                    .image_id
+                    .map(|i| normalise_image_id(&i))
+                    .unwrap_or_default(),
+                labels: labels(c.labels),
+                state: summary_state(c.state),
+            })
+            .collect())
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerSummary> {
+        let c = self
+            .client
+            .inspect_container(id, None)
+            .await
+            .map_err(self.err("inspect container", &format!("container {id}")))?;
+        Ok(ContainerSummary {
+            id: c.id.unwrap_or_default(),
+            name: c
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            image_id: c.image.map(|i| normalise_image_id(&i)).unwrap_or_default(),
+            labels: labels(c.config.and_then(|c| c.labels)),
+            state: inspect_state(c.state.and_then(|s| s.status)),
+        })
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec.command.clone(),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            host_config: Some(HostConfig {
+                network_mode: spec.network.clone(),
+                ..HostConfig::default()
+            }),
+            ..ContainerCreateBody::default()
+        };
+        let created = self
+            .client
+            .create_container(Some(options), body)
+            .await
+            .map_err(self.err("create container", &format!("container {}", spec.name)))?;
+        Ok(created.id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        // 304 (already running) arrives as success from bollard.
+        self.client
+            .start_container(id, None)
+            .await
+            .map_err(self.err("start container", &format!("container {id}")))
+    }
+
+    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
+        let options = StopContainerOptionsBuilder::default()
+            .t(timeout.as_secs().min(i32::MAX as u64) as i32)
+            .build();
+        self.client
+            .stop_container(id, Some(options))
+            .await
+            .map_err(self.err("stop container", &format!("container {id}")))
+    }
+
+    async fn remove_container(&self, id: &str, stop_timeout: Duration) -> Result<()> {
+        let what = format!("container {id}");
+        if !stop_timeout.is_zero() {
+            // A graceful stop first; forced removal below kills at once.
+            match self.stop_container(id, stop_timeout).await {
+                Err(e) if e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        self.client
+            .remove_container(id, Some(options))
+            .await
+            .map_err(self.err("remove container", &what))
+    }
+
+    async fn build_image(
+        &self,
+        spec: &BuildSpec,
+        progress: BuildProgress<'_>,
+    ) -> Result<BuildOutput> {
+        let context = crate::pack_context(&spec.context_dir)?;
+        let labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        let mut options = BuildImageOptionsBuilder::default()
+            .dockerfile("Dockerfile")
+            .t(&spec.tag)
+            .rm(true)
+            .forcerm(true)
+            .labels(&labels);
+        if let Some(network) = &spec.network {
+            options = options.networkmode(network);
+        }
+        let mut stream = self.client.build_image(
+            options.build(),
+            None,
+            Some(bollard::body_full(bytes::Bytes::from(context))),
+        );
+        let mut image_id = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(line) = info.stream.as_deref() {
+                        let line = line.trim_end();
+                        if !line.is_empty() {
+                            progress(line);
+                        }
+                    }
+                    if let Some(id) = info.aux.and_then(|a| a.id) {
+                        image_id = Some(normalise_image_id(&id));
+                    }
+                }
+                // An error in the stream is the build itself failing (a
+                // step exited non-zero, a base image is missing).
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(BackendError::BuildFailed { message: error })
+                }
+                // The request itself refused: a bad Dockerfile or context.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code,
+                    message,
+                }) => {
+                    return Err(BackendError::BuildFailed {
+                        message: format!("{message} (HTTP {status_code})"),
+                    })
+                }
+                Err(e) => return Err(map("build image", &spec.tag, &self.endpoint, e)),
+            }
+        }
+        match image_id {
+            Some(image_id) => Ok(BuildOutput { image_id }),
+            None => Ok(BuildOutput {
+                image_id: self.inspect_image(&spec.tag).await?.id,
+            }),
+        }
+    }
+
+    async fn tag_image(&self, source: &str, target: &str) -> Result<()> {
+        let tag = ImageTag::parse(target);
+        let options = TagImageOptionsBuilder::default()
+            .repo(&tag.repository)
+            .tag(&tag.tag)
+            .build();
+        self.client
+            .tag_image(source, Some(options))
+            .await
+            .map_err(self.err("tag image", &format!("image {source}")))
+    }
+
+    async fn list_images(&self, query: &Query) -> Result<Vec<ImageSummary>> {
+        let options = ListImagesOptionsBuilder::default()
+            .all(false)
+            .filters(&filters(query, "reference"))
+            .build();
+        let listed = self
+            .client
+            .list_images(Some(options))
+            .await
+            .map_err(self.err("list images", "images"))?;
+        Ok(listed
+            .into_iter()
+            .map(|i| ImageSummary {
+                id: normalise_image_id(&i.id),
+                tags: tags(i.repo_tags),
+                labels: i.labels.into_iter().collect(),
+            })
+            .collect())
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<ImageSummary> {
+        let i = self
+            .client
+            .inspect_image(reference)
+            .await
+            .map_err(self.err("inspect image", &format!("image {reference}")))?;
+        Ok(ImageSummary {
+            id: i.id.map(|i| normalise_image_id(&i)).unwrap_or_default(),
+            tags: tags(i.repo_tags.unwrap_or_default()),
+            labels: labels(i.config.and_then(|c| c.labels)),
+        })
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<()> {
+        let options = RemoveImageOptionsBuilder::default().force(false).build();
+        self.client
+            .remove_image(reference, Some(options), None)
+            .await
+            .map(drop)
+            .map_err(self.err("remove image", &format!("image {reference}")))
+    }
+
+    async fn count_dangling_images(&self) -> Result<usize> {
+        let mut filters = HashMap::new();
+        filters.insert("dangling".to_string(), vec!["true".to_string()]);
+        let options = ListImagesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        self.client
+            .list_images(Some(options))
+            .await
+            .map(|i| i.len())
+            .map_err(self.err("list images", "dangling images"))
+    }
+}

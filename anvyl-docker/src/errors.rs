@@ -1,0 +1,54 @@
+//! Mapping bollard's errors to anvyl's, by HTTP status and error kind,
+//! never by message text.
+
+use anvyl_core::BackendError;
+use bollard::errors::Error;
+
+/// Maps `e` from `operation` on `what` against `endpoint`.
+pub(crate) fn map(operation: &'static str, what: &str, endpoint: &str, e: Error) -> BackendError {
+    match e {
+        Error::DockerResponseServerError {
+            status_code: 404, ..
+        } => BackendError::NotFound {
+            what: what.to_string(),
+        },
+        Error::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => BackendError::Conflict {
+            what: what.to_string(),
+            message,
+        },
+        Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => BackendError::Engine {
+            operation,
+            status: Some(status_code),
+            message,
+        },
+        Error::IOError { .. }
+        | Error::HyperLegacyError { .. }
+        | Error::SocketNotFoundError(_)
+        | Error::UnsupportedURISchemeError { .. } => BackendError::Unreachable {
+            engine: "Docker",
+            endpoint: endpoint.to_string(),
+            message: root_cause(&e),
+        },
+        other => BackendError::Engine {
+            operation,
+            status: None,
+            message: root_cause(&other),
+        },
+    }
+}
+
+/// The innermost message of an error chain: "Connection refused", not
+/// "error trying to connect".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string()
+}

@@ -1,0 +1,113 @@
+//! The argument grammar (clap derive). Global flags apply to every command;
+//! each subcommand's arguments live next to its name here and its behaviour
+//! in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+
+/// Run AI agents as containers on Docker or Podman, and never leak them.
+///
+/// Everything anvyl creates carries the labels io.anvyl.managed-by=anvyl,
+/// io.anvyl.agent, io.anvyl.instance and io.anvyl.start; cleanup removes only
+/// resources with this installation's labels, or named exactly
+/// anvyl-agent-<name> for an agent it knows.
+///
+/// Exit status: 0 done, 1 failed or owned resources remain, 2 bad input or
+/// configuration, 3 engine unreachable, 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "anvyl", version, max_term_width = 100)]
+pub struct Cli {
+    /// Container engine to use [config: backend, env: ANVYL_BACKEND]
+    #[arg(long, global = true, value_enum)]
+    pub backend: Option<BackendArg>,
+
+    /// Read this configuration file after the system and user files
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log output (-q warnings only, -qq errors only)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Output format of results on stdout
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The engines anvyl drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// Docker Engine API (DOCKER_HOST, else /var/run/docker.sock)
+    Docker,
+    /// Podman libpod API (CONTAINER_HOST, else the rootless or rootful socket)
+    Podman,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people
+    Table,
+    /// One JSON document for programs
+    Json,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage agents
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Print a shell completion script
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `anvyl agent …`
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Find and remove orphaned anvyl resources
+    ///
+    /// Removes, in order: containers, images (by tag; a tag you added to the
+    /// same image survives), temporary build directories, then resets the
+    /// agents' status to stopped. The live container and image of a running
+    /// agent are never touched. Docker's own dangling images are left to
+    /// `docker system prune -f`.
+    Cleanup(CleanupArgs),
+}
+
+/// Arguments of `anvyl agent cleanup`.
+#[derive(Debug, clap::Args)]
+pub struct CleanupArgs {
+    /// Only this agent's orphans (default: every agent's)
+    pub name: Option<String>,
+
+    /// Remove without asking (required when no terminal can answer)
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Show the plan and remove nothing (wins over --yes)
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,104 @@
+//! `anvyl agent cleanup [NAME] [--yes] [--dry-run]`: plan, show, confirm,
+//! apply, summarise. Without `--yes` it asks on a terminal and refuses (exit
+//! 2) when nothing can answer, so a script never deletes by surprise.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anvyl_core::pipeline::{Cleanup, CleanupSettings, Scope};
+use anvyl_core::{AgentName, StateStore};
+
+use crate::cli::{CleanupArgs, Cli, OutputFormat};
+use crate::config::{build_root, Config};
+use crate::error::CliError;
+use crate::output;
+
+pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitCode, CliError> {
+    // The name is checked before any state or engine is touched.
+    let scope = match &args.name {
+        Some(name) => Scope::Agent(AgentName::new(name.as_str())?),
+        None => Scope::All,
+    };
+    let backend = crate::engine::connect(config).await?;
+    let state_dir = config.state_dir()?;
+    let state = StateStore::open(&state_dir)?;
+    let settings = CleanupSettings {
+        parallelism: config.parallelism,
+        stop_timeout: std::time::Duration::from_secs(config.stop_timeout),
+        ..CleanupSettings::default()
+    };
+    let cleanup = Cleanup::new(backend.as_ref(), &state, build_root(&state_dir), settings);
+    let plan = cleanup.plan(scope).await?;
+    let json = cli.output == OutputFormat::Json;
+    let emit = |text: String| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+    };
+    let document = |report, remaining| output::CleanupDocument {
+        dry_run: args.dry_run,
+        plan: &plan,
+        report,
+        remaining_owned: remaining,
+        prune_hint: (plan.dangling_images > 0).then(|| backend.kind().prune_hint()),
+    };
+
+    if plan.is_empty() || args.dry_run {
+        if json {
+            emit(output::json(&document(None, 0)));
+        } else {
+            emit(output::plan_table(&plan));
+            if args.dry_run && !plan.is_empty() {
+                emit("Dry run: nothing was removed.\n".into());
+            }
+            emit(output::prune_hint(&plan, backend.kind()));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    if !json {
+        emit(output::plan_table(&plan));
+    }
+    if !args.yes {
+        confirm(plan.len())?;
+    }
+    let report = tokio::select! {
+        report = cleanup.apply(&plan) => report,
+        _ = super::interrupted() => {
+            return Err(CliError::Interrupted(
+                "cleanup stopped part-way; run `anvyl agent cleanup` again to finish".into(),
+            ))
+        }
+    };
+    let remaining = report.remaining_owned();
+    if json {
+        emit(output::json(&document(Some(&report), remaining)));
+    } else {
+        emit(output::report_summary(&report, &plan, backend.kind()));
+    }
+    if remaining > 0 {
+        return Err(CliError::Failed(format!(
+            "{remaining} resource(s) owned by anvyl could not be removed"
+        )));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks `[y/N]` on a terminal; refuses when no terminal can answer.
+fn confirm(items: usize) -> Result<(), CliError> {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(CliError::Usage(format!(
+            "refusing to remove {items} item(s) without --yes: no terminal to confirm on (nothing was removed)"
+        )));
+    }
+    let yes = dialoguer::Confirm::new()
+        .with_prompt(format!("Remove these {items} item(s)?"))
+        .default(false)
+        .interact_on(&dialoguer::console::Term::stderr())
+        .map_err(|e| CliError::Failed(format!("cannot read the answer: {e}")))?;
+    if yes {
+        Ok(())
+    } else {
+        Err(CliError::Failed("cancelled: nothing was removed".into()))
+    }
+}

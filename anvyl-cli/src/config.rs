@@ -1,0 +1,254 @@
+//! Configuration, layered with figment; later layers win: built-in defaults,
+//! `/etc/anvyl/anvyl.toml`, `$XDG_CONFIG_HOME/anvyl/anvyl.toml`, `--config
+//! FILE`, `ANVYL_*` environment variables, then command-line flags. Unknown
+//! keys are errors that name the file, so a typo never silently does nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{BackendArg, Cli};
+use crate::error::CliError;
+
+/// The system-wide configuration file.
+pub const SYSTEM_FILE: &str = "/etc/anvyl/anvyl.toml";
+
+/// Environment variables read, and the keys they set.
+const ENV_KEYS: &[(&str, &str)] = &[
+    ("backend", "backend"),
+    ("state_dir", "state_dir"),
+    ("network", "network"),
+    ("parallelism", "parallelism"),
+    ("stop_timeout", "stop_timeout"),
+    ("request_timeout", "request_timeout"),
+    ("docker_endpoint", "docker.endpoint"),
+    ("podman_endpoint", "podman.endpoint"),
+];
+
+/// Which engine to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// Docker.
+    Docker,
+    /// Podman.
+    Podman,
+}
+
+impl From<BackendArg> for BackendChoice {
+    fn from(arg: BackendArg) -> Self {
+        match arg {
+            BackendArg::Docker => Self::Docker,
+            BackendArg::Podman => Self::Podman,
+        }
+    }
+}
+
+/// `[docker]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Endpoint; default `DOCKER_HOST`, else `/var/run/docker.sock`.
+    pub endpoint: Option<String>,
+}
+
+/// `[podman]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodmanConfig {
+    /// Endpoint; default `CONTAINER_HOST`, else the rootless, else the rootful socket.
+    pub endpoint: Option<String>,
+    /// `nofile` limit set on containers (Podman 4 applies no default through its API).
+    pub nofile: u64,
+    /// `nproc` limit set on containers.
+    pub nproc: u64,
+}
+
+impl Default for PodmanConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            nofile: 4096,
+            nproc: 4096,
+        }
+    }
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The engine.
+    pub backend: BackendChoice,
+    /// Holds the database and the build root; default `$XDG_STATE_HOME/anvyl`.
+    pub state_dir: Option<PathBuf>,
+    /// Network mode of agent containers and build steps; default: the engine's.
+    pub network: Option<String>,
+    /// Removals that run at once.
+    pub parallelism: usize,
+    /// Seconds a container gets to stop before it is killed.
+    pub stop_timeout: u64,
+    /// Seconds an engine request may take.
+    pub request_timeout: u64,
+    /// Docker settings.
+    pub docker: DockerConfig,
+    /// Podman settings.
+    pub podman: PodmanConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            backend: BackendChoice::Docker,
+            state_dir: None,
+            network: None,
+            parallelism: 16,
+            stop_timeout: 0,
+            request_timeout: 120,
+            docker: DockerConfig::default(),
+            podman: PodmanConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads every layer for `cli`.
+    pub fn load(cli: &Cli) -> Result<Self, CliError> {
+        let mut figment =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(SYSTEM_FILE));
+        if let Some(user) = user_file() {
+            figment = figment.merge(Toml::file(user));
+        }
+        if let Some(file) = &cli.config {
+            // An explicit file that is missing is an error, not an empty layer.
+            if !file.is_file() {
+                return Err(CliError::Config(format!(
+                    "--config {}: no such file",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("ANVYL_").filter_map(|key| {
+            ENV_KEYS
+                .iter()
+                .find(|(env, _)| key.as_str().eq_ignore_ascii_case(env))
+                .map(|(_, k)| (*k).into())
+        }));
+        if let Some(backend) = cli.backend {
+            figment = figment.merge(Serialized::default("backend", BackendChoice::from(backend)));
+        }
+        let config: Config = figment
+            .extract()
+            .map_err(|e| CliError::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), CliError> {
+        if self.parallelism == 0 {
+            return Err(CliError::Config("parallelism must be at least 1".into()));
+        }
+        if self.request_timeout == 0 {
+            return Err(CliError::Config(
+                "request_timeout must be at least 1 second".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The state directory, resolved.
+    pub fn state_dir(&self) -> Result<PathBuf, CliError> {
+        if let Some(dir) = &self.state_dir {
+            return Ok(dir.clone());
+        }
+        directories::ProjectDirs::from("", "", "anvyl")
+            .and_then(|dirs| dirs.state_dir().map(Path::to_path_buf))
+            .ok_or_else(|| {
+                CliError::Config("no home directory: set state_dir or ANVYL_STATE_DIR".into())
+            })
+    }
+
+    /// Seconds as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout)
+    }
+}
+
+/// `$XDG_CONFIG_HOME/anvyl/anvyl.toml`, if a home can be found.
+fn user_file() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "anvyl").map(|d| d.config_dir().join("anvyl.toml"))
+}
+
+/// The directory below the state directory where start builds happen.
+pub fn build_root(state_dir: &Path) -> PathBuf {
+    state_dir.join("builds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use figment::Jail;
+
+    fn load(args: &[&str]) -> Result<Config, CliError> {
+        let mut argv = vec!["anvyl"];
+        argv.extend(args);
+        argv.extend(["agent", "cleanup"]);
+        Config::load(&Cli::parse_from(argv))
+    }
+
+    #[test]
+    fn later_layers_win() {
+        Jail::expect_with(|jail| {
+            jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
+            jail.create_file("file.toml", "backend = \"podman\"\nparallelism = 4\n")?;
+            assert_eq!(load(&[]).unwrap().backend, BackendChoice::Docker);
+            let from_file = load(&["--config", "file.toml"]).unwrap();
+            assert_eq!(
+                (from_file.backend, from_file.parallelism),
+                (BackendChoice::Podman, 4)
+            );
+            jail.set_env("ANVYL_BACKEND", "docker");
+            jail.set_env("ANVYL_DOCKER_ENDPOINT", "unix:///x.sock");
+            let from_env = load(&["--config", "file.toml"]).unwrap();
+            assert_eq!(from_env.backend, BackendChoice::Docker);
+            assert_eq!(from_env.docker.endpoint.as_deref(), Some("unix:///x.sock"));
+            let from_flag = load(&["--config", "file.toml", "--backend", "podman"]).unwrap();
+            assert_eq!(from_flag.backend, BackendChoice::Podman);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_file() {
+        Jail::expect_with(|jail| {
+            jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
+            jail.create_file("typo.toml", "paralelism = 4\n")?;
+            let err = load(&["--config", "typo.toml"]).unwrap_err().to_string();
+            assert!(
+                err.contains("paralelism") && err.contains("typo.toml"),
+                "{err}"
+            );
+            jail.create_file("bad.toml", "backend = \"lxc\"\n")?;
+            let err = load(&["--config", "bad.toml"]).unwrap_err().to_string();
+            assert!(err.contains("lxc") && err.contains("bad.toml"), "{err}");
+            let err = load(&["--config", "missing.toml"]).unwrap_err();
+            assert_eq!(err.exit_status(), crate::error::EXIT_USAGE);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unrelated_anvyl_variables_are_not_config() {
+        Jail::expect_with(|jail| {
+            jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
+            jail.set_env("ANVYL_ITEST_DOCKER_HOST", "whatever");
+            assert!(load(&[]).is_ok());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,73 @@
+//! Snapshots of `--help`, so a change to the command line is a visible diff.
+//! These run the built binary and need no engine.
+
+use std::process::Command;
+
+fn help(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_anvyl"))
+        .args(args)
+        .env("COLUMNS", "100")
+        .output()
+        .expect("run anvyl");
+    assert!(output.status.success(), "{args:?} failed");
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+#[test]
+fn top_level_help() {
+    insta::assert_snapshot!(help(&["--help"]));
+}
+
+#[test]
+fn agent_cleanup_help() {
+    insta::assert_snapshot!(help(&["agent", "cleanup", "--help"]));
+}
+
+#[test]
+fn bad_names_are_refused_before_anything_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let output = Command::new(env!("CARGO_BIN_EXE_anvyl"))
+        .args(["agent", "cleanup", "Not_A_Name", "--yes"])
+        .env("ANVYL_STATE_DIR", &state)
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .output()
+        .expect("run anvyl");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: invalid agent name"), "{stderr}");
+    assert!(!state.exists(), "the state directory was created");
+}
+
+#[test]
+fn an_unreachable_engine_is_one_line_and_exit_3() {
+    let state = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_anvyl"))
+        .args(["agent", "cleanup", "--yes"])
+        .env("ANVYL_STATE_DIR", state.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .expect("run anvyl");
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("unix:///nonexistent/docker.sock"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_config_typo_is_exit_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("anvyl.toml");
+    std::fs::write(&file, "backend = \"docker\"\nstop_timout = 3\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_anvyl"))
+        .args(["--config", file.to_str().unwrap(), "agent", "cleanup"])
+        .output()
+        .expect("run anvyl");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("stop_timout"), "{stderr}");
+}

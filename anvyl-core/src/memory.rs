@@ -262,10 +262,12 @@ impl Backend for MemoryBackend {
                 message: "name already in use".into(),
             });
         }
-        let image_id = engine
+        let (image_id, mut labels) = engine
             .image_by_ref(&spec.image)
-            .map(|i| i.id.clone())
+            .map(|i| (i.id.clone(), i.labels.clone()))
             .ok_or_else(|| not_found(&format!("image {}", spec.image)))?;
+        // Like the engines, a container inherits its image's labels.
+        labels.extend(spec.labels.clone());
         let id = engine.new_id();
         engine.containers.insert(
             id.clone(),
@@ -273,7 +275,7 @@ impl Backend for MemoryBackend {
                 id: id.clone(),
                 name: spec.name.clone(),
                 image_id,
-                labels: spec.labels.clone(),
+                labels,
                 state: ContainerState::Created,
             },
         );

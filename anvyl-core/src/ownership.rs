@@ -4,6 +4,11 @@
 //! `managed-by=anvyl`, `agent=A` and our instance id, or — for resources of
 //! older, unlabelled tooling — when it has no `managed-by` label at all and
 //! its name is exactly `anvyl-agent-A` for an agent we know. Never a glob.
+//!
+//! Engines copy an image's labels into every container made from it, so a
+//! container a user runs from anvyl's image carries anvyl's labels too. A
+//! labelled container is therefore ours only under the one name anvyl gives
+//! its containers, `anvyl-agent-<agent>`.
 
 use std::collections::BTreeSet;
 
@@ -96,7 +101,8 @@ impl Ownership {
         known: &BTreeSet<AgentName>,
     ) -> Option<(AgentName, Claim)> {
         if let Some(agent) = self.labelled_agent(&container.labels) {
-            return Some((agent, Claim::Labelled));
+            // Labels inherited from our image are not enough: see the module doc.
+            return (container.name == agent.resource_name()).then_some((agent, Claim::Labelled));
         }
         legacy_owner(&container.labels, &container.name, known).map(|a| (a, Claim::LegacyName))
     }
@@ -186,6 +192,20 @@ mod tests {
             ours.container_owner(&container("anvyl-agent-web", labels), &known),
             None
         );
+    }
+
+    #[test]
+    fn a_labelled_container_under_another_name_is_not_ours() {
+        let ours = Ownership::new(InstanceId::from_stored("i1"));
+        let labels = ours.stamp(&Labels::new(), &agent("web"), &StartId::random());
+        let known = BTreeSet::new();
+        let owner = |name: &str| ours.container_owner(&container(name, labels.clone()), &known);
+        assert_eq!(
+            owner("anvyl-agent-web"),
+            Some((agent("web"), Claim::Labelled))
+        );
+        assert_eq!(owner("users-container"), None);
+        assert_eq!(owner("anvyl-agent-web2"), None);
     }
 
     #[test]

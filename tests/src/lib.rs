@@ -1,1 +1,292 @@
-//! placeholder
+//! Fixtures for the end-to-end tests: the private engine that `cargo xtask
+//! itest` started (read from the environment, failing loudly when absent),
+//! a sandbox per test with its own state directory — so its own
+//! installation id — and helpers that run the real `anvyl` binary and make
+//! anvyl-like resources through the backend library.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use anvyl_core::backend::{BuildSpec, ContainerSpec, Labels};
+use anvyl_core::{AgentName, AgentSpec, AgentStatus, DynBackend, Ownership, StartId, StateStore};
+
+/// What `cargo xtask itest` passes in.
+#[derive(Debug, Clone)]
+pub struct Itest {
+    /// `docker` or `podman`.
+    pub backend: String,
+    /// The private engine's endpoint.
+    pub endpoint: String,
+    /// A local image with busybox.
+    pub base_image: String,
+    /// The `anvyl` binary under test.
+    pub anvyl: PathBuf,
+}
+
+fn required(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the end-to-end tests through `cargo xtask itest`")
+    })
+}
+
+impl Itest {
+    /// Reads the environment; panics with the reason when run by hand.
+    pub fn from_env() -> Self {
+        Self {
+            backend: required("ANVYL_ITEST_BACKEND"),
+            endpoint: required("ANVYL_ITEST_ENDPOINT"),
+            base_image: required("ANVYL_ITEST_BASE_IMAGE"),
+            anvyl: PathBuf::from(required("ANVYL_BIN")),
+        }
+    }
+
+    /// A client of the private engine, for setting up and checking.
+    pub async fn connect(&self) -> DynBackend {
+        let timeout = Duration::from_secs(120);
+        match self.backend.as_str() {
+            "docker" => std::sync::Arc::new(
+                anvyl_docker::DockerBackend::connect(&self.endpoint, timeout)
+                    .await
+                    .expect("connect to the private dockerd"),
+            ),
+            "podman" => anvyl_podman::PodmanBackend::connect(
+                &self.endpoint,
+                timeout,
+                anvyl_podman::Limits {
+                    nofile: 4096,
+                    nproc: 4096,
+                },
+            )
+            .await
+            .expect("connect to the private podman service"),
+            other => panic!("unknown ANVYL_ITEST_BACKEND {other:?}"),
+        }
+    }
+
+    /// The engine's name in log lines (`Removed Docker image: …`).
+    pub fn engine_name(&self) -> &'static str {
+        match self.backend.as_str() {
+            "podman" => "Podman",
+            _ => "Docker",
+        }
+    }
+}
+
+/// One test's world: an engine client, and a state directory of its own.
+pub struct Sandbox {
+    /// The environment.
+    pub itest: Itest,
+    /// The engine.
+    pub engine: DynBackend,
+    /// The state directory (database and build root).
+    pub state_dir: tempfile::TempDir,
+    /// This sandbox's installation.
+    pub ownership: Ownership,
+}
+
+/// What an `anvyl` run produced.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit status.
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error (the log).
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Sandbox {
+    /// A fresh sandbox on the engine `cargo xtask itest` started.
+    pub async fn new() -> Self {
+        let itest = Itest::from_env();
+        let engine = itest.connect().await;
+        let state_dir = tempfile::tempdir().expect("state dir");
+        let ownership = Ownership::new(self_state(state_dir.path()).instance_id().clone());
+        Self {
+            itest,
+            engine,
+            state_dir,
+            ownership,
+        }
+    }
+
+    /// The state store, opened as anvyl opens it.
+    pub fn state(&self) -> StateStore {
+        self_state(self.state_dir.path())
+    }
+
+    /// The build root inside the state directory.
+    pub fn build_root(&self) -> PathBuf {
+        self.state_dir.path().join("builds")
+    }
+
+    /// Runs `anvyl ARGS` against the private engine, with no terminal.
+    pub fn anvyl(&self, args: &[&str]) -> Run {
+        self.anvyl_with(args, &[])
+    }
+
+    /// Runs `anvyl ARGS` with extra environment.
+    pub fn anvyl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(&self.itest.anvyl);
+        cmd.args(args)
+            .env("ANVYL_STATE_DIR", self.state_dir.path())
+            .env("ANVYL_BACKEND", &self.itest.backend)
+            .env("DOCKER_HOST", &self.itest.endpoint)
+            .env("CONTAINER_HOST", &self.itest.endpoint)
+            .env("XDG_CONFIG_HOME", self.state_dir.path().join("no-config"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run anvyl").into()
+    }
+
+    /// Records an agent in this sandbox's state.
+    pub fn agent(&self, name: &str) -> AgentName {
+        let name = AgentName::new(name).expect("valid test agent name");
+        self.state()
+            .create_agent(&name, &AgentSpec::default())
+            .expect("record agent");
+        name
+    }
+
+    /// Sets an agent's recorded status.
+    pub fn set_status(&self, agent: &AgentName, status: AgentStatus, container: Option<&str>) {
+        let all = [
+            AgentStatus::Stopped,
+            AgentStatus::Starting,
+            AgentStatus::Running,
+            AgentStatus::Failed,
+        ];
+        self.state()
+            .transition(agent, &all, status, container, None)
+            .expect("set status");
+    }
+
+    /// Builds `tag` from the base image with `labels`; returns the image id.
+    pub async fn image(&self, tag: &str, labels: Labels) -> String {
+        let dir = tempfile::tempdir().expect("context");
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            format!("FROM {}\nLABEL test.tag=\"{tag}\"\n", self.itest.base_image),
+        )
+        .expect("write Dockerfile");
+        let spec = BuildSpec {
+            context_dir: dir.path().to_path_buf(),
+            tag: tag.to_string(),
+            labels,
+            network: Some("none".into()),
+        };
+        self.engine
+            .build_image(&spec, &|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("build {tag}: {e}"))
+            .image_id
+    }
+
+    /// Creates (does not start) a container `name` from `image`.
+    pub async fn container(&self, name: &str, image: &str, labels: Labels) -> String {
+        let spec = ContainerSpec {
+            name: name.to_string(),
+            image: image.to_string(),
+            command: Some(vec!["true".into()]),
+            env: Vec::new(),
+            labels,
+            network: Some("none".into()),
+        };
+        self.engine
+            .create_container(&spec)
+            .await
+            .unwrap_or_else(|e| panic!("create {name}: {e}"))
+    }
+
+    /// Creates and starts a container `name` that keeps running.
+    pub async fn running_container(&self, name: &str, image: &str, labels: Labels) -> String {
+        let spec = ContainerSpec {
+            name: name.to_string(),
+            image: image.to_string(),
+            command: Some(vec!["sleep".into(), "600".into()]),
+            env: Vec::new(),
+            labels,
+            network: Some("none".into()),
+        };
+        let id = self
+            .engine
+            .create_container(&spec)
+            .await
+            .unwrap_or_else(|e| panic!("create {name}: {e}"));
+        self.engine
+            .start_container(&id)
+            .await
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        id
+    }
+
+    /// This installation's labels for `agent`.
+    pub fn labels(&self, agent: &AgentName) -> Labels {
+        self.ownership
+            .stamp(&Labels::new(), agent, &StartId::random())
+    }
+
+    /// An orphan of `agent`: its labelled image and a stopped container of it.
+    pub async fn leftovers(&self, agent: &AgentName) -> (String, String) {
+        let labels = self.labels(agent);
+        let image = self.image(&agent.image_tag(), labels.clone()).await;
+        let container = self
+            .container(&agent.resource_name(), &agent.image_tag(), labels)
+            .await;
+        (container, image)
+    }
+
+    /// A leftover build directory of `agent`.
+    pub fn build_dir(&self, agent: &AgentName, suffix: &str) -> PathBuf {
+        let dir = self.build_root().join(format!("{agent}.{suffix}"));
+        std::fs::create_dir_all(&dir).expect("build dir");
+        std::fs::write(dir.join("Dockerfile"), "FROM scratch\n").expect("Dockerfile");
+        dir
+    }
+
+    /// Whether a container exists.
+    pub async fn has_container(&self, id: &str) -> bool {
+        match self.engine.inspect_container(id).await {
+            Ok(_) => true,
+            Err(e) if e.is_not_found() => false,
+            Err(e) => panic!("inspect {id}: {e}"),
+        }
+    }
+
+    /// Whether an image reference exists.
+    pub async fn has_image(&self, reference: &str) -> bool {
+        match self.engine.inspect_image(reference).await {
+            Ok(_) => true,
+            Err(e) if e.is_not_found() => false,
+            Err(e) => panic!("inspect {reference}: {e}"),
+        }
+    }
+
+    /// Removes what a test made, best effort.
+    pub async fn discard(&self, containers: &[&str], images: &[&str]) {
+        for c in containers {
+            let _ = self.engine.remove_container(c, Duration::ZERO).await;
+        }
+        for i in images {
+            let _ = self.engine.remove_image(i).await;
+        }
+    }
+}
+
+fn self_state(dir: &Path) -> StateStore {
+    StateStore::open(dir).expect("open state store")
+}

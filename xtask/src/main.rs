@@ -1,1 +1,39 @@
-fn main() {}
+//! `cargo xtask <task>`: project automation that needs real engines.
+//! `itest` starts private Docker and Podman engines under `target/` and runs
+//! the real-daemon tests against them; it never touches the system's.
+
+mod engines;
+mod install;
+mod itest;
+mod process;
+
+use std::path::PathBuf;
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: cargo xtask <task>\n\n\
+         tasks:\n  \
+         itest [--backend docker|podman|all] [--keep]   run the conformance suite and end-to-end tests\n                                                  against private engines under target/itest"
+    );
+    std::process::exit(2)
+}
+
+/// The workspace root.
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let result = match args.next().as_deref() {
+        Some("itest") => itest::run(args.collect()),
+        _ => usage(),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,1 +1,12 @@
-fn main() {}
+//! End-to-end tests of the `anvyl` binary against the private engine that
+//! `cargo xtask itest` started. Every test owns a state directory (so an
+//! installation id) and uniquely named agents, so tests share the engine.
+
+mod cleanup;
+mod lookalikes;
+mod output;
+
+/// A unique agent name with a readable stem.
+pub fn unique(stem: &str) -> String {
+    format!("{stem}-{}", anvyl_core::StartId::random())
+}

@@ -1,0 +1,117 @@
+//! The safety corpus: resources that look like anvyl's but are not — longer
+//! names, prefixed names, another installation's labels, a user's tag on
+//! anvyl's image — survive every cleanup, counted one by one.
+
+use std::collections::BTreeSet;
+
+use anvyl_core::backend::Labels;
+use anvyl_core::{InstanceId, Ownership, StartId};
+use anvyl_tests::Sandbox;
+
+use crate::unique;
+
+#[tokio::test]
+async fn lookalikes_survive_a_cleanup_of_everything() {
+    let s = Sandbox::new().await;
+    let web = s.agent(&unique("web"));
+    let legacy = s.agent(&unique("legacy"));
+    let base = s.itest.base_image.clone();
+
+    // What is anvyl's: web's labelled leftovers, and legacy's unlabelled
+    // resources named exactly for it.
+    let (c_web, _) = s.leftovers(&web).await;
+    s.image(&legacy.image_tag(), Labels::new()).await;
+    let c_legacy = s
+        .container(&legacy.resource_name(), &legacy.image_tag(), Labels::new())
+        .await;
+
+    // What is not.
+    let theirs = Ownership::new(InstanceId::random());
+    let foreign_labels = theirs.stamp(&Labels::new(), &web, &StartId::random());
+    let user_tag = format!("team/{web}:prod");
+    s.engine
+        .tag_image(&web.image_tag(), &user_tag)
+        .await
+        .expect("user tag");
+    let lookalike_images = [
+        format!("{}2:latest", web.resource_name()),
+        format!("my-{}:latest", web.resource_name()),
+        format!("{}-x:latest", legacy.resource_name()),
+    ];
+    for tag in &lookalike_images {
+        s.image(tag, Labels::new()).await;
+    }
+    let foreign_image = format!("{}-foreign:latest", web.resource_name());
+    s.image(&foreign_image, foreign_labels.clone()).await;
+    let mut survivors = vec![
+        s.container(&format!("{}2", web.resource_name()), &base, Labels::new())
+            .await,
+        s.container(&format!("my-{}", web.resource_name()), &base, Labels::new())
+            .await,
+        s.container(
+            &format!("{}-old", legacy.resource_name()),
+            &base,
+            Labels::new(),
+        )
+        .await,
+        s.container(
+            &format!("x{}", legacy.resource_name()),
+            &base,
+            Labels::new(),
+        )
+        .await,
+        s.container(
+            &format!("{}-foreign", web.resource_name()),
+            &base,
+            foreign_labels,
+        )
+        .await,
+    ];
+    // An unknown agent's exact legacy name is not ours either.
+    survivors.push(
+        s.container(
+            &format!("anvyl-agent-{}", unique("stranger")),
+            &base,
+            Labels::new(),
+        )
+        .await,
+    );
+
+    let run = s.anvyl(&["agent", "cleanup", "--yes"]);
+
+    assert_eq!(run.code, Some(0), "{run:?}");
+    // Other tests share the engine, so only this test's resources are counted.
+    let mut gone = BTreeSet::new();
+    for id in survivors.iter().chain([&c_web, &c_legacy]) {
+        if !s.has_container(id).await {
+            gone.insert(id);
+        }
+    }
+    assert_eq!(
+        gone,
+        BTreeSet::from([&c_web, &c_legacy]),
+        "removed containers"
+    );
+    assert!(
+        s.has_image(&user_tag).await,
+        "the user's tag on anvyl's image was removed"
+    );
+    for tag in lookalike_images.iter().chain([&foreign_image]) {
+        assert!(s.has_image(tag).await, "look-alike image {tag} removed");
+    }
+    assert!(!s.has_image(&web.image_tag()).await);
+    assert!(!s.has_image(&legacy.image_tag()).await);
+    eprintln!(
+        "look-alikes: {} containers and {} images not anvyl's; 0 removed",
+        survivors.len(),
+        lookalike_images.len() + 2
+    );
+
+    let cleanup: Vec<&str> = survivors.iter().map(String::as_str).collect();
+    let images: Vec<&str> = lookalike_images
+        .iter()
+        .map(String::as_str)
+        .chain([user_tag.as_str(), foreign_image.as_str()])
+        .collect();
+    s.discard(&cleanup, &images).await;
+}

@@ -1,0 +1,63 @@
+//! Making sure the engines exist. On a Debian-family system as root the
+//! packages are installed (saying so); anywhere else the command to run is
+//! printed and the task stops.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::process::run;
+
+/// The Debian packages the real-daemon tests need.
+pub const PACKAGES: &[&str] = &["docker.io", "podman", "busybox-static"];
+
+/// The statically linked busybox `busybox-static` installs.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(program).is_file()
+}
+
+fn busybox_is_static() -> bool {
+    // A dynamically linked busybox would not run in a `FROM scratch` image.
+    Command::new("ldd")
+        .arg(BUSYBOX)
+        .output()
+        .map(|o| {
+            !o.status.success() || String::from_utf8_lossy(&o.stdout).contains("not a dynamic")
+        })
+        .unwrap_or(false)
+        && Path::new(BUSYBOX).is_file()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Ensures `dockerd`, `podman` and a static busybox are present.
+pub fn ensure_engines(docker: bool, podman: bool) -> Result<()> {
+    let missing =
+        (docker && !on_path("dockerd")) || (podman && !on_path("podman")) || !busybox_is_static();
+    if !missing {
+        return Ok(());
+    }
+    let command = format!("apt-get install -y {}", PACKAGES.join(" "));
+    if is_root() && Path::new("/etc/debian_version").exists() {
+        eprintln!("xtask: engines missing; installing with: apt-get update && {command}");
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        return Ok(());
+    }
+    bail!("the real-daemon tests need Docker, Podman and a static busybox; install them with:\n    sudo apt-get update && sudo {command}")
+}

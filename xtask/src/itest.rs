@@ -1,0 +1,148 @@
+//! `cargo xtask itest [--backend docker|podman|all] [--keep]`: for each
+//! engine, start it privately, build the base image, run the conformance
+//! suite and the end-to-end tests against it, and stop it — also when a test
+//! fails or the run is interrupted.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::engines::{Engine, Kind, BASE_IMAGE};
+use crate::install::ensure_engines;
+use crate::process::run as run_cmd;
+
+struct Options {
+    engines: Vec<Kind>,
+    keep: bool,
+}
+
+fn parse(args: Vec<String>) -> Result<Options> {
+    let mut options = Options {
+        engines: vec![Kind::Docker, Kind::Podman],
+        keep: false,
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--keep" => options.keep = true,
+            "--backend" => {
+                options.engines = match args.next().as_deref() {
+                    Some("docker") => vec![Kind::Docker],
+                    Some("podman") => vec![Kind::Podman],
+                    Some("all") => vec![Kind::Docker, Kind::Podman],
+                    other => bail!("--backend takes docker, podman or all, not {other:?}"),
+                }
+            }
+            other => bail!("unknown argument {other:?}; usage: cargo xtask itest [--backend docker|podman|all] [--keep]"),
+        }
+    }
+    Ok(options)
+}
+
+/// Where the private engines live. A Unix socket path must stay under 108
+/// bytes; a deep checkout falls back to a directory in /tmp.
+fn engines_dir() -> PathBuf {
+    let dir = crate::project_root().join("target").join("itest");
+    if dir.display().to_string().len() < 80 {
+        dir
+    } else {
+        std::env::temp_dir().join(format!("anvyl-itest-{}", std::process::id()))
+    }
+}
+
+pub fn run(args: Vec<String>) -> Result<()> {
+    let options = parse(args)?;
+    ensure_engines(
+        options.engines.contains(&Kind::Docker),
+        options.engines.contains(&Kind::Podman),
+    )?;
+    // Ctrl-C reaches the test processes (same process group) and ends them;
+    // xtask itself survives to stop the engines, then exits 130.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("install the Ctrl-C handler")?;
+
+    let root = crate::project_root();
+    let began = Instant::now();
+    // Build everything once before any engine starts.
+    run_cmd(
+        Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["build", "-p", "anvyl-cli"]),
+    )?;
+    let anvyl = root.join("target").join("debug").join("anvyl");
+
+    let mut failures = Vec::new();
+    for kind in &options.engines {
+        if interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        eprintln!("xtask: === {} ===", kind.name());
+        let dir = engines_dir().join(kind.name());
+        let result = Engine::start(*kind, dir, options.keep)
+            .and_then(|engine| test_against(&engine, &anvyl).map(|()| drop(engine)));
+        if let Err(e) = result {
+            eprintln!("xtask: {} failed: {e:#}", kind.name());
+            failures.push(kind.name());
+        }
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        eprintln!("xtask: interrupted; private engines stopped");
+        std::process::exit(130);
+    }
+    eprintln!(
+        "xtask: itest finished in {:.0}s",
+        began.elapsed().as_secs_f64()
+    );
+    if !failures.is_empty() {
+        bail!("real-daemon tests failed on: {}", failures.join(", "));
+    }
+    Ok(())
+}
+
+fn test_against(engine: &Engine, anvyl: &std::path::Path) -> Result<()> {
+    engine.build_base_image()?;
+    let root = crate::project_root();
+    let (crate_name, test) = match engine.kind {
+        Kind::Docker => ("anvyl-docker", "docker_conformance"),
+        Kind::Podman => ("anvyl-podman", "podman_conformance"),
+    };
+    let endpoint_var = match engine.kind {
+        Kind::Docker => "ANVYL_ITEST_DOCKER_HOST",
+        Kind::Podman => "ANVYL_ITEST_PODMAN_HOST",
+    };
+    let with_env = |cmd: &mut Command| {
+        cmd.current_dir(&root)
+            .env(endpoint_var, engine.endpoint())
+            .env("ANVYL_ITEST_BACKEND", engine.kind.name())
+            .env("ANVYL_ITEST_ENDPOINT", engine.endpoint())
+            .env("ANVYL_ITEST_BASE_IMAGE", BASE_IMAGE)
+            .env("ANVYL_BIN", anvyl);
+    };
+    let mut conformance = Command::new(env!("CARGO"));
+    conformance.args([
+        "test",
+        "-p",
+        crate_name,
+        "--features",
+        "itest",
+        "--test",
+        test,
+        "--",
+        "--nocapture",
+    ]);
+    with_env(&mut conformance);
+    let conformance = run_cmd(&mut conformance);
+
+    let mut e2e = Command::new(env!("CARGO"));
+    e2e.args(["test", "-p", "anvyl-tests", "--features", "itest"]);
+    with_env(&mut e2e);
+    let e2e = run_cmd(&mut e2e);
+    conformance.context("conformance suite")?;
+    e2e.context("end-to-end tests")
+}

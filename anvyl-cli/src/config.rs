@@ -189,6 +189,8 @@ pub fn build_root(state_dir: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures must return figment's (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use clap::Parser;

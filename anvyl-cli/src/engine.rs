@@ -29,7 +29,7 @@ pub async fn connect(config: &Config) -> Result<DynBackend, CliError> {
                 nofile: config.podman.nofile,
                 nproc: config.podman.nproc,
             };
-            anvyl_podman::PodmanBackend::connect(&endpoint, timeout, limits).await?
+            Arc::new(anvyl_podman::PodmanBackend::connect(&endpoint, timeout, limits).await?)
         }
     };
     Ok(backend)

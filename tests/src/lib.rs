@@ -50,16 +50,18 @@ impl Itest {
                     .await
                     .expect("connect to the private dockerd"),
             ),
-            "podman" => anvyl_podman::PodmanBackend::connect(
-                &self.endpoint,
-                timeout,
-                anvyl_podman::Limits {
-                    nofile: 4096,
-                    nproc: 4096,
-                },
-            )
-            .await
-            .expect("connect to the private podman service"),
+            "podman" => std::sync::Arc::new(
+                anvyl_podman::PodmanBackend::connect(
+                    &self.endpoint,
+                    timeout,
+                    anvyl_podman::Limits {
+                        nofile: 4096,
+                        nproc: 4096,
+                    },
+                )
+                .await
+                .expect("connect to the private podman service"),
+            ),
             other => panic!("unknown ANVYL_ITEST_BACKEND {other:?}"),
         }
     }

@@ -1,0 +1,478 @@
+//! [`PodmanBackend`]: every libpod call anvyl makes, through one podman-api
+//! client, each bounded by the request timeout (podman-api has none).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use anvyl_core::backend::{normalise_image_id, BuildOutput, BuildProgress, Result};
+use anvyl_core::{
+    Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
+    EngineInfo, ImageSummary, ImageTag, Labels, Query,
+};
+use async_trait::async_trait;
+use futures::StreamExt;
+use podman_api::models::{Namespace, PosixRlimit};
+use podman_api::opts::{
+    ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter, ContainerListOpts,
+    ContainerStopOpts, ImageBuildOpts, ImageListFilter, ImageListOpts, ImageTagOpts, NetworkMode,
+};
+use podman_api::Podman;
+
+use crate::errors::{map, status};
+
+/// The endpoint when configuration names none: `CONTAINER_HOST`, else the
+/// rootless socket when it exists, else the rootful one.
+pub fn default_endpoint() -> String {
+    if let Some(host) = std::env::var("CONTAINER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+    {
+        return host;
+    }
+    if let Some(dir) = std::env::var("XDG_RUNTIME_DIR")
+        .ok()
+        .filter(|d| !d.is_empty())
+    {
+        let rootless = std::path::Path::new(&dir).join("podman/podman.sock");
+        if rootless.exists() {
+            return format!("unix://{}", rootless.display());
+        }
+    }
+    "unix:///run/podman/podman.sock".to_string()
+}
+
+/// Limits set on every container: Podman 4 applies no `containers.conf`
+/// default ulimits to containers created through its API, and a process
+/// without CAP_SYS_RESOURCE cannot raise them past the host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `nofile`, soft and hard.
+    pub nofile: u64,
+    /// `nproc`, soft and hard.
+    pub nproc: u64,
+}
+
+/// A Podman engine.
+#[derive(Debug, Clone)]
+pub struct PodmanBackend {
+    client: Podman,
+    endpoint: String,
+    timeout: Duration,
+    limits: Limits,
+}
+
+fn labels(map: Option<HashMap<String, String>>) -> Labels {
+    map.unwrap_or_default().into_iter().collect()
+}
+
+fn state(status: Option<&str>) -> ContainerState {
+    match status {
+        Some("created" | "configured" | "initialized") => ContainerState::Created,
+        Some("running" | "paused" | "stopping") => ContainerState::Running,
+        Some("exited" | "stopped" | "dead") => ContainerState::Exited,
+        _ => ContainerState::Other,
+    }
+}
+
+fn tags(repo_tags: Option<Vec<String>>) -> Vec<ImageTag> {
+    repo_tags
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| !t.starts_with("<none>"))
+        .map(|t| ImageTag::parse(t))
+        .collect()
+}
+
+fn namespace(mode: &str) -> Result<Namespace> {
+    match mode {
+        "none" | "host" | "bridge" | "private" | "slirp4netns" => Ok(Namespace {
+            nsmode: Some(mode.to_string()),
+            value: None,
+        }),
+        other => Err(BackendError::Local {
+            operation: "create container",
+            message: format!("network mode {other:?} is not supported on Podman (use none, host, bridge, private or slirp4netns)"),
+        }),
+    }
+}
+
+/// The label that narrows a listing most: a start, an agent, an
+/// installation, in that order; else any.
+fn most_selective_label(labels: &Labels) -> Option<(&String, &String)> {
+    const ORDER: [&str; 3] = ["io.anvyl.start", "io.anvyl.agent", "io.anvyl.instance"];
+    ORDER
+        .iter()
+        .find_map(|key| labels.get_key_value(*key))
+        .or_else(|| labels.iter().next())
+}
+
+impl PodmanBackend {
+    /// Connects to `endpoint` (`unix://…` or a socket path) and pings it, so
+    /// an unreachable service is reported here.
+    pub async fn connect(
+        endpoint: &str,
+        request_timeout: Duration,
+        limits: Limits,
+    ) -> Result<Self> {
+        let endpoint = if endpoint.starts_with('/') {
+            format!("unix://{endpoint}")
+        } else {
+            endpoint.to_string()
+        };
+        // No `adjust_api_version`: libpod's /version reports the compat API
+        // (1.41) and would switch requests to the wrong paths.
+        let client = Podman::new(&endpoint).map_err(|e| BackendError::Unreachable {
+            engine: "Podman",
+            endpoint: endpoint.clone(),
+            message: e.to_string(),
+        })?;
+        let backend = Self {
+            client,
+            endpoint,
+            timeout: request_timeout,
+            limits,
+        };
+        backend.ping().await?;
+        Ok(backend)
+    }
+
+    /// Runs one request under the timeout, mapping its error.
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        what: &str,
+        request: impl Future<Output = podman_api::Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(result) => result.map_err(|e| map(operation, what, &self.endpoint, e)),
+            Err(_) => Err(BackendError::Engine {
+                operation,
+                status: None,
+                message: format!("no answer within {}s", self.timeout.as_secs()),
+            }),
+        }
+    }
+
+    /// Like [`Self::call`], but a 304 (already in that state) is success.
+    async fn idempotent(
+        &self,
+        operation: &'static str,
+        what: &str,
+        request: impl Future<Output = podman_api::Result<()>>,
+    ) -> Result<()> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(Err(e)) if status(&e) == Some(304) => Ok(()),
+            Ok(result) => result.map_err(|e| map(operation, what, &self.endpoint, e)),
+            Err(_) => Err(BackendError::Engine {
+                operation,
+                status: None,
+                message: format!("no answer within {}s", self.timeout.as_secs()),
+            }),
+        }
+    }
+
+    fn rlimits(&self) -> Vec<PosixRlimit> {
+        [("nofile", self.limits.nofile), ("nproc", self.limits.nproc)]
+            .into_iter()
+            .map(|(kind, limit)| PosixRlimit {
+                type_: Some(kind.to_string()),
+                soft: Some(limit),
+                hard: Some(limit),
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Backend for PodmanBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Podman
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.call("ping", "engine", self.client.ping())
+            .await
+            .map(drop)
+    }
+
+    async fn version(&self) -> Result<EngineInfo> {
+        let v = self
+            .call("version", "engine", self.client.version())
+            .await?;
+        Ok(EngineInfo {
+            version: v.version.unwrap_or_default(),
+            api_version: podman_api::LATEST_API_VERSION.to_string(),
+        })
+    }
+
+    async fn list_containers(&self, query: &Query) -> Result<Vec<ContainerSummary>> {
+        let mut filters: Vec<ContainerListFilter> = query
+            .labels
+            .iter()
+            .map(|(k, v)| ContainerListFilter::LabelKeyVal(k.clone(), v.clone()))
+            .collect();
+        if let Some(name) = &query.name {
+            filters.push(ContainerListFilter::Name(name.clone()));
+        }
+        let opts = ContainerListOpts::builder()
+            .all(true)
+            .filter(filters)
+            .build();
+        let listed = self
+            .call(
+                "list containers",
+                "containers",
+                self.client.containers().list(&opts),
+            )
+            .await?;
+        Ok(listed
+            .into_iter()
+            .map(|c| ContainerSummary {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default(),
+                image_id: c
+                    .image_id
+                    .map(|i| normalise_image_id(&i))
+                    .unwrap_or_default(),
+                labels: labels(c.labels),
+                state: state(c.state.as_deref()),
+            })
+            .collect())
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerSummary> {
+        let what = format!("container {id}");
+        let c = self
+            .call(
+                "inspect container",
+                &what,
+                self.client.containers().get(id).inspect(),
+            )
+            .await?;
+        Ok(ContainerSummary {
+            id: c.id.unwrap_or_default(),
+            name: c.name.unwrap_or_default(),
+            image_id: c.image.map(|i| normalise_image_id(&i)).unwrap_or_default(),
+            labels: labels(c.config.and_then(|c| c.labels)),
+            state: state(c.state.and_then(|s| s.status).as_deref()),
+        })
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        let what = format!("container {}", spec.name);
+        let env: HashMap<String, String> = spec
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect();
+        let mut opts = ContainerCreateOpts::builder()
+            .name(&spec.name)
+            .image(&spec.image)
+            .env(env)
+            .labels(spec.labels.clone())
+            .r_limits(self.rlimits());
+        if let Some(command) = &spec.command {
+            opts = opts.command(command.clone());
+        }
+        if let Some(network) = &spec.network {
+            opts = opts.net_namespace(namespace(network)?);
+        }
+        let opts = opts.build();
+        match self
+            .call(
+                "create container",
+                &what,
+                self.client.containers().create(&opts),
+            )
+            .await
+        {
+            Ok(created) => Ok(created.id),
+            // Podman answers a taken name with 500, not 409: ask whether the
+            // name exists rather than reading the message.
+            Err(BackendError::Engine {
+                status: Some(500),
+                message,
+                ..
+            }) if self.inspect_container(&spec.name).await.is_ok() => {
+                Err(BackendError::Conflict { what, message })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let what = format!("container {id}");
+        self.idempotent(
+            "start container",
+            &what,
+            self.client.containers().get(id).start(None),
+        )
+        .await
+    }
+
+    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
+        let what = format!("container {id}");
+        let opts = ContainerStopOpts::builder()
+            .timeout(timeout.as_secs() as usize)
+            .build();
+        let container = self.client.containers().get(id);
+        self.idempotent("stop container", &what, container.stop(&opts))
+            .await
+    }
+
+    async fn remove_container(&self, id: &str, stop_timeout: Duration) -> Result<()> {
+        let what = format!("container {id}");
+        // Without an explicit timeout libpod waits the container's own stop
+        // timeout (10 s) before killing it.
+        let opts = ContainerDeleteOpts::builder()
+            .force(true)
+            .volumes(true)
+            .timeout(stop_timeout.as_secs() as usize)
+            .build();
+        let container = self.client.containers().get(id);
+        self.call("remove container", &what, container.delete(&opts))
+            .await
+    }
+
+    async fn build_image(
+        &self,
+        spec: &BuildSpec,
+        progress: BuildProgress<'_>,
+    ) -> Result<BuildOutput> {
+        let mut opts = ImageBuildOpts::builder(spec.context_dir.display().to_string())
+            .dockerfile("Dockerfile")
+            .tag(&spec.tag)
+            .labels(spec.labels.clone())
+            .remove(true)
+            .force_rm(true);
+        if let Some(network) = &spec.network {
+            opts = opts.network_mode(match network.as_str() {
+                "none" => NetworkMode::None,
+                "host" => NetworkMode::Host,
+                "bridge" => NetworkMode::Bridge,
+                other => NetworkMode::Custom(other.to_string()),
+            });
+        }
+        let opts = opts.build();
+        let images = self.client.images();
+        let mut stream = images
+            .build(&opts)
+            .map_err(|e| map("build image", &spec.tag, &self.endpoint, e))?;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => {
+                    let line = chunk.stream.trim_end();
+                    if !line.is_empty() {
+                        progress(line);
+                    }
+                }
+                // libpod reports a failing step as an error document in
+                // the stream; any error while streaming is the build failing.
+                Err(e @ podman_api::Error::ServerError(_)) => {
+                    return Err(BackendError::BuildFailed {
+                        message: e.to_string(),
+                    })
+                }
+                Err(e) => return Err(map("build image", &spec.tag, &self.endpoint, e)),
+            }
+        }
+        // libpod names the image `localhost/<tag>`; the id comes from it.
+        Ok(BuildOutput {
+            image_id: self.inspect_image(&spec.tag).await?.id,
+        })
+    }
+
+    async fn tag_image(&self, source: &str, target: &str) -> Result<()> {
+        let tag = ImageTag::parse(target);
+        let opts = ImageTagOpts::builder()
+            .repo(&tag.repository)
+            .tag(&tag.tag)
+            .build();
+        let what = format!("image {source}");
+        self.call(
+            "tag image",
+            &what,
+            self.client.images().get(source).tag(&opts),
+        )
+        .await
+    }
+
+    async fn list_images(&self, query: &Query) -> Result<Vec<ImageSummary>> {
+        // Podman 4.3's image endpoint matches nothing when given several
+        // label filters (its CLI ORs them). Send the most selective one and
+        // check all of them here.
+        let mut filters: Vec<ImageListFilter> = most_selective_label(&query.labels)
+            .map(|(k, v)| ImageListFilter::LabelKeyVal(k.clone(), v.clone()))
+            .into_iter()
+            .collect();
+        if let Some(name) = &query.name {
+            // Every tag of a matching image comes back; callers compare exactly.
+            filters.push(ImageListFilter::Reference(name.clone().into(), None));
+        }
+        let opts = ImageListOpts::builder().filter(filters).build();
+        let listed = self
+            .call("list images", "images", self.client.images().list(&opts))
+            .await?;
+        Ok(listed
+            .into_iter()
+            .map(|i| ImageSummary {
+                id: normalise_image_id(&i.id.unwrap_or_default()),
+                tags: tags(i.repo_tags),
+                labels: labels(i.labels),
+            })
+            .filter(|i| query.labels.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
+            .collect())
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<ImageSummary> {
+        let what = format!("image {reference}");
+        let i = self
+            .call(
+                "inspect image",
+                &what,
+                self.client.images().get(reference).inspect(),
+            )
+            .await?;
+        Ok(ImageSummary {
+            id: normalise_image_id(&i.id.unwrap_or_default()),
+            tags: tags(i.repo_tags),
+            labels: labels(i.labels.or_else(|| i.config.and_then(|c| c.labels))),
+        })
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<()> {
+        // `delete` never forces: a used image, or an id that is still
+        // tagged elsewhere, is a 409.
+        let what = format!("image {reference}");
+        self.call(
+            "remove image",
+            &what,
+            self.client.images().get(reference).delete(),
+        )
+        .await
+    }
+
+    async fn count_dangling_images(&self) -> Result<usize> {
+        let opts = ImageListOpts::builder()
+            .filter([ImageListFilter::Dangling(true)])
+            .build();
+        self.call(
+            "list images",
+            "dangling images",
+            self.client.images().list(&opts),
+        )
+        .await
+        .map(|i| i.len())
+    }
+}

@@ -154,6 +154,28 @@ impl PodmanBackend {
         }
     }
 
+    /// A read-only request, retried on a 500: Podman 4.3's service can
+    /// panic (nil pointer, HTTP 500) when an image is inspected or listed
+    /// while another image is being removed. Reads are safe to repeat.
+    async fn read<T, F, Fut>(&self, operation: &'static str, what: &str, request: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = podman_api::Result<T>>,
+    {
+        let mut attempts = 0;
+        loop {
+            match self.call(operation, what, request()).await {
+                Err(BackendError::Engine {
+                    status: Some(500), ..
+                }) if attempts < 3 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempts)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Like [`Self::call`], but a 304 (already in that state) is success.
     async fn idempotent(
         &self,
@@ -223,12 +245,9 @@ impl Backend for PodmanBackend {
             .all(true)
             .filter(filters)
             .build();
+        let containers = self.client.containers();
         let listed = self
-            .call(
-                "list containers",
-                "containers",
-                self.client.containers().list(&opts),
-            )
+            .read("list containers", "containers", || containers.list(&opts))
             .await?;
         Ok(listed
             .into_iter()
@@ -250,12 +269,9 @@ impl Backend for PodmanBackend {
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerSummary> {
         let what = format!("container {id}");
+        let container = self.client.containers().get(id);
         let c = self
-            .call(
-                "inspect container",
-                &what,
-                self.client.containers().get(id).inspect(),
-            )
+            .read("inspect container", &what, || container.inspect())
             .await?;
         Ok(ContainerSummary {
             id: c.id.unwrap_or_default(),
@@ -421,8 +437,9 @@ impl Backend for PodmanBackend {
             filters.push(ImageListFilter::Reference(name.clone().into(), None));
         }
         let opts = ImageListOpts::builder().filter(filters).build();
+        let images = self.client.images();
         let listed = self
-            .call("list images", "images", self.client.images().list(&opts))
+            .read("list images", "images", || images.list(&opts))
             .await?;
         Ok(listed
             .into_iter()
@@ -437,12 +454,9 @@ impl Backend for PodmanBackend {
 
     async fn inspect_image(&self, reference: &str) -> Result<ImageSummary> {
         let what = format!("image {reference}");
+        let image = self.client.images().get(reference);
         let i = self
-            .call(
-                "inspect image",
-                &what,
-                self.client.images().get(reference).inspect(),
-            )
+            .read("inspect image", &what, || image.inspect())
             .await?;
         Ok(ImageSummary {
             id: normalise_image_id(&i.id.unwrap_or_default()),
@@ -467,12 +481,9 @@ impl Backend for PodmanBackend {
         let opts = ImageListOpts::builder()
             .filter([ImageListFilter::Dangling(true)])
             .build();
-        self.call(
-            "list images",
-            "dangling images",
-            self.client.images().list(&opts),
-        )
-        .await
-        .map(|i| i.len())
+        let images = self.client.images();
+        self.read("list images", "dangling images", || images.list(&opts))
+            .await
+            .map(|i| i.len())
     }
 }

@@ -77,6 +77,8 @@ pub fn run(args: Vec<String>) -> Result<()> {
     )?;
     let anvyl = root.join("target").join("debug").join("anvyl");
 
+    // Engines stay up until the end: the runtime-swap scenario needs both.
+    let mut engines = Vec::new();
     let mut failures = Vec::new();
     for kind in &options.engines {
         if interrupted.load(Ordering::SeqCst) {
@@ -84,13 +86,28 @@ pub fn run(args: Vec<String>) -> Result<()> {
         }
         eprintln!("xtask: === {} ===", kind.name());
         let dir = engines_dir().join(kind.name());
-        let result = Engine::start(*kind, dir, options.keep)
-            .and_then(|engine| test_against(&engine, &anvyl).map(|()| drop(engine)));
-        if let Err(e) = result {
-            eprintln!("xtask: {} failed: {e:#}", kind.name());
-            failures.push(kind.name());
+        match Engine::start(*kind, dir, options.keep) {
+            Ok(engine) => {
+                if let Err(e) = test_against(&engine, &anvyl) {
+                    eprintln!("xtask: {} failed: {e:#}", kind.name());
+                    failures.push(kind.name().to_string());
+                }
+                engines.push(engine);
+            }
+            Err(e) => {
+                eprintln!("xtask: {} failed: {e:#}", kind.name());
+                failures.push(kind.name().to_string());
+            }
         }
     }
+    if engines.len() == 2 && !interrupted.load(Ordering::SeqCst) {
+        eprintln!("xtask: === swapping runtimes through configuration ===");
+        if let Err(e) = test_swap(&engines, &anvyl) {
+            eprintln!("xtask: runtime swap failed: {e:#}");
+            failures.push("runtime swap".into());
+        }
+    }
+    drop(engines);
     if interrupted.load(Ordering::SeqCst) {
         eprintln!("xtask: interrupted; private engines stopped");
         std::process::exit(130);
@@ -140,9 +157,42 @@ fn test_against(engine: &Engine, anvyl: &std::path::Path) -> Result<()> {
     let conformance = run_cmd(&mut conformance);
 
     let mut e2e = Command::new(env!("CARGO"));
-    e2e.args(["test", "-p", "anvyl-tests", "--features", "itest"]);
+    e2e.args([
+        "test",
+        "-p",
+        "anvyl-tests",
+        "--features",
+        "itest",
+        "--test",
+        "e2e",
+    ]);
     with_env(&mut e2e);
     let e2e = run_cmd(&mut e2e);
     conformance.context("conformance suite")?;
     e2e.context("end-to-end tests")
+}
+
+/// The scenario that needs both engines: one config file, one key changed.
+fn test_swap(engines: &[Engine], anvyl: &std::path::Path) -> Result<()> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(crate::project_root())
+        .args([
+            "test",
+            "-p",
+            "anvyl-tests",
+            "--features",
+            "itest",
+            "--test",
+            "swap",
+        ])
+        .env("ANVYL_ITEST_BASE_IMAGE", BASE_IMAGE)
+        .env("ANVYL_BIN", anvyl);
+    for engine in engines {
+        let var = match engine.kind {
+            Kind::Docker => "ANVYL_ITEST_DOCKER_HOST",
+            Kind::Podman => "ANVYL_ITEST_PODMAN_HOST",
+        };
+        cmd.env(var, engine.endpoint());
+    }
+    run_cmd(&mut cmd)
 }

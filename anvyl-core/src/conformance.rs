@@ -36,8 +36,9 @@ macro_rules! checks {
         pub async fn run_all(backend: &dyn Backend, fixture: &Fixture) {
             $(
                 eprintln!("conformance: {} ...", stringify!($name));
+                let began = std::time::Instant::now();
                 $name(backend, fixture).await;
-                eprintln!("conformance: {} ok", stringify!($name));
+                eprintln!("conformance: {} ok ({:.2}s)", stringify!($name), began.elapsed().as_secs_f64());
             )*
         }
     };

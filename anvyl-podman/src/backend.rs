@@ -339,12 +339,42 @@ impl Backend for PodmanBackend {
 
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
         let what = format!("container {id}");
-        let opts = ContainerStopOpts::builder()
-            .timeout(timeout.as_secs() as usize)
-            .build();
         let container = self.client.containers().get(id);
-        self.idempotent("stop container", &what, container.stop(&opts))
+        if !timeout.is_zero() {
+            // podman-api spells the query parameter `Timeout`, which libpod
+            // ignores: the container's own stop timeout (10 s) applies.
+            let opts = ContainerStopOpts::builder()
+                .timeout(timeout.as_secs() as usize)
+                .build();
+            return self
+                .idempotent("stop container", &what, container.stop(&opts))
+                .await;
+        }
+        // A zero timeout is a kill. Killing a stopped container is a 500 in
+        // Podman 4.3, so the state decides whether a failed kill matters.
+        if let Err(e) = self
+            .call("stop container", &what, container.send_signal("SIGKILL"))
             .await
+        {
+            if e.is_not_found()
+                || self.inspect_container(id).await?.state == ContainerState::Running
+            {
+                return Err(e);
+            }
+            return Ok(());
+        }
+        // The kill is asynchronous: wait until the engine says so.
+        for _ in 0..100 {
+            if self.inspect_container(id).await?.state != ContainerState::Running {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(BackendError::Engine {
+            operation: "stop container",
+            status: None,
+            message: format!("{what} still runs 5 s after SIGKILL"),
+        })
     }
 
     async fn remove_container(&self, id: &str, stop_timeout: Duration) -> Result<()> {

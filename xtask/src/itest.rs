@@ -45,7 +45,7 @@ fn parse(args: Vec<String>) -> Result<Options> {
 
 /// Where the private engines live. A Unix socket path must stay under 108
 /// bytes; a deep checkout falls back to a directory in /tmp.
-fn engines_dir() -> PathBuf {
+pub fn engines_dir() -> PathBuf {
     let dir = crate::project_root().join("target").join("itest");
     if dir.display().to_string().len() < 80 {
         dir

@@ -1,7 +1,9 @@
 //! `cargo xtask <task>`: project automation that needs real engines.
 //! `itest` starts private Docker and Podman engines under `target/` and runs
-//! the real-daemon tests against them; it never touches the system's.
+//! the real-daemon tests against them; `demo` tells the cleanup story on one.
+//! Neither ever touches the system's engines.
 
+mod demo;
 mod engines;
 mod install;
 mod itest;
@@ -13,6 +15,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: cargo xtask <task>\n\n\
          tasks:\n  \
+         demo [--backend docker|podman]                  show anvyl's cleanup on a private engine\n  \
          itest [--backend docker|podman|all] [--keep]   run the conformance suite and end-to-end tests\n                                                  against private engines under target/itest"
     );
     std::process::exit(2)
@@ -30,6 +33,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let result = match args.next().as_deref() {
         Some("itest") => itest::run(args.collect()),
+        Some("demo") => demo::run(args.collect()),
         _ => usage(),
     };
     if let Err(e) = result {

@@ -146,6 +146,19 @@ impl ImageTag {
     }
 }
 
+impl ImageTag {
+    /// The tags of an engine listing, without the `<none>:<none>` that
+    /// Docker 20.10 and Podman list for a dangling image.
+    pub fn parse_listing<S: AsRef<str>>(repo_tags: &[S]) -> Vec<Self> {
+        repo_tags
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|t| !t.starts_with("<none>"))
+            .map(Self::parse)
+            .collect()
+    }
+}
+
 impl fmt::Display for ImageTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.repository, self.tag)
@@ -170,6 +183,16 @@ pub fn normalise_image_id(id: &str) -> String {
     } else {
         format!("sha256:{id}")
     }
+}
+
+/// The innermost message of an error chain — "Connection refused", not
+/// "error trying to connect" — for one-line messages from client errors.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string()
 }
 
 /// A container to create.

@@ -246,6 +246,8 @@ mod tests {
             (tag.repository.as_str(), tag.tag.as_str()),
             ("anvyl-agent-web", "v1")
         );
+        let listed = ImageTag::parse_listing(&["<none>:<none>", "localhost/a:b"]);
+        assert_eq!(listed, vec![ImageTag::parse("localhost/a:b")]);
         let tag = ImageTag::parse("registry:5000/x");
         assert_eq!(
             (tag.repository.as_str(), tag.tag.as_str()),

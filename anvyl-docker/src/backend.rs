@@ -110,15 +110,6 @@ fn inspect_state(state: Option<ContainerStateStatusEnum>) -> ContainerState {
     }
 }
 
-fn tags(repo_tags: Vec<String>) -> Vec<ImageTag> {
-    repo_tags
-        .iter()
-        // Docker 20.10 lists a dangling image as `<none>:<none>`.
-        .filter(|t| !t.starts_with("<none>"))
-        .map(|t| ImageTag::parse(t))
-        .collect()
-}
-
 #[async_trait]
 impl Backend for DockerBackend {
     fn kind(&self) -> BackendKind {
@@ -343,7 +334,7 @@ impl Backend for DockerBackend {
             .into_iter()
             .map(|i| ImageSummary {
                 id: normalise_image_id(&i.id),
-                tags: tags(i.repo_tags),
+                tags: ImageTag::parse_listing(&i.repo_tags),
                 labels: i.labels.into_iter().collect(),
             })
             .collect())
@@ -357,7 +348,7 @@ impl Backend for DockerBackend {
             .map_err(self.err("inspect image", &format!("image {reference}")))?;
         Ok(ImageSummary {
             id: i.id.map(|i| normalise_image_id(&i)).unwrap_or_default(),
-            tags: tags(i.repo_tags.unwrap_or_default()),
+            tags: ImageTag::parse_listing(&i.repo_tags.unwrap_or_default()),
             labels: labels(i.config.and_then(|c| c.labels)),
         })
     }

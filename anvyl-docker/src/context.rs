@@ -1,5 +1,5 @@
-//! Build contexts: the build directory packed as the tar stream the engine
-//! API expects. Shared with the Podman backend.
+//! Build contexts: the build directory packed as the tar stream the Docker
+//! API expects. (podman-api packs its contexts itself.)
 
 use std::path::Path;
 

@@ -1,6 +1,7 @@
 //! Mapping bollard's errors to anvyl's, by HTTP status and error kind,
 //! never by message text.
 
+use anvyl_core::backend::root_cause;
 use anvyl_core::BackendError;
 use bollard::errors::Error;
 
@@ -41,14 +42,4 @@ pub(crate) fn map(operation: &'static str, what: &str, endpoint: &str, e: Error)
             message: root_cause(&other),
         },
     }
-}
-
-/// The innermost message of an error chain: "Connection refused", not
-/// "error trying to connect".
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut inner = e;
-    while let Some(next) = inner.source() {
-        inner = next;
-    }
-    inner.to_string()
 }

@@ -75,15 +75,6 @@ fn state(status: Option<&str>) -> ContainerState {
     }
 }
 
-fn tags(repo_tags: Option<Vec<String>>) -> Vec<ImageTag> {
-    repo_tags
-        .unwrap_or_default()
-        .iter()
-        .filter(|t| !t.starts_with("<none>"))
-        .map(|t| ImageTag::parse(t))
-        .collect()
-}
-
 fn namespace(mode: &str) -> Result<Namespace> {
     match mode {
         "none" | "host" | "bridge" | "private" | "slirp4netns" => Ok(Namespace {
@@ -475,7 +466,7 @@ impl Backend for PodmanBackend {
             .into_iter()
             .map(|i| ImageSummary {
                 id: normalise_image_id(&i.id.unwrap_or_default()),
-                tags: tags(i.repo_tags),
+                tags: ImageTag::parse_listing(&i.repo_tags.unwrap_or_default()),
                 labels: labels(i.labels),
             })
             .filter(|i| query.labels.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
@@ -490,7 +481,7 @@ impl Backend for PodmanBackend {
             .await?;
         Ok(ImageSummary {
             id: normalise_image_id(&i.id.unwrap_or_default()),
-            tags: tags(i.repo_tags),
+            tags: ImageTag::parse_listing(&i.repo_tags.unwrap_or_default()),
             labels: labels(i.labels.or_else(|| i.config.and_then(|c| c.labels))),
         })
     }

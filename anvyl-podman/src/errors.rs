@@ -1,6 +1,7 @@
 //! Mapping podman-api's errors to anvyl's, by HTTP status and error kind,
 //! never by message text.
 
+use anvyl_core::backend::root_cause;
 use anvyl_core::BackendError;
 use podman_api::Error;
 
@@ -54,12 +55,4 @@ pub(crate) fn map(operation: &'static str, what: &str, endpoint: &str, e: Error)
             },
         },
     }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut inner = e;
-    while let Some(next) = inner.source() {
-        inner = next;
-    }
-    inner.to_string()
 }

@@ -72,3 +72,32 @@ async fn a_rendered_plan_matches_its_snapshot() {
     });
     s.anvyl(&["agent", "cleanup", web.as_str(), "--yes"]);
 }
+
+#[tokio::test]
+async fn dangling_images_get_the_engines_prune_hint_and_are_left_alone() {
+    let s = Sandbox::new().await;
+    // Rebuilding a tag leaves the first image dangling: the engine's, not anvyl's.
+    let tag = format!("{}:latest", unique("rebuilt"));
+    let first = s.image(&tag, Default::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {}\nLABEL again=yes\n", s.itest.base_image),
+    )
+    .unwrap();
+    let spec = anvyl_core::BuildSpec {
+        context_dir: dir.path().to_path_buf(),
+        tag: tag.clone(),
+        labels: Default::default(),
+        network: Some("none".into()),
+    };
+    s.engine.build_image(&spec, &|_| {}).await.expect("rebuild");
+
+    let run = s.anvyl(&["agent", "cleanup", "--dry-run"]);
+
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let prune = format!("`{} system prune -f`", s.itest.backend);
+    assert!(run.stdout.contains(&prune), "no hint in:\n{}", run.stdout);
+    assert!(s.has_image(&first).await, "a dangling image was removed");
+    s.discard(&[], &[&tag, &first]).await;
+}

@@ -235,6 +235,18 @@ pub struct BuildOutput {
 /// Receives build output lines as they arrive (for a spinner or the log).
 pub type BuildProgress<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
+/// Which stream a log chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Receives container log chunks as they arrive.
+pub type LogSink<'a> = &'a (dyn Fn(LogStream, &[u8]) + Send + Sync);
+
 /// The one error type of every backend. Engine client errors never cross it;
 /// they are mapped by HTTP status, never by message text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -366,4 +378,14 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Number of dangling (`<none>`) images, for the prune hint.
     async fn count_dangling_images(&self) -> Result<usize>;
+
+    /// Sends a container's logs to `sink`: the last `tail` lines (all when
+    /// `None`), then, with `follow`, new output until the container stops.
+    async fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+        tail: Option<usize>,
+        sink: LogSink<'_>,
+    ) -> Result<()>;
 }

@@ -8,8 +8,10 @@ pub mod backend;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod ids;
+pub mod lifecycle;
 pub mod memory;
 pub mod name;
+pub mod no_engine;
 pub mod ownership;
 pub mod pipeline;
 pub mod state;
@@ -22,4 +24,6 @@ pub use ids::{InstanceId, StartId};
 pub use name::{AgentName, InvalidAgentName};
 pub use ownership::{Claim, Ownership};
 pub use pipeline::{Cleanup, CleanupSettings, Outcome, Plan, Report, Scope, Step};
-pub use state::{AgentRecord, AgentSpec, AgentStatus, StateError, StateStore};
+pub use state::{
+    AgentRecord, AgentSpec, AgentStatus, HostRecord, StateError, StateStore, LOCAL_HOST,
+};

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 
 use crate::backend::{
     Backend, BackendError, BackendKind, BuildOutput, BuildProgress, BuildSpec, ContainerSpec,
-    ContainerState, ContainerSummary, EngineInfo, ImageSummary, ImageTag, Labels, Query, Result,
+    ContainerState, ContainerSummary, EngineInfo, ImageSummary, ImageTag, Labels, LogSink,
+    LogStream, Query, Result,
 };
 
 /// The operations faults can be attached to.
@@ -50,6 +51,9 @@ pub enum Fault {
     Conflict,
     /// Wait this long, then carry on normally.
     Stall(Duration),
+    /// Carry on, but the container stops right away (a command that exits
+    /// at once); meant for [`Op::StartContainer`].
+    ExitsAtOnce,
 }
 
 #[derive(Debug)]
@@ -183,7 +187,7 @@ impl MemoryBackend {
             })
         };
         match fault {
-            None => Ok(()),
+            None | Some(Fault::ExitsAtOnce) => Ok(()),
             Some(Fault::Stall(d)) => {
                 tokio::time::sleep(d).await;
                 Ok(())
@@ -284,12 +288,21 @@ impl Backend for MemoryBackend {
 
     async fn start_container(&self, id: &str) -> Result<()> {
         self.enter(Op::StartContainer, id).await?;
+        let exits = self
+            .engine()
+            .hooks
+            .iter()
+            .any(|h| h.op == Op::StartContainer && h.fault == Fault::ExitsAtOnce);
         let mut engine = self.engine();
         let key = engine
             .container_by_ref(id)
             .map(|c| c.id.clone())
             .ok_or_else(|| not_found(&format!("container {id}")))?;
-        engine.containers.get_mut(&key).expect("just found").state = ContainerState::Running;
+        engine.containers.get_mut(&key).expect("just found").state = if exits {
+            ContainerState::Exited
+        } else {
+            ContainerState::Running
+        };
         Ok(())
     }
 
@@ -440,5 +453,25 @@ impl Backend for MemoryBackend {
             .values()
             .filter(|i| i.tags.is_empty())
             .count())
+    }
+
+    async fn logs(
+        &self,
+        id: &str,
+        _follow: bool,
+        _tail: Option<usize>,
+        sink: LogSink<'_>,
+    ) -> Result<()> {
+        let name = self
+            .engine()
+            .container_by_ref(id)
+            .map(|c| c.name.clone())
+            .ok_or_else(|| not_found(&format!("container {id}")))?;
+        // The memory engine runs nothing; it says so, once.
+        sink(
+            LogStream::Stdout,
+            format!("{name}: in-memory container\n").as_bytes(),
+        );
+        Ok(())
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anvyl_core::backend::{normalise_image_id, BuildOutput, BuildProgress, Result};
+use anvyl_core::backend::{
+    normalise_image_id, BuildOutput, BuildProgress, LogSink, LogStream, Result,
+};
 use anvyl_core::{
     Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
     EngineInfo, ImageSummary, ImageTag, Labels, Query,
@@ -15,8 +17,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListImagesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-    StopContainerOptionsBuilder, TagImageOptionsBuilder,
+    ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, StopContainerOptionsBuilder, TagImageOptionsBuilder,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -373,5 +375,32 @@ impl Backend for DockerBackend {
             .await
             .map(|i| i.len())
             .map_err(self.err("list images", "dangling images"))
+    }
+
+    async fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+        tail: Option<usize>,
+        sink: LogSink<'_>,
+    ) -> Result<()> {
+        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .tail(&tail)
+            .build();
+        let what = format!("container {id}");
+        let mut stream = self.client.logs(id, Some(options));
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(|e| map("container logs", &what, &self.endpoint, e))? {
+                bollard::container::LogOutput::StdErr { message } => {
+                    sink(LogStream::Stderr, &message)
+                }
+                other => sink(LogStream::Stdout, other.as_ref()),
+            }
+        }
+        Ok(())
     }
 }

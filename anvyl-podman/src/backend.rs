@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use anvyl_core::backend::{normalise_image_id, BuildOutput, BuildProgress, Result};
+use anvyl_core::backend::{
+    normalise_image_id, BuildOutput, BuildProgress, LogSink, LogStream, Result,
+};
 use anvyl_core::{
     Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
     EngineInfo, ImageSummary, ImageTag, Labels, Query,
@@ -15,7 +17,8 @@ use futures::StreamExt;
 use podman_api::models::{Namespace, PosixRlimit};
 use podman_api::opts::{
     ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter, ContainerListOpts,
-    ContainerStopOpts, ImageBuildOpts, ImageListFilter, ImageListOpts, ImageTagOpts, NetworkMode,
+    ContainerLogsOpts, ContainerStopOpts, ImageBuildOpts, ImageListFilter, ImageListOpts,
+    ImageTagOpts, NetworkMode,
 };
 use podman_api::Podman;
 
@@ -506,5 +509,32 @@ impl Backend for PodmanBackend {
         self.read("list images", "dangling images", || images.list(&opts))
             .await
             .map(|i| i.len())
+    }
+
+    async fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+        tail: Option<usize>,
+        sink: LogSink<'_>,
+    ) -> Result<()> {
+        let tail = tail.map_or_else(|| "all".to_string(), |n| n.to_string());
+        let opts = ContainerLogsOpts::builder()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .tail(tail)
+            .build();
+        let what = format!("container {id}");
+        let container = self.client.containers().get(id);
+        let mut stream = container.logs(&opts);
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(|e| map("container logs", &what, &self.endpoint, e))? {
+                podman_api::conn::TtyChunk::StdErr(bytes) => sink(LogStream::Stderr, &bytes),
+                podman_api::conn::TtyChunk::StdOut(bytes)
+                | podman_api::conn::TtyChunk::StdIn(bytes) => sink(LogStream::Stdout, &bytes),
+            }
+        }
+        Ok(())
     }
 }

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{InstanceId, StartId};
 use crate::name::AgentName;
 
+mod hosts;
+
+pub use hosts::{HostRecord, LOCAL_HOST};
+
 /// File name of the database inside the state directory.
 pub const DATABASE_FILE: &str = "anvyl.db";
 
@@ -23,8 +27,8 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 CREATE TABLE IF NOT EXISTS hosts (
     name     TEXT PRIMARY KEY,
-    backend  TEXT NOT NULL,
-    endpoint TEXT NOT NULL,
+    backend  TEXT,
+    endpoint TEXT,
     enabled  INTEGER NOT NULL DEFAULT 1,
     created  INTEGER NOT NULL
 );
@@ -195,6 +199,23 @@ pub enum StateError {
     /// The agent exists already.
     #[error("agent '{0}' already exists")]
     AgentExists(AgentName),
+    /// No host of that name.
+    #[error("no host named '{0}'")]
+    UnknownHost(String),
+    /// The host exists already.
+    #[error("host '{0}' already exists")]
+    HostExists(String),
+    /// The host name is not valid.
+    #[error("invalid host name {0:?} (use 1-63 lowercase letters, digits and inner dashes)")]
+    InvalidHostName(String),
+    /// Agents still run on the host.
+    #[error("host '{host}' still runs agent(s): {agents}")]
+    HostInUse {
+        /// The host.
+        host: String,
+        /// The agents on it.
+        agents: String,
+    },
     /// A status change that the current status does not allow.
     #[error("agent '{agent}' is {actual}, not {expected}")]
     WrongStatus {
@@ -215,7 +236,7 @@ pub struct StateStore {
     instance: InstanceId,
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -296,13 +317,13 @@ impl StateStore {
         &self.instance
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent
         // (transactions roll back on drop), so a poisoned lock is usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn db_err(&self, source: rusqlite::Error) -> StateError {
+    pub(crate) fn db_err(&self, source: rusqlite::Error) -> StateError {
         StateError::Database {
             path: self.path.clone(),
             source,
@@ -438,6 +459,23 @@ impl StateStore {
                     pid,
                     now()
                 ],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Records the build directory and host a start uses, as soon as they
+    /// are known.
+    pub fn update_start(
+        &self,
+        id: &StartId,
+        host: Option<&str>,
+        build_dir: Option<&Path>,
+    ) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "UPDATE starts SET host = COALESCE(?2, host), build_dir = COALESCE(?3, build_dir) WHERE id = ?1",
+                params![id.as_str(), host, build_dir.map(|p| p.display().to_string())],
             )
             .map_err(|e| self.db_err(e))?;
         Ok(())

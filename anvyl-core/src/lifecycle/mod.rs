@@ -1,0 +1,203 @@
+//! Agent lifecycle: start (with guaranteed cleanup of a failed start), stop
+//! and remove. A start either ends with a running agent registered with the
+//! hosts registry, or — on any failure or interruption — with everything it
+//! created removed by the cleanup pipeline and the agent back to `stopped`.
+
+mod dockerfile;
+mod start;
+mod stop;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::backend::{BackendError, DynBackend};
+use crate::ids::StartId;
+use crate::name::AgentName;
+use crate::pipeline::{CleanupSettings, Report};
+use crate::state::{HostRecord, StateError, StateStore};
+
+pub use dockerfile::{render_dockerfile, validate_spec, InvalidSpec};
+pub use start::Started;
+
+/// Connects the engine of a registered host. The CLI knows how to build
+/// Docker and Podman clients; core only asks for one.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The engine behind `host`, answering.
+    async fn connect(&self, host: &HostRecord) -> Result<DynBackend, BackendError>;
+}
+
+/// Tunables of starts and stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleSettings {
+    /// How long a started container must keep running before the agent is
+    /// registered; a command that exits at once fails the start.
+    pub settle: Duration,
+    /// Network mode of containers and build steps when the agent names none.
+    pub network: Option<String>,
+    /// How long `stop` lets a container shut down before killing it.
+    pub stop_timeout: Duration,
+    /// Settings of the cleanup a failed start runs.
+    pub cleanup: CleanupSettings,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        Self {
+            settle: Duration::from_secs(1),
+            network: None,
+            stop_timeout: Duration::from_secs(10),
+            cleanup: CleanupSettings::default(),
+        }
+    }
+}
+
+/// Why a start failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartCause {
+    /// No registered, enabled host.
+    #[error("no hosts available")]
+    NoHost,
+    /// The host's engine could not be reached.
+    #[error("host '{host}': {source}")]
+    Host {
+        /// The host.
+        host: String,
+        /// Why.
+        source: BackendError,
+    },
+    /// The image build failed.
+    #[error("{0}")]
+    Build(BackendError),
+    /// The container could not be created.
+    #[error("cannot create container: {0}")]
+    CreateContainer(BackendError),
+    /// The container could not be started.
+    #[error("cannot start container: {0}")]
+    StartContainer(BackendError),
+    /// The container did not stay up, or the registry could not record it.
+    #[error("registration failed: {0}")]
+    Registration(String),
+    /// Anything else (the build directory, a missing API key variable).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A start that did not end with a running agent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Refused before anything was created (unknown agent, already starting
+    /// or running, invalid spec).
+    #[error(transparent)]
+    Refused(#[from] StateError),
+    /// Failed; everything the start created was cleaned up (see `report`).
+    #[error("start of agent '{agent}' failed: {cause}")]
+    Failed {
+        /// The agent.
+        agent: AgentName,
+        /// The start.
+        start: StartId,
+        /// Why.
+        cause: StartCause,
+        /// What the cleanup did.
+        report: Report,
+    },
+    /// Interrupted (SIGINT/SIGTERM); everything created was cleaned up.
+    #[error("start of agent '{agent}' was interrupted")]
+    Interrupted {
+        /// The agent.
+        agent: AgentName,
+        /// The start.
+        start: StartId,
+        /// What the cleanup did.
+        report: Report,
+    },
+}
+
+impl StartError {
+    /// The cleanup report of a failed or interrupted start.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            Self::Failed { report, .. } | Self::Interrupted { report, .. } => Some(report),
+            Self::Refused(_) => None,
+        }
+    }
+}
+
+/// Why a stop or remove did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LifecycleError {
+    /// The state store refused (unknown agent, wrong status).
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The engine failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The agent runs and `--force` was not given.
+    #[error("agent '{0}' is running: stop it first, or remove it with --force")]
+    Running(AgentName),
+    /// A start of the agent is in progress in another process.
+    #[error("a start of agent '{agent}' is in progress (pid {pid})")]
+    Starting {
+        /// The agent.
+        agent: AgentName,
+        /// The starting process.
+        pid: u32,
+    },
+    /// The cleanup of a removed agent left owned resources.
+    #[error("{remaining} resource(s) of agent '{agent}' could not be removed")]
+    Remaining {
+        /// The agent.
+        agent: AgentName,
+        /// How many.
+        remaining: usize,
+    },
+    /// The cleanup could not plan.
+    #[error(transparent)]
+    Cleanup(#[from] crate::pipeline::CleanupError),
+}
+
+/// Starts, stops and removes agents of one installation.
+pub struct Lifecycle<'a> {
+    state: &'a StateStore,
+    connector: &'a dyn Connector,
+    build_root: PathBuf,
+    settings: LifecycleSettings,
+}
+
+impl<'a> Lifecycle<'a> {
+    /// Lifecycle operations on `state`, reaching engines through `connector`.
+    pub fn new(
+        state: &'a StateStore,
+        connector: &'a dyn Connector,
+        build_root: PathBuf,
+        settings: LifecycleSettings,
+    ) -> Self {
+        Self {
+            state,
+            connector,
+            build_root,
+            settings,
+        }
+    }
+
+    /// The host an agent runs on: its own, else the first enabled one.
+    pub fn resolve_host(&self, own: Option<&str>) -> Result<HostRecord, StartCause> {
+        let hosts = self
+            .state
+            .hosts()
+            .map_err(|e| StartCause::Other(e.to_string()))?;
+        let host = match own {
+            Some(name) => hosts.into_iter().find(|h| h.name == name && h.enabled),
+            None => hosts.into_iter().find(|h| h.enabled),
+        };
+        host.ok_or(StartCause::NoHost)
+    }
+}

@@ -1,0 +1,343 @@
+//! Unit tests of start, stop and remove on the in-memory engine: every
+//! failure cause ends with nothing of the start left and the agent stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::backend::{Backend, Labels, Query};
+use crate::memory::{Fault, MemoryBackend, Op};
+use crate::ownership::LABEL_AGENT;
+use crate::state::{AgentSpec, AgentStatus, StateStore, LOCAL_HOST};
+
+const BASE: &str = "busybox:latest";
+
+struct Memory(Arc<MemoryBackend>);
+
+#[async_trait]
+impl Connector for Memory {
+    async fn connect(&self, _: &HostRecord) -> Result<DynBackend, BackendError> {
+        Ok(self.0.clone())
+    }
+}
+
+struct World {
+    engine: Arc<MemoryBackend>,
+    connector: Memory,
+    state: StateStore,
+    root: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> Self {
+        let engine = Arc::new(MemoryBackend::new());
+        engine.seed_image(&[BASE], Labels::new());
+        let state = StateStore::open_in_memory().unwrap();
+        state.ensure_local_host().unwrap();
+        Self {
+            connector: Memory(engine.clone()),
+            engine,
+            state,
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn lifecycle(&self) -> Lifecycle<'_> {
+        let settings = LifecycleSettings {
+            settle: Duration::from_millis(50),
+            ..LifecycleSettings::default()
+        };
+        Lifecycle::new(
+            &self.state,
+            &self.connector,
+            self.root.path().to_path_buf(),
+            settings,
+        )
+    }
+
+    fn agent(&self, name: &str, spec: AgentSpec) -> AgentName {
+        let name = AgentName::new(name).unwrap();
+        self.state.create_agent(&name, &spec).unwrap();
+        name
+    }
+
+    fn good(&self, name: &str) -> AgentName {
+        self.agent(
+            name,
+            AgentSpec {
+                image: BASE.into(),
+                command: Some("sleep 600".into()),
+                ..AgentSpec::default()
+            },
+        )
+    }
+
+    async fn start(&self, name: &AgentName) -> Result<Started, StartError> {
+        self.lifecycle()
+            .start(name, &|_| {}, std::future::pending())
+            .await
+    }
+
+    /// Containers and images carrying the agent's label or exact name.
+    async fn remains(&self, name: &AgentName) -> usize {
+        let mut labels = Labels::new();
+        labels.insert(LABEL_AGENT.into(), name.to_string());
+        let containers = self
+            .engine
+            .list_containers(&Query::labelled(labels.clone()))
+            .await
+            .unwrap();
+        let images = self
+            .engine
+            .list_images(&Query::labelled(labels))
+            .await
+            .unwrap();
+        let named = self
+            .engine
+            .inspect_container(&name.resource_name())
+            .await
+            .is_ok() as usize
+            + self.engine.inspect_image(&name.image_tag()).await.is_ok() as usize;
+        containers.len() + images.len() + named
+    }
+
+    fn build_dirs(&self) -> usize {
+        std::fs::read_dir(self.root.path())
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    async fn assert_nothing_left(&self, name: &AgentName, err: &StartError) {
+        assert_eq!(self.remains(name).await, 0, "resources remain after {err}");
+        assert_eq!(
+            self.build_dirs(),
+            0,
+            "a build directory remains after {err}"
+        );
+        assert_eq!(self.state.agent(name).unwrap().status, AgentStatus::Stopped);
+        assert_eq!(
+            err.report().map(|r| r.remaining_owned()),
+            Some(0),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_good_start_ends_running_and_registered_with_no_build_directory() {
+    let w = World::new();
+    let web = w.good("web");
+    let started = w.start(&web).await.unwrap();
+    let agent = w.state.agent(&web).unwrap();
+    assert_eq!(agent.status, AgentStatus::Running);
+    assert_eq!(
+        agent.container_id.as_deref(),
+        Some(started.container_id.as_str())
+    );
+    assert_eq!(agent.host.as_deref(), Some(LOCAL_HOST));
+    assert_eq!(w.build_dirs(), 0);
+    let container = w
+        .engine
+        .inspect_container(&started.container_id)
+        .await
+        .unwrap();
+    assert_eq!(container.name, "anvyl-agent-web");
+    assert_eq!(container.labels["io.anvyl.start"], started.start.as_str());
+}
+
+#[tokio::test]
+async fn a_failing_build_leaves_nothing() {
+    let w = World::new();
+    let web = w.agent(
+        "web",
+        AgentSpec {
+            image: BASE.into(),
+            setup: vec!["false".into()],
+            command: Some("sleep 600".into()),
+            ..AgentSpec::default()
+        },
+    );
+    let err = w.start(&web).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StartError::Failed {
+                cause: StartCause::Build(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    w.assert_nothing_left(&web, &err).await;
+}
+
+#[tokio::test]
+async fn a_missing_base_image_leaves_nothing() {
+    let w = World::new();
+    let web = w.agent(
+        "web",
+        AgentSpec {
+            image: "no-such-image:1".into(),
+            ..AgentSpec::default()
+        },
+    );
+    let err = w.start(&web).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StartError::Failed {
+                cause: StartCause::Build(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    w.assert_nothing_left(&web, &err).await;
+}
+
+#[tokio::test]
+async fn a_container_that_cannot_be_created_or_started_leaves_nothing() {
+    for op in [Op::CreateContainer, Op::StartContainer] {
+        let w = World::new();
+        let web = w.good("web");
+        w.engine
+            .inject(op, None, Fault::Fail("refused".into()), None);
+        let err = w.start(&web).await.unwrap_err();
+        let cause_ok = matches!(
+            (&err, op),
+            (
+                StartError::Failed {
+                    cause: StartCause::CreateContainer(_),
+                    ..
+                },
+                Op::CreateContainer
+            ) | (
+                StartError::Failed {
+                    cause: StartCause::StartContainer(_),
+                    ..
+                },
+                Op::StartContainer
+            )
+        );
+        assert!(cause_ok, "{op:?}: {err:?}");
+        w.assert_nothing_left(&web, &err).await;
+    }
+}
+
+#[tokio::test]
+async fn a_command_that_exits_at_once_fails_registration_and_leaves_nothing() {
+    let w = World::new();
+    let web = w.good("web");
+    w.engine
+        .inject(Op::StartContainer, None, Fault::ExitsAtOnce, None);
+    let err = w.start(&web).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StartError::Failed {
+                cause: StartCause::Registration(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    w.assert_nothing_left(&web, &err).await;
+}
+
+#[tokio::test]
+async fn no_host_fails_before_the_engine_is_touched() {
+    let w = World::new();
+    let web = w.good("web");
+    w.state.remove_host(LOCAL_HOST).unwrap();
+    let err = w.start(&web).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StartError::Failed {
+                cause: StartCause::NoHost,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "start of agent 'web' failed: no hosts available"
+    );
+    assert!(w.engine.calls().is_empty(), "{:?}", w.engine.calls());
+    w.assert_nothing_left(&web, &err).await;
+}
+
+#[tokio::test]
+async fn a_missing_api_key_variable_fails_the_start_cleanly() {
+    let w = World::new();
+    let web = w.agent(
+        "web",
+        AgentSpec {
+            image: BASE.into(),
+            api_key_env: Some("ANVYL_TEST_SURELY_UNSET_KEY".into()),
+            ..AgentSpec::default()
+        },
+    );
+    let err = w.start(&web).await.unwrap_err();
+    assert!(
+        err.to_string().contains("ANVYL_TEST_SURELY_UNSET_KEY"),
+        "{err}"
+    );
+    w.assert_nothing_left(&web, &err).await;
+}
+
+#[tokio::test]
+async fn an_interrupted_start_is_cleaned_up() {
+    let w = World::new();
+    let web = w.good("web");
+    w.engine.inject(
+        Op::BuildImage,
+        None,
+        Fault::Stall(Duration::from_secs(30)),
+        None,
+    );
+    let err = w
+        .lifecycle()
+        .start(&web, &|_| {}, tokio::time::sleep(Duration::from_millis(50)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StartError::Interrupted { .. }), "{err:?}");
+    w.assert_nothing_left(&web, &err).await;
+}
+
+#[tokio::test]
+async fn a_second_start_is_refused_while_one_runs() {
+    let w = World::new();
+    let web = w.good("web");
+    w.start(&web).await.unwrap();
+    let err = w.start(&web).await.unwrap_err();
+    assert!(matches!(err, StartError::Refused(_)), "{err:?}");
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Running);
+}
+
+#[tokio::test]
+async fn stop_removes_the_container_and_remove_needs_force_while_running() {
+    let w = World::new();
+    let web = w.good("web");
+    let started = w.start(&web).await.unwrap();
+    let lifecycle = w.lifecycle();
+    assert!(matches!(
+        lifecycle.remove(&web, false).await,
+        Err(LifecycleError::Running(_))
+    ));
+    lifecycle.stop(&web).await.unwrap();
+    assert!(w
+        .engine
+        .inspect_container(&started.container_id)
+        .await
+        .is_err());
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Stopped);
+
+    w.start(&web).await.unwrap();
+    lifecycle.remove(&web, true).await.unwrap();
+    assert_eq!(w.remains(&web).await, 0);
+    assert!(w.state.agent(&web).is_err(), "the agent is still recorded");
+}

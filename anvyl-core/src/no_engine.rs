@@ -1,0 +1,100 @@
+//! [`NoEngine`]: the engine of a start that failed before it resolved a
+//! host. Nothing can exist on it, so the cleanup of such a start lists
+//! nothing, removes nothing, and still resets the agent's status.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::backend::{
+    Backend, BackendError, BackendKind, BuildOutput, BuildProgress, BuildSpec, ContainerSpec,
+    ContainerSummary, EngineInfo, ImageSummary, LogSink, Query, Result,
+};
+
+/// An engine that holds nothing and accepts nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEngine;
+
+fn refused(operation: &'static str) -> BackendError {
+    BackendError::Local {
+        operation,
+        message: "no host was resolved for this start".into(),
+    }
+}
+
+fn missing(what: &str) -> BackendError {
+    BackendError::NotFound {
+        what: what.to_string(),
+    }
+}
+
+#[async_trait]
+impl Backend for NoEngine {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Memory
+    }
+
+    fn endpoint(&self) -> &str {
+        "none"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Err(refused("ping"))
+    }
+
+    async fn version(&self) -> Result<EngineInfo> {
+        Err(refused("version"))
+    }
+
+    async fn list_containers(&self, _: &Query) -> Result<Vec<ContainerSummary>> {
+        Ok(Vec::new())
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerSummary> {
+        Err(missing(id))
+    }
+
+    async fn create_container(&self, _: &ContainerSpec) -> Result<String> {
+        Err(refused("create container"))
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        Err(missing(id))
+    }
+
+    async fn stop_container(&self, id: &str, _: Duration) -> Result<()> {
+        Err(missing(id))
+    }
+
+    async fn remove_container(&self, id: &str, _: Duration) -> Result<()> {
+        Err(missing(id))
+    }
+
+    async fn build_image(&self, _: &BuildSpec, _: BuildProgress<'_>) -> Result<BuildOutput> {
+        Err(refused("build image"))
+    }
+
+    async fn tag_image(&self, source: &str, _: &str) -> Result<()> {
+        Err(missing(source))
+    }
+
+    async fn list_images(&self, _: &Query) -> Result<Vec<ImageSummary>> {
+        Ok(Vec::new())
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<ImageSummary> {
+        Err(missing(reference))
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<()> {
+        Err(missing(reference))
+    }
+
+    async fn count_dangling_images(&self) -> Result<usize> {
+        Ok(0)
+    }
+
+    async fn logs(&self, id: &str, _: bool, _: Option<usize>, _: LogSink<'_>) -> Result<()> {
+        Err(missing(id))
+    }
+}

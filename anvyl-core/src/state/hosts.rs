@@ -1,0 +1,236 @@
+//! The hosts registry — the "infrastructure service" an agent registers
+//! with once its container runs. A host is an engine endpoint; the local
+//! host follows the configuration and is registered once, on first use, so
+//! that removing it sticks.
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+
+use super::{now, AgentStatus, StateError, StateStore};
+use crate::ids::StartId;
+use crate::name::AgentName;
+
+/// The name of the host registered from the configuration.
+pub const LOCAL_HOST: &str = "local";
+
+/// One host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostRecord {
+    /// Its name.
+    pub name: String,
+    /// `docker` or `podman`; `None` follows the configuration.
+    pub backend: Option<String>,
+    /// The endpoint; `None` follows the configuration.
+    pub endpoint: Option<String>,
+    /// Whether starts may use it.
+    pub enabled: bool,
+    /// Registration time, seconds since the epoch.
+    pub created: i64,
+}
+
+fn row_to_host(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRecord> {
+    Ok(HostRecord {
+        name: r.get(0)?,
+        backend: r.get(1)?,
+        endpoint: r.get(2)?,
+        enabled: r.get(3)?,
+        created: r.get(4)?,
+    })
+}
+
+impl StateStore {
+    /// Registers the local host the first time the registry is used. Returns
+    /// true when it did; after a `host remove local` it never comes back.
+    pub fn ensure_local_host(&self) -> Result<bool, StateError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.db_err(e))?;
+        let done: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'local_host'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.db_err(e))?;
+        if done.is_some() {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO hosts (name, backend, endpoint, enabled, created) VALUES (?1, NULL, NULL, 1, ?2)",
+            params![LOCAL_HOST, now()],
+        )
+        .map_err(|e| self.db_err(e))?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('local_host', 'registered')",
+            [],
+        )
+        .map_err(|e| self.db_err(e))?;
+        tx.commit().map_err(|e| self.db_err(e))?;
+        Ok(true)
+    }
+
+    /// Adds a host.
+    pub fn add_host(&self, name: &str, backend: &str, endpoint: &str) -> Result<(), StateError> {
+        if AgentName::new(name).is_err() {
+            return Err(StateError::InvalidHostName(name.to_string()));
+        }
+        let changed = self
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO hosts (name, backend, endpoint, enabled, created) VALUES (?1, ?2, ?3, 1, ?4)",
+                params![name, backend, endpoint, now()],
+            )
+            .map_err(|e| self.db_err(e))?;
+        if changed == 0 {
+            return Err(StateError::HostExists(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Removes a host no running or starting agent uses.
+    pub fn remove_host(&self, name: &str) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.db_err(e))?;
+        let busy: Vec<String> = {
+            let mut stmt = tx
+                .prepare("SELECT name FROM agents WHERE host = ?1 AND status IN ('running', 'starting') ORDER BY name")
+                .map_err(|e| self.db_err(e))?;
+            let rows = stmt
+                .query_map([name], |r| r.get(0))
+                .and_then(|rows| rows.collect::<Result<Vec<String>, _>>());
+            rows.map_err(|e| self.db_err(e))?
+        };
+        if !busy.is_empty() {
+            return Err(StateError::HostInUse {
+                host: name.to_string(),
+                agents: busy.join(", "),
+            });
+        }
+        let changed = tx
+            .execute("DELETE FROM hosts WHERE name = ?1", [name])
+            .map_err(|e| self.db_err(e))?;
+        if changed == 0 {
+            return Err(StateError::UnknownHost(name.to_string()));
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    /// Every host, by name.
+    pub fn hosts(&self) -> Result<Vec<HostRecord>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT name, backend, endpoint, enabled, created FROM hosts ORDER BY created, name")
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map([], row_to_host)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.db_err(e));
+        rows
+    }
+
+    /// One host.
+    pub fn host(&self, name: &str) -> Result<HostRecord, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT name, backend, endpoint, enabled, created FROM hosts WHERE name = ?1",
+                [name],
+                row_to_host,
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))?
+            .ok_or_else(|| StateError::UnknownHost(name.to_string()))
+    }
+
+    /// Registers a started agent: `starting` → `running` on `host` with its
+    /// container, in one transaction that also checks the host is still
+    /// registered and enabled and that the start is still the agent's own.
+    pub fn register(
+        &self,
+        agent: &AgentName,
+        host: &str,
+        container_id: &str,
+        start: &StartId,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.db_err(e))?;
+        let enabled: Option<bool> = tx
+            .query_row("SELECT enabled FROM hosts WHERE name = ?1", [host], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.db_err(e))?;
+        if enabled != Some(true) {
+            return Err(StateError::UnknownHost(host.to_string()));
+        }
+        let changed = tx
+            .execute(
+                "UPDATE agents SET status = 'running', container_id = ?2, host = ?3 \
+                 WHERE name = ?1 AND status = 'starting' AND current_start = ?4",
+                params![agent.as_str(), container_id, host, start.as_str()],
+            )
+            .map_err(|e| self.db_err(e))?;
+        if changed == 0 {
+            return Err(StateError::WrongStatus {
+                agent: agent.clone(),
+                actual: "not starting",
+                expected: AgentStatus::Starting.as_str(),
+            });
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::AgentSpec;
+
+    #[test]
+    fn the_local_host_is_registered_once_and_its_removal_sticks() {
+        let store = StateStore::open_in_memory().unwrap();
+        assert!(store.ensure_local_host().unwrap());
+        assert_eq!(store.hosts().unwrap()[0].name, LOCAL_HOST);
+        store.remove_host(LOCAL_HOST).unwrap();
+        assert!(!store.ensure_local_host().unwrap());
+        assert!(store.hosts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn registration_needs_a_registered_host_and_the_current_start() {
+        let store = StateStore::open_in_memory().unwrap();
+        let web = AgentName::new("web").unwrap();
+        store.create_agent(&web, &AgentSpec::default()).unwrap();
+        let start = StartId::random();
+        store
+            .transition(
+                &web,
+                &[AgentStatus::Stopped],
+                AgentStatus::Starting,
+                None,
+                Some(&start),
+            )
+            .unwrap();
+        assert!(matches!(
+            store.register(&web, "nowhere", "c1", &start),
+            Err(StateError::UnknownHost(_))
+        ));
+        store.add_host("h1", "docker", "unix:///x.sock").unwrap();
+        assert!(store
+            .register(&web, "h1", "c1", &StartId::random())
+            .is_err());
+        store.register(&web, "h1", "c1", &start).unwrap();
+        let agent = store.agent(&web).unwrap();
+        assert_eq!(
+            (agent.status, agent.container_id.as_deref()),
+            (AgentStatus::Running, Some("c1"))
+        );
+        assert!(matches!(
+            store.remove_host("h1"),
+            Err(StateError::HostInUse { .. })
+        ));
+    }
+}

@@ -66,6 +66,9 @@ pub enum Command {
     /// Manage agents
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Manage the hosts agents run on
+    #[command(subcommand)]
+    Host(HostCommand),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -76,6 +79,52 @@ pub enum Command {
 /// `anvyl agent …`
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
+    /// Record a new agent (and start it with --start)
+    Create(Box<CreateArgs>),
+    /// Build and start an agent; on any failure everything it created is removed
+    ///
+    /// Builds anvyl-agent-<name>:latest from a generated Dockerfile, creates
+    /// and starts the container anvyl-agent-<name>, and registers it once it
+    /// has kept running for the settle time. If any step fails, or on Ctrl-C,
+    /// the container, image and build directory of this start are removed and
+    /// the agent is reset to stopped.
+    Start {
+        /// The agent
+        name: String,
+    },
+    /// Stop a running agent and remove its container
+    Stop {
+        /// The agent
+        name: String,
+    },
+    /// Print a running agent's output
+    Logs {
+        /// The agent
+        name: String,
+        /// Keep printing new output until the agent stops
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+    },
+    /// List agents
+    List {
+        /// Only running agents
+        #[arg(long)]
+        running: bool,
+    },
+    /// Forget an agent and remove everything of it
+    Remove {
+        /// The agent
+        name: String,
+        /// Stop it first if it runs
+        #[arg(long)]
+        force: bool,
+        /// Remove without asking (required when no terminal can answer)
+        #[arg(short, long)]
+        yes: bool,
+    },
     /// Find and remove orphaned anvyl resources
     ///
     /// Removes, in order: containers, images (by tag; a tag you added to the
@@ -84,6 +133,67 @@ pub enum AgentCommand {
     /// agent are never touched. Docker's own dangling images are left to
     /// `docker system prune -f`.
     Cleanup(CleanupArgs),
+}
+
+/// Arguments of `anvyl agent create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The agent's name: 1-63 lowercase letters, digits and inner dashes
+    pub name: String,
+    /// Base image (FROM); it must be present on the engine
+    #[arg(long, value_name = "BASE", default_value = "busybox:latest")]
+    pub image: String,
+    /// A build step (one RUN each; repeatable)
+    #[arg(long, value_name = "CMD")]
+    pub setup: Vec<String>,
+    /// The agent's command, run by /bin/sh -c; it must keep running
+    #[arg(long, value_name = "CMD")]
+    pub command: Option<String>,
+    /// Container environment (repeatable)
+    #[arg(long, value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Network mode of the container and its build steps [config: network]
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Model provider, e.g. anthropic
+    #[arg(long, value_name = "P")]
+    pub provider: Option<String>,
+    /// Model name
+    #[arg(long, value_name = "M")]
+    pub model: Option<String>,
+    /// Environment variable holding the provider API key; read at each start
+    /// and passed to the container, never stored
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// Run on this host (default: the first available)
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+    /// Start the agent right away
+    #[arg(long)]
+    pub start: bool,
+}
+
+/// `anvyl host …`
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Register an engine endpoint as a host
+    Add {
+        /// The host's name
+        name: String,
+        /// Its engine
+        #[arg(long, value_enum)]
+        backend: BackendArg,
+        /// Its endpoint, e.g. unix:///run/podman/podman.sock
+        #[arg(long, value_name = "URI")]
+        endpoint: String,
+    },
+    /// List hosts
+    List,
+    /// Forget a host no running agent uses
+    Remove {
+        /// The host's name
+        name: String,
+    },
 }
 
 /// Arguments of `anvyl agent cleanup`.

@@ -24,6 +24,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("parallelism", "parallelism"),
     ("stop_timeout", "stop_timeout"),
     ("request_timeout", "request_timeout"),
+    ("settle_ms", "settle_ms"),
     ("docker_endpoint", "docker.endpoint"),
     ("podman_endpoint", "podman.endpoint"),
 ];
@@ -93,6 +94,9 @@ pub struct Config {
     pub stop_timeout: u64,
     /// Seconds an engine request may take.
     pub request_timeout: u64,
+    /// Milliseconds a started container must keep running before the agent
+    /// is registered.
+    pub settle_ms: u64,
     /// Docker settings.
     pub docker: DockerConfig,
     /// Podman settings.
@@ -108,6 +112,7 @@ impl Default for Config {
             parallelism: 16,
             stop_timeout: 0,
             request_timeout: 120,
+            settle_ms: 1000,
             docker: DockerConfig::default(),
             podman: PodmanConfig::default(),
         }
@@ -175,6 +180,25 @@ impl Config {
     /// Seconds as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout)
+    }
+
+    /// The cleanup settings this configuration asks for.
+    pub fn cleanup_settings(&self) -> anvyl_core::CleanupSettings {
+        anvyl_core::CleanupSettings {
+            parallelism: self.parallelism,
+            stop_timeout: Duration::from_secs(self.stop_timeout),
+            ..anvyl_core::CleanupSettings::default()
+        }
+    }
+
+    /// The lifecycle settings this configuration asks for.
+    pub fn lifecycle_settings(&self) -> anvyl_core::lifecycle::LifecycleSettings {
+        anvyl_core::lifecycle::LifecycleSettings {
+            settle: Duration::from_millis(self.settle_ms),
+            network: self.network.clone(),
+            stop_timeout: Duration::from_secs(self.stop_timeout),
+            cleanup: self.cleanup_settings(),
+        }
     }
 }
 

@@ -33,6 +33,17 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// A table as text, without the blanks comfy-table pads the last column
+/// with (they only hurt diffs and snapshots).
+pub fn trimmed(table: &Table) -> String {
+    let mut out = String::new();
+    for line in table.to_string().lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// The plan as a table, followed by what is deliberately kept.
 pub fn plan_table(plan: &Plan) -> String {
     let mut out = String::new();
@@ -63,11 +74,7 @@ pub fn plan_table(plan: &Plan) -> String {
             let why = if r.stale { "container gone" } else { "state" };
             rows.add_row(vec!["status", &what, r.agent.as_str(), why]);
         }
-        // comfy-table pads the last column; trailing blanks only hurt diffs.
-        for line in rows.to_string().lines() {
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
+        out.push_str(&trimmed(&rows));
     }
     if !plan.kept.is_empty() {
         out.push_str("Kept:\n");

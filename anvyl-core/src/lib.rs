@@ -18,7 +18,7 @@ pub mod state;
 
 pub use backend::{
     Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
-    DynBackend, EngineInfo, ImageSummary, ImageTag, Labels, Query,
+    DynBackend, EngineInfo, ImageSummary, ImageTag, Labels, LogStream, Query,
 };
 pub use ids::{InstanceId, StartId};
 pub use name::{AgentName, InvalidAgentName};

@@ -2,11 +2,10 @@
 //! apply, summarise. Without `--yes` it asks on a terminal and refuses (exit
 //! 2) when nothing can answer, so a script never deletes by surprise.
 
-use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use anvyl_core::pipeline::{Cleanup, CleanupSettings, Scope};
-use anvyl_core::{AgentName, StateStore};
+use anvyl_core::pipeline::{Cleanup, Scope};
+use anvyl_core::AgentName;
 
 use crate::cli::{CleanupArgs, Cli, OutputFormat};
 use crate::config::{build_root, Config};
@@ -20,21 +19,16 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         None => Scope::All,
     };
     let backend = crate::engine::connect(config).await?;
-    let state_dir = config.state_dir()?;
-    let state = StateStore::open(&state_dir)?;
-    let settings = CleanupSettings {
-        parallelism: config.parallelism,
-        stop_timeout: std::time::Duration::from_secs(config.stop_timeout),
-        ..CleanupSettings::default()
-    };
-    let cleanup = Cleanup::new(backend.as_ref(), &state, build_root(&state_dir), settings);
+    let (state, state_dir) = super::open_state(config)?;
+    let cleanup = Cleanup::new(
+        backend.as_ref(),
+        &state,
+        build_root(&state_dir),
+        config.cleanup_settings(),
+    );
     let plan = cleanup.plan(scope).await?;
     let json = cli.output == OutputFormat::Json;
-    let emit = |text: String| {
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(text.as_bytes());
-        let _ = stdout.flush();
-    };
+    let emit = |text: String| super::emit(&text);
     let document = |report, remaining| output::CleanupDocument {
         dry_run: args.dry_run,
         plan: &plan,
@@ -60,7 +54,7 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         emit(output::plan_table(&plan));
     }
     if !args.yes {
-        confirm(plan.len())?;
+        super::confirm(&format!("remove {} item(s)", plan.len()))?;
     }
     let report = tokio::select! {
         report = cleanup.apply(&plan) => report,
@@ -82,23 +76,4 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         )));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Asks `[y/N]` on a terminal; refuses when no terminal can answer.
-fn confirm(items: usize) -> Result<(), CliError> {
-    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-        return Err(CliError::Usage(format!(
-            "refusing to remove {items} item(s) without --yes: no terminal to confirm on (nothing was removed)"
-        )));
-    }
-    let yes = dialoguer::Confirm::new()
-        .with_prompt(format!("Remove these {items} item(s)?"))
-        .default(false)
-        .interact_on(&dialoguer::console::Term::stderr())
-        .map_err(|e| CliError::Failed(format!("cannot read the answer: {e}")))?;
-    if yes {
-        Ok(())
-    } else {
-        Err(CliError::Failed("cancelled: nothing was removed".into()))
-    }
 }

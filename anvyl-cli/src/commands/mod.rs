@@ -1,10 +1,15 @@
 //! Dispatch: parse the arguments, set up logging and the runtime, run one
 //! command, and turn its error into one line and an exit status.
 
+mod agent;
 mod cleanup;
+mod host;
 
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anvyl_core::StateStore;
 use clap::{CommandFactory, Parser};
 
 use crate::cli::{AgentCommand, Cli, Command};
@@ -36,6 +41,8 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, CliError> {
     runtime.block_on(async {
         match &cli.command {
             Command::Agent(AgentCommand::Cleanup(args)) => cleanup::run(cli, &config, args).await,
+            Command::Agent(command) => agent::run(cli, &config, command).await,
+            Command::Host(command) => host::run(cli, &config, command).await,
             Command::Completions { .. } => unreachable!("handled above"),
         }
     })
@@ -58,5 +65,41 @@ pub(crate) async fn interrupted() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The state store of this configuration, and its directory.
+pub(crate) fn open_state(config: &Config) -> Result<(StateStore, PathBuf), CliError> {
+    let dir = config.state_dir()?;
+    Ok((StateStore::open(&dir)?, dir))
+}
+
+/// Writes to stdout, ignoring a closed pipe (`anvyl … | head`).
+pub(crate) fn emit(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// Asks `[y/N]` on a terminal; refuses (exit 2) when no terminal can answer.
+pub(crate) fn confirm(question: &str) -> Result<(), CliError> {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(CliError::Usage(format!(
+            "refusing to {question} without --yes: no terminal to confirm on (nothing was removed)"
+        )));
+    }
+    let yes = dialoguer::Confirm::new()
+        .with_prompt(format!(
+            "{}{}?",
+            question[..1].to_uppercase(),
+            &question[1..]
+        ))
+        .default(false)
+        .interact_on(&dialoguer::console::Term::stderr())
+        .map_err(|e| CliError::Failed(format!("cannot read the answer: {e}")))?;
+    if yes {
+        Ok(())
+    } else {
+        Err(CliError::Failed("cancelled: nothing was removed".into()))
     }
 }

@@ -143,6 +143,22 @@ impl StateStore {
             .ok_or_else(|| StateError::UnknownHost(name.to_string()))
     }
 
+    /// Pins an agent to a host.
+    pub fn assign_host(&self, agent: &AgentName, host: &str) -> Result<(), StateError> {
+        self.host(host)?;
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE agents SET host = ?2 WHERE name = ?1",
+                params![agent.as_str(), host],
+            )
+            .map_err(|e| self.db_err(e))?;
+        if changed == 0 {
+            return Err(StateError::UnknownAgent(agent.clone()));
+        }
+        Ok(())
+    }
+
     /// Registers a started agent: `starting` → `running` on `host` with its
     /// container, in one transaction that also checks the host is still
     /// registered and enabled and that the start is still the agent's own.

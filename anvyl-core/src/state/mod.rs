@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS starts (
     host      TEXT,
     build_dir TEXT,
     pid       INTEGER NOT NULL,
+    pid_start INTEGER,
     started   INTEGER NOT NULL,
     ended     INTEGER,
     outcome   TEXT
@@ -154,21 +155,44 @@ pub struct StartRecord {
     pub build_dir: Option<PathBuf>,
     /// The process that ran it.
     pub pid: u32,
+    /// That process's start time (clock ticks after boot), to tell it from
+    /// a later process that reuses the pid.
+    pub pid_start: Option<u64>,
     /// When it ended; `None` while running or after a crash.
     pub ended: Option<i64>,
 }
 
 impl StartRecord {
-    /// True while the start has not ended and its process still exists. A
+    /// True while the start has not ended and its process still runs. A
     /// start that never ended and whose process is gone crashed (kill -9).
     pub fn is_live(&self) -> bool {
-        self.ended.is_none() && process_exists(self.pid)
+        self.ended.is_none() && process_alive(self.pid, self.pid_start)
     }
 }
 
-/// Whether `pid` names a running process (Linux: `/proc/<pid>`).
-pub fn process_exists(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
+/// State and start time of a process, from `/proc/<pid>/stat` (Linux).
+fn process_stat(pid: u32) -> Option<(char, u64)> {
+    let stat =
+        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields follow the last ')'.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// The start time of this process, as [`StartRecord::pid_start`] records it.
+pub fn own_process_start() -> Option<u64> {
+    process_stat(std::process::id()).map(|(_, start)| start)
+}
+
+/// Whether `pid` runs and, when `start` is known, is still the same process.
+/// A zombie (killed, not yet reaped) does not run.
+pub fn process_alive(pid: u32, start: Option<u64>) -> bool {
+    match process_stat(pid) {
+        Some(('Z' | 'X', _)) | None => false,
+        Some((_, started)) => start.is_none_or(|s| s == started),
+    }
 }
 
 /// Errors of the state store.
@@ -450,13 +474,16 @@ impl StateStore {
     ) -> Result<(), StateError> {
         self.conn()
             .execute(
-                "INSERT INTO starts (id, agent, host, build_dir, pid, started) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO starts (id, agent, host, build_dir, pid, pid_start, started) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     id.as_str(),
                     agent.as_str(),
                     host,
                     build_dir.map(|p| p.display().to_string()),
                     pid,
+                    // Only our own start time is known; another pid's is looked up.
+                    if pid == std::process::id() { own_process_start() } else { process_stat(pid).map(|(_, s)| s) }
+                        .map(|ticks| ticks as i64),
                     now()
                 ],
             )
@@ -496,7 +523,7 @@ impl StateStore {
     pub fn starts(&self) -> Result<Vec<StartRecord>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT id, agent, build_dir, pid, ended FROM starts ORDER BY started, id")
+            .prepare("SELECT id, agent, build_dir, pid, pid_start, ended FROM starts ORDER BY started, id")
             .map_err(|e| self.db_err(e))?;
         let rows = stmt
             .query_map([], |r| {
@@ -506,7 +533,8 @@ impl StateStore {
                     agent: AgentName::new(agent).map_err(|e| conversion_error(1, e))?,
                     build_dir: r.get::<_, Option<String>>(2)?.map(PathBuf::from),
                     pid: r.get(3)?,
-                    ended: r.get(4)?,
+                    pid_start: r.get::<_, Option<i64>>(4)?.map(|ticks| ticks as u64),
+                    ended: r.get(5)?,
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -604,6 +632,16 @@ mod tests {
             (agent.status, agent.container_id),
             (AgentStatus::Stopped, None)
         );
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_the_same_process() {
+        let me = std::process::id();
+        let start = own_process_start().expect("own start time");
+        assert!(process_alive(me, Some(start)));
+        assert!(process_alive(me, None));
+        assert!(!process_alive(me, Some(start + 1)));
+        assert!(!process_alive(0, None));
     }
 
     #[test]

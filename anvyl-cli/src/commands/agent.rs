@@ -1,0 +1,287 @@
+//! `anvyl agent create|start|stop|logs|list|remove`. Each is a thin call
+//! into `anvyl_core::lifecycle` plus rendering; a failed start's cleanup has
+//! already happened in core by the time an error reaches this module.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anvyl_core::lifecycle::{validate_spec, Lifecycle, LifecycleError, StartError};
+use anvyl_core::{AgentName, AgentRecord, AgentSpec, AgentStatus, LogStream};
+use comfy_table::{presets, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::cli::{AgentCommand, Cli, CreateArgs, OutputFormat};
+use crate::config::{build_root, Config};
+use crate::engine::HostConnector;
+use crate::error::CliError;
+
+pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<ExitCode, CliError> {
+    match command {
+        AgentCommand::Create(args) => create(cli, config, args).await,
+        AgentCommand::Start { name } => start(cli, config, &AgentName::new(name.as_str())?).await,
+        AgentCommand::Stop { name } => {
+            let name = AgentName::new(name.as_str())?;
+            with_lifecycle(config, |l| Box::pin(async move { l.stop(&name).await })).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Logs { name, follow, tail } => {
+            logs(config, &AgentName::new(name.as_str())?, *follow, *tail).await
+        }
+        AgentCommand::List { running } => list(cli, config, *running),
+        AgentCommand::Remove { name, force, yes } => {
+            let name = AgentName::new(name.as_str())?;
+            let (state, _) = super::open_state(config)?;
+            state.agent(&name)?;
+            drop(state);
+            if !yes {
+                super::confirm(&format!("remove agent '{name}' and everything of it"))?;
+            }
+            let force = *force;
+            with_lifecycle(config, |l| {
+                Box::pin(async move { l.remove(&name, force).await.map(drop) })
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Cleanup(_) => unreachable!("dispatched to cleanup"),
+    }
+}
+
+/// Runs `op` with a lifecycle bound to this configuration.
+async fn with_lifecycle<F>(config: &Config, op: F) -> Result<(), CliError>
+where
+    F: for<'l> FnOnce(
+        &'l Lifecycle<'l>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), LifecycleError>> + 'l>,
+    >,
+{
+    let (state, dir) = super::open_state(config)?;
+    state.ensure_local_host()?;
+    let connector = HostConnector(config);
+    let lifecycle = Lifecycle::new(
+        &state,
+        &connector,
+        build_root(&dir),
+        config.lifecycle_settings(),
+    );
+    op(&lifecycle).await.map_err(lifecycle_error)
+}
+
+fn lifecycle_error(e: LifecycleError) -> CliError {
+    match e {
+        LifecycleError::Backend(b) => b.into(),
+        LifecycleError::State(s) => state_error(s),
+        other => CliError::Failed(other.to_string()),
+    }
+}
+
+/// Wrong status and unknown names are the user's input, not a failure.
+fn state_error(e: anvyl_core::StateError) -> CliError {
+    use anvyl_core::StateError as S;
+    match e {
+        S::UnknownAgent(_)
+        | S::AgentExists(_)
+        | S::WrongStatus { .. }
+        | S::UnknownHost(_)
+        | S::HostExists(_)
+        | S::InvalidHostName(_)
+        | S::HostInUse { .. } => CliError::Usage(e.to_string()),
+        other => CliError::Failed(other.to_string()),
+    }
+}
+
+async fn create(cli: &Cli, config: &Config, args: &CreateArgs) -> Result<ExitCode, CliError> {
+    let name = AgentName::new(args.name.as_str())?;
+    let spec = AgentSpec {
+        image: args.image.clone(),
+        setup: args.setup.clone(),
+        command: args.command.clone(),
+        env: args.env.clone(),
+        network: args.network.clone(),
+        provider: args.provider.clone(),
+        model: args.model.clone(),
+        api_key_env: args.api_key_env.clone(),
+    };
+    validate_spec(&spec).map_err(|e| CliError::Usage(e.to_string()))?;
+    let (state, _) = super::open_state(config)?;
+    state.ensure_local_host()?;
+    if let Some(host) = &args.host {
+        state.host(host).map_err(state_error)?;
+    }
+    state.create_agent(&name, &spec).map_err(state_error)?;
+    if let Some(host) = &args.host {
+        state.assign_host(&name, host).map_err(state_error)?;
+    }
+    tracing::info!("Created agent '{name}'");
+    drop(state);
+    if args.start {
+        return start(cli, config, &name).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A spinner on a terminal showing the latest build line; nothing otherwise.
+fn build_progress(name: &AgentName) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix}: {wide_msg}").expect("valid template"),
+    );
+    bar.set_prefix(format!("building {}", name.image_tag()));
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Some(bar)
+}
+
+async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode, CliError> {
+    let (state, dir) = super::open_state(config)?;
+    state.ensure_local_host()?;
+    let connector = HostConnector(config);
+    let lifecycle = Lifecycle::new(
+        &state,
+        &connector,
+        build_root(&dir),
+        config.lifecycle_settings(),
+    );
+    let bar = build_progress(name);
+    let progress = |line: &str| match &bar {
+        Some(bar) => bar.set_message(line.to_string()),
+        None => tracing::debug!("build: {line}"),
+    };
+    let result = lifecycle.start(name, &progress, super::interrupted()).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(started) => {
+            if cli.output == OutputFormat::Json {
+                super::emit(&crate::output::json(&started));
+            } else {
+                super::emit(&format!(
+                    "Agent '{name}' is running on host '{}' (container {}).\n",
+                    started.host,
+                    &started.container_id[..started.container_id.len().min(12)]
+                ));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(StartError::Refused(e)) => Err(state_error(e)),
+        Err(e @ StartError::Interrupted { .. }) => Err(CliError::Interrupted(format!(
+            "{e}; everything it created was removed{}",
+            remaining_note(&e)
+        ))),
+        Err(e) => Err(CliError::Failed(format!("{e}{}", remaining_note(&e)))),
+    }
+}
+
+fn remaining_note(e: &StartError) -> String {
+    match e.report().map(|r| r.remaining_owned()) {
+        Some(n) if n > 0 => {
+            format!(" ({n} resource(s) could not be removed: run `anvyl agent cleanup`)")
+        }
+        _ => String::new(),
+    }
+}
+
+async fn logs(
+    config: &Config,
+    name: &AgentName,
+    follow: bool,
+    tail: Option<usize>,
+) -> Result<ExitCode, CliError> {
+    let (state, _) = super::open_state(config)?;
+    state.ensure_local_host()?;
+    let agent = state.agent(name).map_err(state_error)?;
+    let Some(container) = agent.container_id.clone() else {
+        return Err(CliError::Usage(format!(
+            "agent '{name}' has no container (it is {})",
+            agent.status.as_str()
+        )));
+    };
+    let host = match &agent.host {
+        Some(host) => state.host(host).map_err(state_error)?,
+        None => return Err(CliError::Failed(format!("agent '{name}' has no host"))),
+    };
+    drop(state);
+    let backend = anvyl_core::lifecycle::Connector::connect(&HostConnector(config), &host).await?;
+    let sink = |stream: LogStream, bytes: &[u8]| {
+        let _ = match stream {
+            LogStream::Stdout => std::io::stdout().write_all(bytes),
+            LogStream::Stderr => std::io::stderr().write_all(bytes),
+        };
+    };
+    tokio::select! {
+        result = backend.logs(&container, follow, tail, &sink) => result?,
+        () = super::interrupted() => {}
+    }
+    let _ = std::io::stdout().flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One row of `agent list`.
+#[derive(Debug, Serialize)]
+struct Row<'a> {
+    name: &'a str,
+    provider: Option<&'a str>,
+    model: Option<&'a str>,
+    status: AgentStatus,
+    host: Option<&'a str>,
+    created: String,
+}
+
+fn created(secs: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError> {
+    let (state, _) = super::open_state(config)?;
+    let agents: Vec<AgentRecord> = state
+        .agents()?
+        .into_iter()
+        .filter(|a| !running || a.status == AgentStatus::Running)
+        .collect();
+    let rows: Vec<Row> = agents
+        .iter()
+        .map(|a| Row {
+            name: a.name.as_str(),
+            provider: a.spec.provider.as_deref(),
+            model: a.spec.model.as_deref(),
+            status: a.status,
+            host: a.host.as_deref(),
+            created: created(a.created),
+        })
+        .collect();
+    if cli.output == OutputFormat::Json {
+        super::emit(&crate::output::json(&rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        super::emit(if running {
+            "No running agents.\n"
+        } else {
+            "No agents.\n"
+        });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING).set_header(vec![
+        "NAME", "PROVIDER", "MODEL", "STATUS", "HOST", "CREATED",
+    ]);
+    for r in &rows {
+        table.add_row(vec![
+            r.name,
+            r.provider.unwrap_or("-"),
+            r.model.unwrap_or("-"),
+            r.status.as_str(),
+            r.host.unwrap_or("-"),
+            &r.created,
+        ]);
+    }
+    super::emit(&crate::output::trimmed(&table));
+    Ok(ExitCode::SUCCESS)
+}

@@ -147,12 +147,86 @@ impl Sandbox {
             .env("DOCKER_HOST", &self.itest.endpoint)
             .env("CONTAINER_HOST", &self.itest.endpoint)
             .env("XDG_CONFIG_HOME", self.state_dir.path().join("no-config"))
+            .env("ANVYL_NETWORK", "none")
+            .env("ANVYL_SETTLE_MS", "500")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
         cmd.output().expect("run anvyl").into()
+    }
+
+    /// Starts `anvyl ARGS` in the background (for signals), with no terminal.
+    pub fn spawn_anvyl(&self, args: &[&str]) -> std::process::Child {
+        Command::new(&self.itest.anvyl)
+            .args(args)
+            .env("ANVYL_STATE_DIR", self.state_dir.path())
+            .env("ANVYL_BACKEND", &self.itest.backend)
+            .env("DOCKER_HOST", &self.itest.endpoint)
+            .env("CONTAINER_HOST", &self.itest.endpoint)
+            .env("XDG_CONFIG_HOME", self.state_dir.path().join("no-config"))
+            .env("ANVYL_NETWORK", "none")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn anvyl")
+    }
+
+    /// Build directories of `agent` below the build root.
+    pub fn build_dirs_of(&self, agent: &AgentName) -> Vec<PathBuf> {
+        let prefix = format!("{agent}.");
+        std::fs::read_dir(self.build_root())
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Containers and images on the engine that carry `agent`'s label or its
+    /// exact name, described for an assertion message.
+    pub async fn traces_of(&self, agent: &AgentName) -> Vec<String> {
+        let mut labels = Labels::new();
+        labels.insert("io.anvyl.agent".into(), agent.to_string());
+        let query = anvyl_core::Query::labelled(labels);
+        let mut found: Vec<String> = Vec::new();
+        for c in self
+            .engine
+            .list_containers(&query)
+            .await
+            .expect("list containers")
+        {
+            found.push(format!("container {} (labelled)", c.name));
+        }
+        for i in self.engine.list_images(&query).await.expect("list images") {
+            found.push(format!("image {} (labelled)", i.id));
+        }
+        if self.has_container(&agent.resource_name()).await {
+            found.push(format!("container {}", agent.resource_name()));
+        }
+        if self.has_image(&agent.image_tag()).await {
+            found.push(format!("image {}", agent.image_tag()));
+        }
+        found
+    }
+
+    /// Containers and images of this installation on the engine.
+    pub async fn owned_counts(&self) -> (usize, usize) {
+        let query = anvyl_core::Query::labelled(self.ownership.selector(None, None));
+        (
+            self.engine
+                .list_containers(&query)
+                .await
+                .expect("list")
+                .len(),
+            self.engine.list_images(&query).await.expect("list").len(),
+        )
     }
 
     /// Records an agent in this sandbox's state.

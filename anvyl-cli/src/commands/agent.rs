@@ -74,6 +74,10 @@ fn lifecycle_error(e: LifecycleError) -> CliError {
     match e {
         LifecycleError::Backend(b) => b.into(),
         LifecycleError::State(s) => state_error(s),
+        // Refusals that the user resolves with --force or by waiting.
+        e @ (LifecycleError::Running(_) | LifecycleError::Starting { .. }) => {
+            CliError::Usage(e.to_string())
+        }
         other => CliError::Failed(other.to_string()),
     }
 }

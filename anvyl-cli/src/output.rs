@@ -148,14 +148,14 @@ pub fn prune_hint(plan: &Plan, engine: BackendKind) -> String {
     if plan.dangling_images == 0 {
         return String::new();
     }
+    let (verb, them) = if plan.dangling_images == 1 {
+        ("is", "it")
+    } else {
+        ("are", "them")
+    };
     format!(
-        "Hint: {} on the engine {} not anvyl's to remove; `{}` removes them.\n",
+        "Hint: {} on the engine {verb} not anvyl's to remove; `{}` removes {them}.\n",
         plural(plan.dangling_images, "dangling image", "dangling images"),
-        if plan.dangling_images == 1 {
-            "is"
-        } else {
-            "are"
-        },
         engine.prune_hint()
     )
 }

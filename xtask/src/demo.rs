@@ -1,13 +1,12 @@
-//! `cargo xtask demo [--backend docker|podman]`: the whole cleanup story in
-//! a minute, on a private engine. It leaves behind what a failed start
-//! leaves (a container, an image, a build directory, a `failed` status) next
-//! to resources that only look like anvyl's, then runs `anvyl agent cleanup`
-//! — printing each command first — and shows that only anvyl's went away.
+//! `cargo xtask demo [--backend docker|podman]`: the whole story in a
+//! minute, on a private engine, printing each `anvyl` command before it runs:
+//! an agent with a failing setup is started and cleaned up automatically; a
+//! good agent starts, logs and stops; and `anvyl agent cleanup` removes its
+//! leftovers while look-alikes and a user's tag survive.
 
 use std::path::Path;
 use std::process::Command;
 
-use anvyl_core::{AgentName, AgentSpec, AgentStatus, Ownership, StartId, StateStore};
 use anyhow::{bail, Context, Result};
 
 use crate::engines::{Engine, Kind, BASE_IMAGE};
@@ -42,18 +41,30 @@ fn say(text: &str) {
 
 /// Runs and shows `anvyl ARGS`, returning its exit status.
 fn anvyl(engine: &Engine, anvyl: &Path, state_dir: &Path, args: &[&str]) -> Result<i32> {
-    println!("$ anvyl {}", args.join(" "));
+    let shown: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+    println!("$ anvyl {}", shown.join(" "));
     let status = Command::new(anvyl)
         .args(args)
         .env("ANVYL_BACKEND", engine.kind.name())
         .env("DOCKER_HOST", engine.endpoint())
         .env("CONTAINER_HOST", engine.endpoint())
         .env("ANVYL_STATE_DIR", state_dir)
+        .env("ANVYL_NETWORK", "none")
         .status()
         .context("run anvyl")?;
     let code = status.code().unwrap_or(1);
     println!("(exit status {code})");
     Ok(code)
+}
+
+/// `arg` as a shell would need it typed.
+fn shell_quote(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
 }
 
 /// Shows the engine's own listing, as a user would check it.
@@ -77,56 +88,47 @@ fn engine_ls(engine: &Engine) -> Result<()> {
 }
 
 fn story(engine: &Engine, bin: &Path, state_dir: &Path) -> Result<()> {
-    let state = StateStore::open(state_dir)?;
-    let agent = AgentName::new("demo")?;
-    state.create_agent(&agent, &AgentSpec::default())?;
-    state.transition(
-        &agent,
-        &[AgentStatus::Stopped],
-        AgentStatus::Failed,
-        None,
-        None,
-    )?;
-    let labels = Ownership::new(state.instance_id().clone()).stamp(
-        &Default::default(),
-        &agent,
-        &StartId::random(),
-    );
-    let label_args: Vec<String> = labels
-        .iter()
-        .flat_map(|(k, v)| ["--label".into(), format!("{k}={v}")])
-        .collect();
+    let run = |args: &[&str]| anvyl(engine, bin, state_dir, args);
 
-    say("A start of agent 'demo' failed half-way and left its image, container and build directory:");
-    let context = state_dir.join("builds").join("demo.k3x9");
-    std::fs::create_dir_all(&context)?;
-    std::fs::write(
-        context.join("Dockerfile"),
-        format!("FROM {BASE_IMAGE}\nCMD [\"sleep\", \"600\"]\n"),
-    )?;
-    output(
-        engine
-            .cli()
-            .args(["build", "-q", "--network", "none", "-t", &agent.image_tag()])
-            .args(&label_args)
-            .arg(&context),
-    )?;
-    output(
-        engine
-            .cli()
-            .args([
-                "create",
-                "--network",
-                "none",
-                "--name",
-                &agent.resource_name(),
-            ])
-            .args(&label_args)
-            .arg(agent.image_tag()),
-    )?;
+    say("An agent whose setup fails: its start must leave nothing behind.");
+    run(&[
+        "agent",
+        "create",
+        "broken",
+        "--image",
+        BASE_IMAGE,
+        "--setup",
+        "echo installing",
+        "--setup",
+        "false",
+    ])?;
+    run(&["agent", "start", "broken"])?;
+    say("Nothing of 'broken' is left on the engine:");
+    engine_ls(engine)?;
 
-    say("Next to them, things that only look like anvyl's — and a tag you added to anvyl's image:");
-    for name in ["anvyl-agent-demo2", "my-anvyl-agent-demo"] {
+    say("A good agent starts, runs and stops.");
+    run(&[
+        "agent",
+        "create",
+        "helper",
+        "--image",
+        BASE_IMAGE,
+        "--provider",
+        "anthropic",
+        "--model",
+        "claude",
+        "--command",
+        "echo hello from the agent; sleep 600",
+    ])?;
+    if run(&["agent", "start", "helper"])? != 0 {
+        bail!("the good agent did not start");
+    }
+    run(&["agent", "list"])?;
+    run(&["agent", "logs", "helper"])?;
+    run(&["agent", "stop", "helper"])?;
+
+    say("Its image stays as a leftover, next to things that only look like anvyl's:");
+    for name in ["anvyl-agent-helper2", "my-anvyl-agent-helper"] {
         output(engine.cli().args([
             "create",
             "--network",
@@ -140,31 +142,20 @@ fn story(engine: &Engine, bin: &Path, state_dir: &Path) -> Result<()> {
     output(
         engine
             .cli()
-            .args(["tag", &agent.image_tag(), "mine/demo:keep"]),
+            .args(["tag", "anvyl-agent-helper:latest", "mine/helper:keep"]),
     )?;
     engine_ls(engine)?;
 
     say("See what anvyl would remove (nothing is touched):");
-    anvyl(engine, bin, state_dir, &["agent", "cleanup", "--dry-run"])?;
-
+    run(&["agent", "cleanup", "--dry-run"])?;
     say("Without --yes and without a terminal to ask on, anvyl refuses:");
-    anvyl(engine, bin, state_dir, &["agent", "cleanup"])?;
-
+    run(&["agent", "cleanup"])?;
     say("Remove them:");
-    let code = anvyl(engine, bin, state_dir, &["agent", "cleanup", "--yes"])?;
+    let code = run(&["agent", "cleanup", "--yes"])?;
     if code != 0 {
         bail!("cleanup failed with exit status {code}");
     }
-
-    say("Only anvyl's resources went away; the look-alikes and your tag remain:");
+    say("Only anvyl's leftovers went away; the look-alikes and your tag remain:");
     engine_ls(engine)?;
-
-    say("Nothing is left for anvyl, in JSON for scripts:");
-    anvyl(
-        engine,
-        bin,
-        state_dir,
-        &["--output", "json", "agent", "cleanup", "--dry-run"],
-    )?;
     Ok(())
 }

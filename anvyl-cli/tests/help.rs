@@ -19,6 +19,16 @@ fn top_level_help() {
 }
 
 #[test]
+fn agent_help() {
+    insta::assert_snapshot!(help(&["agent", "--help"]));
+}
+
+#[test]
+fn agent_start_help() {
+    insta::assert_snapshot!(help(&["agent", "start", "--help"]));
+}
+
+#[test]
 fn agent_cleanup_help() {
     insta::assert_snapshot!(help(&["agent", "cleanup", "--help"]));
 }

@@ -157,15 +157,9 @@ fn test_against(engine: &Engine, anvyl: &std::path::Path) -> Result<()> {
     let conformance = run_cmd(&mut conformance);
 
     let mut e2e = Command::new(env!("CARGO"));
-    e2e.args([
-        "test",
-        "-p",
-        "anvyl-tests",
-        "--features",
-        "itest",
-        "--test",
-        "e2e",
-    ]);
+    // --nocapture: the tests print start-to-clean timings and look-alike counts.
+    let args = "test -p anvyl-tests --features itest --test e2e -- --nocapture";
+    e2e.args(args.split(' '));
     with_env(&mut e2e);
     let e2e = run_cmd(&mut e2e);
     conformance.context("conformance suite")?;

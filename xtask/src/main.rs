@@ -3,6 +3,7 @@
 //! the real-daemon tests against them; `demo` tells the cleanup story on one.
 //! Neither ever touches the system's engines.
 
+mod bench;
 mod demo;
 mod engines;
 mod install;
@@ -16,6 +17,7 @@ fn usage() -> ! {
         "usage: cargo xtask <task>\n\n\
          tasks:\n  \
          demo [--backend docker|podman]                  show anvyl's cleanup on a private engine\n  \
+         bench [--backend B] [--sizes 10,100,500] [--runs 5]  time anvyl against the engines' own tools\n  \
          itest [--backend docker|podman|all] [--keep]   run the conformance suite and end-to-end tests\n                                                  against private engines under target/itest"
     );
     std::process::exit(2)
@@ -34,6 +36,7 @@ fn main() {
     let result = match args.next().as_deref() {
         Some("itest") => itest::run(args.collect()),
         Some("demo") => demo::run(args.collect()),
+        Some("bench") => bench::run(args.collect()),
         _ => usage(),
     };
     if let Err(e) = result {

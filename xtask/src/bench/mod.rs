@@ -1,0 +1,398 @@
+//! `cargo xtask bench [--backend docker|podman|all] [--sizes 10,100,500]
+//! [--runs 5]`: anvyl against the engines' own tools, on the same private
+//! engine, in the same run. For each engine and size N it populates N
+//! agents' leftovers (untimed, through anvyl's library) next to 1000
+//! unrelated containers and image tags, then times — alternating the order
+//! every run, each from an identical population — `anvyl agent cleanup
+//! --yes`, the CLI pipeline a user would type, and the prune endpoints.
+//! It also times the dry run with nothing to clean, the largest N without
+//! the unrelated crowd, and `anvyl agent start` against `build` + `run`.
+//! Results: a Markdown report on stdout, `target/bench/results.json` and
+//! `target/bench/cleanup.svg`.
+
+mod measure;
+mod populate;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anvyl_core::{DynBackend, StateStore};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::engines::{Engine, Kind, BASE_IMAGE};
+use crate::install::ensure_engines;
+use crate::process::run as run_cmd;
+use measure::{measure, Sample};
+
+/// How many unrelated containers, and image tags, share the engine.
+const UNRELATED: usize = 1000;
+const LABEL: &str = "io.anvyl.managed-by=anvyl";
+
+struct Options {
+    engines: Vec<Kind>,
+    sizes: Vec<usize>,
+    runs: usize,
+}
+
+fn parse(args: Vec<String>) -> Result<Options> {
+    let mut options = Options {
+        engines: vec![Kind::Docker, Kind::Podman],
+        sizes: vec![10, 100, 500],
+        runs: 5,
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().context(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--backend" => {
+                options.engines = match value()?.as_str() {
+                    "docker" => vec![Kind::Docker],
+                    "podman" => vec![Kind::Podman],
+                    "all" => vec![Kind::Docker, Kind::Podman],
+                    other => bail!("--backend takes docker, podman or all, not {other:?}"),
+                }
+            }
+            "--sizes" => {
+                options.sizes = value()?
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>().context("--sizes takes numbers like 10,100,500"))
+                    .collect::<Result<_>>()?;
+                if options.sizes.iter().any(|&n| n == 0) {
+                    bail!("--sizes must be at least 1");
+                }
+            }
+            "--runs" => {
+                options.runs = value()?.parse().context("--runs takes a number")?;
+                if options.runs == 0 {
+                    bail!("--runs must be at least 1");
+                }
+            }
+            other => bail!("unknown argument {other:?}; usage: cargo xtask bench [--backend docker|podman|all] [--sizes 10,100,500] [--runs 5]"),
+        }
+    }
+    Ok(options)
+}
+
+/// The three ways of removing anvyl's leftovers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Anvyl,
+    Cli,
+    Prune,
+}
+
+impl Method {
+    pub const ALL: [Method; 3] = [Method::Anvyl, Method::Cli, Method::Prune];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Method::Anvyl => "anvyl agent cleanup --yes",
+            Method::Cli => "rm -f $(ps -aq …); rmi $(images -q …)",
+            Method::Prune => "container prune + image prune -a",
+        }
+    }
+}
+
+/// One measured run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub engine: &'static str,
+    pub case: &'static str,
+    pub method: String,
+    pub n: usize,
+    pub unrelated: bool,
+    pub sample: Sample,
+}
+
+/// Everything one engine needs during the benchmark.
+struct Bench<'a> {
+    engine: &'a Engine,
+    client: DynBackend,
+    state_dir: PathBuf,
+    state: StateStore,
+    context: PathBuf,
+    anvyl: PathBuf,
+    records: Vec<Record>,
+}
+
+impl Bench<'_> {
+    fn anvyl(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.anvyl);
+        cmd.args(args)
+            .env("ANVYL_BACKEND", self.engine.kind.name())
+            .env("DOCKER_HOST", self.engine.endpoint())
+            .env("CONTAINER_HOST", self.engine.endpoint())
+            .env("ANVYL_STATE_DIR", &self.state_dir)
+            .env("ANVYL_NETWORK", "none")
+            .env("XDG_CONFIG_HOME", self.state_dir.join("no-config"));
+        cmd
+    }
+
+    /// `sh -c SCRIPT` with `$E` as the engine's CLI.
+    fn shell(&self, script: &str) -> Command {
+        let cli = match self.engine.kind {
+            Kind::Docker => format!("docker -H {}", self.engine.endpoint()),
+            Kind::Podman => format!("podman --remote --url {}", self.engine.endpoint()),
+        };
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).env("E", cli);
+        cmd
+    }
+
+    fn method_command(&self, method: Method) -> Command {
+        let force = if self.engine.kind == Kind::Podman {
+            "-f -t 0"
+        } else {
+            "-f"
+        };
+        match method {
+            Method::Anvyl => self.anvyl(&["-q", "agent", "cleanup", "--yes"]),
+            Method::Cli => self.shell(&format!(
+                "$E rm {force} $($E ps -aq --filter label={LABEL}) >/dev/null && $E rmi $($E images -q --filter label={LABEL}) >/dev/null"
+            )),
+            Method::Prune => self.shell(&format!(
+                "$E container prune -f --filter label={LABEL} >/dev/null && $E image prune -a -f --filter label={LABEL} >/dev/null"
+            )),
+        }
+    }
+
+    fn record(
+        &mut self,
+        case: &'static str,
+        method: &str,
+        n: usize,
+        unrelated: bool,
+        sample: Sample,
+    ) {
+        eprintln!(
+            "bench: {} {case} {method} N={n}{}: {:.3}s wall, {:.3}s cpu, {:.1} MiB",
+            self.engine.kind.name(),
+            if unrelated { " +1000" } else { "" },
+            sample.wall,
+            sample.cpu,
+            sample.rss_mib
+        );
+        self.records.push(Record {
+            engine: self.engine.kind.name(),
+            case,
+            method: method.to_string(),
+            n,
+            unrelated,
+            sample,
+        });
+    }
+
+    /// Populates N leftovers, times one method, checks that it removed all
+    /// of anvyl's and nothing else.
+    async fn cleanup_run(&mut self, method: Method, n: usize, unrelated: bool) -> Result<()> {
+        populate::leftovers(&self.client, &self.state, &self.context, n).await?;
+        let (_, _, containers_before, images_before) = populate::census(&self.client).await?;
+        let sample = measure(&mut self.method_command(method))?;
+        let (c, i, containers_after, images_after) = populate::census(&self.client).await?;
+        if c + i > 0 {
+            populate::sweep(&self.client).await?;
+            bail!("{method:?} left {c} containers and {i} images of anvyl's at N={n}");
+        }
+        let unrelated_lost = (containers_before - n).saturating_sub(containers_after)
+            + (images_before - n).saturating_sub(images_after);
+        if unrelated_lost > 0 {
+            bail!("{method:?} removed {unrelated_lost} resources that were not anvyl's");
+        }
+        self.record(
+            "cleanup",
+            &format!("{method:?}").to_lowercase(),
+            n,
+            unrelated,
+            sample,
+        );
+        Ok(())
+    }
+
+    async fn cleanup_series(
+        &mut self,
+        sizes: &[usize],
+        runs: usize,
+        methods: &[Method],
+        unrelated: bool,
+    ) -> Result<()> {
+        for &n in sizes {
+            for run in 0..runs {
+                // Alternate the order so no method always runs first.
+                let mut order = methods.to_vec();
+                let shift = run % order.len();
+                order.rotate_left(shift);
+                for method in order {
+                    self.cleanup_run(method, n, unrelated).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dry_run_latency(&mut self, runs: usize) -> Result<()> {
+        for _ in 0..runs {
+            let anvyl = measure(&mut self.anvyl(&["-q", "agent", "cleanup", "--dry-run"]))?;
+            self.record("dry-run", "anvyl", 0, true, anvyl);
+            let cli = measure(&mut self.shell(&format!("$E ps -aq --filter label={LABEL}")))?;
+            self.record("dry-run", "cli", 0, true, cli);
+        }
+        Ok(())
+    }
+
+    fn start_overhead(&mut self, runs: usize) -> Result<()> {
+        let setup = "echo setup > /setup.txt";
+        let dir = self.state_dir.join("start-context");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join("Dockerfile"),
+            format!("FROM {BASE_IMAGE}\nRUN {setup}\nCMD [\"/bin/sh\",\"-c\",\"sleep 600\"]\n"),
+        )?;
+        run_cmd(&mut self.anvyl(&[
+            "-q",
+            "agent",
+            "create",
+            "bench-start",
+            "--image",
+            BASE_IMAGE,
+            "--setup",
+            setup,
+            "--command",
+            "sleep 600",
+        ]))?;
+        let force = if self.engine.kind == Kind::Podman {
+            "-f -t 0"
+        } else {
+            "-f"
+        };
+        for _ in 0..runs {
+            for (label, settle) in [("anvyl", "1000"), ("anvyl-settle-0", "0")] {
+                let sample = measure(
+                    self.anvyl(&["-q", "agent", "start", "bench-start"])
+                        .env("ANVYL_SETTLE_MS", settle),
+                )?;
+                self.record("start", label, 1, true, sample);
+                run_cmd(&mut self.anvyl(&["-q", "agent", "stop", "bench-start"]))?;
+            }
+            let sample = measure(&mut self.shell(&format!(
+                "$E build -q --network none -t benchcli:latest {} >/dev/null && $E run -d --network none --name benchcli benchcli:latest >/dev/null",
+                dir.display()
+            )))?;
+            self.record("start", "cli", 1, true, sample);
+            run_cmd(&mut self.shell(&format!("$E rm {force} benchcli >/dev/null")))?;
+        }
+        run_cmd(&mut self.shell("$E rmi benchcli:latest >/dev/null"))?;
+        run_cmd(&mut self.anvyl(&["-q", "agent", "remove", "bench-start", "--yes"]))?;
+        Ok(())
+    }
+}
+
+async fn connect(engine: &Engine) -> Result<DynBackend> {
+    let timeout = Duration::from_secs(300);
+    Ok(match engine.kind {
+        Kind::Docker => {
+            Arc::new(anvyl_docker::DockerBackend::connect(&engine.endpoint(), timeout).await?)
+        }
+        Kind::Podman => {
+            let limits = anvyl_podman::Limits {
+                nofile: 4096,
+                nproc: 4096,
+            };
+            Arc::new(
+                anvyl_podman::PodmanBackend::connect(&engine.endpoint(), timeout, limits).await?,
+            )
+        }
+    })
+}
+
+async fn bench_engine(engine: &Engine, anvyl: &Path, options: &Options) -> Result<Vec<Record>> {
+    engine.build_base_image()?;
+    let work = tempfile::tempdir()?;
+    let context = work.path().join("context");
+    std::fs::create_dir_all(&context)?;
+    std::fs::write(context.join("Dockerfile"), format!("FROM {BASE_IMAGE}\n"))?;
+    let state_dir = work.path().join("state");
+    let mut bench = Bench {
+        engine,
+        client: connect(engine).await?,
+        state: StateStore::open(&state_dir)?,
+        state_dir,
+        context,
+        anvyl: anvyl.to_path_buf(),
+        records: Vec::new(),
+    };
+    let largest = *options.sizes.iter().max().expect("at least one size");
+    eprintln!(
+        "bench: {}: N={largest} without unrelated resources",
+        engine.kind.name()
+    );
+    bench
+        .cleanup_series(&[largest], options.runs, &[Method::Anvyl], false)
+        .await?;
+    eprintln!(
+        "bench: {}: adding {UNRELATED} unrelated containers and image tags",
+        engine.kind.name()
+    );
+    populate::unrelated(
+        &bench.client,
+        &bench.context,
+        BASE_IMAGE,
+        UNRELATED,
+        UNRELATED,
+    )
+    .await?;
+    bench
+        .cleanup_series(&options.sizes, options.runs, &Method::ALL, true)
+        .await?;
+    bench.dry_run_latency(options.runs.max(5))?;
+    bench.start_overhead(options.runs)?;
+    Ok(bench.records)
+}
+
+pub fn run(args: Vec<String>) -> Result<()> {
+    let options = parse(args)?;
+    ensure_engines(
+        options.engines.contains(&Kind::Docker),
+        options.engines.contains(&Kind::Podman),
+    )?;
+    let root = crate::project_root();
+    // A release build: the engines' CLIs are optimised Go binaries.
+    run_cmd(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "-q",
+        "--release",
+        "-p",
+        "anvyl-cli",
+    ]))?;
+    let anvyl = root.join("target/release/anvyl");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut records = Vec::new();
+    for kind in &options.engines {
+        let engine = Engine::start(
+            *kind,
+            crate::itest::engines_dir().join(format!("bench-{}", kind.name())),
+            false,
+        )?;
+        records.extend(runtime.block_on(bench_engine(&engine, &anvyl, &options))?);
+    }
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&records)?,
+    )?;
+    std::fs::write(out.join("cleanup.svg"), report::svg(&records))?;
+    print!(
+        "{}",
+        report::markdown(&records, &options.sizes, options.runs)
+    );
+    eprintln!(
+        "bench: wrote {}/results.json and cleanup.svg",
+        out.display()
+    );
+    Ok(())
+}

@@ -61,7 +61,7 @@ fn parse(args: Vec<String>) -> Result<Options> {
                     .split(',')
                     .map(|s| s.trim().parse::<usize>().context("--sizes takes numbers like 10,100,500"))
                     .collect::<Result<_>>()?;
-                if options.sizes.iter().any(|&n| n == 0) {
+                if options.sizes.contains(&0) {
                     bail!("--sizes must be at least 1");
                 }
             }

@@ -55,6 +55,7 @@ checks!(
     check_build_applies_tag_and_labels,
     check_failed_build_is_build_failed,
     check_reference_filter_includes_exact_tag,
+    check_reference_glob_includes_matching_tags,
     check_removing_a_tag_keeps_other_tags,
     check_image_in_use_is_conflict,
     check_missing_image_is_not_found,
@@ -359,6 +360,31 @@ pub async fn check_reference_filter_includes_exact_tag(backend: &dyn Backend, fi
         .tags
         .iter()
         .any(|t| t.repository == agent.resource_name() && t.tag == "latest"));
+}
+
+/// A reference ending in `*` selects the images whose repository starts
+/// with the rest (the pipeline's one listing of legacy images).
+pub async fn check_reference_glob_includes_matching_tags(backend: &dyn Backend, fixture: &Fixture) {
+    let agent = unique_agent("glob");
+    let tag = agent.image_tag();
+    let id = build(
+        backend,
+        fixture,
+        &tag,
+        Labels::new(),
+        "LABEL purpose=glob\n",
+    )
+    .await
+    .expect("build");
+    let name = agent.resource_name();
+    let pattern = format!("{}*", &name[..name.len() - 6]);
+    let listed = backend.list_images(&Query::named(pattern.clone())).await;
+    discard(backend, &[], &[&tag]).await;
+    let listed = listed.expect("list");
+    assert!(
+        listed.iter().any(|i| i.id == id),
+        "{pattern} did not select {tag}"
+    );
 }
 
 /// Removing one tag of an image with two leaves the other tag and the image.

@@ -395,10 +395,17 @@ impl Backend for MemoryBackend {
             .values()
             .filter(|i| matches(&i.labels, query))
             .filter(|i| {
-                query.name.as_deref().is_none_or(|n| {
-                    let wanted = ImageTag::parse(n);
-                    i.tags.iter().any(|t| t.repository == wanted.repository)
-                })
+                query
+                    .name
+                    .as_deref()
+                    .is_none_or(|n| match n.strip_suffix('*') {
+                        // Like the engines' reference filters, a trailing `*` globs.
+                        Some(prefix) => i.tags.iter().any(|t| t.repository.starts_with(prefix)),
+                        None => {
+                            let wanted = ImageTag::parse(n);
+                            i.tags.iter().any(|t| t.repository == wanted.repository)
+                        }
+                    })
             })
             .cloned()
             .collect())

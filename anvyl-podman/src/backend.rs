@@ -102,8 +102,8 @@ fn most_selective_label(labels: &Labels) -> Option<(&String, &String)> {
 }
 
 impl PodmanBackend {
-    /// Connects to `endpoint` (`unix://…` or a socket path) and pings it, so
-    /// an unreachable service is reported here.
+    /// A client of `endpoint` (`unix://…` or a socket path). No request is
+    /// made: an unreachable service shows on the first call.
     pub async fn connect(
         endpoint: &str,
         request_timeout: Duration,
@@ -121,14 +121,12 @@ impl PodmanBackend {
             endpoint: endpoint.clone(),
             message: e.to_string(),
         })?;
-        let backend = Self {
+        Ok(Self {
             client,
             endpoint,
             timeout: request_timeout,
             limits,
-        };
-        backend.ping().await?;
-        Ok(backend)
+        })
     }
 
     /// Runs one request under the timeout, mapping its error.

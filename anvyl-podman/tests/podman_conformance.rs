@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use anvyl_core::conformance::{self, Fixture};
+use anvyl_core::Backend;
 use anvyl_podman::{Limits, PodmanBackend};
 
 fn required(var: &str) -> String {
@@ -34,13 +35,19 @@ async fn podman_passes_the_conformance_suite() {
 
 #[tokio::test]
 async fn an_unreachable_endpoint_is_reported_as_such() {
-    let err = PodmanBackend::connect(
+    // Docker notices a missing socket when connecting; other failures show
+    // on the first request. Either way it is `Unreachable`.
+    let result = match PodmanBackend::connect(
         "unix:///nonexistent/anvyl/podman.sock",
         Duration::from_secs(5),
         LIMITS,
     )
     .await
-    .expect_err("nothing listens there");
+    {
+        Ok(backend) => backend.ping().await,
+        Err(e) => Err(e),
+    };
+    let err = result.expect_err("nothing listens there");
     assert!(
         matches!(err, anvyl_core::BackendError::Unreachable { .. }),
         "expected Unreachable, got {err:?}"

@@ -190,29 +190,34 @@ impl Cleanup<'_> {
         .await
     }
 
-    /// Maps each planned reference (tag or id) to the id it names now.
+    /// Maps each planned reference (tag or id) to the id it names now: one
+    /// labelled listing for labelled images (it carries every tag), an
+    /// inspect for each legacy one. Never a listing of every image.
     async fn current_image_ids(
         &self,
         planned: &[PlannedImage],
     ) -> Result<BTreeMap<String, String>, BackendError> {
         let mut current = BTreeMap::new();
-        if planned.len() > 8 {
-            // One listing beats many inspects; it includes every tag and id.
-            for image in self.backend.list_images(&Query::default()).await? {
+        if planned.iter().any(|i| i.claim == Claim::Labelled) {
+            let agents: BTreeSet<&AgentName> = planned.iter().map(|i| &i.agent).collect();
+            let selector = match agents.iter().next() {
+                Some(agent) if agents.len() == 1 => self.ownership.selector(Some(agent), None),
+                _ => self.ownership.selector(None, None),
+            };
+            for image in self.backend.list_images(&Query::labelled(selector)).await? {
                 for tag in &image.tags {
                     current.insert(tag.reference.clone(), image.id.clone());
                 }
                 current.insert(image.id.clone(), image.id);
             }
-        } else {
-            for i in planned {
-                match self.backend.inspect_image(&i.reference).await {
-                    Ok(image) => {
-                        current.insert(i.reference.clone(), image.id);
-                    }
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e),
+        }
+        for i in planned.iter().filter(|i| i.claim == Claim::LegacyName) {
+            match self.backend.inspect_image(&i.reference).await {
+                Ok(image) => {
+                    current.insert(i.reference.clone(), image.id);
                 }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(current)

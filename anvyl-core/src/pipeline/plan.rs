@@ -49,7 +49,15 @@ impl Cleanup<'_> {
             _ => None,
         };
 
-        let (live, resets) = self.survey_agents(&scope, start, &agents, &starts).await?;
+        // The agents' survey and the engine's listings do not depend on each
+        // other: one round-trip's latency instead of five.
+        let (survey, containers, images, dangling) = futures::try_join!(
+            self.survey_agents(&scope, start, &agents, &starts),
+            self.fetch_containers(&scope, &known),
+            self.fetch_images(&scope, &known),
+            async { Ok(self.backend.count_dangling_images().await?) },
+        )?;
+        let (live, resets) = survey;
         let mut plan = Plan {
             scope: scope.clone(),
             containers: Vec::new(),
@@ -59,11 +67,10 @@ impl Cleanup<'_> {
             kept: Vec::new(),
             dangling_images: 0,
         };
-        self.plan_containers(&scope, &known, &live, &mut plan)
-            .await?;
-        self.plan_images(&scope, &known, &live, &mut plan).await?;
+        self.plan_containers(&scope, &known, &live, containers, &mut plan);
+        self.plan_images(&scope, &known, &live, images, &mut plan);
         self.plan_build_dirs(&scope, start, &starts, &live, &mut plan)?;
-        plan.dangling_images = self.backend.count_dangling_images().await?;
+        plan.dangling_images = dangling;
         Ok(plan)
     }
 
@@ -161,20 +168,63 @@ impl Cleanup<'_> {
         }
     }
 
-    async fn plan_containers(
+    /// This installation's labelled containers in scope, and the legacy
+    /// candidates by name (compared exactly later).
+    async fn fetch_containers(
+        &self,
+        scope: &Scope,
+        known: &BTreeSet<AgentName>,
+    ) -> Result<Vec<ContainerSummary>, CleanupError> {
+        let labelled = Query::labelled(self.selector(scope));
+        let legacy = async {
+            match legacy_name_hint(scope, known) {
+                Some(name) => self.backend.list_containers(&Query::named(name)).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (mut found, legacy) =
+            futures::try_join!(self.backend.list_containers(&labelled), legacy)?;
+        found.extend(legacy);
+        Ok(found)
+    }
+
+    /// This installation's labelled images in scope, and the legacy
+    /// candidates by reference (compared exactly later).
+    async fn fetch_images(
+        &self,
+        scope: &Scope,
+        known: &BTreeSet<AgentName>,
+    ) -> Result<Vec<ImageSummary>, CleanupError> {
+        let labelled = Query::labelled(self.selector(scope));
+        let legacy = async {
+            match scope {
+                Scope::Agent(agent) if known.contains(agent) => {
+                    self.backend
+                        .list_images(&Query::named(agent.resource_name()))
+                        .await
+                }
+                // A glob is only a server-side hint; tags are compared exactly.
+                Scope::All if !known.is_empty() => {
+                    self.backend
+                        .list_images(&Query::named(format!("{RESOURCE_PREFIX}*")))
+                        .await
+                }
+                _ => Ok(Vec::new()),
+            }
+        };
+        let (mut found, legacy) = futures::try_join!(self.backend.list_images(&labelled), legacy)?;
+        found.extend(legacy);
+        Ok(found)
+    }
+
+    fn plan_containers(
         &self,
         scope: &Scope,
         known: &BTreeSet<AgentName>,
         live: &Live,
+        found: Vec<ContainerSummary>,
         plan: &mut Plan,
-    ) -> Result<(), CleanupError> {
-        let mut found = self
-            .backend
-            .list_containers(&Query::labelled(self.selector(scope)))
-            .await?;
-        if let Some(name) = legacy_name_hint(scope, known) {
-            found.extend(self.backend.list_containers(&Query::named(name)).await?);
-        }
+    ) {
         let mut seen = BTreeSet::new();
         for container in found {
             if !seen.insert(container.id.clone()) {
@@ -205,34 +255,16 @@ impl Cleanup<'_> {
         }
         plan.containers
             .sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        Ok(())
     }
 
-    async fn plan_images(
+    fn plan_images(
         &self,
         scope: &Scope,
         known: &BTreeSet<AgentName>,
         live: &Live,
+        found: Vec<ImageSummary>,
         plan: &mut Plan,
-    ) -> Result<(), CleanupError> {
-        let mut found = self
-            .backend
-            .list_images(&Query::labelled(self.selector(scope)))
-            .await?;
-        match scope {
-            Scope::Agent(agent) if known.contains(agent) => found.extend(
-                self.backend
-                    .list_images(&Query::named(agent.resource_name()))
-                    .await?,
-            ),
-            // Reference filters differ between engines (globs, every tag of
-            // a match); one full listing compared exactly on the client is
-            // both portable and a single round-trip.
-            Scope::All if !known.is_empty() => {
-                found.extend(self.backend.list_images(&Query::default()).await?)
-            }
-            _ => {}
-        }
+    ) {
         let mut seen = BTreeSet::new();
         let mut planned = BTreeSet::new();
         for image in found {
@@ -264,7 +296,6 @@ impl Cleanup<'_> {
             }
         }
         plan.images.sort_by(|a, b| a.display.cmp(&b.display));
-        Ok(())
     }
 
     /// The references of `image` that are ours: its owned tags, or its id

@@ -74,6 +74,15 @@ impl DockerBackend {
         Ok(Self { client, endpoint })
     }
 
+    /// The client without the request timeout, for builds (a setup step
+    /// may take many minutes) and followed logs (they end when the
+    /// container does). bollard's timeout covers a whole streamed response.
+    fn long_running(&self) -> Docker {
+        self.client
+            .clone()
+            .with_timeout(Duration::from_secs(7 * 24 * 3600))
+    }
+
     fn err(
         &self,
         operation: &'static str,
@@ -279,7 +288,8 @@ impl Backend for DockerBackend {
         if let Some(network) = &spec.network {
             options = options.networkmode(network);
         }
-        let mut stream = self.client.build_image(
+        let long = self.long_running();
+        let mut stream = long.build_image(
             options.build(),
             None,
             Some(bollard::body_full(bytes::Bytes::from(context))),
@@ -405,7 +415,12 @@ impl Backend for DockerBackend {
             .tail(&tail)
             .build();
         let what = format!("container {id}");
-        let mut stream = self.client.logs(id, Some(options));
+        let client = if follow {
+            self.long_running()
+        } else {
+            self.client.clone()
+        };
+        let mut stream = client.logs(id, Some(options));
         while let Some(chunk) = stream.next().await {
             match chunk.map_err(|e| map("container logs", &what, &self.endpoint, e))? {
                 bollard::container::LogOutput::StdErr { message } => {

@@ -37,12 +37,19 @@ impl Cleanup<'_> {
         }
         let mut steps = Vec::with_capacity(4);
         for step in Step::ALL {
+            let began = std::time::Instant::now();
             let items = match step {
                 Step::Containers => self.remove_containers(&plan.containers).await,
                 Step::Images => self.remove_images(&plan.images).await,
                 Step::BuildDirs => plan.build_dirs.iter().map(|d| self.remove_dir(d)).collect(),
                 Step::StatusReset => plan.resets.iter().map(|r| self.reset(r)).collect(),
             };
+            tracing::debug!(
+                "step {}: {} item(s) in {:.3}s",
+                step.title(),
+                items.len(),
+                began.elapsed().as_secs_f64()
+            );
             steps.push(StepReport { step, items });
         }
         Report { steps }

@@ -138,8 +138,9 @@ impl Sandbox {
         self.anvyl_with(args, &[])
     }
 
-    /// Runs `anvyl ARGS` with extra environment.
-    pub fn anvyl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+    /// `anvyl ARGS` aimed at the private engine and this sandbox's state,
+    /// with no terminal and no user configuration.
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.itest.anvyl);
         cmd.args(args)
             .env("ANVYL_STATE_DIR", self.state_dir.path())
@@ -151,24 +152,21 @@ impl Sandbox {
             .env("ANVYL_SETTLE_MS", "500")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `anvyl ARGS` with extra environment.
+    pub fn anvyl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
         cmd.output().expect("run anvyl").into()
     }
 
-    /// Starts `anvyl ARGS` in the background (for signals), with no terminal.
+    /// Starts `anvyl ARGS` in the background (for signals).
     pub fn spawn_anvyl(&self, args: &[&str]) -> std::process::Child {
-        Command::new(&self.itest.anvyl)
-            .args(args)
-            .env("ANVYL_STATE_DIR", self.state_dir.path())
-            .env("ANVYL_BACKEND", &self.itest.backend)
-            .env("DOCKER_HOST", &self.itest.endpoint)
-            .env("CONTAINER_HOST", &self.itest.endpoint)
-            .env("XDG_CONFIG_HOME", self.state_dir.path().join("no-config"))
-            .env("ANVYL_NETWORK", "none")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
+        self.command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

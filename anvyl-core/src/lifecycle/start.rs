@@ -57,7 +57,9 @@ impl Lifecycle<'_> {
             .state
             .record_start(&start, name, None, None, std::process::id())
         {
-            let _ = self.state.reset_to_stopped(name);
+            if let Err(reset) = self.state.reset_to_stopped(name) {
+                tracing::warn!("cannot reset agent '{name}' to stopped: {reset}");
+            }
             return Err(e.into());
         }
         tracing::debug!("start {start} of agent '{name}' recorded");
@@ -76,7 +78,7 @@ impl Lifecycle<'_> {
                 if let Some(dir) = &build_dir {
                     remove_build_dir(dir);
                 }
-                let _ = self.state.end_start(&start, "running");
+                self.end_start(&start, "running");
                 Ok(started)
             }
             Err(cause) => {
@@ -89,7 +91,7 @@ impl Lifecycle<'_> {
                 } else {
                     "interrupted"
                 };
-                let _ = self.state.end_start(&start, outcome);
+                self.end_start(&start, outcome);
                 Err(match cause {
                     Some(cause) => StartError::Failed {
                         agent: name.clone(),
@@ -104,6 +106,14 @@ impl Lifecycle<'_> {
                     },
                 })
             }
+        }
+    }
+
+    /// Records how a start ended. Failing to is not the start's failure:
+    /// the start then merely looks crashed, and cleanup treats it as such.
+    fn end_start(&self, start: &StartId, outcome: &str) {
+        if let Err(e) = self.state.end_start(start, outcome) {
+            tracing::warn!("cannot record the end of start {start}: {e}");
         }
     }
 

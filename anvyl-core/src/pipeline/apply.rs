@@ -80,24 +80,33 @@ impl Cleanup<'_> {
     async fn current_container_owners(
         &self,
         planned: &[PlannedContainer],
-    ) -> Result<BTreeSet<String>, BackendError> {
-        let known = self.known_agents();
+    ) -> Result<BTreeSet<String>, String> {
+        let known: BTreeSet<AgentName> = self
+            .state
+            .agents()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
         let agents: BTreeSet<_> = planned.iter().map(|c| &c.agent).collect();
         let mut found = Vec::new();
         let selector = match agents.iter().next() {
             Some(agent) if agents.len() == 1 => self.ownership.selector(Some(agent), None),
             _ => self.ownership.selector(None, None),
         };
+        let listing_failed = |e: BackendError| e.to_string();
         found.extend(
             self.backend
                 .list_containers(&Query::labelled(selector))
-                .await?,
+                .await
+                .map_err(listing_failed)?,
         );
         for c in planned.iter().filter(|c| c.claim == Claim::LegacyName) {
             found.extend(
                 self.backend
                     .list_containers(&Query::named(c.name.clone()))
-                    .await?,
+                    .await
+                    .map_err(listing_failed)?,
             );
         }
         let planned_agent: BTreeMap<&str, &AgentName> =
@@ -287,13 +296,6 @@ impl Cleanup<'_> {
         }
     }
 
-    fn known_agents(&self) -> BTreeSet<AgentName> {
-        self.state
-            .agents()
-            .map(|agents| agents.into_iter().map(|a| a.name).collect())
-            .unwrap_or_default()
-    }
-
     /// Runs `op` on every item with the configured concurrency, keeping the
     /// plan's order in the report.
     async fn for_each<'p, T, F, Fut>(&self, items: &'p [T], op: F) -> Vec<ItemReport>
@@ -324,7 +326,7 @@ fn skipped(target: &str, agent: &AgentName, reason: SkipReason) -> ItemReport {
     item(target, agent, Outcome::Skipped { reason })
 }
 
-fn failed(target: &str, agent: &AgentName, e: &BackendError) -> ItemReport {
+fn failed(target: &str, agent: &AgentName, e: &dyn std::fmt::Display) -> ItemReport {
     tracing::warn!("Failed to remove {target}: {e}");
     item(
         target,

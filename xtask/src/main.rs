@@ -9,6 +9,7 @@ mod engines;
 mod install;
 mod itest;
 mod process;
+mod tidy;
 
 use std::path::PathBuf;
 

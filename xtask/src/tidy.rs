@@ -28,7 +28,10 @@ mod tests {
         for file in &files {
             let text = std::fs::read_to_string(file).expect("read");
             if !text.starts_with("//!") {
-                problems.push(format!("{}: does not open with a //! paragraph", file.display()));
+                problems.push(format!(
+                    "{}: does not open with a //! paragraph",
+                    file.display()
+                ));
             }
             for (n, line) in text.lines().enumerate() {
                 if line.ends_with(' ') || line.ends_with('\t') {

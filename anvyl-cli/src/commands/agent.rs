@@ -23,7 +23,12 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
         AgentCommand::Start { name } => start(cli, config, &AgentName::new(name.as_str())?).await,
         AgentCommand::Stop { name } => {
             let name = AgentName::new(name.as_str())?;
-            with_lifecycle(config, |l| Box::pin(async move { l.stop(&name).await })).await?;
+            let session = Session::open(config)?;
+            session
+                .lifecycle()
+                .stop(&name)
+                .await
+                .map_err(lifecycle_error)?;
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::Logs { name, follow, tail } => {
@@ -32,42 +37,51 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
         AgentCommand::List { running } => list(cli, config, *running),
         AgentCommand::Remove { name, force, yes } => {
             let name = AgentName::new(name.as_str())?;
-            let (state, _) = super::open_state(config)?;
-            state.agent(&name)?;
-            drop(state);
+            let session = Session::open(config)?;
+            session.state.agent(&name).map_err(state_error)?;
             if !yes {
                 super::confirm(&format!("remove agent '{name}' and everything of it"))?;
             }
-            let force = *force;
-            with_lifecycle(config, |l| {
-                Box::pin(async move { l.remove(&name, force).await.map(drop) })
-            })
-            .await?;
+            session
+                .lifecycle()
+                .remove(&name, *force)
+                .await
+                .map_err(lifecycle_error)?;
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::Cleanup(_) => unreachable!("dispatched to cleanup"),
     }
 }
 
-/// Runs `op` with a lifecycle bound to this configuration.
-async fn with_lifecycle<F>(config: &Config, op: F) -> Result<(), CliError>
-where
-    F: for<'l> FnOnce(
-        &'l Lifecycle<'l>,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<(), LifecycleError>> + 'l>,
-    >,
-{
-    let (state, dir) = super::open_state(config)?;
-    state.ensure_local_host()?;
-    let connector = HostConnector(config);
-    let lifecycle = Lifecycle::new(
-        &state,
-        &connector,
-        build_root(&dir),
-        config.lifecycle_settings(),
-    );
-    op(&lifecycle).await.map_err(lifecycle_error)
+/// The state store and engine access of one command: what a [`Lifecycle`]
+/// borrows. The hosts registry's local host is registered on first use.
+struct Session<'c> {
+    config: &'c Config,
+    state: anvyl_core::StateStore,
+    state_dir: std::path::PathBuf,
+    connector: HostConnector<'c>,
+}
+
+impl<'c> Session<'c> {
+    fn open(config: &'c Config) -> Result<Self, CliError> {
+        let (state, state_dir) = super::open_state(config)?;
+        state.ensure_local_host()?;
+        Ok(Self {
+            config,
+            state,
+            state_dir,
+            connector: HostConnector(config),
+        })
+    }
+
+    fn lifecycle(&self) -> Lifecycle<'_> {
+        Lifecycle::new(
+            &self.state,
+            &self.connector,
+            build_root(&self.state_dir),
+            self.config.lifecycle_settings(),
+        )
+    }
 }
 
 fn lifecycle_error(e: LifecycleError) -> CliError {
@@ -142,15 +156,8 @@ fn build_progress(name: &AgentName) -> Option<ProgressBar> {
 }
 
 async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode, CliError> {
-    let (state, dir) = super::open_state(config)?;
-    state.ensure_local_host()?;
-    let connector = HostConnector(config);
-    let lifecycle = Lifecycle::new(
-        &state,
-        &connector,
-        build_root(&dir),
-        config.lifecycle_settings(),
-    );
+    let session = Session::open(config)?;
+    let lifecycle = session.lifecycle();
     let bar = build_progress(name);
     let progress = |line: &str| match &bar {
         Some(bar) => bar.set_message(line.to_string()),

@@ -19,7 +19,7 @@ pub fn run(args: Vec<String>) -> Result<()> {
         ["--backend", "podman"] => Kind::Podman,
         _ => bail!("usage: cargo xtask demo [--backend docker|podman]"),
     };
-    ensure_engines(kind == Kind::Docker, kind == Kind::Podman)?;
+    ensure_engines(&[kind])?;
     let root = crate::project_root();
     run_cmd(Command::new(env!("CARGO")).current_dir(&root).args([
         "build",

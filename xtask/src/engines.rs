@@ -28,6 +28,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The engines a `--backend docker|podman|all` value names.
+    pub fn parse_list(value: Option<&str>) -> anyhow::Result<Vec<Kind>> {
+        match value {
+            Some("docker") => Ok(vec![Kind::Docker]),
+            Some("podman") => Ok(vec![Kind::Podman]),
+            Some("all") => Ok(vec![Kind::Docker, Kind::Podman]),
+            other => bail!("--backend takes docker, podman or all, not {other:?}"),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Docker => "docker",

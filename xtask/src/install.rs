@@ -43,7 +43,12 @@ fn is_root() -> bool {
 }
 
 /// Ensures `dockerd`, `podman` and a static busybox are present.
-pub fn ensure_engines(docker: bool, podman: bool) -> Result<()> {
+pub fn ensure_engines(engines: &[crate::engines::Kind]) -> Result<()> {
+    use crate::engines::Kind;
+    let (docker, podman) = (
+        engines.contains(&Kind::Docker),
+        engines.contains(&Kind::Podman),
+    );
     let missing =
         (docker && !on_path("dockerd")) || (podman && !on_path("podman")) || !busybox_is_static();
     if !missing {

@@ -30,12 +30,7 @@ fn parse(args: Vec<String>) -> Result<Options> {
         match arg.as_str() {
             "--keep" => options.keep = true,
             "--backend" => {
-                options.engines = match args.next().as_deref() {
-                    Some("docker") => vec![Kind::Docker],
-                    Some("podman") => vec![Kind::Podman],
-                    Some("all") => vec![Kind::Docker, Kind::Podman],
-                    other => bail!("--backend takes docker, podman or all, not {other:?}"),
-                }
+                options.engines = Kind::parse_list(args.next().as_deref())?
             }
             other => bail!("unknown argument {other:?}; usage: cargo xtask itest [--backend docker|podman|all] [--keep]"),
         }
@@ -56,10 +51,7 @@ pub fn engines_dir() -> PathBuf {
 
 pub fn run(args: Vec<String>) -> Result<()> {
     let options = parse(args)?;
-    ensure_engines(
-        options.engines.contains(&Kind::Docker),
-        options.engines.contains(&Kind::Podman),
-    )?;
+    ensure_engines(&options.engines)?;
     // Ctrl-C reaches the test processes (same process group) and ends them;
     // xtask itself survives to stop the engines, then exits 130.
     let interrupted = Arc::new(AtomicBool::new(false));

@@ -49,12 +49,7 @@ fn parse(args: Vec<String>) -> Result<Options> {
         let mut value = || args.next().context(format!("{arg} needs a value"));
         match arg.as_str() {
             "--backend" => {
-                options.engines = match value()?.as_str() {
-                    "docker" => vec![Kind::Docker],
-                    "podman" => vec![Kind::Podman],
-                    "all" => vec![Kind::Docker, Kind::Podman],
-                    other => bail!("--backend takes docker, podman or all, not {other:?}"),
-                }
+                options.engines = Kind::parse_list(Some(value()?.as_str()))?
             }
             "--sizes" => {
                 options.sizes = value()?
@@ -355,10 +350,7 @@ async fn bench_engine(engine: &Engine, anvyl: &Path, options: &Options) -> Resul
 
 pub fn run(args: Vec<String>) -> Result<()> {
     let options = parse(args)?;
-    ensure_engines(
-        options.engines.contains(&Kind::Docker),
-        options.engines.contains(&Kind::Podman),
-    )?;
+    ensure_engines(&options.engines)?;
     let root = crate::project_root();
     // A release build: the engines' CLIs are optimised Go binaries.
     run_cmd(Command::new(env!("CARGO")).current_dir(&root).args([

@@ -100,10 +100,16 @@ impl Engine {
             }
             Kind::Podman => {
                 let conf = dir.join("containers.conf");
+                // File locks live below the private tmpdir. The default shm
+                // locks come from one segment shared with every Podman on the
+                // machine (/dev/shm/libpod_lock): the thousands of containers
+                // a benchmark leaves to go with the directory would leak
+                // their locks there, until the user's own Podman could not
+                // create a container ("exceeded num_locks").
                 fs::write(
                     &conf,
                     "[containers]\ndefault_ulimits = [\"nofile=4096:4096\", \"nproc=4096:4096\"]\n\
-                     [engine]\nevents_logger = \"file\"\n",
+                     [engine]\nevents_logger = \"file\"\nlock_type = \"file\"\n",
                 )?;
                 let mut cmd = Command::new("podman");
                 cmd.env("CONTAINERS_CONF", &conf);

@@ -1,9 +1,9 @@
-//! Applying a plan. Each step re-lists what it is about to remove and acts
-//! only on ids and tags the plan named that still match, so a resource made
-//! after planning is never swept. Items run with bounded concurrency; a 404
+//! Applying a plan. Each item is inspected again before it is removed and
+//! acted on only if it is still what the plan named (the same owner, the same
+//! image id), so a resource made or changed after planning is never swept. Items run with bounded concurrency; a 404
 //! counts as done, a 409 is retried with a bounded, doubling backoff.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::Path;
 
@@ -13,9 +13,8 @@ use super::{
     Cleanup, ItemReport, Outcome, Plan, PlannedContainer, PlannedDir, PlannedImage, PlannedReset,
     Report, SkipReason, Step, StepReport,
 };
-use crate::backend::{BackendError, Query};
+use crate::backend::BackendError;
 use crate::name::AgentName;
-use crate::ownership::Claim;
 use crate::state::AgentStatus;
 
 impl Cleanup<'_> {
@@ -75,58 +74,12 @@ impl Cleanup<'_> {
         }
     }
 
-    /// Lists again what the plan's containers were found by, so ownership is
-    /// checked on the engine's current answer, not the plan's memory.
-    async fn current_container_owners(
-        &self,
-        planned: &[PlannedContainer],
-    ) -> Result<BTreeSet<String>, String> {
-        let known: BTreeSet<AgentName> = self
-            .state
-            .agents()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|a| a.name)
-            .collect();
-        let agents: BTreeSet<_> = planned.iter().map(|c| &c.agent).collect();
-        let mut found = Vec::new();
-        let selector = match agents.iter().next() {
-            Some(agent) if agents.len() == 1 => self.ownership.selector(Some(agent), None),
-            _ => self.ownership.selector(None, None),
-        };
-        let listing_failed = |e: BackendError| e.to_string();
-        found.extend(
-            self.backend
-                .list_containers(&Query::labelled(selector))
-                .await
-                .map_err(listing_failed)?,
-        );
-        for c in planned.iter().filter(|c| c.claim == Claim::LegacyName) {
-            found.extend(
-                self.backend
-                    .list_containers(&Query::named(c.name.clone()))
-                    .await
-                    .map_err(listing_failed)?,
-            );
-        }
-        let planned_agent: BTreeMap<&str, &AgentName> =
-            planned.iter().map(|c| (c.id.as_str(), &c.agent)).collect();
-        Ok(found
-            .into_iter()
-            .filter(|c| {
-                let owner = self.ownership.container_owner(c, &known);
-                matches!((owner, planned_agent.get(c.id.as_str())), (Some((agent, _)), Some(p)) if &agent == *p)
-            })
-            .map(|c| c.id)
-            .collect())
-    }
-
     async fn remove_containers(&self, planned: &[PlannedContainer]) -> Vec<ItemReport> {
         if planned.is_empty() {
             return Vec::new();
         }
-        let owned = match self.current_container_owners(planned).await {
-            Ok(owned) => owned,
+        let known = match self.known_agents() {
+            Ok(known) => known,
             Err(e) => {
                 return planned
                     .iter()
@@ -134,109 +87,81 @@ impl Cleanup<'_> {
                     .collect()
             }
         };
+        let known = &known;
         let stop_timeout = self.settings.stop_timeout;
-        self.for_each(planned, |c| {
-            let owned = owned.contains(&c.id);
-            async move {
-                if !owned {
-                    // Either gone, or not ours any more: tell which.
-                    return match self.backend.inspect_container(&c.id).await {
-                        Err(e) if e.is_not_found() => item(&c.name, &c.agent, Outcome::AlreadyGone),
-                        _ => skipped(&c.name, &c.agent, SkipReason::NoLongerOwned),
-                    };
+        self.for_each(planned, |c| async move {
+            // Ownership is checked on the engine's answer of this moment,
+            // not the plan's memory: a container whose labels or name no
+            // longer make it this agent's is left alone.
+            match self.backend.inspect_container(&c.id).await {
+                Ok(now) => match self.ownership.container_owner(&now, known) {
+                    Some((agent, _)) if agent == c.agent => {}
+                    _ => return skipped(&c.name, &c.agent, SkipReason::NoLongerOwned),
+                },
+                Err(e) if e.is_not_found() => {
+                    return item(&c.name, &c.agent, Outcome::AlreadyGone)
                 }
-                let result = self
-                    .with_conflict_retry(|| self.backend.remove_container(&c.id, stop_timeout))
-                    .await;
-                match result {
-                    Ok(()) => {
-                        tracing::info!("Removed container by name: {}", c.name);
-                        item(&c.name, &c.agent, Outcome::Removed)
-                    }
-                    Err(e) if e.is_not_found() => item(&c.name, &c.agent, Outcome::AlreadyGone),
-                    Err(e) => failed(&c.name, &c.agent, &e),
+                Err(e) => return failed(&c.name, &c.agent, &e),
+            }
+            let result = self
+                .with_conflict_retry(|| self.backend.remove_container(&c.id, stop_timeout))
+                .await;
+            match result {
+                Ok(()) => {
+                    tracing::info!("Removed container by name: {}", c.name);
+                    item(&c.name, &c.agent, Outcome::Removed)
                 }
+                Err(e) if e.is_not_found() => item(&c.name, &c.agent, Outcome::AlreadyGone),
+                Err(e) => failed(&c.name, &c.agent, &e),
             }
         })
         .await
     }
 
     async fn remove_images(&self, planned: &[PlannedImage]) -> Vec<ItemReport> {
-        if planned.is_empty() {
-            return Vec::new();
-        }
-        // Where each planned reference points now.
-        let current = match self.current_image_ids(planned).await {
-            Ok(current) => current,
-            Err(e) => {
-                return planned
-                    .iter()
-                    .map(|i| failed(&i.display, &i.agent, &e))
-                    .collect()
-            }
-        };
+        // Where each planned reference points now. An image id is a hash of
+        // the image's config, labels included, so the same id means the same
+        // owner; another id means it was rebuilt or retagged after planning.
+        // All are asked before any is removed: Podman 4.3 can answer an image
+        // inspect with a nil-pointer panic (HTTP 500) while another image is
+        // being removed.
+        let current: Vec<_> = stream::iter(planned)
+            .map(|i| async move { (i, self.backend.inspect_image(&i.reference).await) })
+            .buffered(self.settings.parallelism.max(1))
+            .collect()
+            .await;
         let engine = self.backend.kind().engine_name();
-        self.for_each(planned, |i| {
-            let now = current.get(&i.reference).cloned();
-            async move {
-                match now {
-                    None => return item(&i.display, &i.agent, Outcome::AlreadyGone),
-                    Some(id) if id != i.image_id => {
-                        return skipped(&i.display, &i.agent, SkipReason::ReplacedAfterPlan)
-                    }
-                    Some(_) => {}
+        self.for_each(&current, |(i, now)| async move {
+            match now {
+                Ok(now) if now.id == i.image_id => {}
+                Ok(_) => return skipped(&i.display, &i.agent, SkipReason::ReplacedAfterPlan),
+                Err(e) if e.is_not_found() => {
+                    return item(&i.display, &i.agent, Outcome::AlreadyGone)
                 }
-                let result = self
-                    .with_conflict_retry(|| self.backend.remove_image(&i.reference))
-                    .await;
-                match result {
-                    Ok(()) => {
-                        tracing::info!("Removed {engine} image: {}", i.display);
-                        item(&i.display, &i.agent, Outcome::Removed)
-                    }
-                    Err(e) if e.is_not_found() => item(&i.display, &i.agent, Outcome::AlreadyGone),
-                    Err(BackendError::Conflict { message, .. }) => {
-                        tracing::warn!("Kept {engine} image {}: in use: {message}", i.display);
-                        skipped(&i.display, &i.agent, SkipReason::InUse(message))
-                    }
-                    Err(e) => failed(&i.display, &i.agent, &e),
+                Err(e) => return failed(&i.display, &i.agent, e),
+            }
+            let result = self
+                .with_conflict_retry(|| self.backend.remove_image(&i.reference))
+                .await;
+            match result {
+                Ok(()) => {
+                    tracing::info!("Removed {engine} image: {}", i.display);
+                    item(&i.display, &i.agent, Outcome::Removed)
                 }
+                Err(e) if e.is_not_found() => item(&i.display, &i.agent, Outcome::AlreadyGone),
+                Err(BackendError::Conflict { message, .. }) => {
+                    tracing::warn!("Kept {engine} image {}: in use: {message}", i.display);
+                    skipped(&i.display, &i.agent, SkipReason::InUse(message))
+                }
+                Err(e) => failed(&i.display, &i.agent, &e),
             }
         })
         .await
     }
 
-    /// Maps each planned reference (tag or id) to the id it names now: one
-    /// labelled listing for labelled images (it carries every tag), an
-    /// inspect for each legacy one. Never a listing of every image.
-    async fn current_image_ids(
-        &self,
-        planned: &[PlannedImage],
-    ) -> Result<BTreeMap<String, String>, BackendError> {
-        let mut current = BTreeMap::new();
-        if planned.iter().any(|i| i.claim == Claim::Labelled) {
-            let agents: BTreeSet<&AgentName> = planned.iter().map(|i| &i.agent).collect();
-            let selector = match agents.iter().next() {
-                Some(agent) if agents.len() == 1 => self.ownership.selector(Some(agent), None),
-                _ => self.ownership.selector(None, None),
-            };
-            for image in self.backend.list_images(&Query::labelled(selector)).await? {
-                for tag in &image.tags {
-                    current.insert(tag.reference.clone(), image.id.clone());
-                }
-                current.insert(image.id.clone(), image.id);
-            }
-        }
-        for i in planned.iter().filter(|i| i.claim == Claim::LegacyName) {
-            match self.backend.inspect_image(&i.reference).await {
-                Ok(image) => {
-                    current.insert(i.reference.clone(), image.id);
-                }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(current)
+    /// The agents the state store knows now (legacy ownership needs them).
+    fn known_agents(&self) -> Result<BTreeSet<AgentName>, crate::state::StateError> {
+        Ok(self.state.agents()?.into_iter().map(|a| a.name).collect())
     }
 
     fn remove_dir(&self, dir: &PlannedDir) -> ItemReport {

@@ -53,7 +53,7 @@ impl Cleanup<'_> {
         // other: one round-trip's latency instead of five.
         let (survey, containers, images, dangling) = futures::try_join!(
             self.survey_agents(&scope, start, &agents, &starts),
-            self.fetch_containers(&scope, &known),
+            self.fetch_containers(&scope),
             self.fetch_images(&scope, &known),
             async { Ok(self.backend.count_dangling_images().await?) },
         )?;
@@ -168,24 +168,20 @@ impl Cleanup<'_> {
         }
     }
 
-    /// This installation's labelled containers in scope, and the legacy
-    /// candidates by name (compared exactly later).
-    async fn fetch_containers(
-        &self,
-        scope: &Scope,
-        known: &BTreeSet<AgentName>,
-    ) -> Result<Vec<ContainerSummary>, CleanupError> {
-        let labelled = Query::labelled(self.selector(scope));
-        let legacy = async {
-            match legacy_name_hint(scope, known) {
-                Some(name) => self.backend.list_containers(&Query::named(name)).await,
-                None => Ok(Vec::new()),
-            }
+    /// The candidates for this installation's containers in scope, found by
+    /// one listing. A labelled container is ours only under the exact name
+    /// `anvyl-agent-<agent>` (engines copy an image's labels into every
+    /// container made from it), so outside a start one name listing finds
+    /// labelled and legacy containers alike: one scan of the engine's
+    /// containers, not two. Owners are decided on the client afterwards.
+    async fn fetch_containers(&self, scope: &Scope) -> Result<Vec<ContainerSummary>, CleanupError> {
+        let query = match scope {
+            Scope::Start(_) => Query::labelled(self.selector(scope)),
+            Scope::Agent(agent) => Query::named(agent.resource_name()),
+            // A name filter matches substrings: a hint, compared exactly later.
+            Scope::All => Query::named(RESOURCE_PREFIX),
         };
-        let (mut found, legacy) =
-            futures::try_join!(self.backend.list_containers(&labelled), legacy)?;
-        found.extend(legacy);
-        Ok(found)
+        Ok(self.backend.list_containers(&query).await?)
     }
 
     /// This installation's labelled images in scope, and the legacy
@@ -360,17 +356,6 @@ impl Cleanup<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// The server-side name hint for legacy (unlabelled) containers, if the
-/// scope can have any: the exact name for one known agent, the common
-/// prefix for all.
-fn legacy_name_hint(scope: &Scope, known: &BTreeSet<AgentName>) -> Option<String> {
-    match scope {
-        Scope::Agent(agent) if known.contains(agent) => Some(agent.resource_name()),
-        Scope::All if !known.is_empty() => Some(RESOURCE_PREFIX.to_string()),
-        _ => None,
     }
 }
 

@@ -134,6 +134,30 @@ async fn cleaning_web_leaves_lookalikes_and_other_installations() {
 }
 
 #[tokio::test]
+async fn a_legacy_container_whose_agent_is_forgotten_after_the_plan_is_kept() {
+    let w = World::new();
+    let old = w.agent("old");
+    let legacy = w.container("anvyl-agent-old", BASE, Labels::new()).await;
+
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert_eq!(plan.containers.len(), 1, "{plan:?}");
+    // Without the agent, an unlabelled container is nobody's we know of.
+    w.state.delete_agent(&old).unwrap();
+    let report = cleanup.apply(&plan).await;
+
+    assert!(w.exists(&legacy).await, "{report:?}");
+    assert_eq!(
+        report.count(|o| *o
+            == Outcome::Skipped {
+                reason: SkipReason::NoLongerOwned
+            }),
+        1,
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_failing_step_does_not_stop_the_others() {
     let w = World::new();
     let web = w.agent("web");

@@ -111,6 +111,8 @@ struct Bench<'a> {
     state_dir: PathBuf,
     state: StateStore,
     context: PathBuf,
+    /// The build contexts of the leftovers' images, one per agent.
+    agents_dir: PathBuf,
     anvyl: PathBuf,
     records: Vec<Record>,
 }
@@ -185,7 +187,7 @@ impl Bench<'_> {
     /// Populates N leftovers, times one method, checks that it removed all
     /// of anvyl's and nothing else.
     async fn cleanup_run(&mut self, method: Method, n: usize, unrelated: bool) -> Result<()> {
-        populate::leftovers(&self.client, &self.state, &self.context, n).await?;
+        populate::leftovers(&self.client, &self.state, BASE_IMAGE, &self.agents_dir, n).await?;
         let (_, _, containers_before, images_before) = populate::census(&self.client).await?;
         let sample = measure(&mut self.method_command(method))?;
         let (c, i, containers_after, images_after) = populate::census(&self.client).await?;
@@ -317,6 +319,7 @@ async fn bench_engine(engine: &Engine, anvyl: &Path, options: &Options) -> Resul
         state: StateStore::open(&state_dir)?,
         state_dir,
         context,
+        agents_dir: work.path().join("agents"),
         anvyl: anvyl.to_path_buf(),
         records: Vec::new(),
     };

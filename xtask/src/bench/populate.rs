@@ -1,11 +1,13 @@
 //! Populating an engine through anvyl's own library (never timed): N agents'
-//! leftovers — a stopped container and an image each, with anvyl's labels —
-//! and a crowd of unrelated containers and image tags.
+//! leftovers — a stopped container and an image each, with anvyl's labels,
+//! the image built from the Dockerfile `agent start` writes for an agent with
+//! one setup step — and a crowd of unrelated containers and image tags.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anvyl_core::backend::{BuildSpec, ContainerSpec, Labels};
+use anvyl_core::lifecycle::render_dockerfile;
 use anvyl_core::{AgentName, AgentSpec, DynBackend, Ownership, Query, StartId, StateStore};
 use anyhow::{Context, Result};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -18,25 +20,44 @@ pub fn agent(i: usize) -> AgentName {
     AgentName::new(format!("bench-{i:04}")).expect("valid name")
 }
 
-/// Records `n` agents (idempotent) and gives each a labelled image and a
-/// stopped container on `engine`.
+/// Records `n` agents (idempotent) and gives each what a failed start leaves
+/// on `engine`: a labelled image and a stopped container.
 pub async fn leftovers(
     engine: &DynBackend,
     state: &StateStore,
-    context: &Path,
+    base: &str,
+    work: &Path,
     n: usize,
 ) -> Result<()> {
     let ours = Ownership::new(state.instance_id().clone());
+    let mut contexts = Vec::with_capacity(n);
     for i in 0..n {
-        let _ = state.create_agent(&agent(i), &AgentSpec::default());
+        let name = agent(i);
+        // Agents have setup steps of their own, so each image has a layer
+        // of its own, as real agents' images do. (Images that all share one
+        // top layer make Podman 4.3's image listing and removal quadratic.)
+        let spec = AgentSpec {
+            image: base.to_string(),
+            setup: vec![format!("echo {name} > /agent")],
+            command: Some("sleep 600".into()),
+            ..AgentSpec::default()
+        };
+        let _ = state.create_agent(&name, &spec);
+        let dir = work.join(name.as_str());
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join("Dockerfile"),
+            render_dockerfile(name.as_str(), &spec),
+        )?;
+        contexts.push(dir);
     }
-    stream::iter(0..n)
-        .map(|i| {
+    stream::iter(contexts.into_iter().enumerate())
+        .map(|(i, context_dir)| {
             let labels = ours.stamp(&Labels::new(), &agent(i), &StartId::random());
             async move {
                 let name = agent(i);
                 let build = BuildSpec {
-                    context_dir: context.to_path_buf(),
+                    context_dir,
                     tag: name.image_tag(),
                     labels: labels.clone(),
                     network: Some("none".into()),

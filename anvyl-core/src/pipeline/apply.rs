@@ -98,9 +98,7 @@ impl Cleanup<'_> {
                     Some((agent, _)) if agent == c.agent => {}
                     _ => return skipped(&c.name, &c.agent, SkipReason::NoLongerOwned),
                 },
-                Err(e) if e.is_not_found() => {
-                    return item(&c.name, &c.agent, Outcome::AlreadyGone)
-                }
+                Err(e) if e.is_not_found() => return item(&c.name, &c.agent, Outcome::AlreadyGone),
                 Err(e) => return failed(&c.name, &c.agent, &e),
             }
             let result = self

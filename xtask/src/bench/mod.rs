@@ -6,7 +6,7 @@
 //! every run, each from an identical population — `anvyl agent cleanup
 //! --yes`, the CLI pipeline a user would type, and the prune endpoints.
 //! It also times the dry run with nothing to clean, the largest N without
-//! the unrelated crowd, and `anvyl agent start` against `build` + `run`.
+//! the unrelated crowd (anvyl and prune), and `anvyl agent start` against `build` + `run`.
 //! Results: a Markdown report on stdout, `target/bench/results.json` and
 //! `target/bench/cleanup.svg`.
 
@@ -328,8 +328,14 @@ async fn bench_engine(engine: &Engine, anvyl: &Path, options: &Options) -> Resul
         "bench: {}: N={largest} without unrelated resources",
         engine.kind.name()
     );
+    // Prune too, so the engine's own sensitivity to the crowd is on record.
     bench
-        .cleanup_series(&[largest], options.runs, &[Method::Anvyl], false)
+        .cleanup_series(
+            &[largest],
+            options.runs,
+            &[Method::Anvyl, Method::Prune],
+            false,
+        )
         .await?;
     eprintln!(
         "bench: {}: adding {UNRELATED} unrelated containers and image tags",

@@ -102,26 +102,34 @@ pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
                 }
             }
         }
-        let without = wall(&select(
-            records,
-            engine,
-            "cleanup",
-            "anvyl",
-            Some(largest),
-            false,
-        ))
-        .median;
-        let with = wall(&select(
-            records,
-            engine,
-            "cleanup",
-            "anvyl",
-            Some(largest),
-            true,
-        ))
-        .median;
+        // The engine's own sensitivity to the crowd, from prune's runs, puts
+        // anvyl's in proportion.
+        let crowd = |method: &str| {
+            let median = |unrelated| {
+                wall(&select(
+                    records,
+                    engine,
+                    "cleanup",
+                    method,
+                    Some(largest),
+                    unrelated,
+                ))
+                .median
+            };
+            (median(true), median(false))
+        };
+        let (with, without) = crowd("anvyl");
+        let (prune_with, prune_without) = crowd("prune");
+        let engine_own = if prune_without > 0.0 {
+            format!(
+                "; prune: {prune_with:.3} ÷ {prune_without:.3} = {:.2}",
+                prune_with / prune_without
+            )
+        } else {
+            String::new()
+        };
         targets.push(format!(
-            "- {engine}: anvyl at N={largest} with ÷ without the 1000 unrelated = {with:.3} ÷ {without:.3} = {:.2} (target ≤ 1.1): {}",
+            "- {engine}: anvyl at N={largest} with ÷ without the 1000 unrelated = {with:.3} ÷ {without:.3} = {:.2} (target ≤ 1.1): {}{engine_own}",
             with / without,
             verdict(with / without <= 1.1)
         ));

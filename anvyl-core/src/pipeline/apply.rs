@@ -1,7 +1,8 @@
 //! Applying a plan. Each item is inspected again before it is removed and
 //! acted on only if it is still what the plan named (the same owner, the same
-//! image id), so a resource made or changed after planning is never swept. Items run with bounded concurrency; a 404
-//! counts as done, a 409 is retried with a bounded, doubling backoff.
+//! image id), so a resource made or changed after planning is never swept.
+//! Items run with bounded concurrency; a 404 counts as done, a 409 is retried
+//! with a bounded, doubling backoff.
 
 use std::collections::BTreeSet;
 use std::future::Future;

@@ -209,6 +209,12 @@ pub struct CleanupArgs {
     /// Show the plan and remove nothing (wins over --yes)
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Also remove unlabelled containers and images named exactly
+    /// anvyl-agent-<name> (:latest) for an agent anvyl knows — left by older
+    /// tooling; by default they are shown and kept, as they may be yours
+    #[arg(long)]
+    pub include_unlabelled: bool,
 }
 
 #[cfg(test)]

@@ -168,6 +168,15 @@ impl Config {
     /// The state directory, resolved.
     pub fn state_dir(&self) -> Result<PathBuf, CliError> {
         if let Some(dir) = &self.state_dir {
+            // An empty or relative state directory would put the database
+            // and the build root wherever the command happens to run — and
+            // let a cleanup delete there.
+            if !dir.is_absolute() {
+                return Err(CliError::Config(format!(
+                    "state_dir must be an absolute path, not {:?} (set in a configuration file or ANVYL_STATE_DIR)",
+                    dir.display().to_string()
+                )));
+            }
             return Ok(dir.clone());
         }
         directories::ProjectDirs::from("", "", "anvyl")
@@ -205,11 +214,6 @@ impl Config {
 /// `$XDG_CONFIG_HOME/anvyl/anvyl.toml`, if a home can be found.
 fn user_file() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "anvyl").map(|d| d.config_dir().join("anvyl.toml"))
-}
-
-/// The directory below the state directory where start builds happen.
-pub fn build_root(state_dir: &Path) -> PathBuf {
-    state_dir.join("builds")
 }
 
 #[cfg(test)]
@@ -274,6 +278,26 @@ mod tests {
             jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
             jail.set_env("ANVYL_ITEST_DOCKER_HOST", "whatever");
             assert!(load(&[]).is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_empty_or_relative_state_dir_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
+            jail.create_file("empty.toml", "state_dir = \"\"\n")?;
+            let config = load(&["--config", "empty.toml"]).unwrap();
+            let err = config.state_dir().unwrap_err();
+            assert_eq!(err.exit_status(), crate::error::EXIT_USAGE);
+            assert!(err.to_string().contains("absolute"), "{err}");
+            jail.set_env("ANVYL_STATE_DIR", "relative/state");
+            assert!(load(&[]).unwrap().state_dir().is_err());
+            jail.set_env("ANVYL_STATE_DIR", "/var/lib/anvyl");
+            assert_eq!(
+                load(&[]).unwrap().state_dir().unwrap(),
+                Path::new("/var/lib/anvyl")
+            );
             Ok(())
         });
     }

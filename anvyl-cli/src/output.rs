@@ -76,6 +76,12 @@ pub fn plan_table(plan: &Plan) -> String {
         }
         out.push_str(&trimmed(&rows));
     }
+    if let Some(error) = &plan.build_root_error {
+        out.push_str(&format!(
+            "Build directories cannot be cleaned: {error}
+"
+        ));
+    }
     if !plan.kept.is_empty() {
         out.push_str("Kept:\n");
         for k in &plan.kept {
@@ -196,6 +202,7 @@ mod tests {
                 id: "c0ffee".into(),
                 name: "anvyl-agent-web".into(),
                 agent: web.clone(),
+                start: Some(anvyl_core::StartId::from_stored("5a1")),
                 claim: Claim::Labelled,
             }],
             images: vec![PlannedImage {
@@ -203,15 +210,19 @@ mod tests {
                 display: "anvyl-agent-web:latest".into(),
                 image_id: "sha256:1".into(),
                 agent: web.clone(),
+                start: None,
                 claim: Claim::LegacyName,
             }],
             build_dirs: vec![PlannedDir {
-                path: "/state/builds/web.x1".into(),
+                path: "/state/builds/web.5a1".into(),
+                name: "web.5a1".into(),
                 agent: web.clone(),
+                start: anvyl_core::StartId::from_stored("5a1"),
             }],
             resets: vec![PlannedReset {
                 agent: web,
                 from: AgentStatus::Failed,
+                start: Some(anvyl_core::StartId::from_stored("5a1")),
                 stale: false,
             }],
             kept: vec![Kept {
@@ -219,6 +230,7 @@ mod tests {
                 reason: "in use by running agent 'api'".into(),
             }],
             dangling_images: 2,
+            build_root_error: None,
         }
     }
 

@@ -40,6 +40,17 @@ impl BackendKind {
         }
     }
 
+    /// The prefix the engine puts before a repository named without a
+    /// registry (`anvyl-agent-x` is listed as `localhost/anvyl-agent-x` by
+    /// Podman); the in-memory engine adds none.
+    pub fn implicit_prefix(self) -> &'static str {
+        match self {
+            Self::Docker => "docker.io/library/",
+            Self::Podman => "localhost/",
+            Self::Memory => "",
+        }
+    }
+
     /// The engine's own command for removing what anvyl leaves alone.
     pub fn prune_hint(self) -> &'static str {
         match self {
@@ -127,34 +138,36 @@ pub struct ImageTag {
 }
 
 impl ImageTag {
-    /// Splits `reference` into repository and tag, dropping the registry
-    /// prefixes engines add on their own (`localhost/`, `docker.io/library/`).
+    /// Splits `reference` into repository and tag as written.
     pub fn parse(reference: &str) -> Self {
+        Self::parse_on(BackendKind::Memory, reference)
+    }
+
+    /// Splits `reference` as engine `kind` lists it, dropping only the
+    /// prefix that engine adds on its own to a name without a registry
+    /// (Docker `docker.io/library/`, Podman `localhost/`). On Docker,
+    /// `localhost/anvyl-agent-x` is another repository — a user's.
+    pub fn parse_on(kind: BackendKind, reference: &str) -> Self {
         let (repo, tag) = match reference.rsplit_once(':') {
             Some((repo, tag)) if !tag.contains('/') => (repo, tag),
             _ => (reference, "latest"),
         };
-        let repository = repo
-            .strip_prefix("localhost/")
-            .or_else(|| repo.strip_prefix("docker.io/library/"))
-            .unwrap_or(repo);
+        let repository = repo.strip_prefix(kind.implicit_prefix()).unwrap_or(repo);
         Self {
             reference: reference.to_string(),
             repository: repository.to_string(),
             tag: tag.to_string(),
         }
     }
-}
 
-impl ImageTag {
     /// The tags of an engine listing, without the `<none>:<none>` that
     /// Docker 20.10 and Podman list for a dangling image.
-    pub fn parse_listing<S: AsRef<str>>(repo_tags: &[S]) -> Vec<Self> {
+    pub fn parse_listing<S: AsRef<str>>(kind: BackendKind, repo_tags: &[S]) -> Vec<Self> {
         repo_tags
             .iter()
             .map(AsRef::as_ref)
             .filter(|t| !t.starts_with("<none>"))
-            .map(Self::parse)
+            .map(|t| Self::parse_on(kind, t))
             .collect()
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::backend::{
     Backend, BackendError, BuildSpec, ContainerSpec, ContainerState, Labels, Query,
 };
+use crate::build_root::BuildRoot;
 use crate::ids::{InstanceId, StartId};
 use crate::name::AgentName;
 use crate::ownership::Ownership;
@@ -458,9 +459,11 @@ pub async fn check_missing_image_is_not_found(backend: &dyn Backend, _: &Fixture
     );
 }
 
-/// A full cleanup of one agent removes its labelled and legacy resources and
-/// leaves every look-alike: `anvyl-agent-<name>2`, `my-anvyl-agent-<name>`,
-/// another installation's resources and a user's tag on the agent's image.
+/// A full cleanup of one agent removes its labelled resources and leaves
+/// every look-alike: `anvyl-agent-<name>2`, `my-anvyl-agent-<name>`, another
+/// installation's resources, a user's tags on the agent's image (in another
+/// repository, in anvyl's repository, and under `localhost/`) and, unless
+/// asked, an unlabelled container with an agent's exact name.
 pub async fn check_cleanup_spares_lookalikes(backend: &dyn Backend, fixture: &Fixture) {
     let state = StateStore::open_in_memory().expect("state");
     let ours = Ownership::new(state.instance_id().clone());
@@ -471,11 +474,17 @@ pub async fn check_cleanup_spares_lookalikes(backend: &dyn Backend, fixture: &Fi
         state.create_agent(a, &AgentSpec::default()).expect("agent");
     }
     let tag = agent.image_tag();
-    let user_tag = format!("user-{agent}:keep");
+    let user_tags = [
+        format!("user-{agent}:keep"),
+        format!("{}:backup", agent.resource_name()),
+        format!("localhost/{}:mine", agent.resource_name()),
+    ];
     build(backend, fixture, &tag, labels_of(&ours, &agent), "")
         .await
         .expect("build");
-    backend.tag_image(&tag, &user_tag).await.expect("user tag");
+    for user_tag in &user_tags {
+        backend.tag_image(&tag, user_tag).await.expect("user tag");
+    }
     let mk = |name: String, labels: Labels| {
         let spec = container_spec(fixture, &name, labels, &["true"]);
         async move { backend.create_container(&spec).await.expect("create") }
@@ -506,23 +515,33 @@ pub async fn check_cleanup_spares_lookalikes(backend: &dyn Backend, fixture: &Fi
         c_users,
     ];
     let build_root = tempfile::tempdir().expect("build root");
-    let cleanup = Cleanup::new(
-        backend,
-        &state,
-        build_root.path().to_path_buf(),
-        CleanupSettings::default(),
-    );
+    let root = BuildRoot::new(build_root.path()).expect("build root");
+    let cleanup = Cleanup::new(backend, &state, root.clone(), CleanupSettings::default());
     let mut removed = Vec::new();
-    for scope in [Scope::Agent(agent.clone()), Scope::Agent(legacy.clone())] {
-        let plan = cleanup.plan(scope).await.expect("plan");
-        let report = cleanup.apply(&plan).await;
+    let mut record = |report: &crate::pipeline::Report| {
         removed.extend(
             report
                 .items()
                 .filter(|(_, i)| i.outcome == Outcome::Removed)
                 .map(|(_, i)| i.target.clone()),
-        );
+        )
+    };
+    for scope in [Scope::Agent(agent.clone()), Scope::Agent(legacy.clone())] {
+        let plan = cleanup.plan(scope).await.expect("plan");
+        record(&cleanup.apply(&plan).await);
     }
+    let legacy_kept = backend.inspect_container(&c_legacy).await.is_ok();
+    // Asked for, the unlabelled container named for a known agent goes.
+    let asked = CleanupSettings {
+        include_unlabelled: true,
+        ..CleanupSettings::default()
+    };
+    let cleanup = Cleanup::new(backend, &state, root, asked);
+    let plan = cleanup
+        .plan(Scope::Agent(legacy.clone()))
+        .await
+        .expect("plan");
+    record(&cleanup.apply(&plan).await);
     let after: BTreeSet<String> = backend
         .list_containers(&Query::default())
         .await
@@ -530,13 +549,17 @@ pub async fn check_cleanup_spares_lookalikes(backend: &dyn Backend, fixture: &Fi
         .into_iter()
         .map(|c| c.id)
         .collect();
-    let user_image = backend.inspect_image(&user_tag).await;
+    let mut user_images = Vec::new();
+    for user_tag in &user_tags {
+        user_images.push((user_tag, backend.inspect_image(user_tag).await.is_ok()));
+    }
     discard(
         backend,
         &survivors.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[&user_tag],
+        &user_tags.iter().map(String::as_str).collect::<Vec<_>>(),
     )
     .await;
+    assert!(legacy_kept, "an unlabelled container was removed unasked");
     assert!(
         !after.contains(&c_ours) && !after.contains(&c_legacy),
         "owned containers remain"
@@ -544,12 +567,14 @@ pub async fn check_cleanup_spares_lookalikes(backend: &dyn Backend, fixture: &Fi
     for s in &survivors {
         assert!(after.contains(s), "look-alike {s} was removed");
     }
-    assert!(
-        user_image.is_ok(),
-        "the user's tag on the agent's image was removed"
-    );
+    for (user_tag, kept) in user_images {
+        assert!(
+            kept,
+            "the user's tag {user_tag} on the agent's image was removed"
+        );
+    }
     removed.sort();
-    // The user's tag keeps the image alive, so our tag goes without conflict.
+    // The user's tags keep the image alive, so our tag goes without conflict.
     let mut expected = vec![agent.resource_name(), legacy.resource_name(), tag.clone()];
     expected.sort();
     assert_eq!(removed, expected);
@@ -578,7 +603,7 @@ pub async fn check_resources_made_after_plan_survive(backend: &dyn Backend, fixt
     let cleanup = Cleanup::new(
         backend,
         &state,
-        build_root.path().to_path_buf(),
+        BuildRoot::new(build_root.path()).expect("build root"),
         CleanupSettings::default(),
     );
     let plan = cleanup

@@ -5,6 +5,7 @@
 //! and the conformance suite every backend passes.
 
 pub mod backend;
+pub mod build_root;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod ids;

@@ -4,7 +4,7 @@
 //! tag; removing one of several tags only untags) but nothing more.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,7 +54,51 @@ pub enum Fault {
     /// Carry on, but the container stops right away (a command that exits
     /// at once); meant for [`Op::StartContainer`].
     ExitsAtOnce,
+    /// Stop at the call until the test opens the gate: interleavings of
+    /// concurrent commands are made deterministic with this.
+    Gate(Gate),
 }
+
+/// A point where an operation waits for the test (see [`Fault::Gate`]).
+#[derive(Clone, Default)]
+pub struct Gate(Arc<GateInner>);
+
+#[derive(Default)]
+struct GateInner {
+    reached: tokio::sync::Notify,
+    open: tokio::sync::Notify,
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Resolves once an operation has reached the gate.
+    pub async fn reached(&self) {
+        self.0.reached.notified().await;
+    }
+
+    /// Lets the waiting operation carry on.
+    pub fn open(&self) {
+        self.0.open.notify_one();
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate")
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 #[derive(Debug)]
 struct Hook {
@@ -188,6 +232,11 @@ impl MemoryBackend {
         };
         match fault {
             None | Some(Fault::ExitsAtOnce) => Ok(()),
+            Some(Fault::Gate(gate)) => {
+                gate.0.reached.notify_one();
+                gate.0.open.notified().await;
+                Ok(())
+            }
             Some(Fault::Stall(d)) => {
                 tokio::time::sleep(d).await;
                 Ok(())

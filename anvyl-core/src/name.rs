@@ -63,9 +63,15 @@ impl AgentName {
         format!("{RESOURCE_PREFIX}{}", self.0)
     }
 
-    /// `anvyl-agent-<name>:latest`: the image tag a start builds.
+    /// `anvyl-agent-<name>:latest`: the tag that moves to the newest build.
     pub fn image_tag(&self) -> String {
         format!("{}:latest", self.resource_name())
+    }
+
+    /// `anvyl-agent-<name>:<start>`: the tag fixed to one start's build, so
+    /// that untagging `:latest` can never strand a live start's image.
+    pub fn start_tag(&self, start: &crate::ids::StartId) -> String {
+        format!("{}:{start}", self.resource_name())
     }
 
     /// The agent whose resource is named exactly `anvyl-agent-<name>`, if any.

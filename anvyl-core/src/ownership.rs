@@ -1,9 +1,13 @@
 //! What is anvyl's. Every container and image anvyl creates carries four
 //! labels, stamped after any user labels so they cannot be overridden. A
 //! resource belongs to agent A of this installation when it carries
-//! `managed-by=anvyl`, `agent=A` and our instance id, or — for resources of
-//! older, unlabelled tooling — when it has no `managed-by` label at all and
-//! its name is exactly `anvyl-agent-A` for an agent we know. Never a glob.
+//! `managed-by=anvyl`, `agent=A` and our instance id, and — for a container —
+//! its name is exactly `anvyl-agent-A`, or — for an image tag — the tag is
+//! one anvyl gives: `anvyl-agent-A:latest` or `anvyl-agent-A:<start>`. A tag a
+//! user adds to anvyl's image, in any repository, is the user's. Resources
+//! with no `managed-by` label at all, named exactly `anvyl-agent-A` (`:latest`
+//! for an image) for an agent we know, are claimed as [`Claim::LegacyName`]:
+//! the pipeline shows them and removes them only when asked. Never a glob.
 //!
 //! Engines copy an image's labels into every container made from it, so a
 //! container a user runs from anvyl's image carries anvyl's labels too. A
@@ -28,6 +32,8 @@ pub const LABEL_INSTANCE: &str = "io.anvyl.instance";
 pub const LABEL_START: &str = "io.anvyl.start";
 /// Value of [`LABEL_MANAGED_BY`].
 pub const MANAGED_BY: &str = "anvyl";
+/// The moving tag of an agent's newest build.
+pub const LATEST: &str = "latest";
 
 /// Why a resource counts as ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,9 +113,10 @@ impl Ownership {
         legacy_owner(&container.labels, &container.name, known).map(|a| (a, Claim::LegacyName))
     }
 
-    /// The tags of `image` that anvyl may remove, with their agent and claim.
-    /// Only a tag whose repository is exactly `anvyl-agent-<agent>` is ours:
-    /// a tag a user added to the same image is never listed.
+    /// The tags of `image` that anvyl may remove, with their agent and claim:
+    /// `anvyl-agent-<agent>:latest` and `anvyl-agent-<agent>:<start>` of the
+    /// start that built it, exactly. A tag a user added to the same image —
+    /// another repository, or another tag in anvyl's — is never listed.
     pub fn owned_tags<'i>(
         &self,
         image: &'i ImageSummary,
@@ -120,9 +127,11 @@ impl Ownership {
             .tags
             .iter()
             .filter_map(|tag| match &labelled {
-                Some(agent) => (tag.repository == agent.resource_name())
-                    .then(|| (tag, agent.clone(), Claim::Labelled)),
+                Some(agent) => (tag.repository == agent.resource_name()
+                    && (tag.tag == LATEST || image.labels.get(LABEL_START) == Some(&tag.tag)))
+                .then(|| (tag, agent.clone(), Claim::Labelled)),
                 None => legacy_owner(&image.labels, &tag.repository, known)
+                    .filter(|_| tag.tag == LATEST)
                     .map(|agent| (tag, agent, Claim::LegacyName)),
             })
             .collect()
@@ -139,6 +148,15 @@ impl Ownership {
     }
 }
 
+/// The start a resource belongs to: its `io.anvyl.start` label, when its
+/// claim rests on labels at all.
+pub fn start_of(labels: &Labels, claim: Claim) -> Option<StartId> {
+    match claim {
+        Claim::Labelled => labels.get(LABEL_START).map(StartId::from_stored),
+        Claim::LegacyName => None,
+    }
+}
+
 /// A resource without any `managed-by` label, named exactly for a known agent.
 fn legacy_owner(labels: &Labels, name: &str, known: &BTreeSet<AgentName>) -> Option<AgentName> {
     if labels.contains_key(LABEL_MANAGED_BY) {
@@ -150,7 +168,7 @@ fn legacy_owner(labels: &Labels, name: &str, known: &BTreeSet<AgentName>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::ContainerState;
+    use crate::backend::{BackendKind, ContainerState};
 
     fn agent(name: &str) -> AgentName {
         AgentName::new(name).unwrap()
@@ -223,31 +241,81 @@ mod tests {
     }
 
     #[test]
-    fn only_the_agents_own_tag_of_an_image_is_ours() {
+    fn only_the_tags_anvyl_gives_are_ours() {
         let ours = Ownership::new(InstanceId::from_stored("i1"));
+        let start = StartId::from_stored("s1");
+        let podman = |r: &str| ImageTag::parse_on(BackendKind::Podman, r);
         let image = ImageSummary {
             id: "sha256:1".into(),
             tags: vec![
-                ImageTag::parse("localhost/anvyl-agent-web:latest"),
-                ImageTag::parse("mine:keep"),
-                ImageTag::parse("anvyl-agent-web2:latest"),
+                podman("localhost/anvyl-agent-web:latest"),
+                podman("localhost/anvyl-agent-web:s1"),
+                podman("localhost/anvyl-agent-web:mine"),
+                podman("localhost/anvyl-agent-web:s0"),
+                podman("docker.io/library/anvyl-agent-web:latest"),
+                podman("mine:keep"),
+                podman("localhost/anvyl-agent-web2:latest"),
             ],
-            labels: ours.stamp(&Labels::new(), &agent("web"), &StartId::random()),
+            labels: ours.stamp(&Labels::new(), &agent("web"), &start),
         };
-        let tags = ours.owned_tags(&image, &BTreeSet::new());
-        assert_eq!(tags.len(), 1);
-        assert_eq!(tags[0].0.reference, "localhost/anvyl-agent-web:latest");
+        let tags: Vec<&str> = ours
+            .owned_tags(&image, &BTreeSet::new())
+            .iter()
+            .map(|t| t.0.reference.as_str())
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                "localhost/anvyl-agent-web:latest",
+                "localhost/anvyl-agent-web:s1"
+            ]
+        );
     }
 
     #[test]
-    fn image_tags_parse_engine_prefixes() {
-        let tag = ImageTag::parse("docker.io/library/anvyl-agent-web:v1");
+    fn an_unlabelled_image_is_claimed_only_as_latest_of_a_known_agent() {
+        let ours = Ownership::new(InstanceId::from_stored("i1"));
+        let image = ImageSummary {
+            id: "sha256:2".into(),
+            tags: vec![
+                ImageTag::parse("anvyl-agent-db:latest"),
+                ImageTag::parse("anvyl-agent-db:v2"),
+            ],
+            labels: Labels::new(),
+        };
+        let known = BTreeSet::from([agent("db")]);
+        let tags = ours.owned_tags(&image, &known);
+        assert_eq!(tags.len(), 1);
         assert_eq!(
-            (tag.repository.as_str(), tag.tag.as_str()),
-            ("anvyl-agent-web", "v1")
+            (tags[0].0.tag.as_str(), tags[0].2),
+            ("latest", Claim::LegacyName)
         );
-        let listed = ImageTag::parse_listing(&["<none>:<none>", "localhost/a:b"]);
-        assert_eq!(listed, vec![ImageTag::parse("localhost/a:b")]);
+    }
+
+    #[test]
+    fn image_tags_drop_only_the_engines_own_prefix() {
+        let docker = |r: &str| ImageTag::parse_on(BackendKind::Docker, r);
+        let podman = |r: &str| ImageTag::parse_on(BackendKind::Podman, r);
+        assert_eq!(
+            docker("docker.io/library/anvyl-agent-web:v1").repository,
+            "anvyl-agent-web"
+        );
+        // On Docker, `localhost/` is a registry a user named: another repository.
+        assert_eq!(
+            docker("localhost/anvyl-agent-web:latest").repository,
+            "localhost/anvyl-agent-web"
+        );
+        assert_eq!(
+            podman("localhost/anvyl-agent-web:latest").repository,
+            "anvyl-agent-web"
+        );
+        assert_eq!(
+            podman("docker.io/library/anvyl-agent-web:latest").repository,
+            "docker.io/library/anvyl-agent-web"
+        );
+        let listed =
+            ImageTag::parse_listing(BackendKind::Podman, &["<none>:<none>", "localhost/a:b"]);
+        assert_eq!(listed, vec![podman("localhost/a:b")]);
         let tag = ImageTag::parse("registry:5000/x");
         assert_eq!(
             (tag.repository.as_str(), tag.tag.as_str()),

@@ -359,7 +359,7 @@ impl Backend for DockerBackend {
             .into_iter()
             .map(|i| ImageSummary {
                 id: normalise_image_id(&i.id),
-                tags: ImageTag::parse_listing(&i.repo_tags),
+                tags: ImageTag::parse_listing(BackendKind::Docker, &i.repo_tags),
                 labels: i.labels.into_iter().collect(),
             })
             .collect())
@@ -373,7 +373,7 @@ impl Backend for DockerBackend {
             .map_err(self.err("inspect image", &format!("image {reference}")))?;
         Ok(ImageSummary {
             id: i.id.map(|i| normalise_image_id(&i)).unwrap_or_default(),
-            tags: ImageTag::parse_listing(&i.repo_tags.unwrap_or_default()),
+            tags: ImageTag::parse_listing(BackendKind::Docker, &i.repo_tags.unwrap_or_default()),
             labels: labels(i.config.and_then(|c| c.labels)),
         })
     }

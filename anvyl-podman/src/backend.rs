@@ -467,7 +467,10 @@ impl Backend for PodmanBackend {
             .into_iter()
             .map(|i| ImageSummary {
                 id: normalise_image_id(&i.id.unwrap_or_default()),
-                tags: ImageTag::parse_listing(&i.repo_tags.unwrap_or_default()),
+                tags: ImageTag::parse_listing(
+                    BackendKind::Podman,
+                    &i.repo_tags.unwrap_or_default(),
+                ),
                 labels: labels(i.labels),
             })
             .filter(|i| query.labels.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
@@ -482,7 +485,7 @@ impl Backend for PodmanBackend {
             .await?;
         Ok(ImageSummary {
             id: normalise_image_id(&i.id.unwrap_or_default()),
-            tags: ImageTag::parse_listing(&i.repo_tags.unwrap_or_default()),
+            tags: ImageTag::parse_listing(BackendKind::Podman, &i.repo_tags.unwrap_or_default()),
             labels: labels(i.labels.or_else(|| i.config.and_then(|c| c.labels))),
         })
     }

@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
+use anvyl_core::build_root::BuildRoot;
 use anvyl_core::lifecycle::{validate_spec, Lifecycle, LifecycleError, StartError};
 use anvyl_core::{AgentName, AgentRecord, AgentSpec, AgentStatus, LogStream};
 use comfy_table::{presets, Table};
@@ -13,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{AgentCommand, Cli, CreateArgs, OutputFormat};
-use crate::config::{build_root, Config};
+use crate::config::Config;
 use crate::engine::HostConnector;
 use crate::error::CliError;
 
@@ -58,18 +59,18 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
 struct Session<'c> {
     config: &'c Config,
     state: anvyl_core::StateStore,
-    state_dir: std::path::PathBuf,
+    build_root: BuildRoot,
     connector: HostConnector<'c>,
 }
 
 impl<'c> Session<'c> {
     fn open(config: &'c Config) -> Result<Self, CliError> {
-        let (state, state_dir) = super::open_state(config)?;
+        let (state, build_root) = super::open_state(config)?;
         state.ensure_local_host()?;
         Ok(Self {
             config,
             state,
-            state_dir,
+            build_root,
             connector: HostConnector(config),
         })
     }
@@ -78,7 +79,7 @@ impl<'c> Session<'c> {
         Lifecycle::new(
             &self.state,
             &self.connector,
-            build_root(&self.state_dir),
+            self.build_root.clone(),
             self.config.lifecycle_settings(),
         )
     }
@@ -181,6 +182,8 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
             Ok(ExitCode::SUCCESS)
         }
         Err(StartError::Refused(e)) => Err(state_error(e)),
+        // Nothing was recorded or created: the user fixes the environment.
+        Err(StartError::Precondition(why)) => Err(CliError::Usage(why)),
         Err(e @ StartError::Interrupted { .. }) => Err(CliError::Interrupted(format!(
             "{e}; everything it created was removed{}",
             remaining_note(&e)

@@ -8,7 +8,7 @@ use anvyl_core::pipeline::{Cleanup, Scope};
 use anvyl_core::AgentName;
 
 use crate::cli::{CleanupArgs, Cli, OutputFormat};
-use crate::config::{build_root, Config};
+use crate::config::Config;
 use crate::error::CliError;
 use crate::output;
 
@@ -19,13 +19,12 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         None => Scope::All,
     };
     let backend = crate::engine::connect(config).await?;
-    let (state, state_dir) = super::open_state(config)?;
-    let cleanup = Cleanup::new(
-        backend.as_ref(),
-        &state,
-        build_root(&state_dir),
-        config.cleanup_settings(),
-    );
+    let (state, build_root) = super::open_state(config)?;
+    let settings = anvyl_core::CleanupSettings {
+        include_unlabelled: args.include_unlabelled,
+        ..config.cleanup_settings()
+    };
+    let cleanup = Cleanup::new(backend.as_ref(), &state, build_root, settings);
     let plan = cleanup.plan(scope).await?;
     let json = cli.output == OutputFormat::Json;
     let emit = |text: String| super::emit(&text);

@@ -6,9 +6,9 @@ mod cleanup;
 mod host;
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anvyl_core::build_root::BuildRoot;
 use anvyl_core::StateStore;
 use clap::{CommandFactory, Parser};
 
@@ -68,10 +68,11 @@ pub(crate) async fn interrupted() {
     }
 }
 
-/// The state store of this configuration, and its directory.
-pub(crate) fn open_state(config: &Config) -> Result<(StateStore, PathBuf), CliError> {
+/// The state store of this configuration, and its build root.
+pub(crate) fn open_state(config: &Config) -> Result<(StateStore, BuildRoot), CliError> {
     let dir = config.state_dir()?;
-    Ok((StateStore::open(&dir)?, dir))
+    let build_root = BuildRoot::new(&dir).map_err(|e| CliError::Config(e.to_string()))?;
+    Ok((StateStore::open(&dir)?, build_root))
 }
 
 /// Writes to stdout, ignoring a closed pipe (`anvyl … | head`).

@@ -4,17 +4,19 @@
 //! created removed by the cleanup pipeline and the agent back to `stopped`.
 
 mod dockerfile;
+#[cfg(test)]
+mod races;
 mod start;
 mod stop;
 #[cfg(test)]
 mod tests;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::backend::{BackendError, DynBackend};
+use crate::build_root::BuildRoot;
 use crate::ids::StartId;
 use crate::name::AgentName;
 use crate::pipeline::{CleanupSettings, Report};
@@ -96,6 +98,10 @@ pub enum StartError {
     /// or running, invalid spec).
     #[error(transparent)]
     Refused(#[from] StateError),
+    /// A precondition does not hold (a missing API key variable); nothing
+    /// was recorded or created.
+    #[error("{0}")]
+    Precondition(String),
     /// Failed; everything the start created was cleaned up (see `report`).
     #[error("start of agent '{agent}' failed: {cause}")]
     Failed {
@@ -125,7 +131,7 @@ impl StartError {
     pub fn report(&self) -> Option<&Report> {
         match self {
             Self::Failed { report, .. } | Self::Interrupted { report, .. } => Some(report),
-            Self::Refused(_) => None,
+            Self::Refused(_) | Self::Precondition(_) => None,
         }
     }
 }
@@ -143,6 +149,15 @@ pub enum LifecycleError {
     /// The agent runs and `--force` was not given.
     #[error("agent '{0}' is running: stop it first, or remove it with --force")]
     Running(AgentName),
+    /// Another `anvyl` changed the agent while this command worked on it;
+    /// nothing of the newer state was touched.
+    #[error("agent '{agent}' changed meanwhile: it is {found} now; nothing of that was touched")]
+    Changed {
+        /// The agent.
+        agent: AgentName,
+        /// What it is now.
+        found: crate::state::Found,
+    },
     /// A start of the agent is in progress in another process.
     #[error("a start of agent '{agent}' is in progress (pid {pid})")]
     Starting {
@@ -168,7 +183,7 @@ pub enum LifecycleError {
 pub struct Lifecycle<'a> {
     state: &'a StateStore,
     connector: &'a dyn Connector,
-    build_root: PathBuf,
+    build_root: BuildRoot,
     settings: LifecycleSettings,
 }
 
@@ -177,7 +192,7 @@ impl<'a> Lifecycle<'a> {
     pub fn new(
         state: &'a StateStore,
         connector: &'a dyn Connector,
-        build_root: PathBuf,
+        build_root: BuildRoot,
         settings: LifecycleSettings,
     ) -> Self {
         Self {

@@ -3,7 +3,7 @@
 //! directory is removed on every path.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -12,11 +12,12 @@ use super::{Lifecycle, StartCause, StartError};
 use crate::backend::{
     Backend, BuildProgress, BuildSpec, ContainerSpec, ContainerState, DynBackend, Labels,
 };
+use crate::build_root::BuildRoot;
 use crate::ids::StartId;
 use crate::name::AgentName;
 use crate::no_engine::NoEngine;
 use crate::ownership::Ownership;
-use crate::pipeline::{build_dir_prefix, Cleanup, Plan, PlannedDir, PlannedReset, Report, Scope};
+use crate::pipeline::{Cleanup, Plan, PlannedDir, PlannedReset, Report, Scope};
 use crate::state::{AgentRecord, AgentStatus};
 
 /// A running, registered agent.
@@ -44,30 +45,29 @@ impl Lifecycle<'_> {
         cancel: impl Future<Output = ()>,
     ) -> Result<Started, StartError> {
         let agent = self.state.agent(name)?;
-        let start = StartId::random();
-        // One transaction: a second concurrent start finds `starting` and is refused.
-        self.state.transition(
-            name,
-            &[AgentStatus::Stopped, AgentStatus::Failed],
-            AgentStatus::Starting,
-            None,
-            Some(&start),
-        )?;
-        if let Err(e) = self
-            .state
-            .record_start(&start, name, None, None, std::process::id())
-        {
-            if let Err(reset) = self.state.reset_to_stopped(name) {
-                tracing::warn!("cannot reset agent '{name}' to stopped: {reset}");
-            }
-            return Err(e.into());
+        // Refused as a running agent before a missing key is complained of;
+        // `begin_start` checks the status again, atomically.
+        if !matches!(agent.status, AgentStatus::Stopped | AgentStatus::Failed) {
+            return Err(StartError::Refused(crate::state::StateError::WrongStatus {
+                agent: name.clone(),
+                actual: agent.status.as_str(),
+                expected: "stopped or failed",
+            }));
         }
+        let env = container_env(&agent).map_err(StartError::Precondition)?;
+        let start = StartId::random();
+        // One transaction moves the agent to `starting` and records the
+        // start, with the build directory it will use: a second concurrent
+        // start finds `starting` and is refused, and no cleanup ever sees
+        // this start half-recorded.
+        self.state
+            .begin_start(name, &start, &self.build_root.dir_path(name, &start))?;
         tracing::debug!("start {start} of agent '{name}' recorded");
 
         let mut engine: Option<DynBackend> = None;
         let mut build_dir: Option<PathBuf> = None;
         let outcome = {
-            let steps = self.run_steps(&agent, &start, &mut engine, &mut build_dir, progress);
+            let steps = self.run_steps(&agent, env, &start, &mut engine, &mut build_dir, progress);
             tokio::select! {
                 result = steps => result.map_err(Some),
                 () = cancel => Err(None),
@@ -75,8 +75,8 @@ impl Lifecycle<'_> {
         };
         match outcome {
             Ok(started) => {
-                if let Some(dir) = &build_dir {
-                    remove_build_dir(dir);
+                if build_dir.is_some() {
+                    self.remove_build_dir(name, &start);
                 }
                 self.end_start(&start, "running");
                 Ok(started)
@@ -84,7 +84,7 @@ impl Lifecycle<'_> {
             Err(cause) => {
                 tracing::info!("Cleaning up failed startup for agent '{name}'");
                 let report = self
-                    .clean_failed_start(name, &start, engine.as_deref(), build_dir.as_deref())
+                    .clean_failed_start(name, &start, engine.as_deref(), build_dir.is_some())
                     .await;
                 let outcome = if cause.is_some() {
                     "failed"
@@ -122,6 +122,7 @@ impl Lifecycle<'_> {
     async fn run_steps(
         &self,
         agent: &AgentRecord,
+        env: Vec<String>,
         start: &StartId,
         engine: &mut Option<DynBackend>,
         build_dir: &mut Option<PathBuf>,
@@ -145,46 +146,14 @@ impl Lifecycle<'_> {
                 source,
             })?;
         *engine = Some(backend.clone());
-        let mut env = spec.env.clone();
-        if let Some(var) = &spec.api_key_env {
-            // Read now, passed only as container environment: never written
-            // into an image layer or the state store.
-            let key = std::env::var(var).map_err(|_| {
-                StartCause::Other(format!(
-                    "environment variable {var} (the provider API key) is not set"
-                ))
-            })?;
-            env.push(format!("{var}={key}"));
-        }
-        env.push(format!("ANVYL_AGENT={name}"));
-        if let Some(provider) = &spec.provider {
-            env.push(format!("ANVYL_PROVIDER={provider}"));
-        }
-        if let Some(model) = &spec.model {
-            env.push(format!("ANVYL_MODEL={model}"));
-        }
-
-        // 4. A unique build directory, the Dockerfile, the image.
-        std::fs::create_dir_all(&self.build_root).map_err(|e| {
-            StartCause::Other(format!(
-                "cannot create build root {}: {e}",
-                self.build_root.display()
-            ))
-        })?;
-        let dir = tempfile::Builder::new()
-            .prefix(&build_dir_prefix(name))
-            .tempdir_in(&self.build_root)
-            .map_err(|e| StartCause::Other(format!("cannot create build directory: {e}")))?
-            .keep();
-        *build_dir = Some(dir.clone());
-        self.state
-            .update_start(start, None, Some(&dir))
-            .map_err(|e| other(&e))?;
-        std::fs::write(
-            dir.join("Dockerfile"),
-            super::render_dockerfile(name.as_str(), spec),
-        )
-        .map_err(|e| StartCause::Other(format!("cannot write Dockerfile: {e}")))?;
+        // 4. The build directory of this start, the Dockerfile, the image —
+        // tagged for this start, then `:latest` moved to it.
+        let dockerfile = super::render_dockerfile(name.as_str(), spec);
+        *build_dir = Some(self.build_root.dir_path(name, start));
+        let dir = self
+            .build_root
+            .make_dir(name, start, &[("Dockerfile", dockerfile.as_bytes())])
+            .map_err(|e| StartCause::Other(format!("cannot make build directory: {e}")))?;
         let labels =
             Ownership::new(self.state.instance_id().clone()).stamp(&Labels::new(), name, start);
         let network = spec
@@ -192,8 +161,8 @@ impl Lifecycle<'_> {
             .clone()
             .or_else(|| self.settings.network.clone());
         let build = BuildSpec {
-            context_dir: dir.clone(),
-            tag: name.image_tag(),
+            context_dir: dir,
+            tag: name.start_tag(start),
             labels: labels.clone(),
             network: network.clone(),
         };
@@ -202,11 +171,16 @@ impl Lifecycle<'_> {
             .await
             .map_err(StartCause::Build)?
             .image_id;
+        backend
+            .tag_image(&name.start_tag(start), &name.image_tag())
+            .await
+            .map_err(StartCause::Build)?;
 
         // 5. The container.
         let container = ContainerSpec {
             name: name.resource_name(),
-            image: name.image_tag(),
+            // This start's own tag: `:latest` may move to a newer build.
+            image: name.start_tag(start),
             command: None,
             env,
             labels,
@@ -265,7 +239,7 @@ impl Lifecycle<'_> {
         name: &AgentName,
         start: &StartId,
         engine: Option<&dyn Backend>,
-        build_dir: Option<&Path>,
+        made_dir: bool,
     ) -> Report {
         let backend: &dyn Backend = engine.unwrap_or(&NoEngine);
         let cleanup = Cleanup::new(
@@ -280,35 +254,65 @@ impl Lifecycle<'_> {
                 tracing::warn!(
                     "cannot list what start {start} created ({e}); run `anvyl agent cleanup {name}` once the engine answers"
                 );
+                let dir = BuildRoot::dir_name(name, start);
                 Plan {
                     scope: Scope::Start(start.clone()),
                     containers: Vec::new(),
                     images: Vec::new(),
-                    build_dirs: build_dir
-                        .filter(|d| d.exists())
-                        .map(|d| PlannedDir {
-                            path: d.to_path_buf(),
+                    build_dirs: made_dir
+                        .then(|| PlannedDir {
+                            path: self.build_root.dir_path(name, start),
+                            name: dir,
                             agent: name.clone(),
+                            start: start.clone(),
                         })
                         .into_iter()
                         .collect(),
                     resets: vec![PlannedReset {
                         agent: name.clone(),
                         from: AgentStatus::Starting,
+                        start: Some(start.clone()),
                         stale: false,
                     }],
                     kept: Vec::new(),
                     dangling_images: 0,
+                    build_root_error: None,
                 }
             }
         };
         cleanup.apply(&plan).await
     }
+
+    /// The build directory of a start that succeeded: it served its purpose.
+    fn remove_build_dir(&self, name: &AgentName, start: &StartId) {
+        match self.build_root.remove(&BuildRoot::dir_name(name, start)) {
+            Ok(_) => tracing::debug!("Removed the build directory of start {start}"),
+            Err(e) => tracing::warn!("cannot remove the build directory of start {start}: {e}"),
+        }
+    }
 }
 
-fn remove_build_dir(dir: &Path) {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => tracing::debug!("Removed temporary build directory: {}", dir.display()),
-        Err(e) => tracing::warn!("cannot remove build directory {}: {e}", dir.display()),
+/// The container's environment, checked before anything is created: the
+/// provider key is read now and passed only as container environment —
+/// never written into an image layer or the state store.
+fn container_env(agent: &AgentRecord) -> Result<Vec<String>, String> {
+    let spec = &agent.spec;
+    let mut env = spec.env.clone();
+    if let Some(var) = &spec.api_key_env {
+        let key = std::env::var(var).map_err(|_| {
+            format!(
+                "environment variable {var} (the provider API key of agent '{}') is not set",
+                agent.name
+            )
+        })?;
+        env.push(format!("{var}={key}"));
     }
+    env.push(format!("ANVYL_AGENT={}", agent.name));
+    if let Some(provider) = &spec.provider {
+        env.push(format!("ANVYL_PROVIDER={provider}"));
+    }
+    if let Some(model) = &spec.model {
+        env.push(format!("ANVYL_MODEL={model}"));
+    }
+    Ok(env)
 }

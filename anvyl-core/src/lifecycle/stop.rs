@@ -3,13 +3,15 @@
 //! the agent and forgets it. A running agent is only removed with force.
 
 use super::{Lifecycle, LifecycleError};
+use crate::backend::{Backend, BackendError};
 use crate::name::AgentName;
 use crate::pipeline::{Cleanup, Report, Scope};
-use crate::state::{AgentRecord, AgentStatus};
+use crate::state::{AgentRecord, AgentStatus, Fence, Fenced, StateError};
 
 impl Lifecycle<'_> {
     /// Stops a running agent: its container is stopped (gracefully, within
-    /// the stop timeout) and removed, and its status becomes `stopped`.
+    /// the stop timeout) and removed, and its status becomes `stopped` —
+    /// only if it still runs the start this command found.
     pub async fn stop(&self, name: &AgentName) -> Result<(), LifecycleError> {
         let agent = self.state.agent(name)?;
         self.refuse_if_starting(&agent)?;
@@ -23,37 +25,49 @@ impl Lifecycle<'_> {
         }
         if let Some(id) = &agent.container_id {
             let backend = self.engine_of(&agent).await?;
-            for result in [
-                backend.stop_container(id, self.settings.stop_timeout).await,
-                backend
-                    .remove_container(id, self.settings.stop_timeout)
-                    .await,
-            ] {
-                match result {
-                    Ok(()) => {}
-                    // Already gone: the goal is reached.
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e.into()),
+            let timeout = self.settings.stop_timeout;
+            gone_or(backend.stop_container(id, timeout).await)?;
+            let removed = backend.remove_container(id, timeout).await;
+            // A concurrent stop or cleanup may be removing it too ("removal
+            // already in progress"): what counts is that it is gone.
+            let removed = match removed {
+                Err(e) if e.is_conflict() => {
+                    wait_until_gone(backend.as_ref(), id).await.map_err(|_| e)
                 }
-            }
+                other => other,
+            };
+            gone_or(removed)?;
             tracing::info!("Removed container by name: {}", name.resource_name());
         }
-        self.state.reset_to_stopped(name)?;
+        let fence = Fence::at(AgentStatus::Running, agent.current_start.as_ref());
+        match self.state.reset_to_stopped(name, &fence)? {
+            Fenced::Done => {}
+            Fenced::Gone => return Err(StateError::UnknownAgent(name.clone()).into()),
+            Fenced::Changed(found) => {
+                return Err(LifecycleError::Changed {
+                    agent: name.clone(),
+                    found,
+                })
+            }
+        }
         tracing::info!("Stopped agent '{name}'");
         Ok(())
     }
 
     /// Removes an agent: stops it when `force` allows, removes everything of
-    /// it through the cleanup pipeline, then forgets it.
+    /// it through the cleanup pipeline, then forgets it — only if no other
+    /// `anvyl` took it meanwhile (a start is never forgotten under way).
     pub async fn remove(&self, name: &AgentName, force: bool) -> Result<Report, LifecycleError> {
-        let agent = self.state.agent(name)?;
+        let mut agent = self.state.agent(name)?;
         self.refuse_if_starting(&agent)?;
         if agent.status == AgentStatus::Running {
             if !force {
                 return Err(LifecycleError::Running(name.clone()));
             }
             self.stop(name).await?;
+            agent = self.state.agent(name)?;
         }
+        let fence = Fence::at(agent.status, agent.current_start.as_ref());
         let backend = self.engine_of(&agent).await?;
         let cleanup = Cleanup::new(
             backend.as_ref(),
@@ -70,7 +84,17 @@ impl Lifecycle<'_> {
                 remaining,
             });
         }
-        self.state.delete_agent(name)?;
+        // The plan's reset moved a failed agent to stopped.
+        let fence = fence.or(AgentStatus::Stopped);
+        match self.state.delete_agent(name, &fence)? {
+            Fenced::Done | Fenced::Gone => {}
+            Fenced::Changed(found) => {
+                return Err(LifecycleError::Changed {
+                    agent: name.clone(),
+                    found,
+                })
+            }
+        }
         tracing::info!("Removed agent '{name}'");
         Ok(report)
     }
@@ -108,4 +132,23 @@ impl Lifecycle<'_> {
             })?;
         Ok(self.connector.connect(&host).await?)
     }
+}
+
+/// A 404 reaches the goal of a stop or a removal.
+fn gone_or(result: Result<(), BackendError>) -> Result<(), BackendError> {
+    match result {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// Waits, bounded, for another remover to finish with container `id`.
+async fn wait_until_gone(backend: &dyn Backend, id: &str) -> Result<(), ()> {
+    for _ in 0..50 {
+        match backend.inspect_container(id).await {
+            Err(e) if e.is_not_found() => return Ok(()),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    Err(())
 }

@@ -52,7 +52,7 @@ impl World {
         Lifecycle::new(
             &self.state,
             &self.connector,
-            self.root.path().to_path_buf(),
+            crate::build_root::BuildRoot::new(self.root.path()).unwrap(),
             settings,
         )
     }
@@ -104,7 +104,7 @@ impl World {
     }
 
     fn build_dirs(&self) -> usize {
-        std::fs::read_dir(self.root.path())
+        std::fs::read_dir(self.root.path().join(crate::build_root::BUILDS))
             .map(|d| d.count())
             .unwrap_or(0)
     }
@@ -286,7 +286,11 @@ async fn a_missing_api_key_variable_fails_the_start_cleanly() {
         err.to_string().contains("ANVYL_TEST_SURELY_UNSET_KEY"),
         "{err}"
     );
-    w.assert_nothing_left(&web, &err).await;
+    // Checked before anything is recorded or created.
+    assert!(matches!(err, StartError::Precondition(_)), "{err:?}");
+    assert!(w.state.starts().unwrap().is_empty());
+    assert!(w.engine.calls().is_empty(), "{:?}", w.engine.calls());
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Stopped);
 }
 
 #[tokio::test]

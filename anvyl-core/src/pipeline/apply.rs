@@ -1,47 +1,65 @@
-//! Applying a plan. Each item is inspected again before it is removed and
-//! acted on only if it is still what the plan named (the same owner, the same
-//! image id), so a resource made or changed after planning is never swept.
-//! Items run with bounded concurrency; a 404 counts as done, a 409 is retried
-//! with a bounded, doubling backoff.
+//! Applying a plan. Right before each step the state is read again, and
+//! an item whose start has become live since the plan — or, unlabelled,
+//! whose agent has — is skipped as "changed since the plan". Each item is
+//! then inspected and acted on only if it is still what the plan named (the
+//! same owner, the same image id), so a resource made or changed after
+//! planning is never swept. Status resets are compare-and-set on the status
+//! and start the plan saw. Items run with bounded concurrency, tags of one
+//! image one after another; a 404 counts as done, a 409 is retried with a
+//! bounded, doubling backoff, and a removal that errs but leaves the item
+//! gone counts as done.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::path::Path;
 
 use futures::stream::{self, StreamExt};
 
+use super::plan::Live;
 use super::{
     Cleanup, ItemReport, Outcome, Plan, PlannedContainer, PlannedDir, PlannedImage, PlannedReset,
-    Report, SkipReason, Step, StepReport,
+    Report, Scope, SkipReason, Step, StepReport,
 };
 use crate::backend::BackendError;
+use crate::build_root::Removal;
+use crate::ids::StartId;
 use crate::name::AgentName;
-use crate::state::AgentStatus;
+use crate::state::{AgentStatus, Fence, Fenced, StateError};
 
 impl Cleanup<'_> {
     /// Removes what `plan` lists, in four steps, and reports every item.
     pub async fn apply(&self, plan: &Plan) -> Report {
         // Stale running agents are marked failed before anything is removed,
         // so that a concurrent `list` never shows a running agent whose
-        // container this cleanup is taking away.
+        // container this cleanup is taking away — and only if they still
+        // run the start the plan judged.
         for reset in plan.resets.iter().filter(|r| r.stale) {
-            if let Err(e) = self.state.transition(
-                &reset.agent,
-                &[AgentStatus::Running],
-                AgentStatus::Failed,
-                None,
-                None,
-            ) {
-                tracing::debug!("reconciling '{}' to failed: {e}", reset.agent);
+            match self.state.mark_failed(&reset.agent, reset.start.as_ref()) {
+                Ok(Fenced::Done) => {}
+                Ok(other) => tracing::debug!("'{}' not marked failed: {other:?}", reset.agent),
+                Err(e) => tracing::warn!("cannot mark agent '{}' failed: {e}", reset.agent),
             }
         }
+        let own = match &plan.scope {
+            Scope::Start(id) => Some(id),
+            _ => None,
+        };
         let mut steps = Vec::with_capacity(4);
         for step in Step::ALL {
             let began = std::time::Instant::now();
             let items = match step {
-                Step::Containers => self.remove_containers(&plan.containers).await,
-                Step::Images => self.remove_images(&plan.images).await,
-                Step::BuildDirs => plan.build_dirs.iter().map(|d| self.remove_dir(d)).collect(),
+                Step::Containers => match self.live_now(own) {
+                    Ok(live) => self.remove_containers(&plan.containers, &live).await,
+                    Err(e) => (plan.containers.iter())
+                        .map(|c| failed(&c.name, &c.agent, &e))
+                        .collect(),
+                },
+                Step::Images => match self.live_now(own) {
+                    Ok(live) => self.remove_images(&plan.images, &live).await,
+                    Err(e) => (plan.images.iter())
+                        .map(|i| failed(&i.display, &i.agent, &e))
+                        .collect(),
+                },
+                Step::BuildDirs => self.remove_dirs(plan, own),
                 Step::StatusReset => plan.resets.iter().map(|r| self.reset(r)).collect(),
             };
             tracing::debug!(
@@ -53,6 +71,16 @@ impl Cleanup<'_> {
             steps.push(StepReport { step, items });
         }
         Report { steps }
+    }
+
+    /// What is live now, by the state as it is at this moment. When it
+    /// cannot be read, a step removes nothing and fails every item with why.
+    fn live_now(&self, own: Option<&StartId>) -> Result<Live, StateError> {
+        Ok(Live::of_state(
+            &self.state.agents()?,
+            &self.state.starts()?,
+            own,
+        ))
     }
 
     /// Runs `op`, retrying a conflict with a doubling backoff.
@@ -75,7 +103,11 @@ impl Cleanup<'_> {
         }
     }
 
-    async fn remove_containers(&self, planned: &[PlannedContainer]) -> Vec<ItemReport> {
+    async fn remove_containers(
+        &self,
+        planned: &[PlannedContainer],
+        live: &Live,
+    ) -> Vec<ItemReport> {
         if planned.is_empty() {
             return Vec::new();
         }
@@ -91,6 +123,9 @@ impl Cleanup<'_> {
         let known = &known;
         let stop_timeout = self.settings.stop_timeout;
         self.for_each(planned, |c| async move {
+            if let Some(why) = changed(live, &c.agent, c.start.as_ref()) {
+                return skipped(&c.name, &c.agent, SkipReason::ChangedSinceThePlan(why));
+            }
             // Ownership is checked on the engine's answer of this moment,
             // not the plan's memory: a container whose labels or name no
             // longer make it this agent's is left alone.
@@ -105,6 +140,16 @@ impl Cleanup<'_> {
             let result = self
                 .with_conflict_retry(|| self.backend.remove_container(&c.id, stop_timeout))
                 .await;
+            let result = match result {
+                // Another remover may have been at it ("removal already in
+                // progress") or the answer was lost: what counts is whether
+                // the container is gone now.
+                Err(e) if !e.is_not_found() => match self.backend.inspect_container(&c.id).await {
+                    Err(again) if again.is_not_found() => Ok(()),
+                    _ => Err(e),
+                },
+                other => other,
+            };
             match result {
                 Ok(()) => {
                     tracing::info!("Removed container by name: {}", c.name);
@@ -117,7 +162,7 @@ impl Cleanup<'_> {
         .await
     }
 
-    async fn remove_images(&self, planned: &[PlannedImage]) -> Vec<ItemReport> {
+    async fn remove_images(&self, planned: &[PlannedImage], live: &Live) -> Vec<ItemReport> {
         // Where each planned reference points now. An image id is a hash of
         // the image's config, labels included, so the same id means the same
         // owner; another id means it was rebuilt or retagged after planning.
@@ -129,33 +174,77 @@ impl Cleanup<'_> {
             .buffered(self.settings.parallelism.max(1))
             .collect()
             .await;
+        // Tags of one image are removed one after another: Podman loses one
+        // of two untags of the same image that run at once.
+        let mut by_image: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (n, (i, _)) in current.iter().enumerate() {
+            by_image.entry(i.image_id.as_str()).or_default().push(n);
+        }
+        let groups: Vec<Vec<usize>> = by_image.into_values().collect();
+        let current = &current;
+        let done: Vec<Vec<(usize, ItemReport)>> = stream::iter(&groups)
+            .map(|group| async move {
+                let mut reports = Vec::with_capacity(group.len());
+                for &n in group {
+                    let (i, now) = &current[n];
+                    reports.push((n, self.remove_image(i, now, live).await));
+                }
+                reports
+            })
+            .buffer_unordered(self.settings.parallelism.max(1))
+            .collect()
+            .await;
+        let mut reports: Vec<(usize, ItemReport)> = done.into_iter().flatten().collect();
+        reports.sort_by_key(|(n, _)| *n);
+        reports.into_iter().map(|(_, r)| r).collect()
+    }
+
+    async fn remove_image(
+        &self,
+        i: &PlannedImage,
+        now: &Result<crate::backend::ImageSummary, BackendError>,
+        live: &Live,
+    ) -> ItemReport {
         let engine = self.backend.kind().engine_name();
-        self.for_each(&current, |(i, now)| async move {
-            match now {
-                Ok(now) if now.id == i.image_id => {}
-                Ok(_) => return skipped(&i.display, &i.agent, SkipReason::ReplacedAfterPlan),
-                Err(e) if e.is_not_found() => {
-                    return item(&i.display, &i.agent, Outcome::AlreadyGone)
+        if let Some(why) = changed(live, &i.agent, i.start.as_ref()) {
+            return skipped(&i.display, &i.agent, SkipReason::ChangedSinceThePlan(why));
+        }
+        match now {
+            Ok(now) if now.id == i.image_id => {}
+            Ok(_) => return skipped(&i.display, &i.agent, SkipReason::ReplacedAfterPlan),
+            Err(e) if e.is_not_found() => return item(&i.display, &i.agent, Outcome::AlreadyGone),
+            Err(e) => return failed(&i.display, &i.agent, e),
+        }
+        let result = self
+            .with_conflict_retry(|| self.backend.remove_image(&i.reference))
+            .await;
+        let result = match result {
+            // Docker can untag and then fail on a parent a sibling's removal
+            // took ("unrecognized image ID"): the tag is gone, which is the
+            // goal. A conflict is an image in use: that is reported as such.
+            Err(e) if !e.is_not_found() && !e.is_conflict() => {
+                match self.backend.inspect_image(&i.reference).await {
+                    Err(again) if again.is_not_found() => {
+                        tracing::debug!("{} gone although removal said: {e}", i.display);
+                        Ok(())
+                    }
+                    _ => Err(e),
                 }
-                Err(e) => return failed(&i.display, &i.agent, e),
             }
-            let result = self
-                .with_conflict_retry(|| self.backend.remove_image(&i.reference))
-                .await;
-            match result {
-                Ok(()) => {
-                    tracing::info!("Removed {engine} image: {}", i.display);
-                    item(&i.display, &i.agent, Outcome::Removed)
-                }
-                Err(e) if e.is_not_found() => item(&i.display, &i.agent, Outcome::AlreadyGone),
-                Err(BackendError::Conflict { message, .. }) => {
-                    tracing::warn!("Kept {engine} image {}: in use: {message}", i.display);
-                    skipped(&i.display, &i.agent, SkipReason::InUse(message))
-                }
-                Err(e) => failed(&i.display, &i.agent, &e),
+            other => other,
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!("Removed {engine} image: {}", i.display);
+                item(&i.display, &i.agent, Outcome::Removed)
             }
-        })
-        .await
+            Err(e) if e.is_not_found() => item(&i.display, &i.agent, Outcome::AlreadyGone),
+            Err(BackendError::Conflict { message, .. }) => {
+                tracing::warn!("Kept {engine} image {}: in use: {message}", i.display);
+                skipped(&i.display, &i.agent, SkipReason::InUse(message))
+            }
+            Err(e) => failed(&i.display, &i.agent, &e),
+        }
     }
 
     /// The agents the state store knows now (legacy ownership needs them).
@@ -163,60 +252,72 @@ impl Cleanup<'_> {
         Ok(self.state.agents()?.into_iter().map(|a| a.name).collect())
     }
 
-    fn remove_dir(&self, dir: &PlannedDir) -> ItemReport {
-        let target = dir.path.display().to_string();
-        if !is_directly_below(&dir.path, &self.build_root) {
-            return skipped(&target, &dir.agent, SkipReason::NotABuildDir);
-        }
-        // symlink_metadata does not follow a link: a link planted in the
-        // build root is skipped, never followed out of it.
-        match std::fs::symlink_metadata(&dir.path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                item(&target, &dir.agent, Outcome::AlreadyGone)
-            }
-            Err(e) => item(
-                &target,
-                &dir.agent,
-                Outcome::Failed {
-                    error: e.to_string(),
+    /// Step 3. A broken build root fails this step only.
+    fn remove_dirs(&self, plan: &Plan, own: Option<&StartId>) -> Vec<ItemReport> {
+        let root = self.build_root.path().display().to_string();
+        if let Some(error) = &plan.build_root_error {
+            tracing::warn!("Cannot clean build directories: {error}");
+            return vec![ItemReport {
+                target: root,
+                agent: None,
+                outcome: Outcome::Failed {
+                    error: error.clone(),
                 },
-            ),
-            Ok(meta) if !meta.is_dir() => skipped(&target, &dir.agent, SkipReason::NotABuildDir),
-            // remove_dir_all removes links inside the tree without following them.
-            Ok(_) => match std::fs::remove_dir_all(&dir.path) {
-                Ok(()) => {
-                    tracing::info!("Removed temporary build directory: {target}");
-                    item(&target, &dir.agent, Outcome::Removed)
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    item(&target, &dir.agent, Outcome::AlreadyGone)
-                }
-                Err(e) => item(
-                    &target,
-                    &dir.agent,
-                    Outcome::Failed {
-                        error: e.to_string(),
-                    },
-                ),
-            },
+            }];
+        }
+        if plan.build_dirs.is_empty() {
+            return Vec::new();
+        }
+        match self.live_now(own) {
+            Ok(live) => (plan.build_dirs.iter())
+                .map(|d| self.remove_dir(d, &live))
+                .collect(),
+            Err(e) => (plan.build_dirs.iter())
+                .map(|d| failed(&d.path.display().to_string(), &d.agent, &e))
+                .collect(),
+        }
+    }
+
+    fn remove_dir(&self, dir: &PlannedDir, live: &Live) -> ItemReport {
+        let target = dir.path.display().to_string();
+        if let Some(why) = changed(live, &dir.agent, Some(&dir.start)) {
+            return skipped(&target, &dir.agent, SkipReason::ChangedSinceThePlan(why));
+        }
+        match self.build_root.remove(&dir.name) {
+            Ok(Removal::Removed) => {
+                tracing::info!("Removed temporary build directory: {target}");
+                item(&target, &dir.agent, Outcome::Removed)
+            }
+            Ok(Removal::Gone) => item(&target, &dir.agent, Outcome::AlreadyGone),
+            Ok(Removal::NotADirectory) => skipped(&target, &dir.agent, SkipReason::NotABuildDir),
+            Err(e) => failed(&target, &dir.agent, &e),
         }
     }
 
     fn reset(&self, reset: &PlannedReset) -> ItemReport {
         let target = reset.agent.to_string();
-        match self.state.reset_to_stopped(&reset.agent) {
-            Ok(true) => {
+        let mut fence = Fence::at(reset.from, reset.start.as_ref());
+        if reset.stale {
+            fence = fence.or(AgentStatus::Failed);
+        }
+        match self.state.reset_to_stopped(&reset.agent, &fence) {
+            Ok(Fenced::Done) => {
                 tracing::info!("Reset agent '{}' status to stopped", reset.agent);
                 item(&target, &reset.agent, Outcome::Removed)
             }
-            Ok(false) => item(&target, &reset.agent, Outcome::AlreadyGone),
-            Err(e) => item(
-                &target,
-                &reset.agent,
-                Outcome::Failed {
-                    error: e.to_string(),
-                },
-            ),
+            Ok(Fenced::Gone) => item(&target, &reset.agent, Outcome::AlreadyGone),
+            Ok(Fenced::Changed(found)) => {
+                tracing::info!(
+                    "Kept the status of agent '{}': it is {found} since the plan",
+                    reset.agent
+                );
+                skipped(
+                    &target,
+                    &reset.agent,
+                    SkipReason::ChangedSinceThePlan(format!("the agent is {found} now")),
+                )
+            }
+            Err(e) => failed(&target, &reset.agent, &e),
         }
     }
 
@@ -234,14 +335,25 @@ impl Cleanup<'_> {
     }
 }
 
-fn is_directly_below(path: &Path, root: &Path) -> bool {
-    path.parent() == Some(root)
+/// Why an item of `agent` from `start` must be left after all: its start
+/// is live now, or — unlabelled, with no start — its agent has a live start.
+fn changed(live: &Live, agent: &AgentName, start: Option<&StartId>) -> Option<String> {
+    match start {
+        Some(start) if live.starts.contains(start) => {
+            Some(format!("start {start} of '{agent}' is live"))
+        }
+        Some(_) => None,
+        None => live
+            .agents
+            .contains(agent)
+            .then(|| format!("agent '{agent}' has a live start")),
+    }
 }
 
 fn item(target: &str, agent: &AgentName, outcome: Outcome) -> ItemReport {
     ItemReport {
         target: target.to_string(),
-        agent: agent.clone(),
+        agent: Some(agent.clone()),
         outcome,
     }
 }

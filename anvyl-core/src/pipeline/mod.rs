@@ -3,6 +3,11 @@
 //! orphans; [`Cleanup::apply`] removes those and nothing else, in four steps
 //! (containers, images, build directories, status reset). Each step runs even
 //! when an earlier one failed, and each item is independent of the others.
+//!
+//! Concurrent commands are fenced by the start id (see `state::status`):
+//! the plan lists the engine first and reads the state after, so any start
+//! whose resources it saw is already recorded; apply skips every item whose
+//! start is live by then and resets only statuses nobody changed since.
 
 mod apply;
 mod plan;
@@ -16,12 +21,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::backend::Backend;
+use crate::build_root::BuildRoot;
 use crate::ids::StartId;
 use crate::name::AgentName;
 use crate::ownership::{Claim, Ownership};
 use crate::state::{AgentStatus, StateStore};
 
-pub use plan::build_dir_prefix;
 pub use report::{ItemReport, Outcome, Report, SkipReason, StepReport};
 
 /// What a cleanup covers.
@@ -81,6 +86,9 @@ pub struct CleanupSettings {
     pub conflict_retries: u32,
     /// The first backoff after a 409; doubled each retry.
     pub conflict_backoff: Duration,
+    /// Also remove unlabelled resources named exactly like a known agent
+    /// (from older tooling). Off by default: they may be a user's own.
+    pub include_unlabelled: bool,
 }
 
 impl Default for CleanupSettings {
@@ -90,6 +98,7 @@ impl Default for CleanupSettings {
             stop_timeout: Duration::ZERO,
             conflict_retries: 4,
             conflict_backoff: Duration::from_millis(100),
+            include_unlabelled: false,
         }
     }
 }
@@ -103,6 +112,8 @@ pub struct PlannedContainer {
     pub name: String,
     /// The agent it belongs to.
     pub agent: AgentName,
+    /// The start that made it (`None` when unlabelled).
+    pub start: Option<StartId>,
     /// Why it is ours.
     pub claim: Claim,
 }
@@ -119,6 +130,8 @@ pub struct PlannedImage {
     pub image_id: String,
     /// The agent it belongs to.
     pub agent: AgentName,
+    /// The start that made it (`None` when unlabelled).
+    pub start: Option<StartId>,
     /// Why it is ours.
     pub claim: Claim,
 }
@@ -128,8 +141,12 @@ pub struct PlannedImage {
 pub struct PlannedDir {
     /// The directory, directly below the build root.
     pub path: PathBuf,
+    /// Its name below the build root: `<agent>.<start>`.
+    pub name: String,
     /// The agent it was made for.
     pub agent: AgentName,
+    /// The start it belongs to.
+    pub start: StartId,
 }
 
 /// An agent whose status the plan resets to `stopped`.
@@ -139,6 +156,9 @@ pub struct PlannedReset {
     pub agent: AgentName,
     /// Its status when planned.
     pub from: AgentStatus,
+    /// Its current start when planned: the reset applies only if it is
+    /// still the current one.
+    pub start: Option<StartId>,
     /// True when it said running but its container is gone or exited: it is
     /// marked failed before anything is removed.
     pub stale: bool,
@@ -171,6 +191,9 @@ pub struct Plan {
     pub kept: Vec<Kept>,
     /// Dangling images on the engine, which anvyl leaves to the engine's prune.
     pub dangling_images: usize,
+    /// Why the build root could not be read: step 3 fails with this, the
+    /// other steps still run.
+    pub build_root_error: Option<String>,
 }
 
 impl Plan {
@@ -180,6 +203,7 @@ impl Plan {
             && self.images.is_empty()
             && self.build_dirs.is_empty()
             && self.resets.is_empty()
+            && self.build_root_error.is_none()
     }
 
     /// Number of resources and resets planned.
@@ -198,15 +222,6 @@ pub enum CleanupError {
     /// The state store failed.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
-    /// The build root could not be read.
-    #[error("cannot read build root {path}: {source}")]
-    BuildRoot {
-        /// The build root.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// A cleanup bound to one engine, one state store and one build root.
@@ -215,7 +230,7 @@ pub struct Cleanup<'a> {
     backend: &'a dyn Backend,
     state: &'a StateStore,
     ownership: Ownership,
-    build_root: PathBuf,
+    build_root: BuildRoot,
     settings: CleanupSettings,
 }
 
@@ -224,7 +239,7 @@ impl<'a> Cleanup<'a> {
     pub fn new(
         backend: &'a dyn Backend,
         state: &'a StateStore,
-        build_root: PathBuf,
+        build_root: BuildRoot,
         settings: CleanupSettings,
     ) -> Self {
         Self {

@@ -1,63 +1,133 @@
-//! Planning: list what the engine and the build root hold, keep what is
-//! anvyl's by the ownership rule and in scope, and set aside the live
-//! resources of running agents and of starts still in progress.
+//! Planning: list what the engine and the build root hold, then read the
+//! state, keep what is anvyl's by the ownership rule and in scope, and set
+//! aside the live resources of running agents and of starts in progress.
+//! The order is the fence: a start is recorded before it creates anything,
+//! so whatever the listings saw belongs to a start the state read knows.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use super::{
     Cleanup, CleanupError, Kept, Plan, PlannedContainer, PlannedDir, PlannedImage, PlannedReset,
     Scope,
 };
 use crate::backend::{ContainerState, ContainerSummary, ImageSummary, Labels, Query};
+use crate::build_root::FoundDir;
+use crate::ids::StartId;
 use crate::name::{AgentName, RESOURCE_PREFIX};
-use crate::ownership::{Claim, LABEL_START};
+use crate::ownership::{start_of, Claim, LABEL_START};
 use crate::state::{AgentRecord, AgentStatus, StartRecord};
 
 /// What must not be touched while planning: live containers and images of
-/// running agents, and agents with a start in progress.
+/// running agents, the starts that are live, and agents with a start in
+/// progress.
 #[derive(Default)]
-struct Live {
+pub(super) struct Live {
     containers: BTreeSet<String>,
     images: BTreeSet<String>,
-    starting: BTreeMap<AgentName, u32>,
+    pub(super) starts: BTreeSet<StartId>,
+    pub(super) starting: BTreeMap<AgentName, u32>,
+    /// Agents with a live start, running or starting.
+    pub(super) agents: BTreeSet<AgentName>,
 }
 
 impl Live {
-    fn reason(&self, agent: &AgentName, id: &str, is_image: bool) -> Option<String> {
+    /// The live starts and starting agents the state shows now; `own` (the
+    /// start a failed starter is cleaning up) does not count.
+    pub(super) fn of_state(
+        agents: &[AgentRecord],
+        starts: &[StartRecord],
+        own: Option<&StartId>,
+    ) -> Self {
+        let mut live = Live::default();
+        for agent in agents {
+            let Some(current) = agent.current_start.as_ref().filter(|s| Some(*s) != own) else {
+                continue;
+            };
+            match agent.status {
+                AgentStatus::Running => {
+                    live.starts.insert(current.clone());
+                    live.agents.insert(agent.name.clone());
+                }
+                AgentStatus::Starting => {
+                    if let Some(s) = starts.iter().find(|s| &s.id == current && s.is_live()) {
+                        live.starts.insert(current.clone());
+                        live.starting.insert(agent.name.clone(), s.pid);
+                        live.agents.insert(agent.name.clone());
+                    }
+                }
+                AgentStatus::Stopped | AgentStatus::Failed => {}
+            }
+        }
+        live
+    }
+
+    /// Why a resource of `agent` from `start` must stay, if it must.
+    pub(super) fn reason(
+        &self,
+        agent: &AgentName,
+        start: Option<&StartId>,
+        id: Option<&str>,
+        is_image: bool,
+    ) -> Option<String> {
         if let Some(pid) = self.starting.get(agent) {
             return Some(format!("a start of '{agent}' is in progress (pid {pid})"));
         }
-        let live = if is_image {
-            self.images.contains(id)
-        } else {
-            self.containers.contains(id)
+        let in_use = match (id, is_image) {
+            (Some(id), true) => self.images.contains(id),
+            (Some(id), false) => self.containers.contains(id),
+            (None, _) => false,
         };
-        live.then(|| format!("in use by running agent '{agent}'"))
+        (in_use || start.is_some_and(|s| self.starts.contains(s)))
+            .then(|| format!("in use by running agent '{agent}'"))
     }
 }
+
+/// What live resources a scope must spare: none for a failed start's own
+/// cleanup, which removes exactly what that start made.
+fn judged<'l>(scope: &Scope, live: &'l Live) -> Option<&'l Live> {
+    match scope {
+        Scope::Start(_) => None,
+        _ => Some(live),
+    }
+}
+
+/// Why an unlabelled look-alike stays unless the user asks.
+const UNLABELLED: &str = "unlabelled — not removed (--include-unlabelled removes it)";
 
 impl Cleanup<'_> {
     /// Decides what a cleanup of `scope` removes. Reads only: nothing is
     /// changed, on the engine or in the state store.
     pub async fn plan(&self, scope: Scope) -> Result<Plan, CleanupError> {
+        // First what exists — the engine's listings (concurrently: one
+        // round-trip's latency) and the build root — and only then the state.
+        let (containers, images, dangling) = futures::try_join!(
+            self.fetch_containers(&scope),
+            self.fetch_images(&scope),
+            async { Ok::<_, CleanupError>(self.backend.count_dangling_images().await?) },
+        )?;
+        let dirs = self.build_root.list();
+
         let agents = self.state.agents()?;
         let starts = self.state.starts()?;
         let known: BTreeSet<AgentName> = agents.iter().map(|a| a.name.clone()).collect();
-        let start = match &scope {
-            Scope::Start(id) => starts.iter().find(|s| &s.id == id),
+        let own = match &scope {
+            Scope::Start(id) => Some(id),
             _ => None,
         };
+        let (mut live, resets) = self.survey_agents(&scope, &agents, &starts).await?;
+        let mut of_state = Live::of_state(&agents, &starts, own);
+        // A stale "running" agent's start is not live: its resources are
+        // what this cleanup is for.
+        for stale in resets.iter().filter(|r| r.stale) {
+            if let Some(start) = &stale.start {
+                of_state.starts.remove(start);
+            }
+            of_state.agents.remove(&stale.agent);
+        }
+        live.starts = of_state.starts;
+        live.starting = of_state.starting;
+        live.agents = of_state.agents;
 
-        // The agents' survey and the engine's listings do not depend on each
-        // other: one round-trip's latency instead of five.
-        let (survey, containers, images, dangling) = futures::try_join!(
-            self.survey_agents(&scope, start, &agents, &starts),
-            self.fetch_containers(&scope),
-            self.fetch_images(&scope, &known),
-            async { Ok(self.backend.count_dangling_images().await?) },
-        )?;
-        let (live, resets) = survey;
         let mut plan = Plan {
             scope: scope.clone(),
             containers: Vec::new(),
@@ -65,22 +135,24 @@ impl Cleanup<'_> {
             build_dirs: Vec::new(),
             resets,
             kept: Vec::new(),
-            dangling_images: 0,
+            dangling_images: dangling,
+            build_root_error: None,
         };
         self.plan_containers(&scope, &known, &live, containers, &mut plan);
         self.plan_images(&scope, &known, &live, images, &mut plan);
-        self.plan_build_dirs(&scope, start, &starts, &live, &mut plan)?;
-        plan.dangling_images = dangling;
+        match dirs {
+            Ok(dirs) => self.plan_build_dirs(&scope, &live, dirs, &mut plan),
+            Err(e) => plan.build_root_error = Some(e.to_string()),
+        }
         Ok(plan)
     }
 
-    /// Finds the live resources to spare and the statuses to reset. An agent
-    /// recorded as running whose container is gone or exited is stale: not
-    /// live, and reset.
+    /// Finds the live containers and images of running agents, and the
+    /// statuses to reset. An agent recorded as running whose container is
+    /// gone or exited is stale: not live, and reset.
     async fn survey_agents(
         &self,
         scope: &Scope,
-        start: Option<&StartRecord>,
         agents: &[AgentRecord],
         starts: &[StartRecord],
     ) -> Result<(Live, Vec<PlannedReset>), CleanupError> {
@@ -90,13 +162,15 @@ impl Cleanup<'_> {
             let reset = |stale| PlannedReset {
                 agent: agent.name.clone(),
                 from: agent.status,
+                start: agent.current_start.clone(),
                 stale,
             };
             match scope {
                 // The starter cleans up after itself: its own start is not
-                // "in progress" to it, and the agent is reset whatever it says.
-                Scope::Start(_) => {
-                    if start.is_some_and(|s| s.agent == agent.name) {
+                // "in progress" to it, and the agent is reset if it is
+                // still that start's.
+                Scope::Start(id) => {
+                    if agent.current_start.as_ref() == Some(id) {
                         resets.push(reset(false));
                     }
                     continue;
@@ -110,12 +184,9 @@ impl Cleanup<'_> {
                 AgentStatus::Starting => {
                     let in_progress = starts
                         .iter()
-                        .find(|s| Some(&s.id) == agent.current_start.as_ref() && s.is_live());
-                    match in_progress {
-                        Some(s) => {
-                            live.starting.insert(agent.name.clone(), s.pid);
-                        }
-                        None => resets.push(reset(false)),
+                        .any(|s| Some(&s.id) == agent.current_start.as_ref() && s.is_live());
+                    if !in_progress {
+                        resets.push(reset(false));
                     }
                 }
                 AgentStatus::Running => match self.running_container(agent).await? {
@@ -184,33 +255,48 @@ impl Cleanup<'_> {
         Ok(self.backend.list_containers(&query).await?)
     }
 
-    /// This installation's labelled images in scope, and the legacy
-    /// candidates by reference (compared exactly later).
-    async fn fetch_images(
-        &self,
-        scope: &Scope,
-        known: &BTreeSet<AgentName>,
-    ) -> Result<Vec<ImageSummary>, CleanupError> {
+    /// This installation's labelled images in scope, and the unlabelled
+    /// candidates by reference (compared exactly later, against the agents
+    /// the state knows once it is read).
+    async fn fetch_images(&self, scope: &Scope) -> Result<Vec<ImageSummary>, CleanupError> {
         let labelled = Query::labelled(self.selector(scope));
-        let legacy = async {
+        let unlabelled = async {
             match scope {
-                Scope::Agent(agent) if known.contains(agent) => {
+                Scope::Agent(agent) => {
                     self.backend
                         .list_images(&Query::named(agent.resource_name()))
                         .await
                 }
                 // A glob is only a server-side hint; tags are compared exactly.
-                Scope::All if !known.is_empty() => {
+                Scope::All => {
                     self.backend
                         .list_images(&Query::named(format!("{RESOURCE_PREFIX}*")))
                         .await
                 }
-                _ => Ok(Vec::new()),
+                Scope::Start(_) => Ok(Vec::new()),
             }
         };
-        let (mut found, legacy) = futures::try_join!(self.backend.list_images(&labelled), legacy)?;
-        found.extend(legacy);
+        let (mut found, unlabelled) =
+            futures::try_join!(self.backend.list_images(&labelled), unlabelled)?;
+        found.extend(unlabelled);
         Ok(found)
+    }
+
+    /// Whether an owned item stays, and why: live, or unlabelled without
+    /// the user's say-so. A failed start's own items never stay.
+    fn keep_reason(
+        &self,
+        live: Option<&Live>,
+        claim: Claim,
+        agent: &AgentName,
+        start: Option<&StartId>,
+        id: &str,
+        is_image: bool,
+    ) -> Option<String> {
+        if claim == Claim::LegacyName && !self.settings.include_unlabelled {
+            return Some(UNLABELLED.into());
+        }
+        live.and_then(|live| live.reason(agent, start, Some(id), is_image))
     }
 
     fn plan_containers(
@@ -232,11 +318,15 @@ impl Cleanup<'_> {
             if !Self::in_scope(scope, &agent, &container.labels, claim) {
                 continue;
             }
-            let reason = match scope {
-                Scope::Start(_) => None,
-                _ => live.reason(&agent, &container.id, false),
-            };
-            match reason {
+            let start = start_of(&container.labels, claim);
+            match self.keep_reason(
+                judged(scope, live),
+                claim,
+                &agent,
+                start.as_ref(),
+                &container.id,
+                false,
+            ) {
                 Some(reason) => plan.kept.push(Kept {
                     what: format!("container {}", container.name),
                     reason,
@@ -245,6 +335,7 @@ impl Cleanup<'_> {
                     id: container.id,
                     name: container.name,
                     agent,
+                    start,
                     claim,
                 }),
             }
@@ -271,11 +362,15 @@ impl Cleanup<'_> {
                 if !Self::in_scope(scope, &agent, &image.labels, claim) {
                     continue;
                 }
-                let reason = match scope {
-                    Scope::Start(_) => None,
-                    _ => live.reason(&agent, &image.id, true),
-                };
-                match reason {
+                let start = start_of(&image.labels, claim);
+                match self.keep_reason(
+                    judged(scope, live),
+                    claim,
+                    &agent,
+                    start.as_ref(),
+                    &image.id,
+                    true,
+                ) {
                     Some(reason) => plan.kept.push(Kept {
                         what: format!("image {display}"),
                         reason,
@@ -285,6 +380,7 @@ impl Cleanup<'_> {
                         display,
                         image_id: image.id.clone(),
                         agent,
+                        start,
                         claim,
                     }),
                     None => {}
@@ -318,74 +414,34 @@ impl Cleanup<'_> {
             .collect()
     }
 
-    fn plan_build_dirs(
-        &self,
-        scope: &Scope,
-        start: Option<&StartRecord>,
-        starts: &[StartRecord],
-        live: &Live,
-        plan: &mut Plan,
-    ) -> Result<(), CleanupError> {
-        if let Scope::Start(_) = scope {
-            if let Some(dir) = start.and_then(|s| s.build_dir.as_ref()) {
-                if dir.exists() {
-                    plan.build_dirs.push(PlannedDir {
-                        path: dir.clone(),
-                        agent: start.map(|s| s.agent.clone()).expect("dir implies start"),
-                    });
-                }
-            }
-            return Ok(());
-        }
-        let in_use: BTreeSet<&PathBuf> = starts
-            .iter()
-            .filter(|s| s.is_live())
-            .filter_map(|s| s.build_dir.as_ref())
-            .collect();
-        for (path, agent) in build_dirs(&self.build_root)? {
-            if !Self::in_scope(scope, &agent, &Labels::new(), Claim::Labelled) {
+    /// Build directories are anvyl's by their place and name alone
+    /// (`<agent>.<start>` directly below the build root): a failed start's
+    /// own, or any whose start is not live.
+    fn plan_build_dirs(&self, scope: &Scope, live: &Live, found: Vec<FoundDir>, plan: &mut Plan) {
+        for dir in found {
+            let in_scope = match scope {
+                Scope::Start(id) => &dir.start == id,
+                Scope::Agent(name) => &dir.agent == name,
+                Scope::All => true,
+            };
+            if !in_scope {
                 continue;
             }
-            if in_use.contains(&path) || live.starting.contains_key(&agent) {
+            let reason = judged(scope, live)
+                .and_then(|live| live.reason(&dir.agent, Some(&dir.start), None, false));
+            if let Some(reason) = reason {
                 plan.kept.push(Kept {
-                    what: format!("build directory {}", path.display()),
-                    reason: format!("a start of '{agent}' is in progress"),
+                    what: format!("build directory {}", dir.path.display()),
+                    reason,
                 });
-            } else {
-                plan.build_dirs.push(PlannedDir { path, agent });
+                continue;
             }
+            plan.build_dirs.push(PlannedDir {
+                path: dir.path,
+                name: dir.name,
+                agent: dir.agent,
+                start: dir.start,
+            });
         }
-        Ok(())
     }
-}
-
-/// Build directories are named `<agent>.<random>` directly below the build
-/// root; anything else there is not anvyl's and is ignored.
-fn build_dirs(root: &Path) -> Result<Vec<(PathBuf, AgentName)>, CleanupError> {
-    let entries = match std::fs::read_dir(root) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(CleanupError::BuildRoot {
-                path: root.display().to_string(),
-                source,
-            })
-        }
-    };
-    let mut dirs: Vec<_> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let (agent, _) = name.split_once('.')?;
-            Some((entry.path(), AgentName::new(agent).ok()?))
-        })
-        .collect();
-    dirs.sort();
-    Ok(dirs)
-}
-
-/// The prefix of a build directory of `agent` (the part before the random
-/// suffix `tempfile` adds).
-pub fn build_dir_prefix(agent: &AgentName) -> String {
-    format!("{agent}.")
 }

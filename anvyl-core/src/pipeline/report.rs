@@ -19,6 +19,10 @@ pub enum SkipReason {
     InUse(String),
     /// The path is a symlink or not a directory below the build root.
     NotABuildDir,
+    /// Its start became live, or its agent changed, after the plan: a race
+    /// with another `anvyl` that costs at most a leftover for the next
+    /// cleanup, never a live resource.
+    ChangedSinceThePlan(String),
 }
 
 impl SkipReason {
@@ -35,6 +39,7 @@ impl fmt::Display for SkipReason {
             Self::ReplacedAfterPlan => f.write_str("the tag names a newer image than planned"),
             Self::InUse(detail) => write!(f, "in use: {detail}"),
             Self::NotABuildDir => f.write_str("not a directory below the build root"),
+            Self::ChangedSinceThePlan(detail) => write!(f, "changed since the plan: {detail}"),
         }
     }
 }
@@ -76,8 +81,9 @@ impl Outcome {
 pub struct ItemReport {
     /// Container name, image tag, directory or agent.
     pub target: String,
-    /// The agent it belonged to.
-    pub agent: AgentName,
+    /// The agent it belonged to (none for the build root itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentName>,
     /// What happened.
     #[serde(flatten)]
     pub outcome: Outcome,

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use super::*;
 use crate::backend::{ContainerSpec, ContainerState, Labels};
+use crate::build_root::BuildRoot;
 use crate::conformance::{self, Fixture};
 use crate::ids::InstanceId;
 use crate::memory::{Fault, MemoryBackend, Op};
-use crate::state::AgentSpec;
+use crate::state::{AgentSpec, Fence};
 
 const BASE: &str = "busybox:latest";
 
@@ -30,16 +31,18 @@ impl World {
     }
 
     fn cleanup(&self) -> Cleanup<'_> {
-        let settings = CleanupSettings {
+        self.cleanup_with(CleanupSettings {
             conflict_backoff: Duration::from_millis(1),
             ..CleanupSettings::default()
-        };
-        Cleanup::new(
-            &self.engine,
-            &self.state,
-            self.root.path().to_path_buf(),
-            settings,
-        )
+        })
+    }
+
+    fn cleanup_with(&self, settings: CleanupSettings) -> Cleanup<'_> {
+        Cleanup::new(&self.engine, &self.state, self.build_root(), settings)
+    }
+
+    fn build_root(&self) -> BuildRoot {
+        BuildRoot::new(self.root.path()).unwrap()
     }
 
     fn ours(&self) -> Ownership {
@@ -77,10 +80,14 @@ impl World {
     }
 
     fn build_dir(&self, name: &str) -> PathBuf {
-        let dir = self.root.path().join(name);
+        let dir = self.build_root().path().join(name);
         std::fs::create_dir_all(dir.join("ctx")).unwrap();
         std::fs::write(dir.join("Dockerfile"), "FROM x").unwrap();
         dir
+    }
+
+    fn build_dir_exists(&self, name: &str) -> bool {
+        self.build_root().path().join(name).exists()
     }
 
     async fn exists(&self, id: &str) -> bool {
@@ -139,11 +146,16 @@ async fn a_legacy_container_whose_agent_is_forgotten_after_the_plan_is_kept() {
     let old = w.agent("old");
     let legacy = w.container("anvyl-agent-old", BASE, Labels::new()).await;
 
-    let cleanup = w.cleanup();
+    let cleanup = w.cleanup_with(CleanupSettings {
+        include_unlabelled: true,
+        ..CleanupSettings::default()
+    });
     let plan = cleanup.plan(Scope::All).await.unwrap();
     assert_eq!(plan.containers.len(), 1, "{plan:?}");
     // Without the agent, an unlabelled container is nobody's we know of.
-    w.state.delete_agent(&old).unwrap();
+    w.state
+        .delete_agent(&old, &Fence::at(AgentStatus::Stopped, None))
+        .unwrap();
     let report = cleanup.apply(&plan).await;
 
     assert!(w.exists(&legacy).await, "{report:?}");
@@ -163,15 +175,9 @@ async fn a_failing_step_does_not_stop_the_others() {
     let web = w.agent("web");
     let start = StartId::random();
     let (container, _) = w.leftovers(&web, &start).await;
-    let dir = w.build_dir("web.abc123");
+    let dir = w.build_dir(&format!("web.{start}"));
     w.state
-        .transition(
-            &web,
-            &[AgentStatus::Stopped],
-            AgentStatus::Failed,
-            None,
-            None,
-        )
+        .force_status(&web, AgentStatus::Failed, None, Some(&start))
         .unwrap();
     w.engine.inject(
         Op::RemoveContainer,
@@ -282,13 +288,7 @@ async fn a_running_agent_keeps_its_live_container_and_image() {
     let (c_live, _) = w.leftovers(&live, &StartId::random()).await;
     w.engine.start_container(&c_live).await.unwrap();
     w.state
-        .transition(
-            &live,
-            &[AgentStatus::Stopped],
-            AgentStatus::Running,
-            Some(&c_live),
-            None,
-        )
+        .force_status(&live, AgentStatus::Running, Some(&c_live), None)
         .unwrap();
     let (c_dead, _) = w.leftovers(&dead, &StartId::random()).await;
 
@@ -310,13 +310,7 @@ async fn a_running_agent_whose_container_exited_is_reconciled_and_cleaned() {
     let web = w.agent("web");
     let (c, _) = w.leftovers(&web, &StartId::random()).await;
     w.state
-        .transition(
-            &web,
-            &[AgentStatus::Stopped],
-            AgentStatus::Running,
-            Some(&c),
-            None,
-        )
+        .force_status(&web, AgentStatus::Running, Some(&c), None)
         .unwrap();
     w.engine.set_state(&c, ContainerState::Exited);
 
@@ -344,10 +338,8 @@ async fn a_start_scope_removes_exactly_that_start() {
     // The old start left an image; the new one a container of the base image.
     w.engine.seed_image(&[&web.image_tag()], labels(&old));
     let c_new = w.container(&web.resource_name(), BASE, labels(&new)).await;
-    let dir = w.build_dir("web.new");
-    w.state
-        .record_start(&new, &web, None, Some(&dir), std::process::id())
-        .unwrap();
+    let dir = w.build_dir(&format!("web.{new}"));
+    w.state.begin_start(&web, &new, &dir).unwrap();
 
     let cleanup = w.cleanup();
     let plan = cleanup.plan(Scope::Start(new)).await.unwrap();
@@ -363,20 +355,9 @@ async fn a_start_in_progress_is_left_alone_and_a_dead_one_is_not() {
     let w = World::new();
     let (busy, crashed) = (w.agent("busy"), w.agent("crashed"));
     for (agent, pid) in [(&busy, std::process::id()), (&crashed, 0)] {
-        let start = StartId::random();
-        let dir = w.build_dir(&format!("{agent}.x1"));
-        w.state
-            .record_start(&start, agent, None, Some(&dir), pid)
-            .unwrap();
-        w.state
-            .transition(
-                agent,
-                &[AgentStatus::Stopped],
-                AgentStatus::Starting,
-                None,
-                Some(&start),
-            )
-            .unwrap();
+        let start = StartId::from_stored(format!("{agent}1"));
+        let dir = w.build_dir(&format!("{agent}.{start}"));
+        w.state.begin_start_as(agent, &start, &dir, pid).unwrap();
         w.leftovers(agent, &start).await;
     }
 
@@ -387,8 +368,8 @@ async fn a_start_in_progress_is_left_alone_and_a_dead_one_is_not() {
     assert_eq!(plan.kept.len(), 3, "{:?}", plan.kept);
     cleanup.apply(&plan).await;
 
-    assert!(w.root.path().join("busy.x1").exists());
-    assert!(!w.root.path().join("crashed.x1").exists());
+    assert!(w.build_dir_exists("busy.busy1"));
+    assert!(!w.build_dir_exists("crashed.crashed1"));
     assert_eq!(w.state.agent(&busy).unwrap().status, AgentStatus::Starting);
     assert_eq!(
         w.state.agent(&crashed).unwrap().status,
@@ -403,7 +384,8 @@ async fn a_symlink_in_the_build_root_is_never_followed() {
     let web = w.agent("web");
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("precious"), "data").unwrap();
-    std::os::unix::fs::symlink(outside.path(), w.root.path().join("web.link")).unwrap();
+    std::fs::create_dir_all(w.build_root().path()).unwrap();
+    std::os::unix::fs::symlink(outside.path(), w.build_root().path().join("web.link")).unwrap();
     let inside = w.build_dir("web.real");
     std::os::unix::fs::symlink(outside.path(), inside.join("escape")).unwrap();
 
@@ -448,7 +430,7 @@ async fn removals_run_concurrently_within_the_bound() {
         parallelism: 4,
         ..CleanupSettings::default()
     };
-    let cleanup = Cleanup::new(&w.engine, &w.state, w.root.path().to_path_buf(), settings);
+    let cleanup = w.cleanup_with(settings);
     let plan = cleanup.plan(Scope::All).await.unwrap();
     let began = std::time::Instant::now();
     let report = cleanup.apply(&plan).await;

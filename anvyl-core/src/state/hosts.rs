@@ -222,13 +222,7 @@ mod tests {
         store.create_agent(&web, &AgentSpec::default()).unwrap();
         let start = StartId::random();
         store
-            .transition(
-                &web,
-                &[AgentStatus::Stopped],
-                AgentStatus::Starting,
-                None,
-                Some(&start),
-            )
+            .begin_start(&web, &start, std::path::Path::new("/b/web.s"))
             .unwrap();
         assert!(matches!(
             store.register(&web, "nowhere", "c1", &start),

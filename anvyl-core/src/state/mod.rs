@@ -14,8 +14,14 @@ use crate::ids::{InstanceId, StartId};
 use crate::name::AgentName;
 
 mod hosts;
+mod status;
 
 pub use hosts::{HostRecord, LOCAL_HOST};
+pub use status::{Fence, Fenced, Found};
+
+/// The schema this code writes; a store below it gets [`SCHEMA`] again
+/// (every statement is idempotent).
+const SCHEMA_VERSION: i64 = 1;
 
 /// File name of the database inside the state directory.
 pub const DATABASE_FILE: &str = "anvyl.db";
@@ -298,41 +304,58 @@ impl StateStore {
             source,
         };
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        // Opening must not need the write lock: `agent list` has to answer
+        // while another process holds a write transaction. Only a store
+        // that is new, or older than this schema, is written to here.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        // The installation id is made once, in a transaction, so two first
-        // runs racing each other still agree on one id.
-        let instance = {
-            let mut conn = conn;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
+        if !mode.eq_ignore_ascii_case("wal") && path != ":memory:" {
+            conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(err)?;
-            let existing: Option<String> = tx
-                .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(err)?;
-            let id = match existing {
-                Some(id) => InstanceId::from_stored(id),
-                None => {
-                    let id = InstanceId::random();
-                    tx.execute(
-                        "INSERT INTO meta (key, value) VALUES ('instance', ?1)",
-                        [id.as_str()],
-                    )
+        }
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        let instance = match (
+            version >= SCHEMA_VERSION,
+            read_instance(&conn).map_err(err)?,
+        ) {
+            (true, Some(id)) => id,
+            _ => {
+                // The installation id is made once, in a transaction, so two
+                // first runs racing each other still agree on one id.
+                let mut conn = conn;
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(err)?;
-                    id
-                }
-            };
-            tx.commit().map_err(err)?;
-            (conn, id)
+                tx.execute_batch(SCHEMA).map_err(err)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(err)?;
+                let id = match read_instance(&tx).map_err(err)? {
+                    Some(id) => id,
+                    None => {
+                        let id = InstanceId::random();
+                        tx.execute(
+                            "INSERT INTO meta (key, value) VALUES ('instance', ?1)",
+                            [id.as_str()],
+                        )
+                        .map_err(err)?;
+                        id
+                    }
+                };
+                tx.commit().map_err(err)?;
+                return Ok(Self {
+                    conn: Mutex::new(conn),
+                    path,
+                    instance: id,
+                });
+            }
         };
         Ok(Self {
-            conn: Mutex::new(instance.0),
+            conn: Mutex::new(conn),
             path,
-            instance: instance.1,
+            instance,
         })
     }
 
@@ -370,18 +393,6 @@ impl StateStore {
         Ok(())
     }
 
-    /// Forgets an agent.
-    pub fn delete_agent(&self, name: &AgentName) -> Result<(), StateError> {
-        let changed = self
-            .conn()
-            .execute("DELETE FROM agents WHERE name = ?1", [name.as_str()])
-            .map_err(|e| self.db_err(e))?;
-        if changed == 0 {
-            return Err(StateError::UnknownAgent(name.clone()));
-        }
-        Ok(())
-    }
-
     /// One agent.
     pub fn agent(&self, name: &AgentName) -> Result<AgentRecord, StateError> {
         self.conn()
@@ -404,91 +415,10 @@ impl StateStore {
             )
             .map_err(|e| self.db_err(e))?;
         let rows = stmt
-            .query_map([], row_to_agent)
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, row_to_agent(r))))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.db_err(e));
-        rows
-    }
-
-    /// Moves `name` from one of `from` to `to` in one transaction, setting
-    /// the container id and current start as given. Fails with
-    /// [`StateError::WrongStatus`] when another process got there first.
-    pub fn transition(
-        &self,
-        name: &AgentName,
-        from: &[AgentStatus],
-        to: AgentStatus,
-        container_id: Option<&str>,
-        start: Option<&StartId>,
-    ) -> Result<(), StateError> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.db_err(e))?;
-        let status: Option<String> = tx
-            .query_row(
-                "SELECT status FROM agents WHERE name = ?1",
-                [name.as_str()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.db_err(e))?;
-        let status = status.ok_or_else(|| StateError::UnknownAgent(name.clone()))?;
-        let status = AgentStatus::parse(&status).map_err(|e| self.db_err(e))?;
-        if !from.contains(&status) {
-            return Err(StateError::WrongStatus {
-                agent: name.clone(),
-                actual: status.as_str(),
-                expected: expected_list(from),
-            });
-        }
-        tx.execute(
-            "UPDATE agents SET status = ?2, container_id = ?3, current_start = COALESCE(?4, current_start) WHERE name = ?1",
-            params![name.as_str(), to.as_str(), container_id, start.map(StartId::as_str)],
-        )
-        .map_err(|e| self.db_err(e))?;
-        tx.commit().map_err(|e| self.db_err(e))
-    }
-
-    /// Step 4 of the pipeline: whatever the status was, it becomes `stopped`
-    /// and the container id is cleared. Returns false when the agent is gone.
-    pub fn reset_to_stopped(&self, name: &AgentName) -> Result<bool, StateError> {
-        let changed = self
-            .conn()
-            .execute(
-                "UPDATE agents SET status = 'stopped', container_id = NULL WHERE name = ?1",
-                [name.as_str()],
-            )
-            .map_err(|e| self.db_err(e))?;
-        Ok(changed > 0)
-    }
-
-    /// Records a start attempt before anything is created for it.
-    pub fn record_start(
-        &self,
-        id: &StartId,
-        agent: &AgentName,
-        host: Option<&str>,
-        build_dir: Option<&Path>,
-        pid: u32,
-    ) -> Result<(), StateError> {
-        self.conn()
-            .execute(
-                "INSERT INTO starts (id, agent, host, build_dir, pid, pid_start, started) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    id.as_str(),
-                    agent.as_str(),
-                    host,
-                    build_dir.map(|p| p.display().to_string()),
-                    pid,
-                    // Only our own start time is known; another pid's is looked up.
-                    if pid == std::process::id() { own_process_start() } else { process_stat(pid).map(|(_, s)| s) }
-                        .map(|ticks| ticks as i64),
-                    now()
-                ],
-            )
-            .map_err(|e| self.db_err(e))?;
-        Ok(())
+        Ok(readable(rows, "agent"))
     }
 
     /// Records the build directory and host a start uses, as soon as they
@@ -526,32 +456,54 @@ impl StateStore {
             .prepare("SELECT id, agent, build_dir, pid, pid_start, ended FROM starts ORDER BY started, id")
             .map_err(|e| self.db_err(e))?;
         let rows = stmt
-            .query_map([], |r| {
-                let agent: String = r.get(1)?;
-                Ok(StartRecord {
-                    id: StartId::from_stored(r.get::<_, String>(0)?),
-                    agent: AgentName::new(agent).map_err(|e| conversion_error(1, e))?,
-                    build_dir: r.get::<_, Option<String>>(2)?.map(PathBuf::from),
-                    pid: r.get(3)?,
-                    pid_start: r.get::<_, Option<i64>>(4)?.map(|ticks| ticks as u64),
-                    ended: r.get(5)?,
-                })
-            })
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, row_to_start(r))))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.db_err(e));
-        rows
+            .map_err(|e| self.db_err(e))?;
+        Ok(readable(rows, "start"))
     }
 }
 
-fn expected_list(from: &[AgentStatus]) -> &'static str {
-    match from {
-        [AgentStatus::Stopped, AgentStatus::Failed]
-        | [AgentStatus::Failed, AgentStatus::Stopped] => "stopped or failed",
-        [AgentStatus::Running] => "running",
-        [AgentStatus::Starting] => "starting",
-        [AgentStatus::Stopped] => "stopped",
-        _ => "in a state that allows this",
+fn row_to_start(r: &rusqlite::Row<'_>) -> rusqlite::Result<StartRecord> {
+    let agent: String = r.get(1)?;
+    Ok(StartRecord {
+        id: StartId::from_stored(r.get::<_, String>(0)?),
+        agent: AgentName::new(agent).map_err(|e| conversion_error(1, e))?,
+        build_dir: r.get::<_, Option<String>>(2)?.map(PathBuf::from),
+        pid: r.get(3)?,
+        pid_start: r.get::<_, Option<i64>>(4)?.map(|ticks| ticks as u64),
+        ended: r.get(5)?,
+    })
+}
+
+/// The rows that could be read. One that cannot (an edited or corrupted
+/// database) is reported and skipped: it must not stop every command.
+fn readable<T>(rows: Vec<(String, rusqlite::Result<T>)>, what: &str) -> Vec<T> {
+    rows.into_iter()
+        .filter_map(|(key, row)| match row {
+            Ok(row) => Some(row),
+            Err(e) => {
+                tracing::warn!("skipping unreadable {what} {key:?} in the state store: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+fn read_instance(conn: &Connection) -> rusqlite::Result<Option<InstanceId>> {
+    // Before the schema exists there is no meta table: no id yet.
+    let exists: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
     }
+    conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| {
+        r.get::<_, String>(0)
+    })
+    .optional()
+    .map(|id| id.map(InstanceId::from_stored))
 }
 
 fn conversion_error(
@@ -593,45 +545,37 @@ mod tests {
     }
 
     #[test]
-    fn a_second_concurrent_start_is_refused() {
+    fn reading_does_not_wait_for_a_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let a = StateStore::open(dir.path()).unwrap();
-        let b = StateStore::open(dir.path()).unwrap();
-        a.create_agent(&web(), &AgentSpec::default()).unwrap();
-        let from = [AgentStatus::Stopped, AgentStatus::Failed];
-        a.transition(&web(), &from, AgentStatus::Starting, None, None)
-            .unwrap();
-        let err = b
-            .transition(&web(), &from, AgentStatus::Starting, None, None)
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            StateError::WrongStatus {
-                actual: "starting",
-                ..
-            }
-        ));
+        let store = StateStore::open(dir.path()).unwrap();
+        store.create_agent(&web(), &AgentSpec::default()).unwrap();
+        // Another process holds a write transaction for as long as it likes.
+        let writer = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // Taking the write lock here would fail with "database is locked".
+        let reader = StateStore::open(dir.path()).unwrap();
+        assert_eq!(reader.agents().unwrap().len(), 1);
+        writer.execute_batch("ROLLBACK").unwrap();
     }
 
     #[test]
-    fn reset_clears_the_container_id() {
+    fn an_unreadable_row_is_skipped_not_fatal() {
         let store = StateStore::open_in_memory().unwrap();
         store.create_agent(&web(), &AgentSpec::default()).unwrap();
         store
-            .transition(
-                &web(),
-                &[AgentStatus::Stopped],
-                AgentStatus::Running,
-                Some("c1"),
-                None,
+            .conn()
+            .execute(
+                "INSERT INTO agents (name, spec, status, created) VALUES ('Bad Name!', '{}', 'stopped', 0), ('odd', 'not json', 'stopped', 0), ('weird', '{\"image\":\"x\"}', 'dancing', 0)",
+                [],
             )
             .unwrap();
-        assert!(store.reset_to_stopped(&web()).unwrap());
-        let agent = store.agent(&web()).unwrap();
-        assert_eq!(
-            (agent.status, agent.container_id),
-            (AgentStatus::Stopped, None)
-        );
+        let names: Vec<String> = store
+            .agents()
+            .unwrap()
+            .iter()
+            .map(|a| a.name.to_string())
+            .collect();
+        assert_eq!(names, vec!["web"]);
     }
 
     #[test]
@@ -649,9 +593,14 @@ mod tests {
         let store = StateStore::open_in_memory().unwrap();
         let id = StartId::random();
         // pid 0 never names a process in /proc.
-        store.record_start(&id, &web(), None, None, 0).unwrap();
+        let other = AgentName::new("other").unwrap();
+        store.create_agent(&web(), &AgentSpec::default()).unwrap();
+        store.create_agent(&other, &AgentSpec::default()).unwrap();
         store
-            .record_start(&StartId::random(), &web(), None, None, std::process::id())
+            .begin_start_as(&web(), &id, Path::new("/b/web.1"), 0)
+            .unwrap();
+        store
+            .begin_start(&other, &StartId::random(), Path::new("/b/other.1"))
             .unwrap();
         let starts = store.starts().unwrap();
         let live: Vec<bool> = starts

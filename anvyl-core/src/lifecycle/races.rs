@@ -1,0 +1,319 @@
+//! Races between concurrent commands, made deterministic with the in-memory
+//! engine's gates: one command is stopped at an exact engine call while
+//! another runs, then let go. Each test asserts that the live agent keeps its
+//! container, image, build directory and status — the fencing promise.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::backend::{Backend, ContainerState, Labels};
+use crate::build_root::BuildRoot;
+use crate::memory::{Fault, Gate, MemoryBackend, Op};
+use crate::ownership::Ownership;
+use crate::pipeline::{Cleanup, CleanupSettings, Scope};
+use crate::state::{AgentSpec, AgentStatus, StateStore};
+
+const BASE: &str = "busybox:latest";
+
+struct Memory(Arc<MemoryBackend>);
+
+#[async_trait]
+impl Connector for Memory {
+    async fn connect(&self, _: &HostRecord) -> Result<DynBackend, BackendError> {
+        Ok(self.0.clone())
+    }
+}
+
+struct World {
+    engine: Arc<MemoryBackend>,
+    connector: Memory,
+    state: StateStore,
+    root: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> Self {
+        let engine = Arc::new(MemoryBackend::new());
+        engine.seed_image(&[BASE], Labels::new());
+        let state = StateStore::open_in_memory().unwrap();
+        state.ensure_local_host().unwrap();
+        Self {
+            connector: Memory(engine.clone()),
+            engine,
+            state,
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn build_root(&self) -> BuildRoot {
+        BuildRoot::new(self.root.path()).unwrap()
+    }
+
+    fn lifecycle(&self) -> Lifecycle<'_> {
+        let settings = LifecycleSettings {
+            settle: Duration::ZERO,
+            ..LifecycleSettings::default()
+        };
+        Lifecycle::new(&self.state, &self.connector, self.build_root(), settings)
+    }
+
+    fn cleanup(&self) -> Cleanup<'_> {
+        Cleanup::new(
+            self.engine.as_ref(),
+            &self.state,
+            self.build_root(),
+            CleanupSettings::default(),
+        )
+    }
+
+    fn agent(&self, name: &str) -> AgentName {
+        let name = AgentName::new(name).unwrap();
+        let spec = AgentSpec {
+            image: BASE.into(),
+            command: Some("sleep 600".into()),
+            ..AgentSpec::default()
+        };
+        self.state.create_agent(&name, &spec).unwrap();
+        name
+    }
+
+    async fn start(&self, name: &AgentName) -> Result<Started, StartError> {
+        self.lifecycle()
+            .start(name, &|_| {}, std::future::pending())
+            .await
+    }
+
+    /// What a start that crashed (kill -9) after building leaves: a failed
+    /// agent, an image tagged `:latest` and `:<start>`, a build directory.
+    async fn crashed_start(&self, name: &AgentName) -> StartId {
+        let start = StartId::random();
+        let dir = self.build_root().dir_path(name, &start);
+        self.state.begin_start_as(name, &start, &dir, 0).unwrap();
+        self.state
+            .force_status(name, AgentStatus::Failed, None, None)
+            .unwrap();
+        let labels =
+            Ownership::new(self.state.instance_id().clone()).stamp(&Labels::new(), name, &start);
+        self.engine
+            .seed_image(&[&name.image_tag(), &name.start_tag(&start)], labels);
+        self.build_root().make_dir(name, &start, &[]).unwrap();
+        start
+    }
+
+    fn gate(&self, op: Op) -> Gate {
+        let gate = Gate::new();
+        self.engine
+            .inject(op, None, Fault::Gate(gate.clone()), Some(1));
+        gate
+    }
+
+    /// The agent runs `started`: recorded so, its container running, its
+    /// image present under the start's own tag, no build directory of it.
+    async fn assert_alive(&self, started: &Started) {
+        let agent = self.state.agent(&started.agent).unwrap();
+        assert_eq!(agent.status, AgentStatus::Running, "{agent:?}");
+        assert_eq!(agent.current_start.as_ref(), Some(&started.start));
+        let container = self
+            .engine
+            .inspect_container(&started.container_id)
+            .await
+            .expect("the live container was removed");
+        assert_eq!(container.state, ContainerState::Running);
+        let image = self
+            .engine
+            .inspect_image(&started.agent.start_tag(&started.start))
+            .await
+            .expect("the live image was removed");
+        assert_eq!(image.id, started.image_id);
+    }
+}
+
+/// A start that runs between a cleanup's plan and its apply (the user
+/// restarting an agent while the `[y/N]` prompt waits) keeps everything.
+#[tokio::test]
+async fn a_start_between_plan_and_apply_survives() {
+    let w = World::new();
+    let web = w.agent("web");
+    let old = w.crashed_start(&web).await;
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert_eq!(plan.resets.len(), 1, "{plan:?}");
+
+    let started = w.start(&web).await.unwrap();
+    let report = cleanup.apply(&plan).await;
+
+    w.assert_alive(&started).await;
+    // The old start's own tag and directory were orphans and went.
+    assert!(w.engine.inspect_image(&web.start_tag(&old)).await.is_err());
+    assert!(!w.build_root().dir_path(&web, &old).exists());
+    assert_eq!(report.remaining_owned(), 0, "{report:?}");
+}
+
+/// A stale running agent is reconciled while the user starts it again:
+/// the cleanup's reset must not write `stopped` over the new start, and
+/// its untag of `:latest`, racing the new build, must not strand it.
+#[tokio::test]
+async fn a_restart_while_a_stale_agent_is_cleaned_keeps_the_new_start() {
+    let w = World::new();
+    let web = w.agent("web");
+    let first = w.start(&web).await.unwrap();
+    w.engine
+        .set_state(&first.container_id, ContainerState::Exited);
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert!(plan.resets.iter().any(|r| r.stale), "{plan:?}");
+
+    // Apply stops right before it untags: the old container is gone, the
+    // agent is marked failed, and the user starts it again.
+    let gate = w.gate(Op::RemoveImage);
+    let (report, started) = tokio::join!(cleanup.apply(&plan), async {
+        gate.reached().await;
+        let started = w.start(&web).await;
+        gate.open();
+        started
+    });
+    let started = started.unwrap();
+
+    w.assert_alive(&started).await;
+    let reset = &report.steps[3].items[0];
+    assert!(
+        matches!(
+            &reset.outcome,
+            crate::pipeline::Outcome::Skipped {
+                reason: crate::pipeline::SkipReason::ChangedSinceThePlan(_)
+            }
+        ),
+        "{report:?}"
+    );
+    // And the next stop finds it running.
+    w.lifecycle().stop(&web).await.unwrap();
+}
+
+/// A start that begins after the cleanup began listing — its image built,
+/// its build directory made — is seen as live when the state is read.
+#[tokio::test]
+async fn a_start_that_begins_during_the_listing_is_kept() {
+    let w = World::new();
+    let web = w.agent("web");
+    let listing = w.gate(Op::ListContainers);
+    let creating = w.gate(Op::CreateContainer);
+    let cleanup = w.cleanup();
+    let (plan, started) = tokio::join!(
+        async {
+            let plan = cleanup.plan(Scope::All).await.unwrap();
+            let report = cleanup.apply(&plan).await;
+            creating.open();
+            (plan, report)
+        },
+        async {
+            listing.reached().await;
+            let start = w.start(&web);
+            tokio::pin!(start);
+            // The start runs up to its container; then the listing goes on.
+            tokio::select! {
+                _ = &mut start => panic!("the start should wait at its gate"),
+                () = creating.reached() => listing.open(),
+            }
+            start.await
+        }
+    );
+    let (plan, report) = plan;
+    let started = started.unwrap();
+
+    w.assert_alive(&started).await;
+    assert!(
+        plan.images.is_empty() && plan.build_dirs.is_empty(),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.kept.is_empty(),
+        "the live start's resources are kept: {plan:?}"
+    );
+    assert_eq!(report.remaining_owned(), 0);
+}
+
+/// While a start builds, a cleanup planned before it resets nothing, and a
+/// second start of the same agent is refused.
+#[tokio::test]
+async fn a_start_in_progress_is_not_reset_nor_started_twice() {
+    let w = World::new();
+    let web = w.agent("web");
+    let old = w.crashed_start(&web).await;
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::Agent(web.clone())).await.unwrap();
+    let building = w.gate(Op::BuildImage);
+    let (started, (report, second)) = tokio::join!(w.start(&web), async {
+        building.reached().await;
+        let report = cleanup.apply(&plan).await;
+        let second = w.start(&web).await;
+        building.open();
+        (report, second)
+    });
+    let started = started.unwrap();
+
+    w.assert_alive(&started).await;
+    assert!(
+        matches!(
+            second,
+            Err(StartError::Refused(crate::state::StateError::WrongStatus {
+                actual: "starting",
+                ..
+            }))
+        ),
+        "{second:?}"
+    );
+    assert!(!w.build_root().dir_path(&web, &old).exists());
+    assert_eq!(report.remaining_owned(), 0, "{report:?}");
+}
+
+/// `agent remove` that read the agent stopped, while a start takes it,
+/// neither removes the start's resources nor forgets the agent.
+#[tokio::test]
+async fn remove_racing_a_start_forgets_nothing() {
+    let w = World::new();
+    let web = w.agent("web");
+    let listing = w.gate(Op::ListContainers);
+    let creating = w.gate(Op::CreateContainer);
+    let lifecycle = w.lifecycle();
+    let (removed, started) = tokio::join!(
+        async {
+            let removed = lifecycle.remove(&web, false).await;
+            creating.open();
+            removed
+        },
+        async {
+            listing.reached().await;
+            let start = w.start(&web);
+            tokio::pin!(start);
+            tokio::select! {
+                _ = &mut start => panic!("the start should wait at its gate"),
+                () = creating.reached() => listing.open(),
+            }
+            start.await
+        }
+    );
+    let started = started.unwrap();
+
+    assert!(
+        matches!(removed, Err(LifecycleError::Changed { .. })),
+        "{removed:?}"
+    );
+    w.assert_alive(&started).await;
+}
+
+/// Two starts of one agent at the same moment: exactly one wins.
+#[tokio::test]
+async fn two_starts_of_one_agent_have_one_winner() {
+    let w = World::new();
+    let web = w.agent("web");
+    let (a, b) = tokio::join!(w.start(&web), w.start(&web));
+    let (won, lost) = match (a, b) {
+        (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+        other => panic!("expected one winner: {other:?}"),
+    };
+    assert!(matches!(lost, StartError::Refused(_)), "{lost:?}");
+    w.assert_alive(&won).await;
+}

@@ -3,6 +3,7 @@
 //! installation id) and uniquely named agents, so tests share the engine.
 
 mod cleanup;
+mod hostile;
 mod lifecycle;
 mod lookalikes;
 mod output;

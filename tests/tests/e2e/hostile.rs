@@ -1,0 +1,143 @@
+//! Hostile state: a state directory that is not what anvyl expects — a
+//! symlinked or file build root, an empty or relative state directory, a
+//! user's own resources under an agent's exact name, a second installation
+//! with the same agent names. anvyl removes nothing that is not its own and
+//! cleans what it can around the broken part.
+
+use anvyl_core::backend::Labels;
+use anvyl_core::{AgentStatus, StartId};
+use anvyl_tests::Sandbox;
+
+use crate::unique;
+
+/// `<state>/builds -> elsewhere`: nothing there is touched, the other
+/// steps still run, and the broken step makes the exit status 1.
+#[tokio::test]
+async fn a_symlinked_build_root_is_never_followed() {
+    let s = Sandbox::new().await;
+    let web = s.agent(&unique("link"));
+    let (container, _) = s.leftovers(&web).await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    for name in ["project.v1", "release.2024", &format!("{web}.x1")] {
+        std::fs::create_dir(elsewhere.path().join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(elsewhere.path(), s.build_root()).unwrap();
+
+    let run = s.anvyl(&["agent", "cleanup", "--yes"]);
+
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 3);
+    assert!(!s.has_container(&container).await, "step 1 still ran");
+    assert!(!s.has_image(&web.image_tag()).await, "step 2 still ran");
+    assert!(run.stdout.contains("symlink"), "{run:?}");
+    // A start refuses to build there too, and cleans up after itself.
+    let start = s.anvyl(&["agent", "start", web.as_str()]);
+    assert_eq!(start.code, Some(1), "{start:?}");
+    assert!(start.stderr.contains("build root"), "{start:?}");
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 3);
+    assert_eq!(s.state().agent(&web).unwrap().status, AgentStatus::Stopped);
+}
+
+/// A file where the build root should be fails step 3 only: a crashed
+/// start's container and image are still removed.
+#[tokio::test]
+async fn a_file_as_build_root_fails_only_its_step() {
+    let s = Sandbox::new().await;
+    let web = s.agent(&unique("file"));
+    let (container, _) = s.leftovers(&web).await;
+    std::fs::write(s.build_root(), "not a directory").unwrap();
+
+    let run = s.anvyl(&["--output", "json", "agent", "cleanup", "--yes"]);
+
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(!s.has_container(&container).await, "{run:?}");
+    assert!(!s.has_image(&web.image_tag()).await, "{run:?}");
+    assert_eq!(std::fs::read(s.build_root()).unwrap(), b"not a directory");
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    let dirs = &doc["report"]["steps"][2]["items"][0];
+    assert_eq!(dirs["outcome"], "failed", "{doc}");
+    assert_eq!(doc["remaining_owned"], 1, "{doc}");
+}
+
+/// An empty or relative state directory is refused before anything is
+/// read, written or removed — it would mean "wherever anvyl runs".
+#[tokio::test]
+async fn an_empty_or_relative_state_dir_is_refused() {
+    let s = Sandbox::new().await;
+    let cwd = tempfile::tempdir().unwrap();
+    for name in ["project.v1", "release.2024"] {
+        std::fs::create_dir_all(cwd.path().join("builds").join(name)).unwrap();
+    }
+    for value in ["", "state", "./state"] {
+        let run = s.anvyl_in(
+            cwd.path(),
+            &["agent", "cleanup", "--yes"],
+            &[("ANVYL_STATE_DIR", value)],
+        );
+        assert_eq!(run.code, Some(2), "{value:?}: {run:?}");
+        assert!(run.stderr.contains("absolute"), "{value:?}: {run:?}");
+        assert_eq!(run.stderr.lines().count(), 1, "one line: {run:?}");
+    }
+    let mut left: Vec<_> = std::fs::read_dir(cwd.path().join("builds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["project.v1", "release.2024"]);
+    assert!(!cwd.path().join("anvyl.db").exists());
+    assert!(!cwd.path().join("state").exists());
+}
+
+/// A user's own unlabelled container named `anvyl-agent-<agent>` survives
+/// `agent remove` and a cleanup, and the plan says why.
+#[tokio::test]
+async fn a_users_container_under_an_agents_name_survives() {
+    let s = Sandbox::new().await;
+    let api = s.agent(&unique("api"));
+    let base = s.itest.base_image.clone();
+    let users = s
+        .container(&api.resource_name(), &base, Labels::new())
+        .await;
+
+    let dry = s.anvyl(&["agent", "cleanup", "--dry-run"]);
+    assert!(dry.stdout.contains("unlabelled — not removed"), "{dry:?}");
+    let remove = s.anvyl(&["agent", "remove", api.as_str(), "--yes"]);
+
+    assert_eq!(remove.code, Some(0), "{remove:?}");
+    assert!(s.has_container(&users).await, "{remove:?}");
+    s.discard(&[&users], &[]).await;
+}
+
+/// Two installations on one engine, with the same agent names: each
+/// cleanup removes only its own.
+#[tokio::test]
+async fn two_installations_with_the_same_names_stay_apart() {
+    let (a, b) = (Sandbox::new().await, Sandbox::new().await);
+    assert_ne!(a.ownership.instance(), b.ownership.instance());
+    let name = unique("twin");
+    let (twin_a, twin_b) = (a.agent(&name), b.agent(&name));
+    // One container name exists once per engine: `a` left a container and
+    // `:latest`, `b` an image under its own start's tag.
+    let (a_container, _) = a.leftovers(&twin_a).await;
+    let b_start = StartId::from_stored("b0");
+    let b_tag = twin_b.start_tag(&b_start);
+    b.image(&b_tag, b.ownership.stamp(&Labels::new(), &twin_b, &b_start))
+        .await;
+
+    let run = b.anvyl(&["agent", "cleanup", "--yes"]);
+
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(!b.has_image(&b_tag).await, "b's own image remains: {run:?}");
+    assert!(
+        a.has_container(&a_container).await,
+        "b removed a's container"
+    );
+    assert!(
+        a.has_image(&twin_a.image_tag()).await,
+        "b removed a's image"
+    );
+    let run = a.anvyl(&["agent", "cleanup", "--yes"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(!a.has_container(&a_container).await);
+    assert!(!a.has_image(&twin_a.image_tag()).await);
+}

@@ -215,6 +215,13 @@ pub struct CleanupArgs {
     /// tooling; by default they are shown and kept, as they may be yours
     #[arg(long)]
     pub include_unlabelled: bool,
+
+    /// Remove the labelled leftovers of another anvyl installation (its id
+    /// from a plan's "Not this installation's" line) instead of this one's —
+    /// after its state store was lost. Its agents are unknown here, so all
+    /// its resources on this engine are taken as orphans
+    #[arg(long, value_name = "ID")]
+    pub instance: Option<String>,
 }
 
 #[cfg(test)]

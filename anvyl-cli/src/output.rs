@@ -88,6 +88,14 @@ pub fn plan_table(plan: &Plan) -> String {
             out.push_str(&format!("  {} ({})\n", k.what, k.reason));
         }
     }
+    for other in &plan.other_instances {
+        out.push_str(&format!(
+            "Not this installation's: {} of anvyl installation {} (after a lost state store, `anvyl agent cleanup --instance {}` removes them).\n",
+            plural(other.resources, "resource", "resources"),
+            other.instance,
+            other.instance
+        ));
+    }
     out
 }
 
@@ -191,7 +199,9 @@ pub fn json<T: Serialize>(value: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anvyl_core::pipeline::{Kept, PlannedContainer, PlannedDir, PlannedImage, PlannedReset};
+    use anvyl_core::pipeline::{
+        Kept, OtherInstance, PlannedContainer, PlannedDir, PlannedImage, PlannedReset,
+    };
     use anvyl_core::{AgentName, AgentStatus};
 
     fn sample_plan() -> Plan {
@@ -231,6 +241,10 @@ mod tests {
             }],
             dangling_images: 2,
             build_root_error: None,
+            other_instances: vec![OtherInstance {
+                instance: "0badc0de0badc0de".into(),
+                resources: 3,
+            }],
         }
     }
 

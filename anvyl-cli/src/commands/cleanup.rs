@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anvyl_core::pipeline::{Cleanup, Scope};
-use anvyl_core::AgentName;
+use anvyl_core::{AgentName, InstanceId};
 
 use crate::cli::{CleanupArgs, Cli, OutputFormat};
 use crate::config::Config;
@@ -20,8 +20,16 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
     };
     let backend = crate::engine::connect(config).await?;
     let (state, build_root) = super::open_state(config)?;
+    let adopt = args.instance.as_deref().map(parse_instance).transpose()?;
+    if adopt.as_ref() == Some(state.instance_id()) {
+        return Err(CliError::Usage(format!(
+            "{} is this installation's own id: run `anvyl agent cleanup` without --instance",
+            state.instance_id()
+        )));
+    }
     let settings = anvyl_core::CleanupSettings {
         include_unlabelled: args.include_unlabelled,
+        adopt,
         ..config.cleanup_settings()
     };
     let cleanup = Cleanup::new(backend.as_ref(), &state, build_root, settings);
@@ -75,4 +83,19 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         )));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An instance id as anvyl makes them: 16 lowercase hex digits.
+fn parse_instance(id: &str) -> Result<InstanceId, CliError> {
+    if id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(InstanceId::from_stored(id))
+    } else {
+        Err(CliError::Usage(format!(
+            "invalid instance id {id:?} (16 lowercase hex digits, as a plan's \"Not this installation's\" line shows)"
+        )))
+    }
 }

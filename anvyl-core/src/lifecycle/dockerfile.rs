@@ -15,6 +15,11 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Not blank, and no character that ends or hides a Dockerfile line.
+fn is_one_line(text: &str) -> bool {
+    !text.trim().is_empty() && !text.contains(['\n', '\r', '\0'])
+}
+
 /// Checks a spec before anything is recorded.
 pub fn validate_spec(spec: &AgentSpec) -> Result<(), InvalidSpec> {
     let bad = |why: String| Err(InvalidSpec(why));
@@ -25,12 +30,19 @@ pub fn validate_spec(spec: &AgentSpec) -> Result<(), InvalidSpec> {
         ));
     }
     for step in &spec.setup {
-        if step.trim().is_empty() || step.contains('\n') {
+        if !is_one_line(step) {
             return bad(format!("setup command {step:?} must be one non-empty line"));
+        }
+        // In a Dockerfile a trailing backslash continues the instruction on
+        // the next line: the next RUN or the CMD would be swallowed into it.
+        if step.trim_end().ends_with('\\') {
+            return bad(format!(
+                "setup command {step:?} ends with a backslash, which would join it to the next line"
+            ));
         }
     }
     if let Some(command) = &spec.command {
-        if command.trim().is_empty() || command.contains('\n') {
+        if !is_one_line(command) {
             return bad(format!("command {command:?} must be one non-empty line"));
         }
     }
@@ -98,6 +110,18 @@ mod tests {
             },
             AgentSpec {
                 setup: vec!["a\nb".into()],
+                ..ok.clone()
+            },
+            AgentSpec {
+                setup: vec!["apt-get install -y \\".into(), "curl".into()],
+                ..ok.clone()
+            },
+            AgentSpec {
+                setup: vec!["echo a \\  ".into()],
+                ..ok.clone()
+            },
+            AgentSpec {
+                command: Some("serve\r".into()),
                 ..ok.clone()
             },
             AgentSpec {

@@ -54,6 +54,8 @@ impl Lifecycle<'_> {
                 expected: "stopped or failed",
             }));
         }
+        // A spec recorded by an older anvyl may not pass today's checks.
+        super::validate_spec(&agent.spec).map_err(|e| StartError::Precondition(e.to_string()))?;
         let env = container_env(&agent).map_err(StartError::Precondition)?;
         let start = StartId::random();
         // One transaction moves the agent to `starting` and records the
@@ -277,6 +279,7 @@ impl Lifecycle<'_> {
                     kept: Vec::new(),
                     dangling_images: 0,
                     build_root_error: None,
+                    other_instances: Vec::new(),
                 }
             }
         };

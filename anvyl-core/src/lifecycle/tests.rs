@@ -345,3 +345,24 @@ async fn stop_removes_the_container_and_remove_needs_force_while_running() {
     assert_eq!(w.remains(&web).await, 0);
     assert!(w.state.agent(&web).is_err(), "the agent is still recorded");
 }
+
+#[tokio::test]
+async fn a_spec_that_cannot_build_is_refused_before_anything_is_recorded() {
+    let w = World::new();
+    // Recorded by an older anvyl that accepted it: the backslash would join
+    // the setup step to the CMD line.
+    let web = w.agent(
+        "web",
+        AgentSpec {
+            image: BASE.into(),
+            setup: vec!["echo a \\".into()],
+            command: Some("sleep 600".into()),
+            ..AgentSpec::default()
+        },
+    );
+    let err = w.start(&web).await.unwrap_err();
+    assert!(matches!(err, StartError::Precondition(_)), "{err:?}");
+    assert!(err.to_string().contains("backslash"), "{err}");
+    assert!(w.state.starts().unwrap().is_empty());
+    assert!(w.engine.calls().is_empty(), "{:?}", w.engine.calls());
+}

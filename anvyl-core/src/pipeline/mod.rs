@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::build_root::BuildRoot;
-use crate::ids::StartId;
+use crate::ids::{InstanceId, StartId};
 use crate::name::AgentName;
 use crate::ownership::{Claim, Ownership};
 use crate::state::{AgentStatus, StateStore};
@@ -89,6 +89,10 @@ pub struct CleanupSettings {
     /// Also remove unlabelled resources named exactly like a known agent
     /// (from older tooling). Off by default: they may be a user's own.
     pub include_unlabelled: bool,
+    /// Clean up another installation's resources instead of this one's:
+    /// after a lost or emptied state store, its labelled leftovers belong to
+    /// an instance id nobody runs any more. Only on the user's request.
+    pub adopt: Option<InstanceId>,
 }
 
 impl Default for CleanupSettings {
@@ -99,6 +103,7 @@ impl Default for CleanupSettings {
             conflict_retries: 4,
             conflict_backoff: Duration::from_millis(100),
             include_unlabelled: false,
+            adopt: None,
         }
     }
 }
@@ -194,6 +199,18 @@ pub struct Plan {
     /// Why the build root could not be read: step 3 fails with this, the
     /// other steps still run.
     pub build_root_error: Option<String>,
+    /// Other anvyl installations whose labelled resources are on this engine
+    /// (all-agents scope only), with how many: candidates for `adopt`.
+    pub other_instances: Vec<OtherInstance>,
+}
+
+/// Another installation's labelled resources found on the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OtherInstance {
+    /// Its instance id.
+    pub instance: String,
+    /// How many of its containers and image tags were listed.
+    pub resources: usize,
 }
 
 impl Plan {
@@ -245,7 +262,12 @@ impl<'a> Cleanup<'a> {
         Self {
             backend,
             state,
-            ownership: Ownership::new(state.instance_id().clone()),
+            ownership: Ownership::new(
+                settings
+                    .adopt
+                    .clone()
+                    .unwrap_or_else(|| state.instance_id().clone()),
+            ),
             build_root,
             settings,
         }

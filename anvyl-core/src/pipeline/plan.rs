@@ -7,14 +7,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    Cleanup, CleanupError, Kept, Plan, PlannedContainer, PlannedDir, PlannedImage, PlannedReset,
-    Scope,
+    Cleanup, CleanupError, Kept, OtherInstance, Plan, PlannedContainer, PlannedDir, PlannedImage,
+    PlannedReset, Scope,
 };
 use crate::backend::{ContainerState, ContainerSummary, ImageSummary, Labels, Query};
 use crate::build_root::FoundDir;
 use crate::ids::StartId;
 use crate::name::{AgentName, RESOURCE_PREFIX};
-use crate::ownership::{start_of, Claim, LABEL_START};
+use crate::ownership::{
+    start_of, Claim, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_START, MANAGED_BY,
+};
 use crate::state::{AgentRecord, AgentStatus, StartRecord};
 
 /// What must not be touched while planning: live containers and images of
@@ -107,8 +109,20 @@ impl Cleanup<'_> {
         )?;
         let dirs = self.build_root.list();
 
-        let agents = self.state.agents()?;
-        let starts = self.state.starts()?;
+        // An adopted installation's agents and starts are not in this state
+        // store: none of them is known, live or reset, and the build root
+        // (this installation's) is not theirs.
+        let adopting = self.settings.adopt.is_some();
+        let (agents, starts) = if adopting {
+            (Vec::new(), Vec::new())
+        } else {
+            (self.state.agents()?, self.state.starts()?)
+        };
+        let other_instances = match scope {
+            Scope::All => self.other_instances(&containers, &images),
+            _ => Vec::new(),
+        };
+        let dirs = if adopting { Ok(Vec::new()) } else { dirs };
         let known: BTreeSet<AgentName> = agents.iter().map(|a| a.name.clone()).collect();
         let own = match &scope {
             Scope::Start(id) => Some(id),
@@ -137,6 +151,7 @@ impl Cleanup<'_> {
             kept: Vec::new(),
             dangling_images: dangling,
             build_root_error: None,
+            other_instances,
         };
         self.plan_containers(&scope, &known, &live, containers, &mut plan);
         self.plan_images(&scope, &known, &live, images, &mut plan);
@@ -255,11 +270,50 @@ impl Cleanup<'_> {
         Ok(self.backend.list_containers(&query).await?)
     }
 
+    /// The other installations whose labelled resources the listings show.
+    fn other_instances(
+        &self,
+        containers: &[ContainerSummary],
+        images: &[ImageSummary],
+    ) -> Vec<OtherInstance> {
+        let mut counts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let labelled = containers
+            .iter()
+            .map(|c| (&c.labels, c.id.clone()))
+            .chain(images.iter().map(|i| (&i.labels, i.id.clone())));
+        for (labels, id) in labelled {
+            if labels.get(LABEL_MANAGED_BY).map(String::as_str) != Some(MANAGED_BY) {
+                continue;
+            }
+            match labels.get(LABEL_INSTANCE) {
+                Some(instance) if instance != self.ownership.instance().as_str() => {
+                    counts.entry(instance.clone()).or_default().insert(id);
+                }
+                _ => {}
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(instance, ids)| OtherInstance {
+                instance,
+                resources: ids.len(),
+            })
+            .collect()
+    }
+
     /// This installation's labelled images in scope, and the unlabelled
     /// candidates by reference (compared exactly later, against the agents
     /// the state knows once it is read).
     async fn fetch_images(&self, scope: &Scope) -> Result<Vec<ImageSummary>, CleanupError> {
-        let labelled = Query::labelled(self.selector(scope));
+        // Every installation's images for the all-agents scope: the same one
+        // listing also tells which other installations left resources here.
+        let labelled = match scope {
+            Scope::All => Query::labelled(Labels::from([(
+                LABEL_MANAGED_BY.to_string(),
+                MANAGED_BY.to_string(),
+            )])),
+            _ => Query::labelled(self.selector(scope)),
+        };
         let unlabelled = async {
             match scope {
                 Scope::Agent(agent) => {

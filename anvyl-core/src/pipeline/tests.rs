@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::OtherInstance;
 use super::*;
 use crate::backend::{ContainerSpec, ContainerState, Labels};
 use crate::build_root::BuildRoot;
@@ -441,4 +442,44 @@ async fn removals_run_concurrently_within_the_bound() {
         took >= Duration::from_millis(400) && took < Duration::from_millis(1200),
         "{took:?}"
     );
+}
+
+#[tokio::test]
+async fn another_installations_leftovers_are_listed_and_removed_only_when_adopted() {
+    let w = World::new();
+    let web = w.agent("web");
+    let (mine, _) = w.leftovers(&web, &StartId::random()).await;
+    let lost = InstanceId::random();
+    let theirs = Ownership::new(lost.clone());
+    let other = AgentName::new("other").unwrap();
+    let labels = theirs.stamp(&Labels::new(), &other, &StartId::random());
+    w.engine.seed_image(&[&other.image_tag()], labels.clone());
+    let orphan = w
+        .container(&other.resource_name(), &other.image_tag(), labels)
+        .await;
+    w.state
+        .force_status(&web, AgentStatus::Failed, None, None)
+        .unwrap();
+
+    let plan = w.cleanup().plan(Scope::All).await.unwrap();
+    assert_eq!(
+        plan.other_instances,
+        vec![OtherInstance {
+            instance: lost.to_string(),
+            resources: 2
+        }]
+    );
+    assert!(plan.containers.iter().all(|c| c.agent == web), "{plan:?}");
+
+    let adopting = w.cleanup_with(CleanupSettings {
+        adopt: Some(lost),
+        ..CleanupSettings::default()
+    });
+    let plan = adopting.plan(Scope::All).await.unwrap();
+    assert!(plan.resets.is_empty(), "this state's agents are not theirs");
+    let report = adopting.apply(&plan).await;
+    assert!(!w.exists(&orphan).await, "{report:?}");
+    assert!(w.engine.inspect_image(&other.image_tag()).await.is_err());
+    assert!(w.exists(&mine).await, "this installation's own was taken");
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Failed);
 }

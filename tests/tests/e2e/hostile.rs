@@ -31,11 +31,26 @@ async fn a_symlinked_build_root_is_never_followed() {
     assert!(!s.has_image(&web.image_tag()).await, "step 2 still ran");
     assert!(run.stdout.contains("symlink"), "{run:?}");
     // A start refuses to build there too, and cleans up after itself.
-    let start = s.anvyl(&["agent", "start", web.as_str()]);
+    let runner = unique("linkrun");
+    let base = s.itest.base_image.clone();
+    let start = s.anvyl(&[
+        "agent",
+        "create",
+        &runner,
+        "--image",
+        &base,
+        "--command",
+        "sleep 600",
+        "--start",
+    ]);
     assert_eq!(start.code, Some(1), "{start:?}");
     assert!(start.stderr.contains("build root"), "{start:?}");
     assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 3);
-    assert_eq!(s.state().agent(&web).unwrap().status, AgentStatus::Stopped);
+    let runner = anvyl_core::AgentName::new(runner).unwrap();
+    assert_eq!(
+        s.state().agent(&runner).unwrap().status,
+        AgentStatus::Stopped
+    );
 }
 
 /// A file where the build root should be fails step 3 only: a crashed
@@ -140,4 +155,54 @@ async fn two_installations_with_the_same_names_stay_apart() {
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(!a.has_container(&a_container).await);
     assert!(!a.has_image(&twin_a.image_tag()).await);
+}
+
+/// A spec that cannot make a working Dockerfile is refused at create.
+#[tokio::test]
+async fn a_setup_step_ending_in_a_backslash_is_refused() {
+    let s = Sandbox::new().await;
+    let name = unique("slash");
+    let base = s.itest.base_image.clone();
+    let run = s.anvyl(&[
+        "agent",
+        "create",
+        &name,
+        "--image",
+        &base,
+        "--setup",
+        "echo a \\",
+        "--command",
+        "sleep 600",
+    ]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("backslash"), "{run:?}");
+    assert!(s.state().agents().unwrap().is_empty());
+}
+
+/// A lost state store makes a new installation id; the old one's leftovers
+/// are shown, kept, and removed only with `--instance ID`.
+#[tokio::test]
+async fn a_lost_state_store_adopts_its_leftovers_only_when_asked() {
+    let s = Sandbox::new().await;
+    let web = s.agent(&unique("lost"));
+    let (container, _) = s.leftovers(&web).await;
+    let old = s.ownership.instance().to_string();
+    for file in ["anvyl.db", "anvyl.db-wal", "anvyl.db-shm"] {
+        let _ = std::fs::remove_file(s.state_dir.path().join(file));
+    }
+
+    let run = s.anvyl(&["agent", "cleanup", "--yes"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(s.has_container(&container).await, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!("--instance {old}")),
+        "the plan names the old installation: {run:?}"
+    );
+    let bad = s.anvyl(&["agent", "cleanup", "--yes", "--instance", "nothex"]);
+    assert_eq!(bad.code, Some(2), "{bad:?}");
+
+    let run = s.anvyl(&["agent", "cleanup", "--yes", "--instance", &old]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(!s.has_container(&container).await, "{run:?}");
+    assert!(!s.has_image(&web.image_tag()).await, "{run:?}");
 }

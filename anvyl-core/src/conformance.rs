@@ -122,6 +122,21 @@ async fn discard(backend: &dyn Backend, containers: &[&str], images: &[&str]) {
     }
 }
 
+/// A cleanup of `state`'s installation on `backend`, building below `dir`.
+fn cleanup_of<'a>(
+    backend: &'a dyn Backend,
+    state: &'a StateStore,
+    dir: &Path,
+    settings: CleanupSettings,
+) -> Cleanup<'a> {
+    Cleanup::new(
+        backend,
+        state,
+        BuildRoot::new(dir).expect("build root"),
+        settings,
+    )
+}
+
 fn labels_of(ours: &Ownership, agent: &AgentName) -> Labels {
     ours.stamp(&Labels::new(), agent, &StartId::random())
 }
@@ -516,8 +531,12 @@ pub async fn check_cleanup_spares_lookalikes(backend: &dyn Backend, fixture: &Fi
         c_users,
     ];
     let build_root = tempfile::tempdir().expect("build root");
-    let root = BuildRoot::new(build_root.path()).expect("build root");
-    let cleanup = Cleanup::new(backend, &state, root.clone(), CleanupSettings::default());
+    let cleanup = cleanup_of(
+        backend,
+        &state,
+        build_root.path(),
+        CleanupSettings::default(),
+    );
     let mut removed = Vec::new();
     let mut record = |report: &crate::pipeline::Report| {
         removed.extend(
@@ -537,7 +556,7 @@ pub async fn check_cleanup_spares_lookalikes(backend: &dyn Backend, fixture: &Fi
         include_unlabelled: true,
         ..CleanupSettings::default()
     };
-    let cleanup = Cleanup::new(backend, &state, root, asked);
+    let cleanup = cleanup_of(backend, &state, build_root.path(), asked);
     let plan = cleanup
         .plan(Scope::Agent(legacy.clone()))
         .await
@@ -601,10 +620,10 @@ pub async fn check_resources_made_after_plan_survive(backend: &dyn Backend, fixt
         .await
         .expect("create");
     let build_root = tempfile::tempdir().expect("build root");
-    let cleanup = Cleanup::new(
+    let cleanup = cleanup_of(
         backend,
         &state,
-        BuildRoot::new(build_root.path()).expect("build root"),
+        build_root.path(),
         CleanupSettings::default(),
     );
     let plan = cleanup
@@ -662,10 +681,10 @@ pub async fn check_both_tags_of_a_start_are_removed(backend: &dyn Backend, fixtu
     let state = StateStore::open_in_memory().expect("state");
     let ours = Ownership::new(state.instance_id().clone());
     let build_root = tempfile::tempdir().expect("build root");
-    let cleanup = Cleanup::new(
+    let cleanup = cleanup_of(
         backend,
         &state,
-        BuildRoot::new(build_root.path()).expect("build root"),
+        build_root.path(),
         CleanupSettings::default(),
     );
     for round in 0..3 {

@@ -57,6 +57,10 @@ pub enum Fault {
     /// Stop at the call until the test opens the gate: interleavings of
     /// concurrent commands are made deterministic with this.
     Gate(Gate),
+    /// Carry the removal out, then answer 500 with this message — Docker's
+    /// "unrecognized image ID" for a parent after untagging, or an answer
+    /// lost on the way back. Meant for the removals.
+    FailAfter(String),
 }
 
 /// A point where an operation waits for the test (see [`Fault::Gate`]).
@@ -106,6 +110,8 @@ struct Hook {
     target: Option<String>,
     fault: Fault,
     remaining: Option<u32>,
+    /// Set when the hook fired on the call in progress (for `FailAfter`).
+    fired: bool,
 }
 
 #[derive(Debug, Default)]
@@ -199,6 +205,7 @@ impl MemoryBackend {
             target: target.map(str::to_string),
             fault,
             remaining: times,
+            fired: false,
         });
     }
 
@@ -227,11 +234,12 @@ impl MemoryBackend {
                 if let Some(n) = &mut h.remaining {
                     *n -= 1;
                 }
+                h.fired = true;
                 h.fault.clone()
             })
         };
         match fault {
-            None | Some(Fault::ExitsAtOnce) => Ok(()),
+            None | Some(Fault::ExitsAtOnce) | Some(Fault::FailAfter(_)) => Ok(()),
             Some(Fault::Gate(gate)) => {
                 gate.0.reached.notify_one();
                 gate.0.open.notified().await;
@@ -253,6 +261,35 @@ impl MemoryBackend {
                 what: target.to_string(),
                 message: "injected conflict".into(),
             }),
+        }
+    }
+}
+
+impl MemoryBackend {
+    /// The answer of an operation that was carried out: the error of a
+    /// [`Fault::FailAfter`] the last call of `op` on `target` drew, if any.
+    fn answer(&self, op: Op, target: &str) -> Result<()> {
+        let mut engine = self.engine();
+        // `enter` counted the hook down already; find the one that fired.
+        let fired = engine.hooks.iter_mut().find(|h| {
+            h.op == op
+                && matches!(h.fault, Fault::FailAfter(_))
+                && h.target.as_deref().is_none_or(|t| t == target)
+                && h.fired
+        });
+        match fired {
+            Some(hook) => {
+                hook.fired = false;
+                let Fault::FailAfter(message) = hook.fault.clone() else {
+                    unreachable!("matched above")
+                };
+                Err(BackendError::Engine {
+                    operation: "injected fault",
+                    status: Some(500),
+                    message,
+                })
+            }
+            None => Ok(()),
         }
     }
 }
@@ -373,7 +410,8 @@ impl Backend for MemoryBackend {
             .map(|c| c.id.clone())
             .ok_or_else(|| not_found(&format!("container {id}")))?;
         engine.containers.remove(&key);
-        Ok(())
+        drop(engine);
+        self.answer(Op::RemoveContainer, id)
     }
 
     async fn build_image(
@@ -490,7 +528,8 @@ impl Backend for MemoryBackend {
             let wanted = ImageTag::parse(reference);
             let tags = &mut engine.images.get_mut(&image.id).expect("found").tags;
             tags.retain(|t| !(t.repository == wanted.repository && t.tag == wanted.tag));
-            return Ok(());
+            drop(engine);
+            return self.answer(Op::RemoveImage, reference);
         }
         if let Some(user) = engine.containers.values().find(|c| c.image_id == image.id) {
             return Err(conflict(format!(
@@ -499,7 +538,8 @@ impl Backend for MemoryBackend {
             )));
         }
         engine.images.remove(&image.id);
-        Ok(())
+        drop(engine);
+        self.answer(Op::RemoveImage, reference)
     }
 
     async fn count_dangling_images(&self) -> Result<usize> {

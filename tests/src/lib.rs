@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+pub mod proxy;
+pub mod reliability;
+
 use anvyl_core::backend::{BuildSpec, ContainerSpec, Labels};
 use anvyl_core::{AgentName, AgentSpec, AgentStatus, DynBackend, Ownership, StartId, StateStore};
 

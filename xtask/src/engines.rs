@@ -165,6 +165,11 @@ impl Engine {
         bail!("{} did not answer within 60 s", self.kind.name())
     }
 
+    /// The engine's own directory (data, sockets, logs, the test summary).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `unix://…/<kind>.sock`.
     pub fn endpoint(&self) -> String {
         format!("unix://{}", self.socket.display())

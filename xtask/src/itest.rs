@@ -1,7 +1,8 @@
-//! `cargo xtask itest [--backend docker|podman|all] [--keep]`: for each
-//! engine, start it privately, build the base image, run the conformance
-//! suite and the end-to-end tests against it, and stop it — also when a test
-//! fails or the run is interrupted.
+//! `cargo xtask itest [--backend docker|podman|all] [--keep] [-- FILTER…]`:
+//! for each engine, start it privately, build the base image, run the
+//! conformance suite and the end-to-end tests (those matching FILTER, when
+//! given) against it, print the reliability summary the tests tallied, and
+//! stop it — also when a test fails or the run is interrupted.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,21 +19,24 @@ use crate::process::run as run_cmd;
 struct Options {
     engines: Vec<Kind>,
     keep: bool,
+    filter: Vec<String>,
 }
 
 fn parse(args: Vec<String>) -> Result<Options> {
     let mut options = Options {
         engines: vec![Kind::Docker, Kind::Podman],
         keep: false,
+        filter: Vec::new(),
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--keep" => options.keep = true,
+            "--" => options.filter = args.by_ref().collect(),
             "--backend" => {
                 options.engines = Kind::parse_list(args.next().as_deref())?
             }
-            other => bail!("unknown argument {other:?}; usage: cargo xtask itest [--backend docker|podman|all] [--keep]"),
+            other => bail!("unknown argument {other:?}; usage: cargo xtask itest [--backend docker|podman|all] [--keep] [-- FILTER...]"),
         }
     }
     Ok(options)
@@ -80,7 +84,7 @@ pub fn run(args: Vec<String>) -> Result<()> {
         let dir = engines_dir().join(kind.name());
         match Engine::start(*kind, dir, options.keep) {
             Ok(engine) => {
-                if let Err(e) = test_against(&engine, &anvyl) {
+                if let Err(e) = test_against(&engine, &anvyl, &options.filter) {
                     eprintln!("xtask: {} failed: {e:#}", kind.name());
                     failures.push(kind.name().to_string());
                 }
@@ -114,7 +118,7 @@ pub fn run(args: Vec<String>) -> Result<()> {
     Ok(())
 }
 
-fn test_against(engine: &Engine, anvyl: &std::path::Path) -> Result<()> {
+fn test_against(engine: &Engine, anvyl: &std::path::Path, filter: &[String]) -> Result<()> {
     engine.build_base_image()?;
     let root = crate::project_root();
     let (crate_name, test) = match engine.kind {
@@ -151,11 +155,18 @@ fn test_against(engine: &Engine, anvyl: &std::path::Path) -> Result<()> {
     let mut e2e = Command::new(env!("CARGO"));
     // --nocapture: the tests print start-to-clean timings and look-alike counts.
     let args = "test -p anvyl-tests --features itest --test e2e -- --nocapture";
-    e2e.args(args.split(' '));
+    e2e.args(args.split(' ')).args(filter);
     with_env(&mut e2e);
+    let summary = engine.dir().join("reliability.txt");
+    let _ = std::fs::remove_file(&summary);
+    e2e.env("ANVYL_ITEST_SUMMARY", &summary);
     let e2e = run_cmd(&mut e2e);
+    // Printed even when a test failed: the figures say how far it got.
+    let line = crate::reliability::summary_line(engine.kind.name(), &summary)?;
+    eprintln!("{line}");
     conformance.context("conformance suite")?;
-    e2e.context("end-to-end tests")
+    e2e.context("end-to-end tests")?;
+    crate::reliability::check(&line, filter.is_empty())
 }
 
 /// The scenario that needs both engines: one config file, one key changed.

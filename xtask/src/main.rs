@@ -9,6 +9,7 @@ mod engines;
 mod install;
 mod itest;
 mod process;
+mod reliability;
 mod tidy;
 
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ fn usage() -> ! {
          tasks:\n  \
          demo [--backend docker|podman]                  show anvyl's cleanup on a private engine\n  \
          bench [--backend B] [--sizes 10,100,500] [--runs 5]  time anvyl against the engines' own tools\n  \
-         itest [--backend docker|podman|all] [--keep]   run the conformance suite and end-to-end tests\n                                                  against private engines under target/itest"
+         itest [--backend docker|podman|all] [--keep] [-- FILTER]\n                                                  run the conformance suite and end-to-end tests\n                                                  against private engines under target/itest"
     );
     std::process::exit(2)
 }

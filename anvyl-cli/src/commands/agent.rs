@@ -89,10 +89,12 @@ fn lifecycle_error(e: LifecycleError) -> CliError {
     match e {
         LifecycleError::Backend(b) => b.into(),
         LifecycleError::State(s) => state_error(s),
-        // Refusals that the user resolves with --force or by waiting.
-        e @ (LifecycleError::Running(_) | LifecycleError::Starting { .. }) => {
-            CliError::Usage(e.to_string())
-        }
+        // Refusals that the user resolves with --force or by waiting — or
+        // another anvyl changed the agent meanwhile: nothing of that was
+        // touched, as with a start refused while one runs.
+        e @ (LifecycleError::Running(_)
+        | LifecycleError::Starting { .. }
+        | LifecycleError::Changed { .. }) => CliError::Usage(e.to_string()),
         other => CliError::Failed(other.to_string()),
     }
 }

@@ -3,63 +3,15 @@
 //! another runs, then let go. Each test asserts that the live agent keeps its
 //! container, image, build directory and status — the fencing promise.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_trait::async_trait;
-
+use super::tests::World;
 use super::*;
 use crate::backend::{Backend, ContainerState, Labels};
-use crate::build_root::BuildRoot;
-use crate::memory::{Fault, Gate, MemoryBackend, Op};
+use crate::memory::{Fault, Gate, Op};
 use crate::ownership::Ownership;
 use crate::pipeline::{Cleanup, CleanupSettings, Scope};
-use crate::state::{AgentSpec, AgentStatus, StateStore};
-
-const BASE: &str = "busybox:latest";
-
-struct Memory(Arc<MemoryBackend>);
-
-#[async_trait]
-impl Connector for Memory {
-    async fn connect(&self, _: &HostRecord) -> Result<DynBackend, BackendError> {
-        Ok(self.0.clone())
-    }
-}
-
-struct World {
-    engine: Arc<MemoryBackend>,
-    connector: Memory,
-    state: StateStore,
-    root: tempfile::TempDir,
-}
+use crate::state::AgentStatus;
 
 impl World {
-    fn new() -> Self {
-        let engine = Arc::new(MemoryBackend::new());
-        engine.seed_image(&[BASE], Labels::new());
-        let state = StateStore::open_in_memory().unwrap();
-        state.ensure_local_host().unwrap();
-        Self {
-            connector: Memory(engine.clone()),
-            engine,
-            state,
-            root: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn build_root(&self) -> BuildRoot {
-        BuildRoot::new(self.root.path()).unwrap()
-    }
-
-    fn lifecycle(&self) -> Lifecycle<'_> {
-        let settings = LifecycleSettings {
-            settle: Duration::ZERO,
-            ..LifecycleSettings::default()
-        };
-        Lifecycle::new(&self.state, &self.connector, self.build_root(), settings)
-    }
-
     fn cleanup(&self) -> Cleanup<'_> {
         Cleanup::new(
             self.engine.as_ref(),
@@ -67,23 +19,6 @@ impl World {
             self.build_root(),
             CleanupSettings::default(),
         )
-    }
-
-    fn agent(&self, name: &str) -> AgentName {
-        let name = AgentName::new(name).unwrap();
-        let spec = AgentSpec {
-            image: BASE.into(),
-            command: Some("sleep 600".into()),
-            ..AgentSpec::default()
-        };
-        self.state.create_agent(&name, &spec).unwrap();
-        name
-    }
-
-    async fn start(&self, name: &AgentName) -> Result<Started, StartError> {
-        self.lifecycle()
-            .start(name, &|_| {}, std::future::pending())
-            .await
     }
 
     /// What a start that crashed (kill -9) after building leaves: a failed
@@ -101,6 +36,25 @@ impl World {
             .seed_image(&[&name.image_tag(), &name.start_tag(&start)], labels);
         self.build_root().make_dir(name, &start, &[]).unwrap();
         start
+    }
+
+    /// Once another command waits at `listing`, starts `name` up to its
+    /// container's creation (image built, build directory made), lets the
+    /// listing go on, and finishes the start when `creating` opens.
+    async fn start_while_listing(
+        &self,
+        name: &AgentName,
+        listing: &Gate,
+        creating: &Gate,
+    ) -> Result<Started, StartError> {
+        listing.reached().await;
+        let start = self.start(name);
+        tokio::pin!(start);
+        tokio::select! {
+            _ = &mut start => panic!("the start should wait at its gate"),
+            () = creating.reached() => listing.open(),
+        }
+        start.await
     }
 
     fn gate(&self, op: Op) -> Gate {
@@ -136,7 +90,7 @@ impl World {
 #[tokio::test]
 async fn a_start_between_plan_and_apply_survives() {
     let w = World::new();
-    let web = w.agent("web");
+    let web = w.good("web");
     let old = w.crashed_start(&web).await;
     let cleanup = w.cleanup();
     let plan = cleanup.plan(Scope::All).await.unwrap();
@@ -158,7 +112,7 @@ async fn a_start_between_plan_and_apply_survives() {
 #[tokio::test]
 async fn a_restart_while_a_stale_agent_is_cleaned_keeps_the_new_start() {
     let w = World::new();
-    let web = w.agent("web");
+    let web = w.good("web");
     let first = w.start(&web).await.unwrap();
     w.engine
         .set_state(&first.container_id, ContainerState::Exited);
@@ -197,7 +151,7 @@ async fn a_restart_while_a_stale_agent_is_cleaned_keeps_the_new_start() {
 #[tokio::test]
 async fn a_start_that_begins_during_the_listing_is_kept() {
     let w = World::new();
-    let web = w.agent("web");
+    let web = w.good("web");
     let listing = w.gate(Op::ListContainers);
     let creating = w.gate(Op::CreateContainer);
     let cleanup = w.cleanup();
@@ -208,17 +162,7 @@ async fn a_start_that_begins_during_the_listing_is_kept() {
             creating.open();
             (plan, report)
         },
-        async {
-            listing.reached().await;
-            let start = w.start(&web);
-            tokio::pin!(start);
-            // The start runs up to its container; then the listing goes on.
-            tokio::select! {
-                _ = &mut start => panic!("the start should wait at its gate"),
-                () = creating.reached() => listing.open(),
-            }
-            start.await
-        }
+        w.start_while_listing(&web, &listing, &creating)
     );
     let (plan, report) = plan;
     let started = started.unwrap();
@@ -240,7 +184,7 @@ async fn a_start_that_begins_during_the_listing_is_kept() {
 #[tokio::test]
 async fn a_start_in_progress_is_not_reset_nor_started_twice() {
     let w = World::new();
-    let web = w.agent("web");
+    let web = w.good("web");
     let old = w.crashed_start(&web).await;
     let cleanup = w.cleanup();
     let plan = cleanup.plan(Scope::Agent(web.clone())).await.unwrap();
@@ -274,7 +218,7 @@ async fn a_start_in_progress_is_not_reset_nor_started_twice() {
 #[tokio::test]
 async fn remove_racing_a_start_forgets_nothing() {
     let w = World::new();
-    let web = w.agent("web");
+    let web = w.good("web");
     let listing = w.gate(Op::ListContainers);
     let creating = w.gate(Op::CreateContainer);
     let lifecycle = w.lifecycle();
@@ -284,16 +228,7 @@ async fn remove_racing_a_start_forgets_nothing() {
             creating.open();
             removed
         },
-        async {
-            listing.reached().await;
-            let start = w.start(&web);
-            tokio::pin!(start);
-            tokio::select! {
-                _ = &mut start => panic!("the start should wait at its gate"),
-                () = creating.reached() => listing.open(),
-            }
-            start.await
-        }
+        w.start_while_listing(&web, &listing, &creating)
     );
     let started = started.unwrap();
 
@@ -308,7 +243,7 @@ async fn remove_racing_a_start_forgets_nothing() {
 #[tokio::test]
 async fn two_starts_of_one_agent_have_one_winner() {
     let w = World::new();
-    let web = w.agent("web");
+    let web = w.good("web");
     let (a, b) = tokio::join!(w.start(&web), w.start(&web));
     let (won, lost) = match (a, b) {
         (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
@@ -316,4 +251,31 @@ async fn two_starts_of_one_agent_have_one_winner() {
     };
     assert!(matches!(lost, StartError::Refused(_)), "{lost:?}");
     w.assert_alive(&won).await;
+}
+
+/// A cleanup that runs while `agent stop` is between stopping and removing
+/// the container finds it exited, reconciles the agent and resets it: the
+/// stop still succeeds, and the agent ends stopped.
+#[tokio::test]
+async fn a_cleanup_during_a_stop_does_not_fail_the_stop() {
+    let w = World::new();
+    let web = w.good("web");
+    let started = w.start(&web).await.unwrap();
+    let removing = w.gate(Op::RemoveContainer);
+    let lifecycle = w.lifecycle();
+    let (stopped, report) = tokio::join!(lifecycle.stop(&web), async {
+        removing.reached().await;
+        // The stop stopped the container; the engine shows it exited.
+        w.engine
+            .set_state(&started.container_id, ContainerState::Exited);
+        let cleanup = w.cleanup();
+        let report = cleanup
+            .apply(&cleanup.plan(Scope::All).await.unwrap())
+            .await;
+        removing.open();
+        report
+    });
+    stopped.unwrap();
+    assert_eq!(report.remaining_owned(), 0, "{report:?}");
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Stopped);
 }

@@ -39,7 +39,13 @@ impl Lifecycle<'_> {
             gone_or(removed)?;
             tracing::info!("Removed container by name: {}", name.resource_name());
         }
-        let fence = Fence::at(AgentStatus::Running, agent.current_start.as_ref());
+        // A cleanup running meanwhile may have found the container gone —
+        // this stop removed it — and marked the same start failed, or reset
+        // it already: the goal is reached all the same. A new start would
+        // carry a new start id, and is never touched.
+        let fence = Fence::at(AgentStatus::Running, agent.current_start.as_ref())
+            .or(AgentStatus::Failed)
+            .or(AgentStatus::Stopped);
         match self.state.reset_to_stopped(name, &fence)? {
             Fenced::Done => {}
             Fenced::Gone => return Err(StateError::UnknownAgent(name.clone()).into()),

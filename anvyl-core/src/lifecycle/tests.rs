@@ -12,7 +12,7 @@ use crate::memory::{Fault, MemoryBackend, Op};
 use crate::ownership::LABEL_AGENT;
 use crate::state::{AgentSpec, AgentStatus, StateStore, LOCAL_HOST};
 
-const BASE: &str = "busybox:latest";
+pub(super) const BASE: &str = "busybox:latest";
 
 struct Memory(Arc<MemoryBackend>);
 
@@ -23,15 +23,17 @@ impl Connector for Memory {
     }
 }
 
-struct World {
-    engine: Arc<MemoryBackend>,
+/// An in-memory engine registered as the local host, a state store and a
+/// state directory: what every lifecycle test (and the race tests) needs.
+pub(super) struct World {
+    pub(super) engine: Arc<MemoryBackend>,
     connector: Memory,
-    state: StateStore,
+    pub(super) state: StateStore,
     root: tempfile::TempDir,
 }
 
 impl World {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let engine = Arc::new(MemoryBackend::new());
         engine.seed_image(&[BASE], Labels::new());
         let state = StateStore::open_in_memory().unwrap();
@@ -44,17 +46,16 @@ impl World {
         }
     }
 
-    fn lifecycle(&self) -> Lifecycle<'_> {
+    pub(super) fn build_root(&self) -> crate::build_root::BuildRoot {
+        crate::build_root::BuildRoot::new(self.root.path()).unwrap()
+    }
+
+    pub(super) fn lifecycle(&self) -> Lifecycle<'_> {
         let settings = LifecycleSettings {
             settle: Duration::from_millis(50),
             ..LifecycleSettings::default()
         };
-        Lifecycle::new(
-            &self.state,
-            &self.connector,
-            crate::build_root::BuildRoot::new(self.root.path()).unwrap(),
-            settings,
-        )
+        Lifecycle::new(&self.state, &self.connector, self.build_root(), settings)
     }
 
     fn agent(&self, name: &str, spec: AgentSpec) -> AgentName {
@@ -63,7 +64,7 @@ impl World {
         name
     }
 
-    fn good(&self, name: &str) -> AgentName {
+    pub(super) fn good(&self, name: &str) -> AgentName {
         self.agent(
             name,
             AgentSpec {
@@ -74,7 +75,7 @@ impl World {
         )
     }
 
-    async fn start(&self, name: &AgentName) -> Result<Started, StartError> {
+    pub(super) async fn start(&self, name: &AgentName) -> Result<Started, StartError> {
         self.lifecycle()
             .start(name, &|_| {}, std::future::pending())
             .await

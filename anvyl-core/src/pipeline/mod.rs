@@ -11,6 +11,8 @@
 
 mod apply;
 mod plan;
+#[cfg(test)]
+mod property;
 mod report;
 #[cfg(test)]
 mod tests;

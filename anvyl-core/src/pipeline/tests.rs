@@ -483,3 +483,49 @@ async fn another_installations_leftovers_are_listed_and_removed_only_when_adopte
     assert!(w.exists(&mine).await, "this installation's own was taken");
     assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Failed);
 }
+
+#[tokio::test]
+async fn a_removal_that_errs_but_took_place_counts_as_done() {
+    let w = World::new();
+    let web = w.agent("web");
+    let start = StartId::random();
+    let labels = w.ours().stamp(&Labels::new(), &web, &start);
+    let image = w
+        .engine
+        .seed_image(&[&web.image_tag(), &web.start_tag(&start)], labels.clone());
+    let container = w.container(&web.resource_name(), BASE, labels).await;
+    // Docker untags and then fails on a parent ("unrecognized image ID");
+    // an answer can be lost after the engine acted.
+    let unrecognized = Fault::FailAfter("unrecognized image ID sha256:0123".into());
+    w.engine.inject(Op::RemoveImage, None, unrecognized, None);
+    let lost = Fault::FailAfter("connection reset".into());
+    w.engine.inject(Op::RemoveContainer, None, lost, None);
+
+    let cleanup = w.cleanup();
+    let report = cleanup
+        .apply(&cleanup.plan(Scope::All).await.unwrap())
+        .await;
+
+    assert!(!w.exists(&container).await);
+    assert!(w.engine.inspect_image(&image).await.is_err());
+    assert_eq!(report.count(|o| *o == Outcome::Removed), 3, "{report:?}");
+    assert_eq!(report.remaining_owned(), 0, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_removal_that_errs_and_did_not_happen_is_reported() {
+    let w = World::new();
+    let web = w.agent("web");
+    let (container, _) = w.leftovers(&web, &StartId::random()).await;
+    w.engine
+        .inject(Op::RemoveContainer, None, Fault::Fail("boom".into()), None);
+    let cleanup = w.cleanup();
+    let report = cleanup
+        .apply(&cleanup.plan(Scope::All).await.unwrap())
+        .await;
+    assert!(w.exists(&container).await);
+    assert!(matches!(
+        report.steps[0].items[0].outcome,
+        Outcome::Failed { .. }
+    ));
+}

@@ -6,6 +6,7 @@
 
 use anvyl_core::backend::Labels;
 use anvyl_core::{AgentStatus, StartId};
+use anvyl_tests::reliability::tally;
 use anvyl_tests::Sandbox;
 
 use crate::unique;
@@ -51,6 +52,7 @@ async fn a_symlinked_build_root_is_never_followed() {
         s.state().agent(&runner).unwrap().status,
         AgentStatus::Stopped
     );
+    tally("hostile_cases", 1);
 }
 
 /// A file where the build root should be fails step 3 only: a crashed
@@ -72,6 +74,7 @@ async fn a_file_as_build_root_fails_only_its_step() {
     let dirs = &doc["report"]["steps"][2]["items"][0];
     assert_eq!(dirs["outcome"], "failed", "{doc}");
     assert_eq!(doc["remaining_owned"], 1, "{doc}");
+    tally("hostile_cases", 1);
 }
 
 /// An empty or relative state directory is refused before anything is
@@ -101,6 +104,7 @@ async fn an_empty_or_relative_state_dir_is_refused() {
     assert_eq!(left, ["project.v1", "release.2024"]);
     assert!(!cwd.path().join("anvyl.db").exists());
     assert!(!cwd.path().join("state").exists());
+    tally("hostile_cases", 1);
 }
 
 /// A user's own unlabelled container named `anvyl-agent-<agent>` survives
@@ -121,6 +125,7 @@ async fn a_users_container_under_an_agents_name_survives() {
     assert_eq!(remove.code, Some(0), "{remove:?}");
     assert!(s.has_container(&users).await, "{remove:?}");
     s.discard(&[&users], &[]).await;
+    tally("hostile_cases", 1);
 }
 
 /// Two installations on one engine, with the same agent names: each
@@ -155,6 +160,7 @@ async fn two_installations_with_the_same_names_stay_apart() {
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(!a.has_container(&a_container).await);
     assert!(!a.has_image(&twin_a.image_tag()).await);
+    tally("hostile_cases", 1);
 }
 
 /// A spec that cannot make a working Dockerfile is refused at create.
@@ -177,6 +183,7 @@ async fn a_setup_step_ending_in_a_backslash_is_refused() {
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("backslash"), "{run:?}");
     assert!(s.state().agents().unwrap().is_empty());
+    tally("hostile_cases", 1);
 }
 
 /// A lost state store makes a new installation id; the old one's leftovers
@@ -205,4 +212,5 @@ async fn a_lost_state_store_adopts_its_leftovers_only_when_asked() {
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(!s.has_container(&container).await, "{run:?}");
     assert!(!s.has_image(&web.image_tag()).await, "{run:?}");
+    tally("hostile_cases", 1);
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use anvyl_core::backend::Labels;
 use anvyl_core::{InstanceId, Ownership, StartId};
+use anvyl_tests::reliability::tally;
 use anvyl_tests::Sandbox;
 
 use crate::unique;
@@ -144,6 +145,8 @@ async fn lookalikes_survive_a_cleanup_of_everything() {
         s.has_image(&user_built).await,
         "a user-built {user_built} was removed"
     );
+    tally("foreign_removed", 0);
+    tally("hostile_cases", 1);
     eprintln!(
         "look-alikes: {} containers and {} images not anvyl's; 0 removed",
         survivors.len(),

@@ -3,10 +3,14 @@
 //! installation id) and uniquely named agents, so tests share the engine.
 
 mod cleanup;
+mod crashes;
+mod faults;
 mod hostile;
 mod lifecycle;
 mod lookalikes;
 mod output;
+mod races;
+mod stress;
 
 /// A unique agent name with a readable stem.
 pub fn unique(stem: &str) -> String {

@@ -207,6 +207,7 @@ impl Config {
             network: self.network.clone(),
             stop_timeout: Duration::from_secs(self.stop_timeout),
             cleanup: self.cleanup_settings(),
+            ..anvyl_core::lifecycle::LifecycleSettings::default()
         }
     }
 }

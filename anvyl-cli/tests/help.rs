@@ -81,3 +81,21 @@ fn a_config_typo_is_exit_2_naming_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("stop_timout"), "{stderr}");
 }
+
+#[test]
+fn a_bad_argument_is_one_line_and_exit_status_2() {
+    for args in [
+        &["agent", "logs", "web", "--tail", "-1"][..],
+        &["agent", "bogus"],
+        &["agent", "cleanup", "--no-such-flag"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_anvyl"))
+            .args(args)
+            .output()
+            .expect("run anvyl");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+}

@@ -25,6 +25,9 @@ pub struct Fixture {
     pub base_image: String,
     /// Network mode for test containers and builds (`none` on real engines).
     pub network: Option<String>,
+    /// Whether a build leaves untagged images of its steps below the image
+    /// (the engine's build cache), which removing the image must leave.
+    pub build_cache: bool,
 }
 
 macro_rules! checks {
@@ -63,6 +66,7 @@ checks!(
     check_cleanup_spares_lookalikes,
     check_resources_made_after_plan_survive,
     check_both_tags_of_a_start_are_removed,
+    check_removal_leaves_the_build_cache,
 );
 
 /// A unique agent name for one check.
@@ -711,4 +715,50 @@ pub async fn check_both_tags_of_a_start_are_removed(backend: &dyn Backend, fixtu
         );
         assert_eq!(report.remaining_owned(), 0, "round {round}: {report:?}");
     }
+}
+
+/// Removing anvyl's image leaves the untagged image its build step made
+/// below it: that is the engine's build cache, which a concurrent build —
+/// anyone's — may be using at that moment. It counts as dangling, for the
+/// engine's prune.
+pub async fn check_removal_leaves_the_build_cache(backend: &dyn Backend, fixture: &Fixture) {
+    if !fixture.build_cache {
+        return;
+    }
+    let state = StateStore::open_in_memory().expect("state");
+    let ours = Ownership::new(state.instance_id().clone());
+    let agent = unique_agent("cache");
+    let step = format!("RUN echo {agent} > /cache\n");
+    let id = build(
+        backend,
+        fixture,
+        &agent.image_tag(),
+        labels_of(&ours, &agent),
+        &step,
+    )
+    .await
+    .expect("build");
+    let before = backend.count_dangling_images().await.expect("count");
+    let build_root = tempfile::tempdir().expect("build root");
+    let cleanup = cleanup_of(
+        backend,
+        &state,
+        build_root.path(),
+        CleanupSettings::default(),
+    );
+    let report = cleanup
+        .apply(
+            &cleanup
+                .plan(Scope::Agent(agent.clone()))
+                .await
+                .expect("plan"),
+        )
+        .await;
+    let after = backend.count_dangling_images().await.expect("count");
+    let gone = backend.inspect_image(&id).await.is_err();
+    assert!(gone, "anvyl's image remains: {report:?}");
+    assert!(
+        after > before,
+        "the build step's image below anvyl's was removed with it ({before} dangling before, {after} after)"
+    );
 }

@@ -379,7 +379,16 @@ impl Backend for DockerBackend {
     }
 
     async fn remove_image(&self, reference: &str) -> Result<()> {
-        let options = RemoveImageOptionsBuilder::default().force(false).build();
+        // `noprune`: the untagged images a build left below anvyl's image
+        // are the engine's build cache, shared with every build that runs
+        // the same steps — a user's among them. Deleting them as the last
+        // child goes made a concurrent build fail ("No such image") and a
+        // sibling removal fail ("unrecognized image ID"); the prune hint
+        // points at them instead.
+        let options = RemoveImageOptionsBuilder::default()
+            .force(false)
+            .noprune(true)
+            .build();
         self.client
             .remove_image(reference, Some(options), None)
             .await

@@ -24,6 +24,7 @@ async fn docker_passes_the_conformance_suite() {
     let fixture = Fixture {
         base_image: required("ANVYL_ITEST_BASE_IMAGE"),
         network: Some("none".into()),
+        build_cache: true,
     };
     conformance::run_all(&backend, &fixture).await;
 }

@@ -29,6 +29,9 @@ async fn podman_passes_the_conformance_suite() {
     let fixture = Fixture {
         base_image: required("ANVYL_ITEST_BASE_IMAGE"),
         network: Some("none".into()),
+        // libpod's image removal has no no-prune choice, and its builds
+        // here leave no untagged step images to count: nothing to check.
+        build_cache: false,
     };
     conformance::run_all(&backend, &fixture).await;
 }

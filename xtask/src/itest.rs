@@ -169,7 +169,8 @@ fn test_against(engine: &Engine, anvyl: &std::path::Path, filter: &[String]) -> 
     crate::reliability::check(&line, filter.is_empty())
 }
 
-/// The scenario that needs both engines: one config file, one key changed.
+/// The scenarios that need both engines: one config file, one key changed;
+/// two registered hosts, one installation.
 fn test_swap(engines: &[Engine], anvyl: &std::path::Path) -> Result<()> {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(crate::project_root())
@@ -181,6 +182,8 @@ fn test_swap(engines: &[Engine], anvyl: &std::path::Path) -> Result<()> {
             "itest",
             "--test",
             "swap",
+            "--test",
+            "hosts",
         ])
         .env("ANVYL_ITEST_BASE_IMAGE", BASE_IMAGE)
         .env("ANVYL_BIN", anvyl);

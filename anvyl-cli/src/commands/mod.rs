@@ -18,11 +18,31 @@ use crate::error::CliError;
 
 /// Parses the process arguments and runs the command.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     crate::logging::init(cli.verbose, cli.quiet);
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => e.report(),
+    }
+}
+
+/// Help and version print as clap renders them; a usage error is one line
+/// with the documented exit status 2, like every other bad input.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        _ => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            CliError::Usage(format!("{first} (see --help)")).report()
+        }
     }
 }
 

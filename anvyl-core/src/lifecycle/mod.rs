@@ -45,6 +45,9 @@ pub struct LifecycleSettings {
     pub stop_timeout: Duration,
     /// Settings of the cleanup a failed start runs.
     pub cleanup: CleanupSettings,
+    /// After an interrupted build, how long to wait before looking once more
+    /// for what the engine finished on its own.
+    pub interrupt_grace: Duration,
 }
 
 impl Default for LifecycleSettings {
@@ -54,6 +57,7 @@ impl Default for LifecycleSettings {
             network: None,
             stop_timeout: Duration::from_secs(10),
             cleanup: CleanupSettings::default(),
+            interrupt_grace: Duration::from_secs(2),
         }
     }
 }

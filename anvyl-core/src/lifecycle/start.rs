@@ -80,14 +80,20 @@ impl Lifecycle<'_> {
                 if build_dir.is_some() {
                     self.remove_build_dir(name, &start);
                 }
-                self.end_start(&start, "running");
+                self.end_start(&start, crate::state::SUCCEEDED);
                 Ok(started)
             }
             Err(cause) => {
                 tracing::info!("Cleaning up failed startup for agent '{name}'");
-                let report = self
+                let mut report = self
                     .clean_failed_start(name, &start, engine.as_deref(), build_dir.is_some())
                     .await;
+                if cause.is_none() && build_dir.is_some() {
+                    if let Some(engine) = engine.as_deref() {
+                        self.clean_after_the_engine(&start, engine, &mut report)
+                            .await;
+                    }
+                }
                 let outcome = if cause.is_some() {
                     "failed"
                 } else {
@@ -284,6 +290,41 @@ impl Lifecycle<'_> {
             }
         };
         cleanup.apply(&plan).await
+    }
+
+    /// An interrupted build may go on inside the engine after anvyl stopped
+    /// listening (Docker's builder commits the step in progress): after the
+    /// grace time, what the start's label finds now is removed too.
+    async fn clean_after_the_engine(
+        &self,
+        start: &StartId,
+        engine: &dyn Backend,
+        report: &mut Report,
+    ) {
+        if self.settings.interrupt_grace.is_zero() {
+            return;
+        }
+        tracing::info!(
+            "Waiting {:.0}s for the engine to settle the interrupted build",
+            self.settings.interrupt_grace.as_secs_f64()
+        );
+        tokio::time::sleep(self.settings.interrupt_grace).await;
+        let cleanup = Cleanup::new(
+            engine,
+            self.state,
+            self.build_root.clone(),
+            self.settings.cleanup.clone(),
+        );
+        match cleanup.plan(Scope::Start(start.clone())).await {
+            Ok(plan) if !plan.containers.is_empty() || !plan.images.is_empty() => {
+                let late = cleanup.apply(&plan).await;
+                for (mine, theirs) in report.steps.iter_mut().zip(late.steps) {
+                    mine.items.extend(theirs.items);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot list what start {start} left: {e}"),
+        }
     }
 
     /// The build directory of a start that succeeded: it served its purpose.

@@ -24,7 +24,7 @@ impl Lifecycle<'_> {
             .into());
         }
         if let Some(id) = &agent.container_id {
-            let backend = self.engine_of(&agent).await?;
+            let (_, backend) = self.engine_of(&agent).await?;
             let timeout = self.settings.stop_timeout;
             gone_or(backend.stop_container(id, timeout).await)?;
             let removed = backend.remove_container(id, timeout).await;
@@ -74,13 +74,14 @@ impl Lifecycle<'_> {
             agent = self.state.agent(name)?;
         }
         let fence = Fence::at(agent.status, agent.current_start.as_ref());
-        let backend = self.engine_of(&agent).await?;
+        let (host, backend) = self.engine_of(&agent).await?;
         let cleanup = Cleanup::new(
             backend.as_ref(),
             self.state,
             self.build_root.clone(),
             self.settings.cleanup.clone(),
-        );
+        )
+        .on_host(&host);
         let plan = cleanup.plan(Scope::Agent(name.clone())).await?;
         let report = cleanup.apply(&plan).await;
         let remaining = report.remaining_owned();
@@ -122,21 +123,37 @@ impl Lifecycle<'_> {
         }
     }
 
-    /// The engine of the agent's host (the first available when it has none).
+    /// The agent's host and its engine: the host it was registered on — never
+    /// another one, whose listings would say nothing of it — or, for an
+    /// agent that never ran, the first available host.
     async fn engine_of(
         &self,
         agent: &AgentRecord,
-    ) -> Result<crate::backend::DynBackend, LifecycleError> {
-        let host = self
-            .resolve_host(agent.host.as_deref())
-            .or_else(|_| self.resolve_host(None))
-            .map_err(|cause| {
-                LifecycleError::Backend(crate::backend::BackendError::Local {
-                    operation: "resolve host",
-                    message: cause.to_string(),
-                })
-            })?;
-        Ok(self.connector.connect(&host).await?)
+    ) -> Result<(String, crate::backend::DynBackend), LifecycleError> {
+        let unavailable = |message: String| {
+            LifecycleError::Backend(BackendError::Local {
+                operation: "resolve host",
+                message,
+            })
+        };
+        let host = match agent.host.as_deref() {
+            Some(name) => self
+                .state
+                .hosts()?
+                .into_iter()
+                .find(|h| h.name == name)
+                .ok_or_else(|| {
+                    unavailable(format!(
+                        "agent '{}' runs on host '{name}', which is not registered",
+                        agent.name
+                    ))
+                })?,
+            None => self
+                .resolve_host(None)
+                .map_err(|cause| unavailable(cause.to_string()))?,
+        };
+        let backend = self.connector.connect(&host).await?;
+        Ok((host.name, backend))
     }
 }
 

@@ -51,10 +51,14 @@ impl World {
     }
 
     pub(super) fn lifecycle(&self) -> Lifecycle<'_> {
-        let settings = LifecycleSettings {
+        self.lifecycle_with(LifecycleSettings {
             settle: Duration::from_millis(50),
+            interrupt_grace: Duration::ZERO,
             ..LifecycleSettings::default()
-        };
+        })
+    }
+
+    fn lifecycle_with(&self, settings: LifecycleSettings) -> Lifecycle<'_> {
         Lifecycle::new(&self.state, &self.connector, self.build_root(), settings)
     }
 
@@ -309,6 +313,39 @@ async fn an_interrupted_start_is_cleaned_up() {
         .start(&web, &|_| {}, tokio::time::sleep(Duration::from_millis(50)))
         .await
         .unwrap_err();
+    assert!(matches!(err, StartError::Interrupted { .. }), "{err:?}");
+    w.assert_nothing_left(&web, &err).await;
+}
+
+/// Docker's builder can commit the step in progress after anvyl stopped
+/// listening: what appears within the grace time is removed too.
+#[tokio::test]
+async fn an_image_the_engine_finishes_after_an_interrupt_is_removed_too() {
+    let w = World::new();
+    let web = w.good("web");
+    w.engine.inject(
+        Op::BuildImage,
+        None,
+        Fault::Stall(Duration::from_secs(30)),
+        None,
+    );
+    let lifecycle = w.lifecycle_with(LifecycleSettings {
+        settle: Duration::from_millis(50),
+        interrupt_grace: Duration::from_millis(300),
+        ..LifecycleSettings::default()
+    });
+    let interrupted = lifecycle.start(&web, &|_| {}, tokio::time::sleep(Duration::from_millis(50)));
+    let (err, ()) = tokio::join!(interrupted, async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let start = w.state.agent(&web).unwrap().current_start.unwrap();
+        let labels = crate::ownership::Ownership::new(w.state.instance_id().clone()).stamp(
+            &Labels::new(),
+            &web,
+            &start,
+        );
+        w.engine.seed_image(&[], labels);
+    });
+    let err = err.unwrap_err();
     assert!(matches!(err, StartError::Interrupted { .. }), "{err:?}");
     w.assert_nothing_left(&web, &err).await;
 }

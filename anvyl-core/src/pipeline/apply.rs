@@ -77,8 +77,8 @@ impl Cleanup<'_> {
     /// cannot be read, a step removes nothing and fails every item with why.
     fn live_now(&self, own: Option<&StartId>) -> Result<Live, StateError> {
         Ok(Live::of_state(
-            &self.state.agents()?,
-            &self.state.starts()?,
+            &self.state.agent_rows()?,
+            &self.state.start_rows()?,
             own,
         ))
     }
@@ -338,6 +338,9 @@ impl Cleanup<'_> {
 /// Why an item of `agent` from `start` must be left after all: its start
 /// is live now, or — unlabelled, with no start — its agent has a live start.
 fn changed(live: &Live, agent: &AgentName, start: Option<&StartId>) -> Option<String> {
+    if let Some(why) = live.unreadable(agent) {
+        return Some(why);
+    }
     match start {
         Some(start) if live.starts.contains(start) => {
             Some(format!("start {start} of '{agent}' is live"))

@@ -243,7 +243,8 @@ pub enum CleanupError {
     State(#[from] crate::state::StateError),
 }
 
-/// A cleanup bound to one engine, one state store and one build root.
+/// A cleanup bound to one engine — one registered host's — one state store
+/// and one build root.
 #[derive(Debug)]
 pub struct Cleanup<'a> {
     backend: &'a dyn Backend,
@@ -251,6 +252,7 @@ pub struct Cleanup<'a> {
     ownership: Ownership,
     build_root: BuildRoot,
     settings: CleanupSettings,
+    host: String,
 }
 
 impl<'a> Cleanup<'a> {
@@ -272,6 +274,15 @@ impl<'a> Cleanup<'a> {
             ),
             build_root,
             settings,
+            host: crate::state::LOCAL_HOST.to_string(),
         }
+    }
+
+    /// The registered host whose engine `backend` is (default: `local`).
+    /// Agents assigned to another host are never reconciled or reset from
+    /// this engine's listings: their container is on their own host.
+    pub fn on_host(mut self, host: &str) -> Self {
+        self.host = host.to_string();
+        self
     }
 }

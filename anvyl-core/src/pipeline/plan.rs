@@ -12,12 +12,12 @@ use super::{
 };
 use crate::backend::{ContainerState, ContainerSummary, ImageSummary, Labels, Query};
 use crate::build_root::FoundDir;
-use crate::ids::StartId;
+use crate::ids::{InstanceId, StartId};
 use crate::name::{AgentName, RESOURCE_PREFIX};
 use crate::ownership::{
-    start_of, Claim, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_START, MANAGED_BY,
+    start_of, Claim, Ownership, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_START, MANAGED_BY,
 };
-use crate::state::{AgentRecord, AgentStatus, StartRecord};
+use crate::state::{AgentRecord, AgentStatus, Rows, StartRecord, SUCCEEDED};
 
 /// What must not be touched while planning: live containers and images of
 /// running agents, the starts that are live, and agents with a start in
@@ -30,18 +30,30 @@ pub(super) struct Live {
     pub(super) starting: BTreeMap<AgentName, u32>,
     /// Agents with a live start, running or starting.
     pub(super) agents: BTreeSet<AgentName>,
+    /// Agents whose state row cannot be read: nothing of them can be judged.
+    pub(super) unreadable: BTreeSet<AgentName>,
 }
 
 impl Live {
     /// The live starts and starting agents the state shows now; `own` (the
-    /// start a failed starter is cleaning up) does not count.
+    /// start a failed starter is cleaning up) does not count. A start or an
+    /// agent whose row cannot be read counts as live.
     pub(super) fn of_state(
-        agents: &[AgentRecord],
-        starts: &[StartRecord],
+        agents: &Rows<AgentRecord>,
+        starts: &Rows<StartRecord>,
         own: Option<&StartId>,
     ) -> Self {
-        let mut live = Live::default();
-        for agent in agents {
+        let mut live = Live {
+            unreadable: (agents.unreadable.iter())
+                .filter_map(|name| AgentName::new(name.as_str()).ok())
+                .collect(),
+            starts: (starts.unreadable.iter())
+                .map(StartId::from_stored)
+                .filter(|s| Some(s) != own)
+                .collect(),
+            ..Live::default()
+        };
+        for agent in &agents.rows {
             let Some(current) = agent.current_start.as_ref().filter(|s| Some(*s) != own) else {
                 continue;
             };
@@ -51,7 +63,7 @@ impl Live {
                     live.agents.insert(agent.name.clone());
                 }
                 AgentStatus::Starting => {
-                    if let Some(s) = starts.iter().find(|s| &s.id == current && s.is_live()) {
+                    if let Some(s) = starts.rows.iter().find(|s| &s.id == current && s.is_live()) {
                         live.starts.insert(current.clone());
                         live.starting.insert(agent.name.clone(), s.pid);
                         live.agents.insert(agent.name.clone());
@@ -63,6 +75,13 @@ impl Live {
         live
     }
 
+    /// Why nothing of `agent` can be judged, if so.
+    pub(super) fn unreadable(&self, agent: &AgentName) -> Option<String> {
+        self.unreadable.contains(agent).then(|| {
+            format!("the state row of agent '{agent}' cannot be read; nothing of it is judged")
+        })
+    }
+
     /// Why a resource of `agent` from `start` must stay, if it must.
     pub(super) fn reason(
         &self,
@@ -71,6 +90,9 @@ impl Live {
         id: Option<&str>,
         is_image: bool,
     ) -> Option<String> {
+        if let Some(why) = self.unreadable(agent) {
+            return Some(why);
+        }
         if let Some(pid) = self.starting.get(agent) {
             return Some(format!("a start of '{agent}' is in progress (pid {pid})"));
         }
@@ -82,6 +104,16 @@ impl Live {
         (in_use || start.is_some_and(|s| self.starts.contains(s)))
             .then(|| format!("in use by running agent '{agent}'"))
     }
+}
+
+/// What the state said, to judge each listed resource by.
+#[derive(Clone, Copy)]
+struct Judge<'s> {
+    scope: &'s Scope,
+    /// The agents the state knows (unlabelled resources need them).
+    known: &'s BTreeSet<AgentName>,
+    live: &'s Live,
+    starts: &'s [StartRecord],
 }
 
 /// What live resources a scope must spare: none for a failed start's own
@@ -113,11 +145,12 @@ impl Cleanup<'_> {
         // store: none of them is known, live or reset, and the build root
         // (this installation's) is not theirs.
         let adopting = self.settings.adopt.is_some();
-        let (agents, starts) = if adopting {
-            (Vec::new(), Vec::new())
+        let (agent_rows, start_rows) = if adopting {
+            (Rows::none(), Rows::none())
         } else {
-            (self.state.agents()?, self.state.starts()?)
+            (self.state.agent_rows()?, self.state.start_rows()?)
         };
+        let (agents, starts) = (&agent_rows.rows, &start_rows.rows);
         let other_instances = match scope {
             Scope::All => self.other_instances(&containers, &images),
             _ => Vec::new(),
@@ -128,8 +161,8 @@ impl Cleanup<'_> {
             Scope::Start(id) => Some(id),
             _ => None,
         };
-        let (mut live, resets) = self.survey_agents(&scope, &agents, &starts).await?;
-        let mut of_state = Live::of_state(&agents, &starts, own);
+        let (mut live, resets) = self.survey_agents(&scope, agents, starts).await?;
+        let mut of_state = Live::of_state(&agent_rows, &start_rows, own);
         // A stale "running" agent's start is not live: its resources are
         // what this cleanup is for.
         for stale in resets.iter().filter(|r| r.stale) {
@@ -141,6 +174,7 @@ impl Cleanup<'_> {
         live.starts = of_state.starts;
         live.starting = of_state.starting;
         live.agents = of_state.agents;
+        live.unreadable = of_state.unreadable;
 
         let mut plan = Plan {
             scope: scope.clone(),
@@ -153,8 +187,14 @@ impl Cleanup<'_> {
             build_root_error: None,
             other_instances,
         };
-        self.plan_containers(&scope, &known, &live, containers, &mut plan);
-        self.plan_images(&scope, &known, &live, images, &mut plan);
+        let judge = Judge {
+            scope: &scope,
+            known: &known,
+            live: &live,
+            starts,
+        };
+        self.plan_containers(&judge, containers, &mut plan);
+        self.plan_images(&judge, images, &mut plan);
         match dirs {
             Ok(dirs) => self.plan_build_dirs(&scope, &live, dirs, &mut plan),
             Err(e) => plan.build_root_error = Some(e.to_string()),
@@ -192,6 +232,12 @@ impl Cleanup<'_> {
                 }
                 Scope::Agent(name) if name != &agent.name => continue,
                 _ => {}
+            }
+            // An agent of another host is judged by its own host's engine
+            // only: here its container is simply not to be seen. Its
+            // current start stays live (see `Live::of_state`).
+            if agent.host.as_deref().is_some_and(|h| h != self.host) {
+                continue;
             }
             match agent.status {
                 AgentStatus::Stopped => {}
@@ -276,27 +322,41 @@ impl Cleanup<'_> {
         containers: &[ContainerSummary],
         images: &[ImageSummary],
     ) -> Vec<OtherInstance> {
-        let mut counts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let labelled = containers
-            .iter()
-            .map(|c| (&c.labels, c.id.clone()))
-            .chain(images.iter().map(|i| (&i.labels, i.id.clone())));
-        for (labels, id) in labelled {
-            if labels.get(LABEL_MANAGED_BY).map(String::as_str) != Some(MANAGED_BY) {
-                continue;
-            }
-            match labels.get(LABEL_INSTANCE) {
-                Some(instance) if instance != self.ownership.instance().as_str() => {
-                    counts.entry(instance.clone()).or_default().insert(id);
+        // Counted by the same rule `--instance` would remove by: exact
+        // names and tags anvyl gives. Labels alone travel into a user's
+        // images built FROM anvyl's, which no adoption would remove.
+        let none = BTreeSet::new();
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let instance_of = |labels: &Labels| {
+            (labels.get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY))
+                .then(|| labels.get(LABEL_INSTANCE).cloned())
+                .flatten()
+                .filter(|i| i != self.ownership.instance().as_str())
+        };
+        for c in containers {
+            if let Some(instance) = instance_of(&c.labels) {
+                let theirs = Ownership::new(InstanceId::from_stored(instance.as_str()));
+                if theirs.container_owner(c, &none).is_some() {
+                    *counts.entry(instance).or_default() += 1;
                 }
-                _ => {}
+            }
+        }
+        // Two listings may name one image.
+        let mut seen = BTreeSet::new();
+        for i in images.iter().filter(|i| seen.insert(&i.id)) {
+            if let Some(instance) = instance_of(&i.labels) {
+                let theirs = Ownership::new(InstanceId::from_stored(instance.as_str()));
+                let tags = theirs.owned_tags(i, &none).len();
+                if tags > 0 {
+                    *counts.entry(instance).or_default() += tags;
+                }
             }
         }
         counts
             .into_iter()
-            .map(|(instance, ids)| OtherInstance {
+            .map(|(instance, resources)| OtherInstance {
                 instance,
-                resources: ids.len(),
+                resources,
             })
             .collect()
     }
@@ -353,14 +413,10 @@ impl Cleanup<'_> {
         live.and_then(|live| live.reason(agent, start, Some(id), is_image))
     }
 
-    fn plan_containers(
-        &self,
-        scope: &Scope,
-        known: &BTreeSet<AgentName>,
-        live: &Live,
-        found: Vec<ContainerSummary>,
-        plan: &mut Plan,
-    ) {
+    fn plan_containers(&self, judge: &Judge<'_>, found: Vec<ContainerSummary>, plan: &mut Plan) {
+        let Judge {
+            scope, known, live, ..
+        } = *judge;
         let mut seen = BTreeSet::new();
         for container in found {
             if !seen.insert(container.id.clone()) {
@@ -398,21 +454,22 @@ impl Cleanup<'_> {
             .sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     }
 
-    fn plan_images(
-        &self,
-        scope: &Scope,
-        known: &BTreeSet<AgentName>,
-        live: &Live,
-        found: Vec<ImageSummary>,
-        plan: &mut Plan,
-    ) {
+    fn plan_images(&self, judge: &Judge<'_>, found: Vec<ImageSummary>, plan: &mut Plan) {
+        let Judge {
+            scope,
+            known,
+            live,
+            starts,
+        } = *judge;
         let mut seen = BTreeSet::new();
         let mut planned = BTreeSet::new();
         for image in found {
             if !seen.insert(image.id.clone()) {
                 continue;
             }
-            for (agent, claim, reference, display) in self.owned_references(&image, known) {
+            for (agent, claim, reference, display) in
+                self.owned_references(scope, &image, known, starts)
+            {
                 if !Self::in_scope(scope, &agent, &image.labels, claim) {
                     continue;
                 }
@@ -445,13 +502,30 @@ impl Cleanup<'_> {
     }
 
     /// The references of `image` that are ours: its owned tags, or its id
-    /// when it is an untagged image carrying our labels.
+    /// when it is an untagged image carrying our labels from a start that
+    /// did not succeed (a build that finished after its start was
+    /// interrupted or crashed). Engines copy labels into every image built
+    /// FROM anvyl's or committed from its container: an untagged image of a
+    /// start that ran is a user's as likely as not, and stays.
     fn owned_references(
         &self,
+        scope: &Scope,
         image: &ImageSummary,
         known: &BTreeSet<AgentName>,
+        starts: &[StartRecord],
     ) -> Vec<(AgentName, Claim, String, String)> {
         if let Some(agent) = self.ownership.untagged_owner(image) {
+            let start = image.labels.get(LABEL_START).map(StartId::from_stored);
+            let unsuccessful = match (scope, &start) {
+                (Scope::Start(own), Some(start)) if own == start => true,
+                (_, Some(start)) => starts
+                    .iter()
+                    .any(|s| &s.id == start && s.outcome.as_deref() != Some(SUCCEEDED)),
+                (_, None) => false,
+            };
+            if !unsuccessful {
+                return Vec::new();
+            }
             let short = image.id.trim_start_matches("sha256:");
             let short = &short[..short.len().min(12)];
             return vec![(

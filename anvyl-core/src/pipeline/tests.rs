@@ -103,6 +103,7 @@ async fn the_memory_backend_passes_the_conformance_suite() {
     let fixture = Fixture {
         base_image: BASE.into(),
         network: None,
+        build_cache: false,
     };
     conformance::run_all(&engine, &fixture).await;
 }
@@ -528,4 +529,120 @@ async fn a_removal_that_errs_and_did_not_happen_is_reported() {
         report.steps[0].items[0].outcome,
         Outcome::Failed { .. }
     ));
+}
+
+#[tokio::test]
+async fn an_agent_of_another_host_is_not_judged_by_this_engine() {
+    let w = World::new();
+    let remote = w.agent("remote");
+    let start = StartId::random();
+    // It runs on host `gpu`: its container is there, not on this engine;
+    // here, its image of the same start (pulled over, say) and nothing else.
+    w.state
+        .begin_start(&remote, &start, std::path::Path::new("/b/x"))
+        .unwrap();
+    w.state
+        .add_host("gpu", "docker", "unix:///gpu.sock")
+        .unwrap();
+    w.state
+        .register(&remote, "gpu", "c-on-gpu", &start)
+        .unwrap();
+    let labels = w.ours().stamp(&Labels::new(), &remote, &start);
+    w.engine.seed_image(&[&remote.start_tag(&start)], labels);
+
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert!(plan.resets.is_empty(), "{plan:?}");
+    assert!(
+        plan.images.is_empty(),
+        "its live start's image is kept: {plan:?}"
+    );
+    cleanup.apply(&plan).await;
+    let agent = w.state.agent(&remote).unwrap();
+    assert_eq!(agent.status, AgentStatus::Running);
+    assert!(w
+        .engine
+        .inspect_image(&remote.start_tag(&start))
+        .await
+        .is_ok());
+
+    // Judged on its own host, the container gone there, it is reconciled.
+    let on_gpu = w.cleanup().on_host("gpu");
+    let plan = on_gpu.plan(Scope::All).await.unwrap();
+    assert!(plan.resets.iter().any(|r| r.stale), "{plan:?}");
+}
+
+#[tokio::test]
+async fn an_agent_whose_row_cannot_be_read_keeps_everything() {
+    let w = World::new();
+    let good = w.agent("good");
+    let start = StartId::random();
+    let (container, _) = w.leftovers(&good, &start).await;
+    w.engine.start_container(&container).await.unwrap();
+    w.state
+        .force_status(&good, AgentStatus::Running, Some(&container), Some(&start))
+        .unwrap();
+    // An edited database, or a status only a newer anvyl knows.
+    w.state
+        .conn()
+        .execute(
+            "UPDATE agents SET status = 'zombie' WHERE name = 'good'",
+            [],
+        )
+        .unwrap();
+
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert!(
+        plan.containers.is_empty() && plan.images.is_empty(),
+        "{plan:?}"
+    );
+    assert!(
+        plan.kept
+            .iter()
+            .any(|k| k.reason.contains("cannot be read")),
+        "{plan:?}"
+    );
+    cleanup.apply(&plan).await;
+    assert!(w.exists(&container).await);
+    assert!(w.engine.inspect_image(&good.image_tag()).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_untagged_image_is_ours_only_from_a_start_that_did_not_succeed() {
+    let w = World::new();
+    let web = w.agent("web");
+    // A start that ran: a user's image built FROM anvyl's, or committed from
+    // its container, inherits its labels — and is untagged once rebuilt.
+    let ran = StartId::random();
+    w.state
+        .begin_start(&web, &ran, std::path::Path::new("/b/web.r"))
+        .unwrap();
+    w.state.end_start(&ran, crate::state::SUCCEEDED).unwrap();
+    w.state
+        .force_status(&web, AgentStatus::Stopped, None, None)
+        .unwrap();
+    let users = w
+        .engine
+        .seed_image(&[], w.ours().stamp(&Labels::new(), &web, &ran));
+    // A start that was interrupted while its build went on in the engine.
+    let broke = StartId::random();
+    w.state
+        .begin_start(&web, &broke, std::path::Path::new("/b/web.b"))
+        .unwrap();
+    w.state.end_start(&broke, "interrupted").unwrap();
+    w.state
+        .force_status(&web, AgentStatus::Stopped, None, None)
+        .unwrap();
+    let late = w
+        .engine
+        .seed_image(&[], w.ours().stamp(&Labels::new(), &web, &broke));
+
+    let cleanup = w.cleanup();
+    let report = cleanup
+        .apply(&cleanup.plan(Scope::All).await.unwrap())
+        .await;
+
+    assert!(w.engine.inspect_image(&users).await.is_ok(), "{report:?}");
+    assert!(w.engine.inspect_image(&late).await.is_err(), "{report:?}");
 }

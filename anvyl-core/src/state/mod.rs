@@ -166,7 +166,13 @@ pub struct StartRecord {
     pub pid_start: Option<u64>,
     /// When it ended; `None` while running or after a crash.
     pub ended: Option<i64>,
+    /// How it ended: [`SUCCEEDED`], `failed`, `interrupted`; `None` while
+    /// running or after a crash.
+    pub outcome: Option<String>,
 }
+
+/// The outcome of a start that ended with a running agent.
+pub const SUCCEEDED: &str = "running";
 
 impl StartRecord {
     /// True while the start has not ended and its process still runs. A
@@ -408,6 +414,12 @@ impl StateStore {
 
     /// Every agent, by name.
     pub fn agents(&self) -> Result<Vec<AgentRecord>, StateError> {
+        Ok(self.agent_rows()?.rows)
+    }
+
+    /// Every agent that can be read, and the names of those that cannot:
+    /// a cleanup must spare what it cannot judge.
+    pub fn agent_rows(&self) -> Result<Rows<AgentRecord>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
@@ -451,9 +463,14 @@ impl StateStore {
 
     /// Every recorded start, oldest first.
     pub fn starts(&self) -> Result<Vec<StartRecord>, StateError> {
+        Ok(self.start_rows()?.rows)
+    }
+
+    /// Every start that can be read, and the ids of those that cannot.
+    pub fn start_rows(&self) -> Result<Rows<StartRecord>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT id, agent, build_dir, pid, pid_start, ended FROM starts ORDER BY started, id")
+            .prepare("SELECT id, agent, build_dir, pid, pid_start, ended, outcome FROM starts ORDER BY started, id")
             .map_err(|e| self.db_err(e))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, row_to_start(r))))
@@ -472,21 +489,48 @@ fn row_to_start(r: &rusqlite::Row<'_>) -> rusqlite::Result<StartRecord> {
         pid: r.get(3)?,
         pid_start: r.get::<_, Option<i64>>(4)?.map(|ticks| ticks as u64),
         ended: r.get(5)?,
+        outcome: r.get(6)?,
     })
 }
 
-/// The rows that could be read. One that cannot (an edited or corrupted
-/// database) is reported and skipped: it must not stop every command.
-fn readable<T>(rows: Vec<(String, rusqlite::Result<T>)>, what: &str) -> Vec<T> {
-    rows.into_iter()
-        .filter_map(|(key, row)| match row {
-            Ok(row) => Some(row),
+/// The rows of a table that could be read, and the keys (agent names,
+/// start ids) of those that could not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rows<T> {
+    /// The readable rows.
+    pub rows: Vec<T>,
+    /// The keys of the unreadable ones.
+    pub unreadable: Vec<String>,
+}
+
+impl<T> Rows<T> {
+    /// No rows at all.
+    pub fn none() -> Self {
+        Self {
+            rows: Vec::new(),
+            unreadable: Vec::new(),
+        }
+    }
+}
+
+/// Sorts rows into readable and not. One that cannot be read (an edited or
+/// corrupted database, a newer anvyl's status) is reported, not fatal: it
+/// must not stop every command — and what it describes is left alone.
+fn readable<T>(rows: Vec<(String, rusqlite::Result<T>)>, what: &str) -> Rows<T> {
+    let mut sorted = Rows {
+        rows: Vec::with_capacity(rows.len()),
+        unreadable: Vec::new(),
+    };
+    for (key, row) in rows {
+        match row {
+            Ok(row) => sorted.rows.push(row),
             Err(e) => {
-                tracing::warn!("skipping unreadable {what} {key:?} in the state store: {e}");
-                None
+                tracing::warn!("cannot read {what} {key:?} in the state store ({e}); leaving everything of it alone");
+                sorted.unreadable.push(key);
             }
-        })
-        .collect()
+        }
+    }
+    sorted
 }
 
 fn read_instance(conn: &Connection) -> rusqlite::Result<Option<InstanceId>> {

@@ -214,3 +214,50 @@ async fn a_lost_state_store_adopts_its_leftovers_only_when_asked() {
     assert!(!s.has_image(&web.image_tag()).await, "{run:?}");
     tally("hostile_cases", 1);
 }
+
+/// Engines copy labels into images built FROM anvyl's: a user's image made
+/// from a running agent's, rebuilt so that the first one is untagged,
+/// still survives the agent's cleanup.
+#[tokio::test]
+async fn a_users_image_built_from_anvyls_survives_even_untagged() {
+    let s = Sandbox::new().await;
+    let agent = s.create(&unique("derive"));
+    let run = s.anvyl(&["agent", "start", agent.as_str()]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let mine = format!("mine-{agent}:1");
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            format!("FROM {}\nRUN echo {n} > /mine\n", agent.image_tag()),
+        )
+        .unwrap();
+        let spec = anvyl_core::backend::BuildSpec {
+            context_dir: dir.path().to_path_buf(),
+            tag: mine.clone(),
+            labels: Labels::new(),
+            network: Some("none".into()),
+        };
+        ids.push(
+            s.engine
+                .build_image(&spec, &|_| {})
+                .await
+                .expect("build")
+                .image_id,
+        );
+    }
+    let run = s.anvyl(&["agent", "stop", agent.as_str()]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+
+    let run = s.anvyl(&["agent", "cleanup", "--yes"]);
+
+    for id in &ids {
+        assert!(
+            s.engine.inspect_image(id).await.is_ok(),
+            "the user's image {id} was removed: {run:?}"
+        );
+    }
+    s.discard(&[], &[&mine, &ids[0]]).await;
+    tally("hostile_cases", 1);
+}

@@ -277,14 +277,13 @@ impl Backend for DockerBackend {
         spec: &BuildSpec,
         progress: BuildProgress<'_>,
     ) -> Result<BuildOutput> {
-        let context = crate::pack_context(&spec.context_dir)?;
-        let labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        // The labels go into the Dockerfile as one instruction: see `context`.
+        let context = crate::context::pack_labelled_context(&spec.context_dir, &spec.labels)?;
         let mut options = BuildImageOptionsBuilder::default()
-            .dockerfile("Dockerfile")
+            .dockerfile(crate::context::LABELLED_DOCKERFILE)
             .t(&spec.tag)
             .rm(true)
-            .forcerm(true)
-            .labels(&labels);
+            .forcerm(true);
         if let Some(network) = &spec.network {
             options = options.networkmode(network);
         }
@@ -379,12 +378,12 @@ impl Backend for DockerBackend {
     }
 
     async fn remove_image(&self, reference: &str) -> Result<()> {
-        // `noprune`: the untagged images a build left below anvyl's image
-        // are the engine's build cache, shared with every build that runs
-        // the same steps — a user's among them. Deleting them as the last
-        // child goes made a concurrent build fail ("No such image") and a
-        // sibling removal fail ("unrecognized image ID"); the prune hint
-        // points at them instead.
+        // `noprune`: the untagged step images below anvyl's image are the
+        // engine's build cache (unlabelled: see `context`), shared with every
+        // build that runs the same steps — a user's among them. Deleting
+        // them as the last child goes fails a concurrent build ("No such
+        // image") and a sibling removal ("unrecognized image ID"); they are
+        // left to the engine's prune, which the summary points at.
         let options = RemoveImageOptionsBuilder::default()
             .force(false)
             .noprune(true)

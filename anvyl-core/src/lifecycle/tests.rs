@@ -68,6 +68,19 @@ impl World {
         name
     }
 
+    /// An agent that keeps running, built with one setup step.
+    fn with_setup(&self, name: &str, step: &str) -> AgentName {
+        self.agent(
+            name,
+            AgentSpec {
+                image: BASE.into(),
+                setup: vec![step.into()],
+                command: Some("sleep 600".into()),
+                ..AgentSpec::default()
+            },
+        )
+    }
+
     pub(super) fn good(&self, name: &str) -> AgentName {
         self.agent(
             name,
@@ -155,15 +168,7 @@ async fn a_good_start_ends_running_and_registered_with_no_build_directory() {
 #[tokio::test]
 async fn a_failing_build_leaves_nothing() {
     let w = World::new();
-    let web = w.agent(
-        "web",
-        AgentSpec {
-            image: BASE.into(),
-            setup: vec!["false".into()],
-            command: Some("sleep 600".into()),
-            ..AgentSpec::default()
-        },
-    );
+    let web = w.with_setup("web", "false");
     let err = w.start(&web).await.unwrap_err();
     assert!(
         matches!(
@@ -389,15 +394,7 @@ async fn a_spec_that_cannot_build_is_refused_before_anything_is_recorded() {
     let w = World::new();
     // Recorded by an older anvyl that accepted it: the backslash would join
     // the setup step to the CMD line.
-    let web = w.agent(
-        "web",
-        AgentSpec {
-            image: BASE.into(),
-            setup: vec!["echo a \\".into()],
-            command: Some("sleep 600".into()),
-            ..AgentSpec::default()
-        },
-    );
+    let web = w.with_setup("web", "echo a \\");
     let err = w.start(&web).await.unwrap_err();
     assert!(matches!(err, StartError::Precondition(_)), "{err:?}");
     assert!(err.to_string().contains("backslash"), "{err}");

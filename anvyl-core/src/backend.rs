@@ -198,6 +198,12 @@ pub fn normalise_image_id(id: &str) -> String {
     }
 }
 
+/// Which engine `backend` is, as recorded with a registered agent: its kind
+/// and endpoint (`Podman unix:///run/podman/podman.sock`).
+pub fn engine_identity(backend: &dyn Backend) -> String {
+    format!("{} {}", backend.kind().engine_name(), backend.endpoint())
+}
+
 /// The innermost message of an error chain — "Connection refused", not
 /// "error trying to connect" — for one-line messages from client errors.
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

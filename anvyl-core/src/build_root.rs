@@ -185,6 +185,13 @@ impl BuildRoot {
         let entries = root.entries().map_err(self.io(self.path()))?;
         let mut found: Vec<FoundDir> = entries
             .filter_map(Result::ok)
+            // Only real directories: a link or a file under a build
+            // directory's name is not one, and a plan must not promise it.
+            .filter(|entry| {
+                entry
+                    .file_type()
+                    .is_ok_and(|t| t.is_dir() && !t.is_symlink())
+            })
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
                 let (agent, start) = name.split_once('.')?;
@@ -312,6 +319,11 @@ mod tests {
             Removal::Removed
         );
         assert_eq!(root.remove("web.planted").unwrap(), Removal::NotADirectory);
+        std::fs::write(root.path().join("web.file"), "x").unwrap();
+        assert!(
+            root.list().unwrap().is_empty(),
+            "links and files are not build dirs"
+        );
         assert!(precious.path().join("keep").exists());
     }
 }

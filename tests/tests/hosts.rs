@@ -23,8 +23,9 @@ impl Installation {
         std::fs::write(
             &config,
             format!(
-                "backend = \"docker\"\nnetwork = \"none\"\nsettle_ms = 300\n\n[docker]\nendpoint = \"{}\"\n",
-                required("ANVYL_ITEST_DOCKER_HOST")
+                "backend = \"docker\"\nnetwork = \"none\"\nsettle_ms = 300\n\n[docker]\nendpoint = \"{}\"\n\n[podman]\nendpoint = \"{}\"\n",
+                required("ANVYL_ITEST_DOCKER_HOST"),
+                required("ANVYL_ITEST_PODMAN_HOST")
             ),
         )
         .unwrap();
@@ -98,5 +99,102 @@ fn a_cleanup_of_one_host_leaves_an_agent_running_on_another() {
     a.ok(&["agent", "stop", &name]);
     let list = a.ok(&["--output", "json", "agent", "list"]);
     assert_eq!(status_of(&list, &name), "stopped");
+    a.ok(&["agent", "remove", &name, "--yes"]);
+}
+
+/// `local` follows the configuration: a cleanup or a stop while it points at
+/// Podman must not judge an agent that was started on Docker.
+#[test]
+fn switching_the_configured_engine_leaves_a_running_agent_alone() {
+    let a = Installation::new();
+    let base = required("ANVYL_ITEST_BASE_IMAGE");
+    let name = format!("switch-{}", std::process::id());
+    a.ok(&[
+        "agent",
+        "create",
+        &name,
+        "--image",
+        &base,
+        "--command",
+        "sleep 600",
+        "--start",
+    ]);
+
+    let cleanup = a.ok(&["--backend", "podman", "agent", "cleanup", "--yes"]);
+    let list = a.ok(&["--output", "json", "agent", "list"]);
+    assert_eq!(status_of(&list, &name), "running", "{cleanup:?}");
+    let stop = a.anvyl(&["--backend", "podman", "agent", "stop", &name]);
+    assert_eq!(stop.status.code(), Some(2), "{stop:?}");
+    let list = a.ok(&["--output", "json", "agent", "list"]);
+    assert_eq!(status_of(&list, &name), "running");
+
+    a.ok(&["agent", "stop", &name]);
+    a.ok(&["agent", "remove", &name, "--yes"]);
+}
+
+/// A start on another host killed midway: `agent cleanup NAME` goes to the
+/// agent's own host and converges there.
+#[test]
+fn a_start_killed_on_another_host_is_cleaned_by_cleaning_the_agent() {
+    let a = Installation::new();
+    let base = required("ANVYL_ITEST_BASE_IMAGE");
+    let far = required("ANVYL_ITEST_PODMAN_HOST");
+    let name = format!("farcrash-{}", std::process::id());
+    a.ok(&[
+        "host",
+        "add",
+        "far",
+        "--backend",
+        "podman",
+        "--endpoint",
+        &far,
+    ]);
+    a.ok(&[
+        "agent",
+        "create",
+        &name,
+        "--image",
+        &base,
+        "--command",
+        "sleep 600",
+        "--host",
+        "far",
+    ]);
+    let mut start = Command::new(required("ANVYL_BIN"))
+        .arg("--config")
+        .arg(&a.config)
+        .args(["agent", "start", &name])
+        .env("ANVYL_STATE_DIR", a.state.path())
+        .env("XDG_CONFIG_HOME", a.state.path().join("no-config"))
+        .env("ANVYL_SETTLE_MS", "20000")
+        .env_remove("ANVYL_BACKEND")
+        .env_remove("DOCKER_HOST")
+        .env_remove("CONTAINER_HOST")
+        .spawn()
+        .expect("start");
+    // Killed while it settles: its container runs on `far`.
+    let began = std::time::Instant::now();
+    while !a
+        .state
+        .path()
+        .join("builds")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some())
+    {
+        assert!(began.elapsed().as_secs() < 60, "the start never began");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    start.kill().expect("kill -9");
+    start.wait().expect("reap");
+
+    let cleanup = a.ok(&["agent", "cleanup", &name, "--yes"]);
+    let list = a.ok(&["--output", "json", "agent", "list"]);
+    assert_eq!(status_of(&list, &name), "stopped", "{cleanup:?}");
+    let again = a.ok(&["--output", "json", "agent", "cleanup", &name, "--dry-run"]);
+    let doc: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    for step in ["containers", "images", "build_dirs", "resets"] {
+        assert_eq!(doc["plan"][step], serde_json::json!([]), "{step}: {doc}");
+    }
     a.ok(&["agent", "remove", &name, "--yes"]);
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anvyl_core::build_root::BuildRoot;
-use anvyl_core::lifecycle::{validate_spec, Lifecycle, LifecycleError, StartError};
+use anvyl_core::lifecycle::{validate_spec, Lifecycle, LifecycleError, StartCause, StartError};
 use anvyl_core::{AgentName, AgentRecord, AgentSpec, AgentStatus, LogStream};
 use comfy_table::{presets, Table};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -94,7 +94,8 @@ fn lifecycle_error(e: LifecycleError) -> CliError {
         // touched, as with a start refused while one runs.
         e @ (LifecycleError::Running(_)
         | LifecycleError::Starting { .. }
-        | LifecycleError::Changed { .. }) => CliError::Usage(e.to_string()),
+        | LifecycleError::Changed { .. }
+        | LifecycleError::OtherEngine { .. }) => CliError::Usage(e.to_string()),
         other => CliError::Failed(other.to_string()),
     }
 }
@@ -190,6 +191,17 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
             "{e}; everything it created was removed{}",
             remaining_note(&e)
         ))),
+        // The host's engine does not answer: the documented status 3.
+        Err(
+            e @ StartError::Failed {
+                cause:
+                    StartCause::Host {
+                        source: anvyl_core::BackendError::Unreachable { .. },
+                        ..
+                    },
+                ..
+            },
+        ) => Err(CliError::Unreachable(format!("{e}{}", remaining_note(&e)))),
         Err(e) => Err(CliError::Failed(format!("{e}{}", remaining_note(&e)))),
     }
 }

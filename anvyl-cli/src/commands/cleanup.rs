@@ -18,8 +18,24 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         Some(name) => Scope::Agent(AgentName::new(name.as_str())?),
         None => Scope::All,
     };
-    let backend = crate::engine::connect(config).await?;
     let (state, build_root) = super::open_state(config)?;
+    // One agent's cleanup goes to the host it is registered on; the others,
+    // to the configured engine (`local`).
+    let host = match &scope {
+        Scope::Agent(name) => state
+            .agent(name)
+            .ok()
+            .and_then(|a| a.host)
+            .and_then(|h| state.hosts().ok()?.into_iter().find(|r| r.name == h)),
+        _ => None,
+    };
+    let backend = match &host {
+        Some(host) => {
+            use anvyl_core::lifecycle::Connector;
+            crate::engine::HostConnector(config).connect(host).await?
+        }
+        None => crate::engine::connect(config).await?,
+    };
     let adopt = args.instance.as_deref().map(parse_instance).transpose()?;
     if adopt.as_ref() == Some(state.instance_id()) {
         return Err(CliError::Usage(format!(
@@ -32,7 +48,8 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         adopt,
         ..config.cleanup_settings()
     };
-    let cleanup = Cleanup::new(backend.as_ref(), &state, build_root, settings);
+    let host_name = host.map_or_else(|| anvyl_core::LOCAL_HOST.to_string(), |h| h.name);
+    let cleanup = Cleanup::new(backend.as_ref(), &state, build_root, settings).on_host(&host_name);
     let plan = cleanup.plan(scope).await?;
     let json = cli.output == OutputFormat::Json;
     let emit = |text: String| super::emit(&text);

@@ -162,6 +162,19 @@ pub enum LifecycleError {
         /// What it is now.
         found: crate::state::Found,
     },
+    /// The agent was registered on another engine than its host's
+    /// configuration reaches today (`local` follows the configuration).
+    #[error("agent '{agent}' runs on {recorded}, but its host '{host}' reaches {current} now: point anvyl at that engine to manage it")]
+    OtherEngine {
+        /// The agent.
+        agent: AgentName,
+        /// Its host.
+        host: String,
+        /// The engine it was registered on.
+        recorded: String,
+        /// The engine its host reaches now.
+        current: String,
+    },
     /// A start of the agent is in progress in another process.
     #[error("a start of agent '{agent}' is in progress (pid {pid})")]
     Starting {

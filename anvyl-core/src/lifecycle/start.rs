@@ -206,7 +206,13 @@ impl Lifecycle<'_> {
         // 6. Registration, once the container has shown it stays up.
         self.settle(backend.as_ref(), &container_id).await?;
         self.state
-            .register(name, &host.name, &container_id, start)
+            .register(
+                name,
+                &host.name,
+                &container_id,
+                start,
+                &crate::backend::engine_identity(backend.as_ref()),
+            )
             .map_err(|e| StartCause::Registration(e.to_string()))?;
         tracing::info!("Started agent '{name}' on host '{}'", host.name);
         Ok(Started {

@@ -153,6 +153,19 @@ impl Lifecycle<'_> {
                 .map_err(|cause| unavailable(cause.to_string()))?,
         };
         let backend = self.connector.connect(&host).await?;
+        // Judged by another engine, a running agent's container would look
+        // gone: stop would reset it, remove would forget it, while it runs.
+        // A stopped agent's leftovers carry its labels wherever they are.
+        let current = crate::backend::engine_identity(backend.as_ref());
+        let live = matches!(agent.status, AgentStatus::Running | AgentStatus::Starting);
+        if let Some(recorded) = agent.engine.as_ref().filter(|e| live && **e != current) {
+            return Err(LifecycleError::OtherEngine {
+                agent: agent.name.clone(),
+                host: host.name,
+                recorded: recorded.clone(),
+                current,
+            });
+        }
         Ok((host.name, backend))
     }
 }

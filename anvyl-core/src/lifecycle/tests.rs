@@ -401,3 +401,28 @@ async fn a_spec_that_cannot_build_is_refused_before_anything_is_recorded() {
     assert!(w.state.starts().unwrap().is_empty());
     assert!(w.engine.calls().is_empty(), "{:?}", w.engine.calls());
 }
+
+#[tokio::test]
+async fn an_agent_running_on_another_engine_is_not_stopped_here() {
+    let w = World::new();
+    let web = w.good("web");
+    let started = w.start(&web).await.unwrap();
+    // As if it had been started while the configuration reached Podman.
+    w.state
+        .conn()
+        .execute(
+            "UPDATE agents SET engine = 'Podman unix:///elsewhere.sock'",
+            [],
+        )
+        .unwrap();
+    let err = w.lifecycle().stop(&web).await.unwrap_err();
+    assert!(matches!(err, LifecycleError::OtherEngine { .. }), "{err:?}");
+    let err = w.lifecycle().remove(&web, true).await.unwrap_err();
+    assert!(matches!(err, LifecycleError::OtherEngine { .. }), "{err:?}");
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Running);
+    assert!(w
+        .engine
+        .inspect_container(&started.container_id)
+        .await
+        .is_ok());
+}

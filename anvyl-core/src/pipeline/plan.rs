@@ -141,16 +141,20 @@ impl Cleanup<'_> {
         )?;
         let dirs = self.build_root.list();
 
-        // An adopted installation's agents and starts are not in this state
-        // store: none of them is known, live or reset, and the build root
-        // (this installation's) is not theirs.
+        // An adopted installation's agents are not in this state store: none
+        // is known, surveyed or reset here, and the build root (this
+        // installation's) is not theirs. Starts this state records as live
+        // stay live all the same: a store whose installation id was lost
+        // still knows its running agents.
         let adopting = self.settings.adopt.is_some();
-        let (agent_rows, start_rows) = if adopting {
-            (Rows::none(), Rows::none())
+        let (agent_rows, start_rows) = (self.state.agent_rows()?, self.state.start_rows()?);
+        let no_agents = Vec::new();
+        let agents = if adopting {
+            &no_agents
         } else {
-            (self.state.agent_rows()?, self.state.start_rows()?)
+            &agent_rows.rows
         };
-        let (agents, starts) = (&agent_rows.rows, &start_rows.rows);
+        let starts = &start_rows.rows;
         let other_instances = match scope {
             Scope::All => self.other_instances(&containers, &images),
             _ => Vec::new(),
@@ -237,6 +241,12 @@ impl Cleanup<'_> {
             // only: here its container is simply not to be seen. Its
             // current start stays live (see `Live::of_state`).
             if agent.host.as_deref().is_some_and(|h| h != self.host) {
+                continue;
+            }
+            // Nor by another engine behind the same host name: `local`
+            // follows the configuration, which may point elsewhere today.
+            let engine = crate::backend::engine_identity(self.backend);
+            if agent.engine.as_deref().is_some_and(|e| e != engine) {
                 continue;
             }
             match agent.status {

@@ -392,16 +392,15 @@ async fn a_symlink_in_the_build_root_is_never_followed() {
     std::os::unix::fs::symlink(outside.path(), inside.join("escape")).unwrap();
 
     let cleanup = w.cleanup();
-    let report = cleanup
-        .apply(&cleanup.plan(Scope::Agent(web)).await.unwrap())
-        .await;
+    let plan = cleanup.plan(Scope::Agent(web)).await.unwrap();
+    // The link is no build directory: not even promised in the plan.
+    let planned: Vec<&str> = plan.build_dirs.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(planned, ["web.real"]);
+    cleanup.apply(&plan).await;
 
     assert!(outside.path().join("precious").exists());
+    assert!(w.build_root().path().join("web.link").exists());
     assert!(!inside.exists());
-    let dirs: Vec<&Outcome> = report.steps[2].items.iter().map(|i| &i.outcome).collect();
-    assert!(dirs.contains(&&Outcome::Skipped {
-        reason: SkipReason::NotABuildDir
-    }));
 }
 
 #[tokio::test]
@@ -545,7 +544,13 @@ async fn an_agent_of_another_host_is_not_judged_by_this_engine() {
         .add_host("gpu", "docker", "unix:///gpu.sock")
         .unwrap();
     w.state
-        .register(&remote, "gpu", "c-on-gpu", &start)
+        .register(
+            &remote,
+            "gpu",
+            "c-on-gpu",
+            &start,
+            &crate::backend::engine_identity(&w.engine),
+        )
         .unwrap();
     let labels = w.ours().stamp(&Labels::new(), &remote, &start);
     w.engine.seed_image(&[&remote.start_tag(&start)], labels);
@@ -645,4 +650,30 @@ async fn an_untagged_image_is_ours_only_from_a_start_that_did_not_succeed() {
 
     assert!(w.engine.inspect_image(&users).await.is_ok(), "{report:?}");
     assert!(w.engine.inspect_image(&late).await.is_err(), "{report:?}");
+}
+
+#[tokio::test]
+async fn an_agent_registered_on_another_engine_is_not_judged_by_this_one() {
+    let w = World::new();
+    let web = w.agent("web");
+    let start = StartId::random();
+    // `local` pointed at another engine when it started (the configuration
+    // follows `--backend`, `DOCKER_HOST`, …): its container is not here.
+    w.state
+        .begin_start(&web, &start, std::path::Path::new("/b/x"))
+        .unwrap();
+    w.state.ensure_local_host().unwrap();
+    w.state
+        .register(
+            &web,
+            crate::state::LOCAL_HOST,
+            "c-elsewhere",
+            &start,
+            "Podman unix:///elsewhere.sock",
+        )
+        .unwrap();
+
+    let plan = w.cleanup().plan(Scope::All).await.unwrap();
+    assert!(plan.resets.is_empty(), "{plan:?}");
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Running);
 }

@@ -168,6 +168,7 @@ impl StateStore {
         host: &str,
         container_id: &str,
         start: &StartId,
+        engine: &str,
     ) -> Result<(), StateError> {
         let mut conn = self.conn();
         let tx = conn
@@ -184,9 +185,9 @@ impl StateStore {
         }
         let changed = tx
             .execute(
-                "UPDATE agents SET status = 'running', container_id = ?2, host = ?3 \
+                "UPDATE agents SET status = 'running', container_id = ?2, host = ?3, engine = ?5 \
                  WHERE name = ?1 AND status = 'starting' AND current_start = ?4",
-                params![agent.as_str(), container_id, host, start.as_str()],
+                params![agent.as_str(), container_id, host, start.as_str(), engine],
             )
             .map_err(|e| self.db_err(e))?;
         if changed == 0 {
@@ -225,14 +226,16 @@ mod tests {
             .begin_start(&web, &start, std::path::Path::new("/b/web.s"))
             .unwrap();
         assert!(matches!(
-            store.register(&web, "nowhere", "c1", &start),
+            store.register(&web, "nowhere", "c1", &start, "Docker x"),
             Err(StateError::UnknownHost(_))
         ));
         store.add_host("h1", "docker", "unix:///x.sock").unwrap();
         assert!(store
-            .register(&web, "h1", "c1", &StartId::random())
+            .register(&web, "h1", "c1", &StartId::random(), "Docker x")
             .is_err());
-        store.register(&web, "h1", "c1", &start).unwrap();
+        store
+            .register(&web, "h1", "c1", &start, "Docker x")
+            .unwrap();
         let agent = store.agent(&web).unwrap();
         assert_eq!(
             (agent.status, agent.container_id.as_deref()),

@@ -21,7 +21,7 @@ pub use status::{Fence, Fenced, Found};
 
 /// The schema this code writes; a store below it gets [`SCHEMA`] again
 /// (every statement is idempotent).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// File name of the database inside the state directory.
 pub const DATABASE_FILE: &str = "anvyl.db";
@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS agents (
     container_id  TEXT,
     host          TEXT,
     current_start TEXT,
-    created       INTEGER NOT NULL
+    created       INTEGER NOT NULL,
+    engine        TEXT
 );
 CREATE TABLE IF NOT EXISTS starts (
     id        TEXT PRIMARY KEY,
@@ -148,6 +149,10 @@ pub struct AgentRecord {
     pub current_start: Option<StartId>,
     /// Creation time, seconds since the epoch.
     pub created: i64,
+    /// The engine it was registered on (kind and endpoint, see
+    /// [`crate::backend::engine_identity`]): the `local` host follows the
+    /// configuration, so its name alone does not say which engine that was.
+    pub engine: Option<String>,
 }
 
 /// One start attempt as recorded.
@@ -336,6 +341,18 @@ impl StateStore {
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(err)?;
                 tx.execute_batch(SCHEMA).map_err(err)?;
+                // Version 2: the engine an agent was registered on.
+                let has_engine: bool = tx
+                    .query_row(
+                        "SELECT count(*) FROM pragma_table_info('agents') WHERE name = 'engine'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                if !has_engine {
+                    tx.execute_batch("ALTER TABLE agents ADD COLUMN engine TEXT")
+                        .map_err(err)?;
+                }
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(err)?;
                 let id = match read_instance(&tx).map_err(err)? {
@@ -403,7 +420,7 @@ impl StateStore {
     pub fn agent(&self, name: &AgentName) -> Result<AgentRecord, StateError> {
         self.conn()
             .query_row(
-                "SELECT name, spec, status, container_id, host, current_start, created FROM agents WHERE name = ?1",
+                "SELECT name, spec, status, container_id, host, current_start, created, engine FROM agents WHERE name = ?1",
                 [name.as_str()],
                 row_to_agent,
             )
@@ -423,7 +440,7 @@ impl StateStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT name, spec, status, container_id, host, current_start, created FROM agents ORDER BY name",
+                "SELECT name, spec, status, container_id, host, current_start, created, engine FROM agents ORDER BY name",
             )
             .map_err(|e| self.db_err(e))?;
         let rows = stmt
@@ -569,6 +586,7 @@ fn row_to_agent(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRecord> {
         host: r.get(4)?,
         current_start: r.get::<_, Option<String>>(5)?.map(StartId::from_stored),
         created: r.get(6)?,
+        engine: r.get(7)?,
     })
 }
 

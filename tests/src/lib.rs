@@ -145,8 +145,14 @@ impl Sandbox {
     /// with no terminal and no user configuration.
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.itest.anvyl);
-        cmd.args(args)
-            .env("ANVYL_STATE_DIR", self.state_dir.path())
+        cmd.args(args);
+        self.environment(&mut cmd);
+        cmd
+    }
+
+    /// The environment of every `anvyl` run of this sandbox.
+    fn environment(&self, cmd: &mut Command) {
+        cmd.env("ANVYL_STATE_DIR", self.state_dir.path())
             .env("ANVYL_BACKEND", &self.itest.backend)
             .env("DOCKER_HOST", &self.itest.endpoint)
             .env("CONTAINER_HOST", &self.itest.endpoint)
@@ -155,7 +161,6 @@ impl Sandbox {
             .env("ANVYL_SETTLE_MS", "500")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
-        cmd
     }
 
     /// Runs `anvyl ARGS` with extra environment.

@@ -63,6 +63,24 @@ impl Sandbox {
             .expect("spawn anvyl")
     }
 
+    /// Starts `anvyl ARGS` in a PID namespace of its own (`unshare -pf`), as
+    /// from a sandboxed terminal sharing the state directory: its pid there
+    /// means another process out here.
+    pub fn spawn_anvyl_in_pid_namespace(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount-proc"])
+            .arg(&self.itest.anvyl)
+            .args(args);
+        self.environment(&mut cmd);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn unshare")
+    }
+
     /// `anvyl agent create NAME` with a command that keeps running.
     pub fn create(&self, name: &str) -> AgentName {
         let base = self.itest.base_image.clone();

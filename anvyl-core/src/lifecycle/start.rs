@@ -58,6 +58,10 @@ impl Lifecycle<'_> {
         super::validate_spec(&agent.spec).map_err(|e| StartError::Precondition(e.to_string()))?;
         let env = container_env(&agent).map_err(StartError::Precondition)?;
         let start = StartId::random();
+        // Held until this function returns: while it is, every other
+        // process sees this start as in progress, whatever its pid looks
+        // like from there.
+        let _claim = self.state.hold_start(&start)?;
         // One transaction moves the agent to `starting` and records the
         // start, with the build directory it will use: a second concurrent
         // start finds `starting` and is refused, and no cleanup ever sees

@@ -14,9 +14,11 @@ use crate::ids::{InstanceId, StartId};
 use crate::name::AgentName;
 
 mod hosts;
+mod liveness;
 mod status;
 
 pub use hosts::{HostRecord, LOCAL_HOST};
+pub use liveness::StartLock;
 pub use status::{Fence, Fenced, Found};
 
 /// The schema this code writes; a store below it gets [`SCHEMA`] again
@@ -174,6 +176,9 @@ pub struct StartRecord {
     /// How it ended: [`SUCCEEDED`], `failed`, `interrupted`; `None` while
     /// running or after a crash.
     pub outcome: Option<String>,
+    /// The lock its process holds while it runs (see `liveness`).
+    #[serde(skip)]
+    pub lock: Option<PathBuf>,
 }
 
 /// The outcome of a start that ended with a running agent.
@@ -183,7 +188,13 @@ impl StartRecord {
     /// True while the start has not ended and its process still runs. A
     /// start that never ended and whose process is gone crashed (kill -9).
     pub fn is_live(&self) -> bool {
-        self.ended.is_none() && process_alive(self.pid, self.pid_start)
+        if self.ended.is_some() {
+            return false;
+        }
+        match self.lock.as_deref().and_then(liveness::held) {
+            Some(held) => held,
+            None => process_alive(self.pid, self.pid_start),
+        }
     }
 }
 
@@ -234,6 +245,15 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    /// The lock a start holds while it runs could not be taken.
+    #[error("cannot claim the start lock {path}: {source}")]
+    StartLock {
+        /// The lock file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// No agent of that name.
     #[error("no agent named '{0}'")]
     UnknownAgent(AgentName),
@@ -275,6 +295,8 @@ pub struct StateStore {
     conn: Mutex<Connection>,
     path: String,
     instance: InstanceId,
+    /// Where starts hold their locks (`None` for an in-memory store).
+    locks: Option<PathBuf>,
 }
 
 pub(crate) fn now() -> i64 {
@@ -297,7 +319,7 @@ impl StateStore {
             path: display.clone(),
             source,
         })?;
-        Self::init(conn, display)
+        Self::init(conn, display, Some(state_dir.join(liveness::LOCKS)))
     }
 
     /// A private in-memory store (tests, conformance checks).
@@ -306,10 +328,10 @@ impl StateStore {
             path: ":memory:".into(),
             source,
         })?;
-        Self::init(conn, ":memory:".into())
+        Self::init(conn, ":memory:".into(), None)
     }
 
-    fn init(conn: Connection, path: String) -> Result<Self, StateError> {
+    fn init(conn: Connection, path: String, locks: Option<PathBuf>) -> Result<Self, StateError> {
         let err = |source| StateError::Database {
             path: path.clone(),
             source,
@@ -372,6 +394,7 @@ impl StateStore {
                     conn: Mutex::new(conn),
                     path,
                     instance: id,
+                    locks,
                 });
             }
         };
@@ -379,7 +402,23 @@ impl StateStore {
             conn: Mutex::new(conn),
             path,
             instance,
+            locks,
         })
+    }
+
+    /// Claims `start` for this process until the returned lock is dropped:
+    /// other processes see the start as in progress while it is held. An
+    /// in-memory store has no locks (`None`: liveness by pid).
+    pub fn hold_start(&self, start: &StartId) -> Result<Option<StartLock>, StateError> {
+        let Some(locks) = &self.locks else {
+            return Ok(None);
+        };
+        liveness::hold(locks, start)
+            .map(Some)
+            .map_err(|source| StateError::StartLock {
+                path: liveness::lock_path(locks, start).display().to_string(),
+                source,
+            })
     }
 
     /// This installation's id.
@@ -493,7 +532,13 @@ impl StateStore {
             .query_map([], |r| Ok((r.get::<_, String>(0)?, row_to_start(r))))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.db_err(e))?;
-        Ok(readable(rows, "start"))
+        let mut rows = readable(rows, "start");
+        if let Some(locks) = &self.locks {
+            for start in &mut rows.rows {
+                start.lock = Some(liveness::lock_path(locks, &start.id));
+            }
+        }
+        Ok(rows)
     }
 }
 
@@ -507,6 +552,7 @@ fn row_to_start(r: &rusqlite::Row<'_>) -> rusqlite::Result<StartRecord> {
         pid_start: r.get::<_, Option<i64>>(4)?.map(|ticks| ticks as u64),
         ended: r.get(5)?,
         outcome: r.get(6)?,
+        lock: None,
     })
 }
 
@@ -638,6 +684,22 @@ mod tests {
             .map(|a| a.name.to_string())
             .collect();
         assert_eq!(names, vec!["web"]);
+    }
+
+    #[test]
+    fn a_held_lock_makes_a_start_live_whatever_its_pid_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        store.create_agent(&web(), &AgentSpec::default()).unwrap();
+        let start = StartId::random();
+        // Recorded from another PID namespace: pid 0 means nothing here.
+        let lock = store.hold_start(&start).unwrap();
+        store
+            .begin_start_as(&web(), &start, Path::new("/b/web.1"), 0)
+            .unwrap();
+        assert!(store.starts().unwrap()[0].is_live());
+        drop(lock);
+        assert!(!store.starts().unwrap()[0].is_live());
     }
 
     #[test]

@@ -144,3 +144,32 @@ async fn remove_start_and_cleanup_wait_for_a_start_in_progress() {
     assert_alive(&s, &agent, "start with a second start, remove and cleanup").await;
     assert_eq!(s.converge().await, Vec::<String>::new());
 }
+
+/// A start running in another PID namespace (a sandboxed terminal sharing
+/// the state directory) records a pid that means another process out here;
+/// its lock still says it is in progress, and a cleanup spares it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_in_another_pid_namespace_is_in_progress_to_a_cleanup() {
+    let s = Sandbox::new().await;
+    let agent = s.create(&unique("pidns"));
+    let start = s.spawn_anvyl_in_pid_namespace(
+        &["agent", "start", agent.as_str()],
+        &[("ANVYL_SETTLE_MS", "6000")],
+    );
+    // Wait until it settles: its container runs.
+    let began = std::time::Instant::now();
+    while !s.has_container(&agent.resource_name()).await {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the start never made its container"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cleanup = s.anvyl(&["agent", "cleanup", "--yes"]);
+    assert_eq!(cleanup.code, Some(0), "{cleanup:?}");
+    assert!(s.has_container(&agent.resource_name()).await, "{cleanup:?}");
+    let run: Run = start.wait_with_output().expect("wait").into();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_alive(&s, &agent, "start in another PID namespace").await;
+    assert_eq!(s.converge().await, Vec::<String>::new());
+}

@@ -199,9 +199,12 @@ pub fn normalise_image_id(id: &str) -> String {
 }
 
 /// Which engine `backend` is, as recorded with a registered agent: its kind
-/// and endpoint (`Podman unix:///run/podman/podman.sock`).
+/// (`Docker`, `Podman`). Not the endpoint: one engine answers at many
+/// spellings of its socket (a symlink, a proxy), and a false difference
+/// would lock a running agent out of `stop`. Two engines of one kind behind
+/// the same host name are not told apart yet.
 pub fn engine_identity(backend: &dyn Backend) -> String {
-    format!("{} {}", backend.kind().engine_name(), backend.endpoint())
+    backend.kind().engine_name().to_string()
 }
 
 /// The innermost message of an error chain — "Connection refused", not

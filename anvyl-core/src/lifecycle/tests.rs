@@ -410,10 +410,7 @@ async fn an_agent_running_on_another_engine_is_not_stopped_here() {
     // As if it had been started while the configuration reached Podman.
     w.state
         .conn()
-        .execute(
-            "UPDATE agents SET engine = 'Podman unix:///elsewhere.sock'",
-            [],
-        )
+        .execute("UPDATE agents SET engine = 'Podman'", [])
         .unwrap();
     let err = w.lifecycle().stop(&web).await.unwrap_err();
     assert!(matches!(err, LifecycleError::OtherEngine { .. }), "{err:?}");

@@ -151,7 +151,7 @@ pub struct AgentRecord {
     pub current_start: Option<StartId>,
     /// Creation time, seconds since the epoch.
     pub created: i64,
-    /// The engine it was registered on (kind and endpoint, see
+    /// The engine it was registered on (see
     /// [`crate::backend::engine_identity`]): the `local` host follows the
     /// configuration, so its name alone does not say which engine that was.
     pub engine: Option<String>,

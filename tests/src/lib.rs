@@ -275,15 +275,22 @@ impl Sandbox {
             labels,
             network: Some("none".into()),
         };
-        // Podman 4.3 can fail a build's commit with "layer not known" while
-        // other tests remove images (seen twice in ~30 runs, always in this
-        // fixture). The fixture only sets a scene, so it tries again; a start
-        // of anvyl's own that met it would fail and be cleaned up.
+        // Podman 4.3 can fail a build's commit with "layer not known", and
+        // Docker 20.10's classic builder a step with "unable to find image"
+        // (once in a fresh-clone CI run), while other tests remove images.
+        // The fixture only sets a scene, so it tries again; a start of
+        // anvyl's own that met it would fail and be cleaned up.
+        let engine_race = |e: &anvyl_core::BackendError| {
+            let text = e.to_string();
+            ["layer not known", "unable to find image", "No such image"]
+                .iter()
+                .any(|m| text.contains(m))
+        };
         let mut attempt = 1;
         loop {
             match self.engine.build_image(&spec, &|_| {}).await {
                 Ok(output) => return output.image_id,
-                Err(e) if attempt < 3 && e.to_string().contains("layer not known") => {
+                Err(e) if attempt < 3 && engine_race(&e) => {
                     eprintln!("build {tag}: attempt {attempt} met the engine's race: {e}");
                     attempt += 1;
                 }

@@ -32,18 +32,50 @@ impl Installation {
         Self { state, config }
     }
 
-    fn anvyl(&self, args: &[&str]) -> Output {
-        Command::new(required("ANVYL_BIN"))
-            .arg("--config")
+    /// `anvyl ARGS` with this installation's file and state only.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(required("ANVYL_BIN"));
+        cmd.arg("--config")
             .arg(&self.config)
             .args(args)
             .env("ANVYL_STATE_DIR", self.state.path())
             .env("XDG_CONFIG_HOME", self.state.path().join("no-config"))
             .env_remove("ANVYL_BACKEND")
             .env_remove("DOCKER_HOST")
-            .env_remove("CONTAINER_HOST")
-            .output()
-            .expect("run anvyl")
+            .env_remove("CONTAINER_HOST");
+        cmd
+    }
+
+    fn anvyl(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run anvyl")
+    }
+
+    /// Registers Podman as host `far` and creates agent `name` on it.
+    fn agent_on_far(&self, name: &str, extra: &[&str]) {
+        let base = required("ANVYL_ITEST_BASE_IMAGE");
+        let far = required("ANVYL_ITEST_PODMAN_HOST");
+        self.ok(&[
+            "host",
+            "add",
+            "far",
+            "--backend",
+            "podman",
+            "--endpoint",
+            &far,
+        ]);
+        let mut args = vec![
+            "agent",
+            "create",
+            name,
+            "--image",
+            &base,
+            "--command",
+            "sleep 600",
+            "--host",
+            "far",
+        ];
+        args.extend(extra);
+        self.ok(&args);
     }
 
     fn ok(&self, args: &[&str]) -> Output {
@@ -66,30 +98,8 @@ fn status_of(list: &Output, name: &str) -> String {
 #[test]
 fn a_cleanup_of_one_host_leaves_an_agent_running_on_another() {
     let a = Installation::new();
-    let base = required("ANVYL_ITEST_BASE_IMAGE");
-    let far = required("ANVYL_ITEST_PODMAN_HOST");
     let name = format!("remote-{}", std::process::id());
-    a.ok(&[
-        "host",
-        "add",
-        "far",
-        "--backend",
-        "podman",
-        "--endpoint",
-        &far,
-    ]);
-    a.ok(&[
-        "agent",
-        "create",
-        &name,
-        "--image",
-        &base,
-        "--command",
-        "sleep 600",
-        "--host",
-        "far",
-        "--start",
-    ]);
+    a.agent_on_far(&name, &["--start"]);
 
     let cleanup = a.ok(&["agent", "cleanup", "--yes"]);
 
@@ -137,39 +147,11 @@ fn switching_the_configured_engine_leaves_a_running_agent_alone() {
 #[test]
 fn a_start_killed_on_another_host_is_cleaned_by_cleaning_the_agent() {
     let a = Installation::new();
-    let base = required("ANVYL_ITEST_BASE_IMAGE");
-    let far = required("ANVYL_ITEST_PODMAN_HOST");
     let name = format!("farcrash-{}", std::process::id());
-    a.ok(&[
-        "host",
-        "add",
-        "far",
-        "--backend",
-        "podman",
-        "--endpoint",
-        &far,
-    ]);
-    a.ok(&[
-        "agent",
-        "create",
-        &name,
-        "--image",
-        &base,
-        "--command",
-        "sleep 600",
-        "--host",
-        "far",
-    ]);
-    let mut start = Command::new(required("ANVYL_BIN"))
-        .arg("--config")
-        .arg(&a.config)
-        .args(["agent", "start", &name])
-        .env("ANVYL_STATE_DIR", a.state.path())
-        .env("XDG_CONFIG_HOME", a.state.path().join("no-config"))
+    a.agent_on_far(&name, &[]);
+    let mut start = a
+        .command(&["agent", "start", &name])
         .env("ANVYL_SETTLE_MS", "20000")
-        .env_remove("ANVYL_BACKEND")
-        .env_remove("DOCKER_HOST")
-        .env_remove("CONTAINER_HOST")
         .spawn()
         .expect("start");
     // Killed while it settles: its container runs on `far`.

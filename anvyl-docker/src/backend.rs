@@ -277,58 +277,23 @@ impl Backend for DockerBackend {
         spec: &BuildSpec,
         progress: BuildProgress<'_>,
     ) -> Result<BuildOutput> {
-        // The labels go into the Dockerfile as one instruction: see `context`.
-        let context = crate::context::pack_labelled_context(&spec.context_dir, &spec.labels)?;
-        let mut options = BuildImageOptionsBuilder::default()
-            .dockerfile(crate::context::LABELLED_DOCKERFILE)
-            .t(&spec.tag)
-            .rm(true)
-            .forcerm(true);
-        if let Some(network) = &spec.network {
-            options = options.networkmode(network);
-        }
-        let long = self.long_running();
-        let mut stream = long.build_image(
-            options.build(),
-            None,
-            Some(bollard::body_full(bytes::Bytes::from(context))),
-        );
-        let mut image_id = None;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(line) = info.stream.as_deref() {
-                        let line = line.trim_end();
-                        if !line.is_empty() {
-                            progress(line);
-                        }
-                    }
-                    if let Some(id) = info.aux.and_then(|a| a.id) {
-                        image_id = Some(normalise_image_id(&id));
-                    }
+        // The engine can fail a build it would otherwise finish when another
+        // client removes images at that moment (its own race, not the
+        // Dockerfile's fault): such a build is tried again, twice at most.
+        let mut attempt = 1;
+        loop {
+            match self.build_once(spec, progress).await {
+                Err(BackendError::BuildFailed { message })
+                    if attempt < 3 && BUILD_RACES.iter().any(|m| message.contains(m)) =>
+                {
+                    tracing::warn!(
+                        "build of {} met the engine's race ({message}); trying again",
+                        spec.tag
+                    );
+                    attempt += 1;
                 }
-                // An error in the stream is the build itself failing (a
-                // step exited non-zero, a base image is missing).
-                Err(bollard::errors::Error::DockerStreamError { error }) => {
-                    return Err(BackendError::BuildFailed { message: error })
-                }
-                // The request itself refused: a bad Dockerfile or context.
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code,
-                    message,
-                }) => {
-                    return Err(BackendError::BuildFailed {
-                        message: format!("{message} (HTTP {status_code})"),
-                    })
-                }
-                Err(e) => return Err(map("build image", &spec.tag, &self.endpoint, e)),
+                other => return other,
             }
-        }
-        match image_id {
-            Some(image_id) => Ok(BuildOutput { image_id }),
-            None => Ok(BuildOutput {
-                image_id: self.inspect_image(&spec.tag).await?.id,
-            }),
         }
     }
 
@@ -440,3 +405,73 @@ impl Backend for DockerBackend {
         Ok(())
     }
 }
+
+impl DockerBackend {
+    /// One build attempt (see `build_image`).
+    async fn build_once(
+        &self,
+        spec: &BuildSpec,
+        progress: BuildProgress<'_>,
+    ) -> Result<BuildOutput> {
+        // The labels go into the Dockerfile as one instruction: see `context`.
+        let context = crate::context::pack_labelled_context(&spec.context_dir, &spec.labels)?;
+        let mut options = BuildImageOptionsBuilder::default()
+            .dockerfile(crate::context::LABELLED_DOCKERFILE)
+            .t(&spec.tag)
+            .rm(true)
+            .forcerm(true);
+        if let Some(network) = &spec.network {
+            options = options.networkmode(network);
+        }
+        let long = self.long_running();
+        let mut stream = long.build_image(
+            options.build(),
+            None,
+            Some(bollard::body_full(bytes::Bytes::from(context))),
+        );
+        let mut image_id = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(line) = info.stream.as_deref() {
+                        let line = line.trim_end();
+                        if !line.is_empty() {
+                            progress(line);
+                        }
+                    }
+                    if let Some(id) = info.aux.and_then(|a| a.id) {
+                        image_id = Some(normalise_image_id(&id));
+                    }
+                }
+                // An error in the stream is the build itself failing (a
+                // step exited non-zero, a base image is missing).
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(BackendError::BuildFailed { message: error })
+                }
+                // The request itself refused: a bad Dockerfile or context.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code,
+                    message,
+                }) => {
+                    return Err(BackendError::BuildFailed {
+                        message: format!("{message} (HTTP {status_code})"),
+                    })
+                }
+                Err(e) => return Err(map("build image", &spec.tag, &self.endpoint, e)),
+            }
+        }
+        match image_id {
+            Some(image_id) => Ok(BuildOutput { image_id }),
+            None => Ok(BuildOutput {
+                image_id: self.inspect_image(&spec.tag).await?.id,
+            }),
+        }
+    }
+}
+
+/// What the engine says when a concurrent image removal broke a build.
+const BUILD_RACES: &[&str] = &[
+    "No such image",
+    "unable to find image",
+    "unrecognized image ID",
+];

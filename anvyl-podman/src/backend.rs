@@ -8,6 +8,7 @@ use std::time::Duration;
 use anvyl_core::backend::{
     normalise_image_id, BuildOutput, BuildProgress, LogSink, LogStream, Result,
 };
+use anvyl_core::lifecycle::{labelled_dockerfile, LABELLED_DOCKERFILE};
 use anvyl_core::{
     Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
     EngineInfo, ImageSummary, ImageTag, Labels, Query,
@@ -388,47 +389,24 @@ impl Backend for PodmanBackend {
         spec: &BuildSpec,
         progress: BuildProgress<'_>,
     ) -> Result<BuildOutput> {
-        let mut opts = ImageBuildOpts::builder(spec.context_dir.display().to_string())
-            .dockerfile("Dockerfile")
-            .tag(&spec.tag)
-            .labels(spec.labels.clone())
-            .remove(true)
-            .force_rm(true);
-        if let Some(network) = &spec.network {
-            opts = opts.network_mode(match network.as_str() {
-                "none" => NetworkMode::None,
-                "host" => NetworkMode::Host,
-                "bridge" => NetworkMode::Bridge,
-                other => NetworkMode::Custom(other.to_string()),
-            });
-        }
-        let opts = opts.build();
-        let images = self.client.images();
-        let mut stream = images
-            .build(&opts)
-            .map_err(|e| map("build image", &spec.tag, &self.endpoint, e))?;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(chunk) => {
-                    let line = chunk.stream.trim_end();
-                    if !line.is_empty() {
-                        progress(line);
-                    }
+        // The engine can fail a build it would otherwise finish when another
+        // client removes images at that moment (its own race, not the
+        // Dockerfile's fault): such a build is tried again, twice at most.
+        let mut attempt = 1;
+        loop {
+            match self.build_once(spec, progress).await {
+                Err(BackendError::BuildFailed { message })
+                    if attempt < 3 && BUILD_RACES.iter().any(|m| message.contains(m)) =>
+                {
+                    tracing::warn!(
+                        "build of {} met the engine's race ({message}); trying again",
+                        spec.tag
+                    );
+                    attempt += 1;
                 }
-                // libpod reports a failing step as an error document in
-                // the stream; any error while streaming is the build failing.
-                Err(e @ podman_api::Error::ServerError(_)) => {
-                    return Err(BackendError::BuildFailed {
-                        message: e.to_string(),
-                    })
-                }
-                Err(e) => return Err(map("build image", &spec.tag, &self.endpoint, e)),
+                other => return other,
             }
         }
-        // libpod names the image `localhost/<tag>`; the id comes from it.
-        Ok(BuildOutput {
-            image_id: self.inspect_image(&spec.tag).await?.id,
-        })
     }
 
     async fn tag_image(&self, source: &str, target: &str) -> Result<()> {
@@ -539,3 +517,92 @@ impl Backend for PodmanBackend {
         Ok(())
     }
 }
+
+/// Writes [`LABELLED_DOCKERFILE`] into the context: its `Dockerfile` and one
+/// final `LABEL`. An entry already there (a link included) is replaced, not
+/// followed.
+fn write_labelled_dockerfile(dir: &std::path::Path, labels: &Labels) -> Result<()> {
+    let local = |operation: &'static str| {
+        move |e: std::io::Error| BackendError::Local {
+            operation,
+            message: format!("{}: {e}", dir.display()),
+        }
+    };
+    let dockerfile =
+        std::fs::read_to_string(dir.join("Dockerfile")).map_err(local("read Dockerfile"))?;
+    let target = dir.join(LABELLED_DOCKERFILE);
+    match std::fs::remove_file(&target) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(local("write labelled Dockerfile")(e))
+        }
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)
+        .map_err(local("write labelled Dockerfile"))?;
+    std::io::Write::write_all(
+        &mut file,
+        labelled_dockerfile(&dockerfile, labels).as_bytes(),
+    )
+    .map_err(local("write labelled Dockerfile"))
+}
+
+impl PodmanBackend {
+    /// One build attempt (see `build_image`).
+    async fn build_once(
+        &self,
+        spec: &BuildSpec,
+        progress: BuildProgress<'_>,
+    ) -> Result<BuildOutput> {
+        // The labels go into the Dockerfile as one instruction: buildah, like
+        // Docker's builder, makes one step per `labels` entry, and the
+        // half-labelled step images became build cache shared between
+        // starts ("layer not known" when one agent's removal pruned them).
+        write_labelled_dockerfile(&spec.context_dir, &spec.labels)?;
+        let mut opts = ImageBuildOpts::builder(spec.context_dir.display().to_string())
+            .dockerfile(LABELLED_DOCKERFILE)
+            .tag(&spec.tag)
+            .remove(true)
+            .force_rm(true);
+        if let Some(network) = &spec.network {
+            opts = opts.network_mode(match network.as_str() {
+                "none" => NetworkMode::None,
+                "host" => NetworkMode::Host,
+                "bridge" => NetworkMode::Bridge,
+                other => NetworkMode::Custom(other.to_string()),
+            });
+        }
+        let opts = opts.build();
+        let images = self.client.images();
+        let mut stream = images
+            .build(&opts)
+            .map_err(|e| map("build image", &spec.tag, &self.endpoint, e))?;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => {
+                    let line = chunk.stream.trim_end();
+                    if !line.is_empty() {
+                        progress(line);
+                    }
+                }
+                // libpod reports a failing step as an error document in
+                // the stream; any error while streaming is the build failing.
+                Err(e @ podman_api::Error::ServerError(_)) => {
+                    return Err(BackendError::BuildFailed {
+                        message: e.to_string(),
+                    })
+                }
+                Err(e) => return Err(map("build image", &spec.tag, &self.endpoint, e)),
+            }
+        }
+        // libpod names the image `localhost/<tag>`; the id comes from it.
+        Ok(BuildOutput {
+            image_id: self.inspect_image(&spec.tag).await?.id,
+        })
+    }
+}
+
+/// What the engine says when a concurrent image removal broke a build.
+const BUILD_RACES: &[&str] = &["layer not known"];

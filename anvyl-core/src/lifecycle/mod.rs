@@ -22,7 +22,9 @@ use crate::name::AgentName;
 use crate::pipeline::{CleanupSettings, Report};
 use crate::state::{HostRecord, StateError, StateStore};
 
-pub use dockerfile::{render_dockerfile, validate_spec, InvalidSpec};
+pub use dockerfile::{
+    labelled_dockerfile, render_dockerfile, validate_spec, InvalidSpec, LABELLED_DOCKERFILE,
+};
 pub use start::Started;
 
 /// Connects the engine of a registered host. The CLI knows how to build

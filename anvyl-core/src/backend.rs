@@ -198,6 +198,33 @@ pub fn normalise_image_id(id: &str) -> String {
     }
 }
 
+/// Runs `build` up to three times while it fails with a message containing
+/// one of `races`: the engine's own failures when another client removes
+/// images during a build (Podman's "layer not known", Docker's "No such
+/// image"), not the Dockerfile's fault. Each backend names its engine's.
+pub async fn retry_build_races<F, Fut>(
+    tag: &str,
+    races: &[&str],
+    mut build: F,
+) -> Result<BuildOutput>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<BuildOutput>>,
+{
+    let mut attempt = 1;
+    loop {
+        match build().await {
+            Err(BackendError::BuildFailed { message })
+                if attempt < 3 && races.iter().any(|m| message.contains(m)) =>
+            {
+                tracing::warn!("build of {tag} met the engine's race ({message}); trying again");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Which engine `backend` is, as recorded with a registered agent: its kind
 /// (`Docker`, `Podman`). Not the endpoint: one engine answers at many
 /// spellings of its socket (a symlink, a proxy), and a false difference

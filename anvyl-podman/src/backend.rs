@@ -389,24 +389,10 @@ impl Backend for PodmanBackend {
         spec: &BuildSpec,
         progress: BuildProgress<'_>,
     ) -> Result<BuildOutput> {
-        // The engine can fail a build it would otherwise finish when another
-        // client removes images at that moment (its own race, not the
-        // Dockerfile's fault): such a build is tried again, twice at most.
-        let mut attempt = 1;
-        loop {
-            match self.build_once(spec, progress).await {
-                Err(BackendError::BuildFailed { message })
-                    if attempt < 3 && BUILD_RACES.iter().any(|m| message.contains(m)) =>
-                {
-                    tracing::warn!(
-                        "build of {} met the engine's race ({message}); trying again",
-                        spec.tag
-                    );
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        anvyl_core::backend::retry_build_races(&spec.tag, BUILD_RACES, || {
+            self.build_once(spec, progress)
+        })
+        .await
     }
 
     async fn tag_image(&self, source: &str, target: &str) -> Result<()> {

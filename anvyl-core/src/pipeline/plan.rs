@@ -217,6 +217,7 @@ impl Cleanup<'_> {
     ) -> Result<(Live, Vec<PlannedReset>), CleanupError> {
         let mut live = Live::default();
         let mut resets = Vec::new();
+        let engine = crate::backend::engine_identity(self.backend);
         for agent in agents {
             let reset = |stale| PlannedReset {
                 agent: agent.name.clone(),
@@ -245,7 +246,6 @@ impl Cleanup<'_> {
             }
             // Nor by another engine behind the same host name: `local`
             // follows the configuration, which may point elsewhere today.
-            let engine = crate::backend::engine_identity(self.backend);
             if agent.engine.as_deref().is_some_and(|e| e != engine) {
                 continue;
             }

@@ -199,8 +199,13 @@ pub enum HostCommand {
 /// Arguments of `anvyl agent cleanup`.
 #[derive(Debug, clap::Args)]
 pub struct CleanupArgs {
-    /// Only this agent's orphans (default: every agent's)
+    /// Only this agent's orphans, on its own host (default: every agent's,
+    /// on every enabled host)
     pub name: Option<String>,
+
+    /// Only this registered host (default: every enabled host)
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
 
     /// Remove without asking (required when no terminal can answer)
     #[arg(short, long)]

@@ -9,12 +9,6 @@ use anvyl_core::{BackendError, DynBackend, HostRecord};
 use async_trait::async_trait;
 
 use crate::config::{BackendChoice, Config};
-use crate::error::CliError;
-
-/// The configured engine, connected and answering.
-pub async fn connect(config: &Config) -> Result<DynBackend, CliError> {
-    Ok(connect_engine(config, config.backend, None).await?)
-}
 
 async fn connect_engine(
     config: &Config,

@@ -1,7 +1,10 @@
 //! Rendering plans and reports: aligned tables for people, one JSON document
 //! for programs. Rendering returns strings so snapshots can pin them.
 
-use anvyl_core::pipeline::{Outcome, Plan, Report, Scope, Step};
+use anvyl_core::pipeline::{
+    FleetPlan, FleetReport, ItemReport, Kept, OtherInstance, Outcome, Plan, PlannedContainer,
+    PlannedDir, PlannedImage, PlannedReset, Report, Scope, Step,
+};
 use anvyl_core::{BackendKind, Claim};
 use comfy_table::{presets, Table};
 use serde::Serialize;
@@ -44,98 +47,181 @@ pub fn trimmed(table: &Table) -> String {
     out
 }
 
-/// The plan as a table, followed by what is deliberately kept.
-pub fn plan_table(plan: &Plan) -> String {
+/// Where an item of a fleet plan is: a host, or (build directories) this
+/// machine.
+const THIS_MACHINE: &str = "(this machine)";
+
+/// Every plan of a fleet with the host it was made on (`None`: this
+/// machine's build root).
+fn plans(plan: &FleetPlan) -> impl Iterator<Item = (Option<&str>, &Plan)> {
+    (plan.hosts.iter())
+        .filter_map(|h| Some((Some(h.host.as_str()), h.plan.as_ref()?)))
+        .chain(std::iter::once((None, &plan.machine)))
+}
+
+/// The fleet plan as one table naming each item's host, then what is kept,
+/// the hosts that could not be planned and the other installations seen.
+pub fn plan_table(plan: &FleetPlan) -> String {
     let mut out = String::new();
+    let on = match plan.hosts.as_slice() {
+        [one] => format!(" on host '{}'", one.host),
+        many => format!(" on {}", plural(many.len(), "host", "hosts")),
+    };
     if plan.is_empty() {
         out.push_str(&format!(
-            "Nothing to clean up for {}.\n",
+            "Nothing to clean up for {}{on}.\n",
             scope_title(&plan.scope)
         ));
     } else {
         out.push_str(&format!(
-            "Cleanup plan for {}: {}\n",
+            "Cleanup plan for {}{on}: {}\n",
             scope_title(&plan.scope),
             plural(plan.len(), "item", "items")
         ));
-        let mut rows = table(&["STEP", "RESOURCE", "AGENT", "OWNED BY"]);
-        for c in &plan.containers {
-            rows.add_row(vec!["container", &c.name, c.agent.as_str(), claim(c.claim)]);
-        }
-        for i in &plan.images {
-            rows.add_row(vec!["image", &i.display, i.agent.as_str(), claim(i.claim)]);
-        }
-        for d in &plan.build_dirs {
-            let path = d.path.display().to_string();
-            rows.add_row(vec!["build dir", &path, d.agent.as_str(), "build root"]);
-        }
-        for r in &plan.resets {
-            let what = format!("{} -> stopped", r.from.as_str());
-            let why = if r.stale { "container gone" } else { "state" };
-            rows.add_row(vec!["status", &what, r.agent.as_str(), why]);
+        let mut rows = table(&["HOST", "STEP", "RESOURCE", "AGENT", "OWNED BY"]);
+        for (host, p) in plans(plan) {
+            let host = host.unwrap_or(THIS_MACHINE);
+            for c in &p.containers {
+                rows.add_row(vec![
+                    host,
+                    "container",
+                    &c.name,
+                    c.agent.as_str(),
+                    claim(c.claim),
+                ]);
+            }
+            for i in &p.images {
+                rows.add_row(vec![
+                    host,
+                    "image",
+                    &i.display,
+                    i.agent.as_str(),
+                    claim(i.claim),
+                ]);
+            }
+            for d in &p.build_dirs {
+                let path = d.path.display().to_string();
+                rows.add_row(vec![
+                    host,
+                    "build dir",
+                    &path,
+                    d.agent.as_str(),
+                    "build root",
+                ]);
+            }
+            for r in &p.resets {
+                let what = format!("{} -> stopped", r.from.as_str());
+                let why = if r.stale { "container gone" } else { "state" };
+                rows.add_row(vec![host, "status", &what, r.agent.as_str(), why]);
+            }
         }
         out.push_str(&trimmed(&rows));
     }
-    if let Some(error) = &plan.build_root_error {
+    for (host, error) in plan.failed_hosts() {
+        let what = if error.unreachable {
+            "unreachable"
+        } else {
+            "cannot be planned"
+        };
         out.push_str(&format!(
-            "Build directories cannot be cleaned: {error}
-"
+            "Host '{host}' {what}: {} — nothing of its agents is changed.\n",
+            error.message
         ));
     }
-    if !plan.kept.is_empty() {
+    if let Some(error) = &plan.machine.build_root_error {
+        out.push_str(&format!("Build directories cannot be cleaned: {error}\n"));
+    }
+    let kept: Vec<_> = plans(plan)
+        .flat_map(|(host, p)| p.kept.iter().map(move |k| (host, k)))
+        .collect();
+    if !kept.is_empty() {
         out.push_str("Kept:\n");
-        for k in &plan.kept {
-            out.push_str(&format!("  {} ({})\n", k.what, k.reason));
+        for (host, k) in kept {
+            let host = host.unwrap_or(THIS_MACHINE);
+            out.push_str(&format!("  {host}: {} ({})\n", k.what, k.reason));
         }
     }
-    for other in &plan.other_instances {
-        out.push_str(&format!(
-            "Not this installation's: {} of anvyl installation {} (after a lost state store, `anvyl agent cleanup --instance {}` removes them).\n",
-            plural(other.resources, "resource", "resources"),
-            other.instance,
-            other.instance
-        ));
+    for (host, p) in plans(plan) {
+        for other in &p.other_instances {
+            out.push_str(&format!(
+                "Not this installation's: {} of anvyl installation {} on host '{}' (after a lost state store, `anvyl agent cleanup --instance {}` removes them).\n",
+                plural(other.resources, "resource", "resources"),
+                other.instance,
+                host.unwrap_or(THIS_MACHINE),
+                other.instance
+            ));
+        }
     }
     out
 }
 
-/// The summary after applying: counts per step, then every item that was
-/// skipped or failed, then the prune hint when the engine has dangling images.
-pub fn report_summary(report: &Report, plan: &Plan, engine: BackendKind) -> String {
-    let removed = |step: Step| {
-        report
-            .steps
-            .iter()
-            .filter(|s| s.step == step)
-            .flat_map(|s| &s.items)
-            .filter(|i| matches!(i.outcome, Outcome::Removed | Outcome::AlreadyGone))
-            .count()
-    };
-    let mut out = format!(
-        "Removed {}, {}, {}; reset {}.\n",
-        plural(removed(Step::Containers), "container", "containers"),
-        plural(removed(Step::Images), "image", "images"),
-        plural(
-            removed(Step::BuildDirs),
-            "build directory",
-            "build directories"
-        ),
-        plural(removed(Step::StatusReset), "agent", "agents"),
-    );
-    for (step, item) in report.items() {
-        match &item.outcome {
-            Outcome::Skipped { reason } => out.push_str(&format!(
-                "Skipped {} {}: {reason}\n",
-                step_noun(step),
-                item.target
-            )),
-            Outcome::Failed { error } => out.push_str(&format!(
-                "Failed {} {}: {error}\n",
-                step_noun(step),
-                item.target
-            )),
-            _ => {}
+/// Items removed or already gone in `step` of `report`.
+fn removed(report: &Report, step: Step) -> usize {
+    (report.steps.iter())
+        .filter(|s| s.step == step)
+        .flat_map(|s| &s.items)
+        .filter(|i| matches!(i.outcome, Outcome::Removed | Outcome::AlreadyGone))
+        .count()
+}
+
+/// "2 containers, 1 image, 0 build directories; reset 1 agent".
+fn removed_counts(reports: &[&Report]) -> String {
+    let sum = |step| reports.iter().map(|r| removed(r, step)).sum::<usize>();
+    format!(
+        "{}, {}, {}; reset {}",
+        plural(sum(Step::Containers), "container", "containers"),
+        plural(sum(Step::Images), "image", "images"),
+        plural(sum(Step::BuildDirs), "build directory", "build directories"),
+        plural(sum(Step::StatusReset), "agent", "agents"),
+    )
+}
+
+/// The summary after applying: totals, per-host counts when there are
+/// several hosts, every item that was skipped or failed, the hosts left
+/// alone, and the prune hint of each engine with dangling images.
+pub fn report_summary(report: &FleetReport, plan: &FleetPlan) -> String {
+    let all: Vec<&Report> = report.reports().collect();
+    let mut out = format!("Removed {}.\n", removed_counts(&all));
+    if plan.hosts.len() > 1 {
+        for (planned, host) in plan.hosts.iter().zip(&report.hosts) {
+            match (&host.report, &planned.error) {
+                (Some(r), _) => out.push_str(&format!(
+                    "  {}: removed {}.\n",
+                    host.host,
+                    removed_counts(&[r])
+                )),
+                (None, Some(e)) if e.unreachable => {
+                    out.push_str(&format!("  {}: unreachable, not cleaned.\n", host.host))
+                }
+                (None, _) => out.push_str(&format!("  {}: not cleaned.\n", host.host)),
+            }
         }
+    }
+    let reports = (report.hosts.iter())
+        .filter_map(|h| Some((h.host.as_str(), h.report.as_ref()?)))
+        .chain(std::iter::once((THIS_MACHINE, &report.machine)));
+    for (host, r) in reports {
+        for (step, item) in r.items() {
+            match &item.outcome {
+                Outcome::Skipped { reason } => out.push_str(&format!(
+                    "Skipped {} {} on {host}: {reason}\n",
+                    step_noun(step),
+                    item.target
+                )),
+                Outcome::Failed { error } => out.push_str(&format!(
+                    "Failed {} {} on {host}: {error}\n",
+                    step_noun(step),
+                    item.target
+                )),
+                _ => {}
+            }
+        }
+    }
+    for (host, error) in plan.failed_hosts() {
+        out.push_str(&format!(
+            "Host '{host}' was not cleaned: {}; its agents keep their status. Run `anvyl agent cleanup` again once it answers.\n",
+            error.message
+        ));
     }
     let remaining = report.remaining_owned();
     if remaining > 0 {
@@ -144,7 +230,7 @@ pub fn report_summary(report: &Report, plan: &Plan, engine: BackendKind) -> Stri
             plural(remaining, "resource", "resources")
         ));
     }
-    out.push_str(&prune_hint(plan, engine));
+    out.push_str(&prune_hints(plan));
     out
 }
 
@@ -157,36 +243,161 @@ fn step_noun(step: Step) -> &'static str {
     }
 }
 
-/// The hint about the engine's own dangling images, or nothing.
-pub fn prune_hint(plan: &Plan, engine: BackendKind) -> String {
-    if plan.dangling_images == 0 {
-        return String::new();
+/// The hint about each engine's own dangling images, or nothing.
+pub fn prune_hints(plan: &FleetPlan) -> String {
+    let mut out = String::new();
+    for host in &plan.hosts {
+        let (Some(p), Some(kind)) = (&host.plan, host.backend) else {
+            continue;
+        };
+        if p.dangling_images == 0 {
+            continue;
+        }
+        let (verb, them) = if p.dangling_images == 1 {
+            ("is", "it")
+        } else {
+            ("are", "them")
+        };
+        out.push_str(&format!(
+            "Hint: {} on host '{}' {verb} not anvyl's to remove; `{}` removes {them}.\n",
+            plural(p.dangling_images, "dangling image", "dangling images"),
+            host.host,
+            kind.prune_hint()
+        ));
     }
-    let (verb, them) = if plan.dangling_images == 1 {
-        ("is", "it")
-    } else {
-        ("are", "them")
-    };
-    format!(
-        "Hint: {} on the engine {verb} not anvyl's to remove; `{}` removes {them}.\n",
-        plural(plan.dangling_images, "dangling image", "dangling images"),
-        engine.prune_hint()
-    )
+    out
 }
 
-/// The JSON document of `agent cleanup`.
+/// An item of a plan or report with the host it is on (`null`: this
+/// machine's build root).
+#[derive(Debug, Serialize)]
+struct OnHost<'a, T> {
+    host: Option<&'a str>,
+    #[serde(flatten)]
+    item: &'a T,
+}
+
+/// Every item of `pick` over the plans of a fleet, with its host.
+fn on_hosts<'a, T>(plan: &'a FleetPlan, pick: impl Fn(&'a Plan) -> &'a [T]) -> Vec<OnHost<'a, T>> {
+    plans(plan)
+        .flat_map(|(host, p)| pick(p).iter().map(move |item| OnHost { host, item }))
+        .collect()
+}
+
+/// The merged plan of the JSON document: each step's items over all hosts.
+#[derive(Debug, Serialize)]
+struct MergedPlan<'a> {
+    scope: &'a Scope,
+    containers: Vec<OnHost<'a, PlannedContainer>>,
+    images: Vec<OnHost<'a, PlannedImage>>,
+    build_dirs: Vec<OnHost<'a, PlannedDir>>,
+    resets: Vec<OnHost<'a, PlannedReset>>,
+    kept: Vec<OnHost<'a, Kept>>,
+    other_instances: Vec<OnHost<'a, OtherInstance>>,
+    build_root_error: Option<&'a str>,
+}
+
+/// One step of the merged report.
+#[derive(Debug, Serialize)]
+struct MergedStep<'a> {
+    step: Step,
+    items: Vec<OnHost<'a, ItemReport>>,
+}
+
+#[derive(Debug, Serialize)]
+struct MergedReport<'a> {
+    steps: Vec<MergedStep<'a>>,
+}
+
+/// One host's line of the JSON summary.
+#[derive(Debug, Serialize)]
+struct HostSummary<'a> {
+    host: &'a str,
+    backend: Option<BackendKind>,
+    reachable: bool,
+    error: Option<&'a str>,
+    planned: usize,
+    removed: usize,
+    remaining_owned: usize,
+    dangling_images: usize,
+    prune_hint: Option<&'static str>,
+}
+
+/// The JSON document of `agent cleanup`: the plan and report merged over
+/// hosts, each item naming its host, and one summary line per host.
 #[derive(Debug, Serialize)]
 pub struct CleanupDocument<'a> {
-    /// True when nothing was removed on purpose.
-    pub dry_run: bool,
-    /// What was planned.
-    pub plan: &'a Plan,
-    /// What happened; absent on a dry run or an empty plan.
-    pub report: Option<&'a Report>,
-    /// Owned resources still present afterwards.
-    pub remaining_owned: usize,
-    /// The engine's prune command when it has dangling images.
-    pub prune_hint: Option<&'static str>,
+    dry_run: bool,
+    hosts: Vec<HostSummary<'a>>,
+    plan: MergedPlan<'a>,
+    report: Option<MergedReport<'a>>,
+    remaining_owned: usize,
+}
+
+impl<'a> CleanupDocument<'a> {
+    /// The document of `plan`, and of `report` once applied.
+    pub fn new(dry_run: bool, plan: &'a FleetPlan, report: Option<&'a FleetReport>) -> Self {
+        let host_report = |name: &str| {
+            report.and_then(|r| r.hosts.iter().find(|h| h.host == name)?.report.as_ref())
+        };
+        let hosts = (plan.hosts.iter())
+            .map(|h| {
+                let r = host_report(&h.host);
+                let dangling = h.plan.as_ref().map_or(0, |p| p.dangling_images);
+                HostSummary {
+                    host: &h.host,
+                    backend: h.backend,
+                    reachable: !h.error.as_ref().is_some_and(|e| e.unreachable),
+                    error: h.error.as_ref().map(|e| e.message.as_str()),
+                    planned: h.plan.as_ref().map_or(0, Plan::len),
+                    removed: r.map_or(0, |r| Step::ALL.iter().map(|s| removed(r, *s)).sum()),
+                    remaining_owned: r.map_or(0, Report::remaining_owned),
+                    dangling_images: dangling,
+                    prune_hint: h
+                        .backend
+                        .filter(|_| dangling > 0)
+                        .map(BackendKind::prune_hint),
+                }
+            })
+            .collect();
+        let merged_report = report.map(|report| {
+            let reports: Vec<(Option<&str>, &Report)> = (report.hosts.iter())
+                .filter_map(|h| Some((Some(h.host.as_str()), h.report.as_ref()?)))
+                .chain(std::iter::once((None, &report.machine)))
+                .collect();
+            MergedReport {
+                steps: Step::ALL
+                    .iter()
+                    .map(|&step| MergedStep {
+                        step,
+                        items: (reports.iter())
+                            .flat_map(|&(host, r)| {
+                                (r.steps.iter()).filter(move |s| s.step == step).flat_map(
+                                    move |s| s.items.iter().map(move |item| OnHost { host, item }),
+                                )
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            }
+        });
+        Self {
+            dry_run,
+            hosts,
+            plan: MergedPlan {
+                scope: &plan.scope,
+                containers: on_hosts(plan, |p| &p.containers),
+                images: on_hosts(plan, |p| &p.images),
+                build_dirs: on_hosts(plan, |p| &p.build_dirs),
+                resets: on_hosts(plan, |p| &p.resets),
+                kept: on_hosts(plan, |p| &p.kept),
+                other_instances: on_hosts(plan, |p| &p.other_instances),
+                build_root_error: plan.machine.build_root_error.as_deref(),
+            },
+            report: merged_report,
+            remaining_owned: report.map_or(0, FleetReport::remaining_owned),
+        }
+    }
 }
 
 /// Pretty JSON with a trailing newline.
@@ -199,9 +410,7 @@ pub fn json<T: Serialize>(value: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anvyl_core::pipeline::{
-        Kept, OtherInstance, PlannedContainer, PlannedDir, PlannedImage, PlannedReset,
-    };
+    use anvyl_core::pipeline::{HostError, HostPlan, HostReport, StepReport};
     use anvyl_core::{AgentName, AgentStatus};
 
     fn sample_plan() -> Plan {
@@ -248,25 +457,110 @@ mod tests {
         }
     }
 
+    /// The sample plan on `local`, its build directory on this machine,
+    /// and a host that did not answer.
+    fn sample_fleet() -> FleetPlan {
+        let plan = sample_plan();
+        let machine = Plan {
+            containers: vec![],
+            images: vec![],
+            resets: vec![],
+            kept: vec![],
+            dangling_images: 0,
+            other_instances: vec![],
+            ..plan.clone()
+        };
+        FleetPlan {
+            scope: Scope::All,
+            hosts: vec![
+                HostPlan {
+                    host: "local".into(),
+                    backend: Some(BackendKind::Docker),
+                    plan: Some(Plan {
+                        build_dirs: vec![],
+                        ..plan
+                    }),
+                    error: None,
+                },
+                HostPlan {
+                    host: "far".into(),
+                    backend: None,
+                    plan: None,
+                    error: Some(HostError {
+                        unreachable: true,
+                        message:
+                            "cannot reach the Docker engine at unix:///far.sock: connection refused"
+                                .into(),
+                    }),
+                },
+            ],
+            machine,
+        }
+    }
+
     #[test]
     fn a_plan_renders_as_a_table() {
-        insta::assert_snapshot!(plan_table(&sample_plan()));
+        insta::assert_snapshot!(plan_table(&sample_fleet()));
     }
 
     #[test]
     fn a_plan_renders_as_json() {
-        insta::assert_snapshot!(json(&sample_plan()));
+        insta::assert_snapshot!(json(&CleanupDocument::new(false, &sample_fleet(), None)));
+    }
+
+    #[test]
+    fn a_report_names_each_host_and_the_one_left_alone() {
+        let plan = sample_fleet();
+        let local = plan.hosts[0].plan.as_ref().unwrap();
+        let item = |target: &str| ItemReport {
+            target: target.into(),
+            agent: None,
+            outcome: Outcome::Removed,
+        };
+        let report = FleetReport {
+            hosts: vec![
+                HostReport {
+                    host: "local".into(),
+                    report: Some(Report {
+                        steps: vec![StepReport {
+                            step: Step::Containers,
+                            items: local.containers.iter().map(|c| item(&c.name)).collect(),
+                        }],
+                    }),
+                },
+                HostReport {
+                    host: "far".into(),
+                    report: None,
+                },
+            ],
+            machine: Report { steps: vec![] },
+        };
+        let text = report_summary(&report, &plan);
+        assert!(text.contains("  local: removed 1 container,"), "{text}");
+        assert!(text.contains("  far: unreachable, not cleaned."), "{text}");
+        assert!(
+            text.contains("Host 'far' was not cleaned: cannot reach"),
+            "{text}"
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&json(&CleanupDocument::new(false, &plan, Some(&report))))
+                .unwrap();
+        assert_eq!(doc["hosts"][0]["removed"], 1, "{doc}");
+        assert_eq!(doc["hosts"][1]["reachable"], false, "{doc}");
+        assert_eq!(
+            doc["report"]["steps"][0]["items"][0]["host"], "local",
+            "{doc}"
+        );
     }
 
     #[test]
     fn the_hint_names_the_engines_prune() {
-        let plan = sample_plan();
-        assert!(prune_hint(&plan, BackendKind::Docker).contains("`docker system prune -f`"));
-        assert!(prune_hint(&plan, BackendKind::Podman).contains("`podman system prune -f`"));
-        let clean = Plan {
-            dangling_images: 0,
-            ..plan
-        };
-        assert_eq!(prune_hint(&clean, BackendKind::Docker), "");
+        let mut plan = sample_fleet();
+        assert!(prune_hints(&plan)
+            .contains("on host 'local' are not anvyl's to remove; `docker system prune -f`"));
+        plan.hosts[0].backend = Some(BackendKind::Podman);
+        assert!(prune_hints(&plan).contains("`podman system prune -f`"));
+        plan.hosts[0].plan.as_mut().unwrap().dangling_images = 0;
+        assert_eq!(prune_hints(&plan), "");
     }
 }

@@ -1,11 +1,11 @@
-//! `anvyl agent cleanup [NAME] [--yes] [--dry-run]`: plan, show, confirm,
-//! apply, summarise. Without `--yes` it asks on a terminal and refuses (exit
+//! `anvyl agent cleanup [NAME] [--host H] [--yes] [--dry-run]`: plan on every
+//! host concerned, show one merged plan, confirm, apply, summarise. Without `--yes` it asks on a terminal and refuses (exit
 //! 2) when nothing can answer, so a script never deletes by surprise.
 
 use std::process::ExitCode;
 
-use anvyl_core::pipeline::{Cleanup, Scope};
-use anvyl_core::{AgentName, InstanceId};
+use anvyl_core::pipeline::{Fleet, FleetPlan, Scope};
+use anvyl_core::{AgentName, HostRecord, InstanceId, StateStore};
 
 use crate::cli::{CleanupArgs, Cli, OutputFormat};
 use crate::config::Config;
@@ -19,23 +19,6 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         None => Scope::All,
     };
     let (state, build_root) = super::open_state(config)?;
-    // One agent's cleanup goes to the host it is registered on; the others,
-    // to the configured engine (`local`).
-    let host = match &scope {
-        Scope::Agent(name) => state
-            .agent(name)
-            .ok()
-            .and_then(|a| a.host)
-            .and_then(|h| state.hosts().ok()?.into_iter().find(|r| r.name == h)),
-        _ => None,
-    };
-    let backend = match &host {
-        Some(host) => {
-            use anvyl_core::lifecycle::Connector;
-            crate::engine::HostConnector(config).connect(host).await?
-        }
-        None => crate::engine::connect(config).await?,
-    };
     let adopt = args.instance.as_deref().map(parse_instance).transpose()?;
     if adopt.as_ref() == Some(state.instance_id()) {
         return Err(CliError::Usage(format!(
@@ -43,35 +26,33 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
             state.instance_id()
         )));
     }
+    let hosts = hosts_of(&state, &scope, args.host.as_deref())?;
     let settings = anvyl_core::CleanupSettings {
         include_unlabelled: args.include_unlabelled,
         adopt,
         ..config.cleanup_settings()
     };
-    let host_name = host.map_or_else(|| anvyl_core::LOCAL_HOST.to_string(), |h| h.name);
-    let cleanup = Cleanup::new(backend.as_ref(), &state, build_root, settings).on_host(&host_name);
-    let plan = cleanup.plan(scope).await?;
+    let connector = crate::engine::HostConnector(config);
+    let fleet = Fleet::connect(&state, build_root, settings, hosts, &connector).await;
+    let plan = fleet.plan(scope).await?;
     let json = cli.output == OutputFormat::Json;
     let emit = |text: String| super::emit(&text);
-    let document = |report, remaining| output::CleanupDocument {
-        dry_run: args.dry_run,
-        plan: &plan,
-        report,
-        remaining_owned: remaining,
-        prune_hint: (plan.dangling_images > 0).then(|| backend.kind().prune_hint()),
-    };
 
     if plan.is_empty() || args.dry_run {
         if json {
-            emit(output::json(&document(None, 0)));
+            emit(output::json(&output::CleanupDocument::new(
+                args.dry_run,
+                &plan,
+                None,
+            )));
         } else {
             emit(output::plan_table(&plan));
             if args.dry_run && !plan.is_empty() {
                 emit("Dry run: nothing was removed.\n".into());
             }
-            emit(output::prune_hint(&plan, backend.kind()));
+            emit(output::prune_hints(&plan));
         }
-        return Ok(ExitCode::SUCCESS);
+        return hosts_outcome(&plan, 0);
     }
 
     if !json {
@@ -81,22 +62,83 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         super::confirm(&format!("remove {} item(s)", plan.len()))?;
     }
     let report = tokio::select! {
-        report = cleanup.apply(&plan) => report,
+        report = fleet.apply(&plan) => report,
         _ = super::interrupted() => {
             return Err(CliError::Interrupted(
                 "cleanup stopped part-way; run `anvyl agent cleanup` again to finish".into(),
             ))
         }
     };
-    let remaining = report.remaining_owned();
     if json {
-        emit(output::json(&document(Some(&report), remaining)));
+        emit(output::json(&output::CleanupDocument::new(
+            false,
+            &plan,
+            Some(&report),
+        )));
     } else {
-        emit(output::report_summary(&report, &plan, backend.kind()));
+        emit(output::report_summary(&report, &plan));
+    }
+    hosts_outcome(&plan, report.remaining_owned())
+}
+
+/// The hosts a cleanup of `scope` covers: `--host`'s; else one agent's own
+/// host (an agent anvyl does not know any more may have left resources on
+/// any host); else every enabled host.
+fn hosts_of(
+    state: &StateStore,
+    scope: &Scope,
+    only: Option<&str>,
+) -> Result<Vec<HostRecord>, CliError> {
+    state.ensure_local_host()?;
+    let hosts = state.hosts()?;
+    if let Some(only) = only {
+        return match hosts.into_iter().find(|h| h.name == only) {
+            Some(host) => Ok(vec![host]),
+            None => Err(CliError::Usage(format!(
+                "no host named '{only}' (see `anvyl host list`)"
+            ))),
+        };
+    }
+    if let Scope::Agent(name) = scope {
+        match state.agent(name) {
+            Ok(agent) => {
+                let starts = state.starts()?;
+                let home = agent.home(&starts);
+                return match hosts.into_iter().find(|h| h.name == home) {
+                    Some(host) => Ok(vec![host]),
+                    None => Err(CliError::Failed(format!(
+                        "agent '{name}' belongs to host '{home}', which is not registered"
+                    ))),
+                };
+            }
+            Err(anvyl_core::StateError::UnknownAgent(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(hosts.into_iter().filter(|h| h.enabled).collect())
+}
+
+/// The exit status once every reachable host is done: 3 when no host
+/// answered, 1 when one did not or owned resources remain, else 0.
+fn hosts_outcome(plan: &FleetPlan, remaining: usize) -> Result<ExitCode, CliError> {
+    let failed: Vec<&str> = plan.failed_hosts().map(|(host, _)| host).collect();
+    if plan.no_host_reached() {
+        let (_, error) = plan.failed_hosts().next().expect("hosts were planned");
+        return Err(CliError::Unreachable(if failed.len() == 1 {
+            error.message.clone()
+        } else {
+            format!("no host could be reached ({})", failed.join(", "))
+        }));
     }
     if remaining > 0 {
         return Err(CliError::Failed(format!(
             "{remaining} resource(s) owned by anvyl could not be removed"
+        )));
+    }
+    if !failed.is_empty() {
+        return Err(CliError::Failed(format!(
+            "host(s) not cleaned: {} (see above)",
+            failed.join(", ")
         )));
     }
     Ok(ExitCode::SUCCESS)

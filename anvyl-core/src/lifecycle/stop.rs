@@ -136,18 +136,18 @@ impl Lifecycle<'_> {
                 message,
             })
         };
-        let host = match agent.host.as_deref() {
-            Some(name) => self
-                .state
-                .hosts()?
-                .into_iter()
-                .find(|h| h.name == name)
-                .ok_or_else(|| {
-                    unavailable(format!(
-                        "agent '{}' runs on host '{name}', which is not registered",
-                        agent.name
-                    ))
-                })?,
+        let starts = self.state.starts()?;
+        let home = agent.home(&starts);
+        let registered = self.state.hosts()?.into_iter().find(|h| h.name == home);
+        let host = match registered {
+            Some(host) => host,
+            None if agent.host.is_some() => {
+                return Err(unavailable(format!(
+                    "agent '{}' runs on host '{home}', which is not registered",
+                    agent.name
+                )))
+            }
+            // It never ran and `local` was removed: where a start would go.
             None => self
                 .resolve_host(None)
                 .map_err(|cause| unavailable(cause.to_string()))?,

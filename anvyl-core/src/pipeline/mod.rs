@@ -10,6 +10,7 @@
 //! start is live by then and resets only statuses nobody changed since.
 
 mod apply;
+mod fleet;
 mod plan;
 #[cfg(test)]
 mod property;
@@ -29,6 +30,7 @@ use crate::name::AgentName;
 use crate::ownership::{Claim, Ownership};
 use crate::state::{AgentStatus, StateStore};
 
+pub use fleet::{Fleet, FleetPlan, FleetReport, HostError, HostPlan, HostReport, HOSTS_AT_ONCE};
 pub use report::{ItemReport, Outcome, Report, SkipReason, StepReport};
 
 /// What a cleanup covers.
@@ -253,6 +255,30 @@ pub struct Cleanup<'a> {
     build_root: BuildRoot,
     settings: CleanupSettings,
     host: String,
+    part: Part,
+}
+
+/// Which of the resources a [`Cleanup`] covers. One host's engine holds
+/// containers and images; the build root is this machine's, whatever the
+/// host: a fleet cleanup plans it once, not once per host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The engine's resources, the status resets and the build root.
+    Everything,
+    /// The engine's resources and the status resets of its agents.
+    Engine,
+    /// The build root only: the engine is never asked.
+    BuildRoot,
+}
+
+impl Part {
+    fn has_engine(self) -> bool {
+        self != Self::BuildRoot
+    }
+
+    fn has_build_root(self) -> bool {
+        self != Self::Engine
+    }
 }
 
 impl<'a> Cleanup<'a> {
@@ -275,7 +301,14 @@ impl<'a> Cleanup<'a> {
             build_root,
             settings,
             host: crate::state::LOCAL_HOST.to_string(),
+            part: Part::Everything,
         }
+    }
+
+    /// Covers only `part` of the resources (default: everything).
+    pub fn covering(mut self, part: Part) -> Self {
+        self.part = part;
+        self
     }
 
     /// The registered host whose engine `backend` is (default: `local`).

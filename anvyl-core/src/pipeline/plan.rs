@@ -134,12 +134,20 @@ impl Cleanup<'_> {
     pub async fn plan(&self, scope: Scope) -> Result<Plan, CleanupError> {
         // First what exists — the engine's listings (concurrently: one
         // round-trip's latency) and the build root — and only then the state.
-        let (containers, images, dangling) = futures::try_join!(
-            self.fetch_containers(&scope),
-            self.fetch_images(&scope),
-            async { Ok::<_, CleanupError>(self.backend.count_dangling_images().await?) },
-        )?;
-        let dirs = self.build_root.list();
+        let (containers, images, dangling) = if self.part.has_engine() {
+            futures::try_join!(
+                self.fetch_containers(&scope),
+                self.fetch_images(&scope),
+                async { Ok::<_, CleanupError>(self.backend.count_dangling_images().await?) },
+            )?
+        } else {
+            (Vec::new(), Vec::new(), 0)
+        };
+        let dirs = if self.part.has_build_root() {
+            self.build_root.list()
+        } else {
+            Ok(Vec::new())
+        };
 
         // An adopted installation's agents are not in this state store: none
         // is known, surveyed or reset here, and the build root (this
@@ -165,7 +173,11 @@ impl Cleanup<'_> {
             Scope::Start(id) => Some(id),
             _ => None,
         };
-        let (mut live, resets) = self.survey_agents(&scope, agents, starts).await?;
+        let (mut live, resets) = if self.part.has_engine() {
+            self.survey_agents(&scope, agents, starts).await?
+        } else {
+            (Live::default(), Vec::new())
+        };
         let mut of_state = Live::of_state(&agent_rows, &start_rows, own);
         // A stale "running" agent's start is not live: its resources are
         // what this cleanup is for.
@@ -241,7 +253,7 @@ impl Cleanup<'_> {
             // An agent of another host is judged by its own host's engine
             // only: here its container is simply not to be seen. Its
             // current start stays live (see `Live::of_state`).
-            if agent.host.as_deref().is_some_and(|h| h != self.host) {
+            if agent.home(starts) != self.host {
                 continue;
             }
             // Nor by another engine behind the same host name: `local`

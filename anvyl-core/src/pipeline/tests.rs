@@ -677,3 +677,164 @@ async fn an_agent_registered_on_another_engine_is_not_judged_by_this_one() {
     assert!(plan.resets.is_empty(), "{plan:?}");
     assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Running);
 }
+
+/// Connects `local` and `far` to their in-memory engines; `down` never
+/// answers.
+struct Fleet3 {
+    local: std::sync::Arc<MemoryBackend>,
+    far: std::sync::Arc<MemoryBackend>,
+}
+
+#[async_trait::async_trait]
+impl crate::lifecycle::Connector for Fleet3 {
+    async fn connect(
+        &self,
+        host: &crate::state::HostRecord,
+    ) -> Result<crate::backend::DynBackend, crate::backend::BackendError> {
+        match host.name.as_str() {
+            "local" => Ok(self.local.clone()),
+            "far" => Ok(self.far.clone()),
+            other => Err(crate::backend::BackendError::Unreachable {
+                engine: "Memory",
+                endpoint: format!("unix:///{other}.sock"),
+                message: "connection refused".into(),
+            }),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_fleet_judges_each_agent_on_its_own_host_and_leaves_an_unreachable_one_alone() {
+    use std::sync::Arc;
+    let w = World::new();
+    let engines = Fleet3 {
+        local: Arc::new(MemoryBackend::new()),
+        far: Arc::new(MemoryBackend::new()),
+    };
+    w.state.ensure_local_host().unwrap();
+    w.state
+        .add_host("far", "docker", "unix:///far.sock")
+        .unwrap();
+    w.state
+        .add_host("down", "docker", "unix:///down.sock")
+        .unwrap();
+    let stamp = |agent: &AgentName, start: &StartId| w.ours().stamp(&Labels::new(), agent, start);
+
+    // `remote` runs on far; an image of its earlier, failed start is there too.
+    let remote = w.agent("remote");
+    let (old, now) = (StartId::random(), StartId::random());
+    engines
+        .far
+        .seed_image(&[&remote.start_tag(&old)], stamp(&remote, &old));
+    engines
+        .far
+        .seed_image(&[&remote.start_tag(&now)], stamp(&remote, &now));
+    let live = engines
+        .far
+        .create_container(&ContainerSpec {
+            name: remote.resource_name(),
+            image: remote.start_tag(&now),
+            labels: stamp(&remote, &now),
+            ..ContainerSpec::default()
+        })
+        .await
+        .unwrap();
+    engines.far.start_container(&live).await.unwrap();
+    w.state
+        .begin_start(&remote, &now, std::path::Path::new("/b/r"))
+        .unwrap();
+    let far_engine = crate::backend::engine_identity(engines.far.as_ref());
+    w.state
+        .register(&remote, "far", &live, &now, &far_engine)
+        .unwrap();
+
+    // `web` failed on local: its container, image and build directory remain.
+    let web = w.agent("web");
+    let failed = StartId::random();
+    w.state
+        .begin_start_as(&web, &failed, std::path::Path::new("/b/w"), 999_999_999)
+        .unwrap();
+    w.state.update_start(&failed, Some("local"), None).unwrap();
+    engines
+        .local
+        .seed_image(&[&web.start_tag(&failed)], stamp(&web, &failed));
+    engines
+        .local
+        .create_container(&ContainerSpec {
+            name: web.resource_name(),
+            image: web.start_tag(&failed),
+            labels: stamp(&web, &failed),
+            ..ContainerSpec::default()
+        })
+        .await
+        .unwrap();
+    std::fs::create_dir_all(w.build_dir(&format!("web.{failed}"))).unwrap();
+
+    // `cut` crashed while starting on `down`, which does not answer now.
+    let cut = w.agent("cut");
+    let crashed = StartId::random();
+    w.state
+        .begin_start_as(&cut, &crashed, std::path::Path::new("/b/c"), 999_999_999)
+        .unwrap();
+    w.state.update_start(&crashed, Some("down"), None).unwrap();
+
+    let fleet = Fleet::connect(
+        &w.state,
+        w.build_root(),
+        CleanupSettings::default(),
+        w.state.hosts().unwrap(),
+        &engines,
+    )
+    .await;
+    let plan = fleet.plan(Scope::All).await.unwrap();
+    let host = |name: &str| plan.hosts.iter().find(|h| h.host == name).unwrap();
+    let (local, far) = (
+        host("local").plan.as_ref().unwrap(),
+        host("far").plan.as_ref().unwrap(),
+    );
+    assert_eq!(
+        (
+            local.containers.len(),
+            local.images.len(),
+            local.resets.len()
+        ),
+        (1, 1, 1),
+        "{local:?}"
+    );
+    assert_eq!(local.resets[0].agent, web);
+    assert!(
+        far.resets.is_empty() && far.containers.is_empty(),
+        "{far:?}"
+    );
+    assert_eq!(
+        far.images.len(),
+        1,
+        "only the failed start's image: {far:?}"
+    );
+    assert!(host("down").error.as_ref().unwrap().unreachable);
+    assert!(local.build_dirs.is_empty() && far.build_dirs.is_empty());
+    assert_eq!(plan.machine.build_dirs.len(), 1, "planned once: {plan:?}");
+    assert!(!plan.no_host_reached());
+
+    let report = fleet.apply(&plan).await;
+    assert_eq!(report.remaining_owned(), 0, "{report:?}");
+    assert_eq!(w.state.agent(&remote).unwrap().status, AgentStatus::Running);
+    assert!(engines.far.inspect_container(&live).await.is_ok());
+    assert!(engines
+        .far
+        .inspect_image(&remote.start_tag(&now))
+        .await
+        .is_ok());
+    assert!(engines
+        .far
+        .inspect_image(&remote.start_tag(&old))
+        .await
+        .is_err());
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Stopped);
+    assert_eq!(
+        w.state.agent(&cut).unwrap().status,
+        AgentStatus::Starting,
+        "an unreachable host's agent keeps its status"
+    );
+    assert!(!w.build_dir_exists(&format!("web.{failed}")));
+}

@@ -157,6 +157,22 @@ pub struct AgentRecord {
     pub engine: Option<String>,
 }
 
+impl AgentRecord {
+    /// The host whose engine holds and judges this agent: the one it is
+    /// assigned to; before it has one, the host its current start went to
+    /// (a start that failed there left its resources there); else the
+    /// configured engine's, `local`.
+    pub fn home<'a>(&'a self, starts: &'a [StartRecord]) -> &'a str {
+        self.host
+            .as_deref()
+            .or_else(|| {
+                let current = self.current_start.as_ref()?;
+                starts.iter().find(|s| &s.id == current)?.host.as_deref()
+            })
+            .unwrap_or(LOCAL_HOST)
+    }
+}
+
 /// One start attempt as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StartRecord {
@@ -176,6 +192,8 @@ pub struct StartRecord {
     /// How it ended: [`SUCCEEDED`], `failed`, `interrupted`; `None` while
     /// running or after a crash.
     pub outcome: Option<String>,
+    /// The host it resolved, once it did.
+    pub host: Option<String>,
     /// The lock its process holds while it runs (see `liveness`).
     #[serde(skip)]
     pub lock: Option<PathBuf>,
@@ -526,7 +544,7 @@ impl StateStore {
     pub fn start_rows(&self) -> Result<Rows<StartRecord>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT id, agent, build_dir, pid, pid_start, ended, outcome FROM starts ORDER BY started, id")
+            .prepare("SELECT id, agent, build_dir, pid, pid_start, ended, outcome, host FROM starts ORDER BY started, id")
             .map_err(|e| self.db_err(e))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, row_to_start(r))))
@@ -552,6 +570,7 @@ fn row_to_start(r: &rusqlite::Row<'_>) -> rusqlite::Result<StartRecord> {
         pid_start: r.get::<_, Option<i64>>(4)?.map(|ticks| ticks as u64),
         ended: r.get(5)?,
         outcome: r.get(6)?,
+        host: r.get(7)?,
         lock: None,
     })
 }

@@ -54,9 +54,10 @@ impl CliError {
 
 impl From<anvyl_core::BackendError> for CliError {
     fn from(e: anvyl_core::BackendError) -> Self {
-        match e {
-            anvyl_core::BackendError::Unreachable { .. } => Self::Unreachable(e.to_string()),
-            other => Self::Failed(other.to_string()),
+        if e.is_unreachable() {
+            Self::Unreachable(e.to_string())
+        } else {
+            Self::Failed(e.to_string())
         }
     }
 }

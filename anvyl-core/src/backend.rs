@@ -362,6 +362,16 @@ impl BackendError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
     }
+
+    /// True when the engine never answered: not reachable at all, or no
+    /// HTTP status (refused, dropped, silent past the request timeout).
+    /// Nothing can be concluded from such an engine about its resources.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. } | Self::Engine { status: None, .. }
+        )
+    }
 }
 
 /// Result of a backend operation.

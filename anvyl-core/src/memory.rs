@@ -47,6 +47,8 @@ pub enum Fault {
     Fail(String),
     /// Answer 404.
     NotFound,
+    /// No answer at all: the engine is down.
+    Unreachable,
     /// Answer 409.
     Conflict,
     /// Wait this long, then carry on normally.
@@ -253,6 +255,11 @@ impl MemoryBackend {
                 operation: "injected fault",
                 status: Some(500),
                 message,
+            }),
+            Some(Fault::Unreachable) => Err(BackendError::Unreachable {
+                engine: "Memory",
+                endpoint: "memory://".into(),
+                message: "connection refused".into(),
             }),
             Some(Fault::NotFound) => Err(BackendError::NotFound {
                 what: target.to_string(),

@@ -43,11 +43,18 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
             if !yes {
                 super::confirm(&format!("remove agent '{name}' and everything of it"))?;
             }
-            session
+            let removed = session
                 .lifecycle()
                 .remove(&name, *force)
                 .await
                 .map_err(lifecycle_error)?;
+            if let anvyl_core::lifecycle::Removed::Forgotten { host, cause } = removed {
+                tracing::warn!(
+                    "agent '{name}' is forgotten, but host '{host}' does not answer ({cause}): its container {} and images {}:* may remain there; `anvyl agent cleanup --host {host}` removes them once it answers",
+                    name.resource_name(),
+                    name.resource_name()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::Cleanup(_) => unreachable!("dispatched to cleanup"),
@@ -86,8 +93,9 @@ impl<'c> Session<'c> {
 }
 
 fn lifecycle_error(e: LifecycleError) -> CliError {
+    use anvyl_core::pipeline::CleanupError;
     match e {
-        LifecycleError::Backend(b) => b.into(),
+        LifecycleError::Backend(b) | LifecycleError::Cleanup(CleanupError::Backend(b)) => b.into(),
         LifecycleError::State(s) => state_error(s),
         // Refusals that the user resolves with --force or by waiting — or
         // another anvyl changed the agent meanwhile: nothing of that was

@@ -2,6 +2,10 @@
 //! local host follows the configuration and is registered on first use.
 
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anvyl_core::lifecycle::Connector;
+use anvyl_core::StateStore;
 
 use comfy_table::{presets, Table};
 use serde::Serialize;
@@ -9,6 +13,10 @@ use serde::Serialize;
 use crate::cli::{Cli, HostCommand, OutputFormat};
 use crate::config::Config;
 use crate::error::CliError;
+
+/// How long `host list` waits for each engine: a listing must not hang on
+/// a host that is down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One row of `host list`.
 #[derive(Debug, Serialize)]
@@ -18,6 +26,12 @@ struct Row {
     endpoint: String,
     from_config: bool,
     enabled: bool,
+    /// Agents whose home is this host.
+    agents: usize,
+    reachable: bool,
+    version: Option<String>,
+    api_version: Option<String>,
+    error: Option<String>,
 }
 
 pub async fn run(cli: &Cli, config: &Config, command: &HostCommand) -> Result<ExitCode, CliError> {
@@ -41,46 +55,83 @@ pub async fn run(cli: &Cli, config: &Config, command: &HostCommand) -> Result<Ex
             state.remove_host(name).map_err(usage)?;
             tracing::info!("Removed host '{name}'");
         }
-        HostCommand::List => {
-            let rows: Vec<Row> = state
-                .hosts()?
-                .into_iter()
-                .map(|h| {
-                    let (backend, endpoint) = crate::engine::effective(config, &h);
-                    Row {
-                        from_config: h.backend.is_none(),
-                        name: h.name,
-                        backend,
-                        endpoint,
-                        enabled: h.enabled,
-                    }
-                })
-                .collect();
-            if cli.output == OutputFormat::Json {
-                super::emit(&crate::output::json(&rows));
-            } else if rows.is_empty() {
-                super::emit("No hosts: add one with `anvyl host add`.\n");
-            } else {
-                let mut table = Table::new();
-                table
-                    .load_preset(presets::NOTHING)
-                    .set_header(vec!["NAME", "BACKEND", "ENDPOINT", "ENABLED"]);
-                for r in &rows {
-                    let endpoint = if r.from_config {
-                        format!("{} (from configuration)", r.endpoint)
-                    } else {
-                        r.endpoint.clone()
-                    };
-                    table.add_row(vec![
-                        r.name.clone(),
-                        r.backend.clone(),
-                        endpoint,
-                        if r.enabled { "yes".into() } else { "no".into() },
-                    ]);
-                }
-                super::emit(&crate::output::trimmed(&table));
-            }
-        }
+        HostCommand::List => list(cli, config, &state).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every host with what its engine says now, asked concurrently.
+async fn list(cli: &Cli, config: &Config, state: &StateStore) -> Result<(), CliError> {
+    let (agents, starts) = (state.agents()?, state.starts()?);
+    let connector = crate::engine::HostConnector(config);
+    let probes = state.hosts()?.into_iter().map(|h| {
+        let connector = &connector;
+        let agents = agents.iter().filter(|a| a.home(&starts) == h.name).count();
+        async move {
+            let probe = tokio::time::timeout(PROBE_TIMEOUT, async {
+                connector.connect(&h).await?.version().await
+            })
+            .await
+            .unwrap_or_else(|_| {
+                Err(anvyl_core::BackendError::Local {
+                    operation: "version",
+                    message: format!("no answer within {}s", PROBE_TIMEOUT.as_secs()),
+                })
+            });
+            let (backend, endpoint) = crate::engine::effective(config, &h);
+            let (version, error) = match probe {
+                Ok(info) => (Some(info), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            Row {
+                from_config: h.backend.is_none(),
+                name: h.name,
+                backend,
+                endpoint,
+                enabled: h.enabled,
+                agents,
+                reachable: version.is_some(),
+                api_version: version.as_ref().map(|v| v.api_version.clone()),
+                version: version.map(|v| v.version),
+                error,
+            }
+        }
+    });
+    let rows: Vec<Row> = futures::future::join_all(probes).await;
+    if cli.output == OutputFormat::Json {
+        super::emit(&crate::output::json(&rows));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        super::emit("No hosts: add one with `anvyl host add`.\n");
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING).set_header(vec![
+        "NAME", "BACKEND", "ENDPOINT", "AGENTS", "ENGINE", "API", "ENABLED",
+    ]);
+    for r in &rows {
+        let endpoint = if r.from_config {
+            format!("{} (from configuration)", r.endpoint)
+        } else {
+            r.endpoint.clone()
+        };
+        table.add_row(vec![
+            r.name.clone(),
+            r.backend.clone(),
+            endpoint,
+            r.agents.to_string(),
+            r.version.clone().unwrap_or_else(|| "unreachable".into()),
+            r.api_version.clone().unwrap_or_else(|| "-".into()),
+            if r.enabled { "yes".into() } else { "no".into() },
+        ]);
+    }
+    let mut out = crate::output::trimmed(&table);
+    for r in &rows {
+        if let Some(error) = &r.error {
+            out.push_str(&format!("{}: {error}\n", r.name));
+        }
+    }
+    super::emit(&out);
+    Ok(())
 }

@@ -26,6 +26,7 @@ pub use dockerfile::{
     labelled_dockerfile, render_dockerfile, validate_spec, InvalidSpec, LABELLED_DOCKERFILE,
 };
 pub use start::Started;
+pub use stop::Removed;
 
 /// Connects the engine of a registered host. The CLI knows how to build
 /// Docker and Podman clients; core only asks for one.
@@ -196,6 +197,18 @@ pub enum LifecycleError {
     /// The cleanup could not plan.
     #[error(transparent)]
     Cleanup(#[from] crate::pipeline::CleanupError),
+}
+
+impl LifecycleError {
+    /// The engine error behind this one, when the engine never answered.
+    pub fn unreachable_engine(&self) -> Option<&BackendError> {
+        match self {
+            Self::Backend(e) | Self::Cleanup(crate::pipeline::CleanupError::Backend(e)) => {
+                Some(e).filter(|e| e.is_unreachable())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Starts, stops and removes agents of one installation.

@@ -8,6 +8,21 @@ use crate::name::AgentName;
 use crate::pipeline::{Cleanup, Report, Scope};
 use crate::state::{AgentRecord, AgentStatus, Fence, Fenced, StateError};
 
+/// What `remove` did.
+#[derive(Debug)]
+pub enum Removed {
+    /// Everything of the agent was removed, then the agent forgotten.
+    Cleaned(Report),
+    /// Forced while its host did not answer: the agent is forgotten, and
+    /// its container and images may remain on `host`.
+    Forgotten {
+        /// Where its resources may remain.
+        host: String,
+        /// Why the host could not be asked.
+        cause: BackendError,
+    },
+}
+
 impl Lifecycle<'_> {
     /// Stops a running agent: its container is stopped (gracefully, within
     /// the stop timeout) and removed, and its status becomes `stopped` —
@@ -63,7 +78,47 @@ impl Lifecycle<'_> {
     /// Removes an agent: stops it when `force` allows, removes everything of
     /// it through the cleanup pipeline, then forgets it — only if no other
     /// `anvyl` took it meanwhile (a start is never forgotten under way).
-    pub async fn remove(&self, name: &AgentName, force: bool) -> Result<Report, LifecycleError> {
+    ///
+    /// When its host does not answer, nothing changes — unless `force`: then
+    /// the agent is forgotten and the answer says where its resources may
+    /// remain. They keep this installation's labels, so a cleanup of that
+    /// host removes them once it answers.
+    pub async fn remove(&self, name: &AgentName, force: bool) -> Result<Removed, LifecycleError> {
+        match self.remove_everything(name, force).await {
+            Ok(report) => Ok(Removed::Cleaned(report)),
+            Err(e) if force => match e.unreachable_engine() {
+                Some(cause) => self.forget(name, cause.clone()),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Forgets an agent whose host does not answer.
+    fn forget(&self, name: &AgentName, cause: BackendError) -> Result<Removed, LifecycleError> {
+        let agent = self.state.agent(name)?;
+        self.refuse_if_starting(&agent)?;
+        let starts = self.state.starts()?;
+        let host = agent.home(&starts).to_string();
+        let fence = Fence::at(agent.status, agent.current_start.as_ref());
+        match self.state.delete_agent(name, &fence)? {
+            Fenced::Done | Fenced::Gone => {}
+            Fenced::Changed(found) => {
+                return Err(LifecycleError::Changed {
+                    agent: name.clone(),
+                    found,
+                })
+            }
+        }
+        tracing::info!("Forgot agent '{name}'; its host '{host}' does not answer");
+        Ok(Removed::Forgotten { host, cause })
+    }
+
+    async fn remove_everything(
+        &self,
+        name: &AgentName,
+        force: bool,
+    ) -> Result<Report, LifecycleError> {
         let mut agent = self.state.agent(name)?;
         self.refuse_if_starting(&agent)?;
         if agent.status == AgentStatus::Running {

@@ -423,3 +423,44 @@ async fn an_agent_running_on_another_engine_is_not_stopped_here() {
         .await
         .is_ok());
 }
+
+#[tokio::test]
+async fn an_agent_whose_host_is_down_is_removed_only_by_force_and_then_only_forgotten() {
+    let w = World::new();
+    let web = w.good("web");
+    let started = w.start(&web).await.unwrap();
+    for op in [Op::RemoveContainer, Op::ListContainers, Op::ListImages] {
+        w.engine.inject(op, None, Fault::Unreachable, None);
+    }
+    let err = w.lifecycle().remove(&web, false).await.unwrap_err();
+    assert!(matches!(err, LifecycleError::Running(_)), "{err:?}");
+    w.state
+        .force_status(&web, AgentStatus::Failed, None, None)
+        .unwrap();
+    let err = w.lifecycle().remove(&web, false).await.unwrap_err();
+    assert!(err.unreachable_engine().is_some(), "{err:?}");
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Failed);
+
+    w.state
+        .force_status(
+            &web,
+            AgentStatus::Running,
+            Some(&started.container_id),
+            None,
+        )
+        .unwrap();
+    match w.lifecycle().remove(&web, true).await.unwrap() {
+        Removed::Forgotten { host, cause } => {
+            assert_eq!(host, LOCAL_HOST);
+            assert!(cause.is_unreachable());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(w.state.agent(&web).is_err(), "forgotten");
+    // Its container stays where it is, labelled for a later cleanup.
+    assert!(w
+        .engine
+        .inspect_container(&started.container_id)
+        .await
+        .is_ok());
+}

@@ -35,12 +35,7 @@ pub struct HostError {
 impl From<&BackendError> for HostError {
     fn from(e: &BackendError) -> Self {
         Self {
-            // No HTTP status at all: the engine never answered (refused,
-            // dropped, or silent past the request timeout).
-            unreachable: matches!(
-                e,
-                BackendError::Unreachable { .. } | BackendError::Engine { status: None, .. }
-            ),
+            unreachable: e.is_unreachable(),
             message: e.to_string(),
         }
     }

@@ -87,7 +87,8 @@ impl StateStore {
         Ok(())
     }
 
-    /// Removes a host no running or starting agent uses.
+    /// Removes a host no agent is assigned to: an assigned agent, even a
+    /// stopped one, would lose the only place its leftovers are looked for.
     pub fn remove_host(&self, name: &str) -> Result<(), StateError> {
         let mut conn = self.conn();
         let tx = conn
@@ -95,7 +96,7 @@ impl StateStore {
             .map_err(|e| self.db_err(e))?;
         let busy: Vec<String> = {
             let mut stmt = tx
-                .prepare("SELECT name FROM agents WHERE host = ?1 AND status IN ('running', 'starting') ORDER BY name")
+                .prepare("SELECT name FROM agents WHERE host = ?1 ORDER BY name")
                 .map_err(|e| self.db_err(e))?;
             let rows = stmt
                 .query_map([name], |r| r.get(0))

@@ -287,8 +287,8 @@ pub enum StateError {
     /// The host name is not valid.
     #[error("invalid host name {0:?} (use 1-63 lowercase letters, digits and inner dashes)")]
     InvalidHostName(String),
-    /// Agents still run on the host.
-    #[error("host '{host}' still runs agent(s): {agents}")]
+    /// Agents are still assigned to the host.
+    #[error("host '{host}' still has agent(s): {agents}; remove them first (`anvyl agent remove NAME`, then `anvyl agent create NAME --host OTHER` to move one)")]
     HostInUse {
         /// The host.
         host: String,

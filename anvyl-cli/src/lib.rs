@@ -9,6 +9,7 @@ mod engine;
 mod error;
 mod logging;
 mod output;
+mod remote;
 
 pub use cli::Cli;
 pub use error::CliError;

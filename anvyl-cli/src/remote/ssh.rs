@@ -1,0 +1,1 @@
+//! Tunnels through the user's OpenSSH client.

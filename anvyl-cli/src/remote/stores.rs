@@ -1,0 +1,1 @@
+//! Reading the Docker CLI's context store and Podman's system connections.

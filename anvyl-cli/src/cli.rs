@@ -180,12 +180,27 @@ pub enum HostCommand {
     Add {
         /// The host's name
         name: String,
-        /// Its engine
-        #[arg(long, value_enum)]
-        backend: BackendArg,
-        /// Its endpoint, e.g. unix:///run/podman/podman.sock
-        #[arg(long, value_name = "URI")]
-        endpoint: String,
+        /// Its engine (a context or connection implies it)
+        #[arg(long, value_enum, required_unless_present_any = ["docker_context", "podman_connection"])]
+        backend: Option<BackendArg>,
+        /// Its endpoint: unix:///PATH, tcp://HOST:PORT with --tls-dir, or
+        /// ssh://[USER@]HOST[:PORT][/SOCKET] through your OpenSSH
+        #[arg(long, value_name = "URI", required_unless_present_any = ["docker_context", "podman_connection"])]
+        endpoint: Option<String>,
+        /// For tcp://: the directory of ca.pem, cert.pem and key.pem (the
+        /// DOCKER_CERT_PATH layout); the engine must verify clients
+        #[arg(long, value_name = "DIR")]
+        tls_dir: Option<std::path::PathBuf>,
+        /// Accept a plain tcp:// endpoint without TLS. Whoever reaches that
+        /// port controls the engine, which is root on its machine
+        #[arg(long)]
+        insecure: bool,
+        /// Reach the engine of this Docker CLI context (read at each use)
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["endpoint", "backend", "podman_connection"])]
+        docker_context: Option<String>,
+        /// Reach the engine of this Podman system connection (read at each use)
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["endpoint", "backend"])]
+        podman_connection: Option<String>,
     },
     /// List hosts
     List,

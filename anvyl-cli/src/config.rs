@@ -27,6 +27,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("settle_ms", "settle_ms"),
     ("docker_endpoint", "docker.endpoint"),
     ("podman_endpoint", "podman.endpoint"),
+    ("ssh_command", "ssh_command"),
 ];
 
 /// Which engine to drive.
@@ -54,6 +55,9 @@ impl From<BackendArg> for BackendChoice {
 pub struct DockerConfig {
     /// Endpoint; default `DOCKER_HOST`, else `/var/run/docker.sock`.
     pub endpoint: Option<String>,
+    /// Accept a plain `tcp://` endpoint without TLS: whoever reaches that
+    /// port is root on the engine's machine.
+    pub insecure: bool,
 }
 
 /// `[podman]`.
@@ -62,6 +66,8 @@ pub struct DockerConfig {
 pub struct PodmanConfig {
     /// Endpoint; default `CONTAINER_HOST`, else the rootless, else the rootful socket.
     pub endpoint: Option<String>,
+    /// Accept a plain `tcp://` endpoint (Podman's service has no TLS).
+    pub insecure: bool,
     /// `nofile` limit set on containers (Podman 4 applies no default through its API).
     pub nofile: u64,
     /// `nproc` limit set on containers.
@@ -72,6 +78,7 @@ impl Default for PodmanConfig {
     fn default() -> Self {
         Self {
             endpoint: None,
+            insecure: false,
             nofile: 4096,
             nproc: 4096,
         }
@@ -97,6 +104,8 @@ pub struct Config {
     /// Milliseconds a started container must keep running before the agent
     /// is registered.
     pub settle_ms: u64,
+    /// The OpenSSH client for `ssh://` hosts, as words (`ssh -F ~/.ssh/work`).
+    pub ssh_command: String,
     /// Docker settings.
     pub docker: DockerConfig,
     /// Podman settings.
@@ -113,6 +122,7 @@ impl Default for Config {
             stop_timeout: 0,
             request_timeout: 120,
             settle_ms: 1000,
+            ssh_command: "ssh".into(),
             docker: DockerConfig::default(),
             podman: PodmanConfig::default(),
         }

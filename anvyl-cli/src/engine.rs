@@ -1,77 +1,211 @@
 //! Connecting engines: the configured one, or a registered host's. A host
 //! that names no backend or endpoint (the local host) follows the
-//! configuration, so changing `backend` moves it too.
+//! configuration, so changing `backend` moves it too. Each host's route —
+//! socket, TLS, plain TCP, SSH, a Docker context or Podman connection — is
+//! decided by [`crate::remote`]; SSH tunnels live as long as the connector.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anvyl_core::lifecycle::Connector;
 use anvyl_core::{BackendError, DynBackend, HostRecord};
 use async_trait::async_trait;
 
 use crate::config::{BackendChoice, Config};
+use crate::remote::ssh::Tunnel;
+use crate::remote::stores::{self, TlsFiles};
+use crate::remote::{Access, Route};
 
-async fn connect_engine(
-    config: &Config,
-    backend: BackendChoice,
-    endpoint: Option<&str>,
-) -> Result<DynBackend, BackendError> {
-    let timeout = config.request_timeout();
-    Ok(match backend {
-        BackendChoice::Docker => {
-            let endpoint = endpoint
-                .map(str::to_string)
-                .or_else(|| config.docker.endpoint.clone())
-                .unwrap_or_else(anvyl_docker::default_endpoint);
-            Arc::new(anvyl_docker::DockerBackend::connect(&endpoint, timeout).await?)
-        }
-        BackendChoice::Podman => {
-            let endpoint = endpoint
-                .map(str::to_string)
-                .or_else(|| config.podman.endpoint.clone())
-                .unwrap_or_else(anvyl_podman::default_endpoint);
-            let limits = anvyl_podman::Limits {
-                nofile: config.podman.nofile,
-                nproc: config.podman.nproc,
-            };
-            Arc::new(anvyl_podman::PodmanBackend::connect(&endpoint, timeout, limits).await?)
-        }
-    })
+/// Connects hosts from the registry with this configuration, and keeps
+/// their SSH tunnels open until it is dropped.
+pub struct HostConnector<'a> {
+    config: &'a Config,
+    tunnels: Mutex<Vec<Tunnel>>,
 }
 
-/// Connects hosts from the registry with this configuration.
-pub struct HostConnector<'a>(pub &'a Config);
+impl<'a> HostConnector<'a> {
+    /// A connector of `config`'s hosts.
+    pub fn new(config: &'a Config) -> Self {
+        Self {
+            config,
+            tunnels: Mutex::new(Vec::new()),
+        }
+    }
+}
 
 #[async_trait]
 impl Connector for HostConnector<'_> {
     async fn connect(&self, host: &HostRecord) -> Result<DynBackend, BackendError> {
-        let backend = match host.backend.as_deref() {
-            None => self.0.backend,
-            Some("docker") => BackendChoice::Docker,
-            Some("podman") => BackendChoice::Podman,
-            Some(other) => {
-                return Err(BackendError::Local {
-                    operation: "connect host",
-                    message: format!("host '{}' has unknown backend {other:?}", host.name),
-                })
+        let local = |message: String| BackendError::Local {
+            operation: "connect host",
+            message: format!("host '{}': {message}", host.name),
+        };
+        let (backend, route) = route(self.config, host).map_err(local)?;
+        let config = self.config;
+        let timeout = config.request_timeout();
+        let endpoint = match &route {
+            Route::Ssh { target, identity } => {
+                let words: Vec<String> = config
+                    .ssh_command
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+                let wait = timeout.min(Duration::from_secs(30));
+                let tunnel = Tunnel::open(target, &words, identity.as_deref(), wait)
+                    .await
+                    .map_err(|message| BackendError::Unreachable {
+                        engine: engine_name(backend),
+                        endpoint: format!("ssh://{}{}", target.destination, target.socket),
+                        message,
+                    })?;
+                let endpoint = tunnel.endpoint();
+                self.tunnels
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(tunnel);
+                endpoint
+            }
+            Route::Socket(endpoint) | Route::Plain(endpoint) | Route::Tls { endpoint, .. } => {
+                endpoint.clone()
             }
         };
-        connect_engine(self.0, backend, host.endpoint.as_deref()).await
+        Ok(match (backend, &route) {
+            (BackendChoice::Docker, Route::Tls { files, .. }) => {
+                let tls = anvyl_docker::Tls {
+                    ca: &files.ca,
+                    cert: &files.cert,
+                    key: &files.key,
+                };
+                Arc::new(anvyl_docker::DockerBackend::connect_tls(&endpoint, tls, timeout).await?)
+            }
+            (BackendChoice::Docker, _) => {
+                Arc::new(anvyl_docker::DockerBackend::connect(&endpoint, timeout).await?)
+            }
+            (BackendChoice::Podman, _) => {
+                let limits = anvyl_podman::Limits {
+                    nofile: config.podman.nofile,
+                    nproc: config.podman.nproc,
+                };
+                Arc::new(anvyl_podman::PodmanBackend::connect(&endpoint, timeout, limits).await?)
+            }
+        })
     }
+}
+
+fn engine_name(backend: BackendChoice) -> &'static str {
+    match backend {
+        BackendChoice::Docker => "Docker",
+        BackendChoice::Podman => "Podman",
+    }
+}
+
+/// The backend a host is of: its own, or the configuration's.
+pub fn backend_of(config: &Config, host: &HostRecord) -> Result<BackendChoice, String> {
+    match host.backend.as_deref() {
+        None => Ok(config.backend),
+        Some("docker") => Ok(BackendChoice::Docker),
+        Some("podman") => Ok(BackendChoice::Podman),
+        Some(other) => Err(format!("unknown backend {other:?}")),
+    }
+}
+
+/// How `host` is reached now. A host naming a Docker context or Podman
+/// connection is read from that store each time, so it follows the user's
+/// changes there.
+pub fn route(config: &Config, host: &HostRecord) -> Result<(BackendChoice, Route), String> {
+    let backend = backend_of(config, host)?;
+    let mut access = Access {
+        tls: host
+            .access
+            .tls_dir
+            .as_deref()
+            .map(|dir| TlsFiles::in_dir(dir.as_ref()))
+            .transpose()?,
+        insecure: host.access.insecure,
+        identity: None,
+    };
+    let endpoint = match (&host.access.named, backend) {
+        (Some(name), BackendChoice::Docker) => {
+            let dir = stores::docker_config_dir()
+                .ok_or("no home directory to find the Docker CLI's contexts in")?;
+            let context = stores::docker_context(&dir, name)?;
+            access.tls = access.tls.or(context.tls);
+            context.host
+        }
+        (Some(name), BackendChoice::Podman) => {
+            let dir = stores::podman_config_dir()
+                .ok_or("no home directory to find Podman's connections in")?;
+            let connection = stores::podman_connection(&dir, name)?;
+            access.identity = connection.identity;
+            connection.uri
+        }
+        (None, _) => match &host.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => return configured(config, backend),
+        },
+    };
+    Ok((backend, Route::decide(backend, &endpoint, access)?))
+}
+
+/// The configured engine's route: the endpoint of the configuration or the
+/// engine's own environment; for Docker, TLS by the `DOCKER_TLS_VERIFY` and
+/// `DOCKER_CERT_PATH` convention.
+fn configured(config: &Config, backend: BackendChoice) -> Result<(BackendChoice, Route), String> {
+    let (endpoint, insecure, tls) = match backend {
+        BackendChoice::Docker => {
+            let tls = docker_env_tls()?;
+            let endpoint = config
+                .docker
+                .endpoint
+                .clone()
+                .unwrap_or_else(anvyl_docker::default_endpoint);
+            (endpoint, config.docker.insecure, tls)
+        }
+        BackendChoice::Podman => {
+            let endpoint = config
+                .podman
+                .endpoint
+                .clone()
+                .unwrap_or_else(anvyl_podman::default_endpoint);
+            (endpoint, config.podman.insecure, None)
+        }
+    };
+    // The Docker CLI ignores its TLS variables for a socket; so does anvyl.
+    let tls = tls.filter(|_| !endpoint.starts_with("unix://") && !endpoint.starts_with('/'));
+    let access = Access {
+        tls,
+        insecure,
+        identity: None,
+    };
+    Ok((backend, Route::decide(backend, &endpoint, access)?))
+}
+
+/// TLS files when `DOCKER_TLS_VERIFY` is set: in `DOCKER_CERT_PATH`, else
+/// the Docker CLI's configuration directory.
+fn docker_env_tls() -> Result<Option<TlsFiles>, String> {
+    let verify = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+    if !verify {
+        return Ok(None);
+    }
+    let dir = match std::env::var_os("DOCKER_CERT_PATH").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => stores::docker_config_dir()
+            .ok_or("DOCKER_TLS_VERIFY is set, but no DOCKER_CERT_PATH or home directory")?,
+    };
+    TlsFiles::in_dir(&dir).map(Some)
 }
 
 /// The backend and endpoint a host resolves to, for display.
 pub fn effective(config: &Config, host: &HostRecord) -> (String, String) {
-    let backend = host
-        .backend
-        .clone()
-        .unwrap_or_else(|| match config.backend {
-            BackendChoice::Docker => "docker".into(),
-            BackendChoice::Podman => "podman".into(),
-        });
-    let endpoint = host
-        .endpoint
-        .clone()
-        .unwrap_or_else(|| match backend.as_str() {
+    let backend = backend_of(config, host)
+        .map(|b| engine_name(b).to_lowercase())
+        .unwrap_or_else(|e| e);
+    let endpoint = match (&host.access.named, &host.endpoint) {
+        (Some(name), _) if backend == "docker" => format!("docker context {name}"),
+        (Some(name), _) => format!("podman connection {name}"),
+        (None, Some(endpoint)) => endpoint.clone(),
+        (None, None) => match backend.as_str() {
             "podman" => config
                 .podman
                 .endpoint
@@ -82,6 +216,7 @@ pub fn effective(config: &Config, host: &HostRecord) -> (String, String) {
                 .endpoint
                 .clone()
                 .unwrap_or_else(anvyl_docker::default_endpoint),
-        });
+        },
+    };
     (backend, endpoint)
 }

@@ -26,5 +26,5 @@ pub use name::{AgentName, InvalidAgentName};
 pub use ownership::{Claim, Ownership};
 pub use pipeline::{Cleanup, CleanupSettings, Outcome, Plan, Report, Scope, Step};
 pub use state::{
-    AgentRecord, AgentSpec, AgentStatus, HostRecord, StateError, StateStore, LOCAL_HOST,
+    AgentRecord, AgentSpec, AgentStatus, HostAccess, HostRecord, StateError, StateStore, LOCAL_HOST,
 };

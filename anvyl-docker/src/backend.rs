@@ -2,6 +2,7 @@
 //! client. Errors are mapped per operation in `errors.rs`.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use anvyl_core::backend::{
@@ -24,6 +25,7 @@ use bollard::{ClientVersion, Docker};
 use futures::StreamExt;
 
 use crate::errors::map;
+use anvyl_core::backend::root_cause;
 
 /// The endpoint when configuration names none: `DOCKER_HOST`, else the
 /// system socket.
@@ -41,6 +43,24 @@ pub struct DockerBackend {
     endpoint: String,
 }
 
+/// The API version anvyl speaks (see [`DockerBackend::connect`]).
+const API: ClientVersion = ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+
+/// The TLS material of a `tcp://` endpoint, in the `DOCKER_CERT_PATH`
+/// layout's roles.
+#[derive(Debug, Clone, Copy)]
+pub struct Tls<'a> {
+    /// The CA that signed the engine's certificate.
+    pub ca: &'a Path,
+    /// anvyl's client certificate.
+    pub cert: &'a Path,
+    /// Its key.
+    pub key: &'a Path,
+}
+
 impl DockerBackend {
     /// A client of `endpoint` (`unix://…`, a socket path, `tcp://…`). No
     /// request is made: an unreachable engine shows on the first call.
@@ -49,10 +69,6 @@ impl DockerBackend {
     /// 20.10 accepts, every later engine accepts it too, and it covers every
     /// call anvyl makes. Skipping `/version` saves a round-trip on each run.
     pub async fn connect(endpoint: &str, request_timeout: Duration) -> Result<Self> {
-        const API: ClientVersion = ClientVersion {
-            major_version: 1,
-            minor_version: 41,
-        };
         let endpoint = if endpoint.starts_with('/') {
             format!("unix://{endpoint}")
         } else {
@@ -71,6 +87,25 @@ impl DockerBackend {
             });
         }
         .map_err(|e| map("connect", "engine", &endpoint, e))?;
+        Ok(Self { client, endpoint })
+    }
+
+    /// A client of a `tcp://` endpoint over TLS: the engine's certificate
+    /// is verified against `tls.ca`, and `tls.cert`/`tls.key` prove who
+    /// anvyl is (dockerd's `--tlsverify`).
+    pub async fn connect_tls(
+        endpoint: &str,
+        tls: Tls<'_>,
+        request_timeout: Duration,
+    ) -> Result<Self> {
+        let timeout = request_timeout.as_secs().max(1);
+        let endpoint = endpoint.to_string();
+        let client = Docker::connect_with_ssl(&endpoint, tls.key, tls.cert, tls.ca, timeout, &API)
+            .map_err(|e| BackendError::Unreachable {
+                engine: "Docker",
+                endpoint: endpoint.clone(),
+                message: root_cause(&e),
+            })?;
         Ok(Self { client, endpoint })
     }
 

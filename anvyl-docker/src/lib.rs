@@ -7,5 +7,5 @@ mod backend;
 mod context;
 mod errors;
 
-pub use backend::{default_endpoint, DockerBackend};
+pub use backend::{default_endpoint, DockerBackend, Tls};
 pub use context::pack_context;

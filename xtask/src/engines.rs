@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::install::BUSYBOX;
 use crate::process::{output, run, stop};
+use crate::tls::TlsSetup;
 
 /// The tag of the base image every test builds on.
 pub const BASE_IMAGE: &str = "anvyl-itest-base:latest";
@@ -53,6 +54,7 @@ pub struct Engine {
     socket: PathBuf,
     child: Option<Child>,
     keep: bool,
+    tls: Option<TlsSetup>,
 }
 
 /// Asks the socket for `/_ping` the way any HTTP client would.
@@ -73,11 +75,21 @@ fn pings(socket: &Path, path: &str) -> bool {
 impl Engine {
     /// Starts the engine in `dir` (created afresh).
     pub fn start(kind: Kind, dir: PathBuf, keep: bool) -> Result<Self> {
+        Self::start_with(kind, dir, keep, false)
+    }
+
+    /// Starts the engine in `dir`; with `tls`, a Docker engine also listens
+    /// on a loopback TCP port and verifies clients (`--tlsverify`) with
+    /// certificates generated for the run.
+    pub fn start_with(kind: Kind, dir: PathBuf, keep: bool, tls: bool) -> Result<Self> {
         if dir.exists() {
             // Leftovers of an interrupted run: clear them first.
             remove_tree(&dir);
         }
         fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let tls = tls
+            .then(|| crate::tls::generate(&dir.join("tls")))
+            .transpose()?;
         let socket = dir.join(format!("{}.sock", kind.name()));
         let log = fs::File::create(dir.join("engine.log"))?;
         let mut cmd = match kind {
@@ -91,11 +103,22 @@ impl Engine {
                     .arg(dir.join("dockerd.pid"))
                     .arg("-H")
                     .arg(format!("unix://{}", socket.display()))
-                    .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
-                    .arg(format!(
-                        "--cgroup-parent=/anvyl-itest-{}",
-                        std::process::id()
-                    ));
+                    .args(["--bridge=none", "--iptables=false", "--ip6tables=false"]);
+                if let Some(tls) = &tls {
+                    cmd.arg("-H")
+                        .arg(tls.endpoint())
+                        .arg("--tlsverify")
+                        .arg("--tlscacert")
+                        .arg(tls.server.join("ca.pem"))
+                        .arg("--tlscert")
+                        .arg(tls.server.join("server-cert.pem"))
+                        .arg("--tlskey")
+                        .arg(tls.server.join("server-key.pem"));
+                }
+                cmd.arg(format!(
+                    "--cgroup-parent=/anvyl-itest-{}",
+                    std::process::id()
+                ));
                 cmd
             }
             Kind::Podman => {
@@ -132,6 +155,7 @@ impl Engine {
             socket,
             child: Some(child),
             keep,
+            tls,
         };
         engine.wait_until_ready()?;
         Ok(engine)
@@ -163,6 +187,16 @@ impl Engine {
             sleep(Duration::from_millis(200));
         }
         bail!("{} did not answer within 60 s", self.kind.name())
+    }
+
+    /// The TLS listener, when started with one.
+    pub fn tls(&self) -> Option<&TlsSetup> {
+        self.tls.as_ref()
+    }
+
+    /// The file dockerd writes its pid to.
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("dockerd.pid")
     }
 
     /// The engine's own directory (data, sockets, logs, the test summary).

@@ -9,8 +9,15 @@ use anyhow::{bail, Result};
 
 use crate::process::run;
 
-/// The Debian packages the real-daemon tests need.
-pub const PACKAGES: &[&str] = &["docker.io", "podman", "busybox-static"];
+/// The Debian packages the real-daemon tests need (OpenSSH for the
+/// `ssh://` host test: a private sshd, reached with the ssh client).
+pub const PACKAGES: &[&str] = &[
+    "docker.io",
+    "podman",
+    "busybox-static",
+    "openssh-client",
+    "openssh-server",
+];
 
 /// The statically linked busybox `busybox-static` installs.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -42,15 +49,18 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Ensures `dockerd`, `podman` and a static busybox are present.
+/// Ensures `dockerd`, `podman`, a static busybox and OpenSSH are present.
 pub fn ensure_engines(engines: &[crate::engines::Kind]) -> Result<()> {
     use crate::engines::Kind;
     let (docker, podman) = (
         engines.contains(&Kind::Docker),
         engines.contains(&Kind::Podman),
     );
-    let missing =
-        (docker && !on_path("dockerd")) || (podman && !on_path("podman")) || !busybox_is_static();
+    let missing = (docker && !on_path("dockerd"))
+        || (podman && !on_path("podman"))
+        || !busybox_is_static()
+        || !on_path("ssh")
+        || !on_path("sshd");
     if !missing {
         return Ok(());
     }

@@ -97,10 +97,20 @@ pub fn run(args: Vec<String>) -> Result<()> {
         }
     }
     if engines.len() == 2 && !interrupted.load(Ordering::SeqCst) {
-        eprintln!("xtask: === swapping runtimes through configuration ===");
-        if let Err(e) = test_swap(&engines, &anvyl) {
-            eprintln!("xtask: runtime swap failed: {e:#}");
-            failures.push("runtime swap".into());
+        eprintln!("xtask: === many hosts: a second Docker with TLS, SSH, runtime swap ===");
+        let far = Engine::start_with(
+            Kind::Docker,
+            engines_dir().join("docker-far"),
+            options.keep,
+            true,
+        )
+        .and_then(|far| far.build_base_image().map(|()| far));
+        match far.and_then(|far| test_hosts(&engines, &far, &anvyl)) {
+            Ok(()) => {}
+            Err(e) => {
+                eprintln!("xtask: many-hosts tests failed: {e:#}");
+                failures.push("many hosts".into());
+            }
         }
     }
     drop(engines);
@@ -169,9 +179,10 @@ fn test_against(engine: &Engine, anvyl: &std::path::Path, filter: &[String]) -> 
     crate::reliability::check(&line, filter.is_empty())
 }
 
-/// The scenarios that need both engines: one config file, one key changed;
-/// two registered hosts, one installation.
-fn test_swap(engines: &[Engine], anvyl: &std::path::Path) -> Result<()> {
+/// The scenarios that need several engines at once: one config file, one
+/// key changed; registered hosts of one installation across two Docker
+/// engines (one of them also on TCP with TLS) and Podman; an SSH host.
+fn test_hosts(engines: &[Engine], far: &Engine, anvyl: &std::path::Path) -> Result<()> {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(crate::project_root())
         .args([
@@ -184,9 +195,19 @@ fn test_swap(engines: &[Engine], anvyl: &std::path::Path) -> Result<()> {
             "swap",
             "--test",
             "hosts",
+            "--test",
+            "fleet",
+            "--",
+            "--nocapture",
         ])
         .env("ANVYL_ITEST_BASE_IMAGE", BASE_IMAGE)
-        .env("ANVYL_BIN", anvyl);
+        .env("ANVYL_BIN", anvyl)
+        .env("ANVYL_ITEST_DOCKER2_HOST", far.endpoint())
+        .env("ANVYL_ITEST_DOCKER2_PIDFILE", far.pid_file());
+    if let Some(tls) = far.tls() {
+        cmd.env("ANVYL_ITEST_TLS_ENDPOINT", tls.endpoint())
+            .env("ANVYL_ITEST_TLS_DIR", &tls.client);
+    }
     for engine in engines {
         let var = match engine.kind {
             Kind::Docker => "ANVYL_ITEST_DOCKER_HOST",

@@ -11,6 +11,7 @@ mod itest;
 mod process;
 mod reliability;
 mod tidy;
+mod tls;
 
 use std::path::PathBuf;
 

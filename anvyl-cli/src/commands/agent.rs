@@ -78,7 +78,7 @@ impl<'c> Session<'c> {
             config,
             state,
             build_root,
-            connector: HostConnector(config),
+            connector: HostConnector::new(config),
         })
     }
 
@@ -243,7 +243,9 @@ async fn logs(
         None => return Err(CliError::Failed(format!("agent '{name}' has no host"))),
     };
     drop(state);
-    let backend = anvyl_core::lifecycle::Connector::connect(&HostConnector(config), &host).await?;
+    // The connector holds an SSH host's tunnel: it lives as long as the logs.
+    let connector = HostConnector::new(config);
+    let backend = anvyl_core::lifecycle::Connector::connect(&connector, &host).await?;
     let sink = |stream: LogStream, bytes: &[u8]| {
         let _ = match stream {
             LogStream::Stdout => std::io::stdout().write_all(bytes),

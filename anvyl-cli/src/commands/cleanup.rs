@@ -32,7 +32,7 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         adopt,
         ..config.cleanup_settings()
     };
-    let connector = crate::engine::HostConnector(config);
+    let connector = crate::engine::HostConnector::new(config);
     let fleet = Fleet::connect(&state, build_root, settings, hosts, &connector).await;
     let plan = fleet.plan(scope).await?;
     let json = cli.output == OutputFormat::Json;

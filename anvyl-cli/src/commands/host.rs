@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anvyl_core::lifecycle::Connector;
-use anvyl_core::StateStore;
+use anvyl_core::{HostAccess, HostRecord, StateStore};
+
+use crate::remote::Route;
 
 use comfy_table::{presets, Table};
 use serde::Serialize;
@@ -43,13 +45,47 @@ pub async fn run(cli: &Cli, config: &Config, command: &HostCommand) -> Result<Ex
             name,
             backend,
             endpoint,
+            tls_dir,
+            insecure,
+            docker_context,
+            podman_connection,
         } => {
-            let backend = match backend {
-                crate::cli::BackendArg::Docker => "docker",
-                crate::cli::BackendArg::Podman => "podman",
+            let (backend, named) = match (backend, docker_context, podman_connection) {
+                (_, Some(context), _) => ("docker", Some(context.clone())),
+                (_, _, Some(connection)) => ("podman", Some(connection.clone())),
+                (Some(crate::cli::BackendArg::Podman), ..) => ("podman", None),
+                _ => ("docker", None),
             };
-            state.add_host(name, backend, endpoint).map_err(usage)?;
-            tracing::info!("Added host '{name}' ({backend} at {endpoint})");
+            let tls_dir = tls_dir
+                .as_deref()
+                .map(std::path::absolute)
+                .transpose()
+                .map_err(|e| CliError::Usage(format!("--tls-dir: {e}")))?;
+            let host = HostRecord {
+                name: name.clone(),
+                backend: Some(backend.into()),
+                endpoint: endpoint.clone(),
+                enabled: true,
+                created: 0,
+                access: HostAccess {
+                    tls_dir: tls_dir.map(|d| d.display().to_string()),
+                    insecure: *insecure,
+                    named,
+                },
+            };
+            // Decided now, so that a host that could never be reached is
+            // refused here rather than at its first start.
+            let (_, route) = crate::engine::route(config, &host).map_err(CliError::Usage)?;
+            if let Route::Plain(endpoint) = &route {
+                tracing::warn!(
+                    "host '{name}' uses {endpoint} without TLS: anyone who can reach that port controls the engine and its machine"
+                );
+            }
+            state
+                .add_host(name, backend, host.endpoint.as_deref(), &host.access)
+                .map_err(usage)?;
+            let (_, shown) = crate::engine::effective(config, &host);
+            tracing::info!("Added host '{name}' ({backend} at {shown})");
         }
         HostCommand::Remove { name } => {
             state.remove_host(name).map_err(usage)?;
@@ -63,7 +99,7 @@ pub async fn run(cli: &Cli, config: &Config, command: &HostCommand) -> Result<Ex
 /// Every host with what its engine says now, asked concurrently.
 async fn list(cli: &Cli, config: &Config, state: &StateStore) -> Result<(), CliError> {
     let (agents, starts) = (state.agents()?, state.starts()?);
-    let connector = crate::engine::HostConnector(config);
+    let connector = crate::engine::HostConnector::new(config);
     let probes = state.hosts()?.into_iter().map(|h| {
         let connector = &connector;
         let agents = agents.iter().filter(|a| a.home(&starts) == h.name).count();

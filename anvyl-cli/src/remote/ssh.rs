@@ -1,1 +1,243 @@
-//! Tunnels through the user's OpenSSH client.
+//! `ssh://` hosts through the user's own OpenSSH client — its config, its
+//! agent, its known hosts — the way `docker -H ssh://` and `podman --url
+//! ssh://` reach a remote engine. anvyl forwards a private local socket to
+//! the engine's socket on the far side (`ssh -L local.sock:remote.sock`)
+//! and talks to the local one. The client runs in batch mode: a password
+//! prompt would hang a fleet cleanup, so keys (or the agent) are required.
+//! The tunnel lives as long as the command: it is killed when dropped and,
+//! should anvyl itself be killed, when its parent dies.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+/// Where an `ssh://` endpoint points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    /// `user@host` or `host`, as ssh takes it.
+    pub destination: String,
+    /// The port, when the URI names one.
+    pub port: Option<u16>,
+    /// The engine's socket on the far side.
+    pub socket: String,
+}
+
+impl SshTarget {
+    /// Parses `ssh://[user@]host[:port][/path/to/engine.sock]`; without a
+    /// path, the engine's usual socket (`default_socket`) is meant.
+    pub fn parse(uri: &str, default_socket: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("invalid ssh endpoint {uri:?}: {why}");
+        let rest = uri
+            .strip_prefix("ssh://")
+            .ok_or_else(|| bad("it must start with ssh://"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let (user, host_port) = match authority.rsplit_once('@') {
+            Some((user, hp)) => (Some(user), hp),
+            None => (None, authority),
+        };
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((host, port)) => {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| bad("the port must be a number"))?;
+                (host, Some(port))
+            }
+            None => (host_port, None),
+        };
+        // Names that ssh would read as options are refused outright.
+        let safe = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('-')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-[]".contains(c))
+        };
+        if !safe(host) {
+            return Err(bad("no usable host name"));
+        }
+        if let Some(user) = user {
+            if !safe(user) {
+                return Err(bad("no usable user name"));
+            }
+        }
+        let socket = if path.is_empty() || path == "/" {
+            default_socket.to_string()
+        } else {
+            path.to_string()
+        };
+        Ok(Self {
+            destination: match user {
+                Some(user) => format!("{user}@{host}"),
+                None => host.to_string(),
+            },
+            port,
+            socket,
+        })
+    }
+}
+
+/// A running `ssh -L` forwarding a local socket to an engine's socket.
+#[derive(Debug)]
+pub struct Tunnel {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tunnel {
+    /// Starts `ssh` (the words of `command`, e.g. `ssh -F ~/.ssh/work`) and
+    /// waits until the forwarded socket exists, at most `wait`.
+    pub async fn open(
+        target: &SshTarget,
+        command: &[String],
+        identity: Option<&Path>,
+        wait: Duration,
+    ) -> Result<Self, String> {
+        let (program, options) = command
+            .split_first()
+            .ok_or("the ssh command is empty (setting ssh_command)")?;
+        let dir = tempfile::Builder::new()
+            .prefix("anvyl-ssh-")
+            .tempdir()
+            .map_err(|e| format!("cannot make a directory for the ssh tunnel: {e}"))?;
+        let socket = dir.path().join("engine.sock");
+        let mut ssh = Command::new(program);
+        ssh.args(options)
+            .args([
+                "-nNT",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ExitOnForwardFailure=yes",
+            ])
+            .args(["-o", "StreamLocalBindUnlink=yes", "-o", "ControlPath=none"])
+            .arg("-L")
+            .arg(format!("{}:{}", socket.display(), target.socket));
+        if let Some(port) = target.port {
+            ssh.arg("-p").arg(port.to_string());
+        }
+        if let Some(identity) = identity {
+            ssh.arg("-i").arg(identity);
+        }
+        ssh.arg("--")
+            .arg(&target.destination)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        die_with_parent(&mut ssh);
+        let mut child = ssh
+            .spawn()
+            .map_err(|e| format!("cannot run {program:?}: {e}"))?;
+        let began = Instant::now();
+        loop {
+            if socket.exists() {
+                return Ok(Self {
+                    child,
+                    socket,
+                    _dir: dir,
+                });
+            }
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr).await;
+                }
+                let said = stderr.lines().rev().find(|l| !l.trim().is_empty());
+                return Err(format!(
+                    "ssh to {} exited ({status}){}",
+                    target.destination,
+                    said.map(|l| format!(": {}", l.trim())).unwrap_or_default()
+                ));
+            }
+            if began.elapsed() > wait {
+                return Err(format!(
+                    "ssh to {} did not forward {} within {}s",
+                    target.destination,
+                    target.socket,
+                    wait.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The local end: `unix://…`.
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Asks the kernel to end the tunnel when anvyl dies, even by kill -9: a
+/// forwarded socket must not outlive the command that needed it.
+fn die_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork
+    // and exec here.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ssh_uri_names_destination_port_and_socket() {
+        let t = SshTarget::parse("ssh://core@10.0.0.5:2222/run/podman/podman.sock", "/x").unwrap();
+        assert_eq!(t.destination, "core@10.0.0.5");
+        assert_eq!(t.port, Some(2222));
+        assert_eq!(t.socket, "/run/podman/podman.sock");
+        let t = SshTarget::parse("ssh://build-box", "/var/run/docker.sock").unwrap();
+        assert_eq!((t.destination.as_str(), t.port), ("build-box", None));
+        assert_eq!(t.socket, "/var/run/docker.sock");
+    }
+
+    #[test]
+    fn an_ssh_uri_that_ssh_would_read_as_an_option_is_refused() {
+        for bad in [
+            "ssh://-oProxyCommand=sh",
+            "ssh://me@-x",
+            "ssh://host:port",
+            "ssh://",
+            "tcp://host",
+            "ssh://a b@host",
+        ] {
+            assert!(SshTarget::parse(bad, "/s").is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_that_cannot_start_says_what_ssh_said() {
+        let target = SshTarget::parse("ssh://nobody@127.0.0.1:1", "/s").unwrap();
+        let command = vec![
+            "sh".to_string(),
+            "-c".into(),
+            "echo 'ssh: connect to host 127.0.0.1 port 1: Connection refused' >&2; exit 255".into(),
+        ];
+        let err = Tunnel::open(&target, &command, None, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(err.contains("Connection refused"), "{err}");
+        assert!(err.contains("exit status: 255"), "{err}");
+    }
+}

@@ -541,7 +541,12 @@ async fn an_agent_of_another_host_is_not_judged_by_this_engine() {
         .begin_start(&remote, &start, std::path::Path::new("/b/x"))
         .unwrap();
     w.state
-        .add_host("gpu", "docker", "unix:///gpu.sock")
+        .add_host(
+            "gpu",
+            "docker",
+            Some("unix:///gpu.sock"),
+            &Default::default(),
+        )
         .unwrap();
     w.state
         .register(
@@ -713,10 +718,20 @@ async fn a_fleet_judges_each_agent_on_its_own_host_and_leaves_an_unreachable_one
     };
     w.state.ensure_local_host().unwrap();
     w.state
-        .add_host("far", "docker", "unix:///far.sock")
+        .add_host(
+            "far",
+            "docker",
+            Some("unix:///far.sock"),
+            &Default::default(),
+        )
         .unwrap();
     w.state
-        .add_host("down", "docker", "unix:///down.sock")
+        .add_host(
+            "down",
+            "docker",
+            Some("unix:///down.sock"),
+            &Default::default(),
+        )
         .unwrap();
     let stamp = |agent: &AgentName, start: &StartId| w.ours().stamp(&Labels::new(), agent, start);
 

@@ -26,7 +26,24 @@ pub struct HostRecord {
     pub enabled: bool,
     /// Registration time, seconds since the epoch.
     pub created: i64,
+    /// How it is reached, beyond its endpoint.
+    pub access: HostAccess,
 }
+
+/// How a host is reached, beyond its endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostAccess {
+    /// The directory of `ca.pem`, `cert.pem` and `key.pem` for a `tcp://`
+    /// endpoint with TLS.
+    pub tls_dir: Option<String>,
+    /// A plain `tcp://` endpoint the user accepted without TLS.
+    pub insecure: bool,
+    /// A Docker context or Podman system connection (by its backend) the
+    /// endpoint is read from at each connection, instead of `endpoint`.
+    pub named: Option<String>,
+}
+
+const HOST_COLUMNS: &str = "name, backend, endpoint, enabled, created, tls_dir, insecure, named";
 
 fn row_to_host(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRecord> {
     Ok(HostRecord {
@@ -35,6 +52,11 @@ fn row_to_host(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRecord> {
         endpoint: r.get(2)?,
         enabled: r.get(3)?,
         created: r.get(4)?,
+        access: HostAccess {
+            tls_dir: r.get(5)?,
+            insecure: r.get(6)?,
+            named: r.get(7)?,
+        },
     })
 }
 
@@ -70,15 +92,21 @@ impl StateStore {
     }
 
     /// Adds a host.
-    pub fn add_host(&self, name: &str, backend: &str, endpoint: &str) -> Result<(), StateError> {
+    pub fn add_host(
+        &self,
+        name: &str,
+        backend: &str,
+        endpoint: Option<&str>,
+        access: &HostAccess,
+    ) -> Result<(), StateError> {
         if AgentName::new(name).is_err() {
             return Err(StateError::InvalidHostName(name.to_string()));
         }
         let changed = self
             .conn()
             .execute(
-                "INSERT OR IGNORE INTO hosts (name, backend, endpoint, enabled, created) VALUES (?1, ?2, ?3, 1, ?4)",
-                params![name, backend, endpoint, now()],
+                "INSERT OR IGNORE INTO hosts (name, backend, endpoint, enabled, created, tls_dir, insecure, named) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)",
+                params![name, backend, endpoint, now(), access.tls_dir, access.insecure, access.named],
             )
             .map_err(|e| self.db_err(e))?;
         if changed == 0 {
@@ -122,7 +150,9 @@ impl StateStore {
     pub fn hosts(&self) -> Result<Vec<HostRecord>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT name, backend, endpoint, enabled, created FROM hosts ORDER BY created, name")
+            .prepare(&format!(
+                "SELECT {HOST_COLUMNS} FROM hosts ORDER BY created, name"
+            ))
             .map_err(|e| self.db_err(e))?;
         let rows = stmt
             .query_map([], row_to_host)
@@ -135,7 +165,7 @@ impl StateStore {
     pub fn host(&self, name: &str) -> Result<HostRecord, StateError> {
         self.conn()
             .query_row(
-                "SELECT name, backend, endpoint, enabled, created FROM hosts WHERE name = ?1",
+                &format!("SELECT {HOST_COLUMNS} FROM hosts WHERE name = ?1"),
                 [name],
                 row_to_host,
             )
@@ -230,7 +260,9 @@ mod tests {
             store.register(&web, "nowhere", "c1", &start, "Docker x"),
             Err(StateError::UnknownHost(_))
         ));
-        store.add_host("h1", "docker", "unix:///x.sock").unwrap();
+        store
+            .add_host("h1", "docker", Some("unix:///x.sock"), &Default::default())
+            .unwrap();
         assert!(store
             .register(&web, "h1", "c1", &StartId::random(), "Docker x")
             .is_err());

@@ -17,13 +17,13 @@ mod hosts;
 mod liveness;
 mod status;
 
-pub use hosts::{HostRecord, LOCAL_HOST};
+pub use hosts::{HostAccess, HostRecord, LOCAL_HOST};
 pub use liveness::StartLock;
 pub use status::{Fence, Fenced, Found};
 
 /// The schema this code writes; a store below it gets [`SCHEMA`] again
 /// (every statement is idempotent).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// File name of the database inside the state directory.
 pub const DATABASE_FILE: &str = "anvyl.db";
@@ -381,17 +381,25 @@ impl StateStore {
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(err)?;
                 tx.execute_batch(SCHEMA).map_err(err)?;
-                // Version 2: the engine an agent was registered on.
-                let has_engine: bool = tx
-                    .query_row(
-                        "SELECT count(*) FROM pragma_table_info('agents') WHERE name = 'engine'",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .map_err(err)?;
-                if !has_engine {
-                    tx.execute_batch("ALTER TABLE agents ADD COLUMN engine TEXT")
+                // Version 2: the engine an agent was registered on. Version
+                // 3: how a host is reached (TLS, plain TCP, a named context).
+                for (table, column, ty) in [
+                    ("agents", "engine", "TEXT"),
+                    ("hosts", "tls_dir", "TEXT"),
+                    ("hosts", "insecure", "INTEGER NOT NULL DEFAULT 0"),
+                    ("hosts", "named", "TEXT"),
+                ] {
+                    let present: bool = tx
+                        .query_row(
+                            "SELECT count(*) FROM pragma_table_xinfo(?1) WHERE name = ?2",
+                            [table, column],
+                            |r| r.get(0),
+                        )
                         .map_err(err)?;
+                    if !present {
+                        tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
+                            .map_err(err)?;
+                    }
                 }
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(err)?;

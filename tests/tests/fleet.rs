@@ -1,0 +1,681 @@
+//! Many hosts, one installation, against real engines at once: the
+//! configured Docker (`local`), a second Docker (`far`, on a socket and on
+//! TCP with TLS) and Podman (`pod`); an SSH host through a private sshd.
+//! A fleet cleanup judges each agent on its own host only, cleans every
+//! reachable host in one command, reports one that does not answer and
+//! leaves its agents alone; remote endpoints are reached only the safe way.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anvyl_core::backend::{Labels, Query};
+use anvyl_core::ownership::LABEL_INSTANCE;
+use anvyl_core::StateStore;
+use anvyl_tests::Itest;
+
+fn required(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run this through `cargo xtask itest`"))
+}
+
+/// One installation with its own state, configuration and client homes.
+struct Installation {
+    home: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Installation {
+    fn new(extra: &str) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let config = home.path().join("anvyl.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "backend = \"docker\"\nnetwork = \"none\"\nsettle_ms = 300\n{extra}\n\n[docker]\nendpoint = \"{}\"\n\n[podman]\nendpoint = \"{}\"\n",
+                required("ANVYL_ITEST_DOCKER_HOST"),
+                required("ANVYL_ITEST_PODMAN_HOST")
+            ),
+        )
+        .unwrap();
+        Self { home, config }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.home.path().join(name)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(required("ANVYL_BIN"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("ANVYL_STATE_DIR", self.path("state"))
+            // The Docker CLI's contexts and Podman's connections of this
+            // installation's user, nobody else's.
+            .env("XDG_CONFIG_HOME", self.path("xdg"))
+            .env("DOCKER_CONFIG", self.path("docker-config"))
+            .env_remove("ANVYL_BACKEND")
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .env_remove("CONTAINER_HOST");
+        cmd
+    }
+
+    fn anvyl(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run anvyl")
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let run = self.anvyl(args);
+        assert!(run.status.success(), "{args:?}: {}", text(&run));
+        run
+    }
+
+    fn json(&self, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+        let mut all = vec!["--output", "json"];
+        all.extend(args);
+        let run = self.anvyl(&all);
+        let doc = serde_json::from_slice(&run.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", text(&run)));
+        (run.status.code(), doc)
+    }
+
+    /// Registers the other engines: `far` (Docker) and `pod` (Podman).
+    fn add_hosts(&self) {
+        let far = required("ANVYL_ITEST_DOCKER2_HOST");
+        let pod = required("ANVYL_ITEST_PODMAN_HOST");
+        self.ok(&[
+            "host",
+            "add",
+            "far",
+            "--backend",
+            "docker",
+            "--endpoint",
+            &far,
+        ]);
+        self.ok(&[
+            "host",
+            "add",
+            "pod",
+            "--backend",
+            "podman",
+            "--endpoint",
+            &pod,
+        ]);
+    }
+
+    /// Creates agent `name` on `host`, and starts it.
+    fn started(&self, name: &str, host: &str) {
+        let base = required("ANVYL_ITEST_BASE_IMAGE");
+        self.ok(&[
+            "agent",
+            "create",
+            name,
+            "--image",
+            &base,
+            "--command",
+            "sleep 600",
+            "--host",
+            host,
+        ]);
+        self.ok(&["agent", "start", name]);
+    }
+
+    /// An agent whose image stays on `host` after it stopped: an orphan for
+    /// the next cleanup.
+    fn leftover(&self, name: &str, host: &str) {
+        self.started(name, host);
+        self.ok(&["agent", "stop", name]);
+    }
+
+    fn status(&self, name: &str) -> String {
+        let (_, rows) = self.json(&["agent", "list"]);
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{name} is not listed: {rows}"))
+    }
+
+    fn instance(&self) -> String {
+        StateStore::open(&self.path("state"))
+            .unwrap()
+            .instance_id()
+            .to_string()
+    }
+}
+
+fn text(run: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        run.status.code(),
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    )
+}
+
+/// The three engines, for checking behind anvyl's back.
+fn engine(var: &str, backend: &str) -> Itest {
+    Itest {
+        backend: backend.into(),
+        endpoint: required(var),
+        base_image: required("ANVYL_ITEST_BASE_IMAGE"),
+        anvyl: required("ANVYL_BIN").into(),
+    }
+}
+
+fn engines() -> [(&'static str, Itest); 3] {
+    [
+        ("local", engine("ANVYL_ITEST_DOCKER_HOST", "docker")),
+        ("far", engine("ANVYL_ITEST_DOCKER2_HOST", "docker")),
+        ("pod", engine("ANVYL_ITEST_PODMAN_HOST", "podman")),
+    ]
+}
+
+/// Containers and images of `instance` on `engine`, by name or tag.
+fn owned(engine: &Itest, instance: &str) -> Vec<String> {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let backend = engine.connect().await;
+        let query = Query::labelled(Labels::from([(LABEL_INSTANCE.into(), instance.into())]));
+        let mut found: Vec<String> = (backend.list_containers(&query).await.unwrap())
+            .into_iter()
+            .map(|c| format!("container {}", c.name))
+            .collect();
+        for image in backend.list_images(&query).await.unwrap() {
+            found.extend(image.tags.iter().map(|t| format!("image {t}")));
+        }
+        found
+    })
+}
+
+/// Sends `signal` to the far dockerd; continues it again when dropped, so
+/// a failing assertion never leaves the engine frozen for the next test.
+struct Frozen(i32);
+
+impl Frozen {
+    fn far() -> Self {
+        let pid: i32 = std::fs::read_to_string(required("ANVYL_ITEST_DOCKER2_PIDFILE"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(kill(pid, "STOP"));
+        Self(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        kill(self.0, "CONT");
+    }
+}
+
+fn kill(pid: i32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn planned_hosts(doc: &serde_json::Value) -> Vec<String> {
+    let mut hosts: Vec<String> = ["containers", "images", "resets"]
+        .iter()
+        .flat_map(|step| doc["plan"][step].as_array().unwrap().clone())
+        .map(|item| item["host"].as_str().unwrap().to_string())
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+#[test]
+fn a_fleet_cleanup_covers_every_host_and_judges_each_agent_on_its_own() {
+    let a = Installation::new("");
+    a.add_hosts();
+    let pid = std::process::id();
+    let live = format!("live-{pid}");
+    a.started(&live, "far");
+    for (agent, host) in [("a", "local"), ("b", "far"), ("c", "pod")] {
+        a.leftover(&format!("{agent}-{pid}"), host);
+    }
+    let instance = a.instance();
+    for (host, engine) in engines() {
+        assert!(
+            !owned(&engine, &instance).is_empty(),
+            "{host} has leftovers"
+        );
+    }
+
+    let (code, doc) = a.json(&["agent", "cleanup", "--yes"]);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(planned_hosts(&doc), ["far", "local", "pod"], "{doc}");
+    let summary = doc["hosts"].as_array().unwrap();
+    assert_eq!(summary.len(), 3, "{doc}");
+    assert!(
+        summary.iter().all(
+            |h| h["reachable"] == true && h["removed"].as_u64() > Some(0) || h["host"] == "far"
+        ),
+        "{doc}"
+    );
+
+    // The agent running on `far` was judged there: still running, its
+    // container and image the only things of this installation left.
+    assert_eq!(a.status(&live), "running");
+    let mut left: Vec<String> = engines()
+        .iter()
+        .flat_map(|(host, engine)| {
+            owned(engine, &instance)
+                .into_iter()
+                .map(move |o| format!("{host}: {o}"))
+        })
+        .collect();
+    left.sort();
+    assert!(
+        left.iter()
+            .all(|o| o.starts_with("far: ") && o.contains(&live)),
+        "only the live agent's resources remain: {left:?}"
+    );
+    assert!(left.iter().any(|o| o.contains("container")), "{left:?}");
+    println!(
+        "fleet: 3 hosts, 4 agents, leftovers after one cleanup: {}",
+        left.len() - 2
+    );
+
+    a.ok(&["agent", "stop", &live]);
+    a.ok(&["agent", "cleanup", "--yes"]);
+    for (host, engine) in engines() {
+        assert_eq!(owned(&engine, &instance), Vec::<String>::new(), "{host}");
+    }
+}
+
+#[test]
+fn a_host_that_stops_answering_is_reported_and_a_rerun_converges() {
+    // A short request timeout: a frozen engine answers nothing at all.
+    let a = Installation::new("request_timeout = 2");
+    a.add_hosts();
+    let pid = std::process::id();
+    let live = format!("held-{pid}");
+    a.started(&live, "far");
+    for (agent, host) in [("x", "local"), ("y", "far"), ("z", "pod")] {
+        a.leftover(&format!("{agent}-{pid}"), host);
+    }
+    let instance = a.instance();
+    let [(_, local), (_, far), (_, pod)] = engines();
+    let far_before = owned(&far, &instance);
+
+    let frozen = Frozen::far();
+    let began = Instant::now();
+    let (code, doc) = a.json(&["agent", "cleanup", "--yes"]);
+    let took = began.elapsed();
+    assert_eq!(code, Some(1), "{doc}");
+    let far_line = doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "far")
+        .unwrap()
+        .clone();
+    assert_eq!(far_line["reachable"], false, "{doc}");
+    assert!(
+        far_line["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{doc}"
+    );
+    assert_eq!(owned(&local, &instance), Vec::<String>::new());
+    assert_eq!(owned(&pod, &instance), Vec::<String>::new());
+    // Its agent keeps its recorded status, and nothing changes by stopping it.
+    assert_eq!(a.status(&live), "running");
+    let stop = a.anvyl(&["agent", "stop", &live]);
+    assert_eq!(stop.status.code(), Some(3), "{}", text(&stop));
+    assert_eq!(a.status(&live), "running");
+    let (code, hosts) = a.json(&["host", "list"]);
+    assert_eq!(code, Some(0));
+    let mut reachable: Vec<(String, bool)> = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["name"].as_str().unwrap().into(), h["reachable"] == true))
+        .collect();
+    reachable.sort();
+    assert_eq!(
+        reachable,
+        [
+            ("far".into(), false),
+            ("local".into(), true),
+            ("pod".into(), true)
+        ],
+        "{hosts}"
+    );
+    let human = a.anvyl(&["agent", "cleanup", "--dry-run"]);
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("Host 'far' unreachable"),
+        "{}",
+        text(&human)
+    );
+    drop(frozen);
+    println!(
+        "fleet: far frozen — cleanup took {:.1}s, exit 1, far untouched ({} resources)",
+        took.as_secs_f64(),
+        far_before.len()
+    );
+
+    // Back: the rerun converges, and only the live agent's resources stay.
+    let (code, doc) = a.json(&["agent", "cleanup", "--yes"]);
+    assert_eq!(code, Some(0), "{doc}");
+    let left = owned(&far, &instance);
+    assert!(left.iter().all(|o| o.contains(&live)), "{left:?}");
+    // The stop that timed out was still queued in the frozen engine, which
+    // carried it out once it woke: the rerun then found the container gone
+    // and reconciled the agent. Either way nothing of it leaks.
+    if a.status(&live) == "running" {
+        a.ok(&["agent", "stop", &live]);
+    }
+    a.ok(&["agent", "cleanup", "--yes"]);
+    assert_eq!(owned(&far, &instance), Vec::<String>::new());
+}
+
+/// A client certificate and key no CA of the engine signed.
+fn stranger_certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let stranger = rcgen::generate_simple_self_signed(vec!["stranger".to_string()]).unwrap();
+    std::fs::write(dir.join("ca.pem"), stranger.cert.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), stranger.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), stranger.signing_key.serialize_pem()).unwrap();
+}
+
+fn host_row(a: &Installation, name: &str) -> serde_json::Value {
+    let (_, hosts) = a.json(&["host", "list"]);
+    hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name)
+        .unwrap_or_else(|| panic!("host {name} is not listed: {hosts}"))
+        .clone()
+}
+
+#[test]
+fn a_tls_host_is_reached_with_its_certificates_and_refused_without() {
+    let a = Installation::new("");
+    let endpoint = required("ANVYL_ITEST_TLS_ENDPOINT");
+    let certs = required("ANVYL_ITEST_TLS_DIR");
+
+    // Plain TCP is refused outright, and nothing is registered.
+    let plain = a.anvyl(&[
+        "host",
+        "add",
+        "tls",
+        "--backend",
+        "docker",
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert_eq!(plain.status.code(), Some(2), "{}", text(&plain));
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("--insecure"));
+    let (_, hosts) = a.json(&["host", "list"]);
+    assert_eq!(hosts.as_array().unwrap().len(), 1, "{hosts}");
+
+    // Certificates the engine's CA never signed: the engine refuses them.
+    let stranger = a.path("stranger");
+    stranger_certificates(&stranger);
+    a.ok(&[
+        "host",
+        "add",
+        "stranger",
+        "--backend",
+        "docker",
+        "--endpoint",
+        &endpoint,
+        "--tls-dir",
+        stranger.to_str().unwrap(),
+    ]);
+    let row = host_row(&a, "stranger");
+    assert_eq!(row["reachable"], false, "{row}");
+
+    // The right ones: reachable, and an agent runs there.
+    a.ok(&[
+        "host",
+        "add",
+        "tls",
+        "--backend",
+        "docker",
+        "--endpoint",
+        &endpoint,
+        "--tls-dir",
+        &certs,
+    ]);
+    let row = host_row(&a, "tls");
+    assert_eq!(row["reachable"], true, "{row}");
+    assert!(
+        row["version"].as_str().is_some_and(|v| !v.is_empty()),
+        "{row}"
+    );
+    let name = format!("tls-{}", std::process::id());
+    a.started(&name, "tls");
+    assert_eq!(a.status(&name), "running");
+    a.ok(&["agent", "stop", &name]);
+    a.ok(&["agent", "remove", &name, "--yes"]);
+
+    // The same engine through a Docker CLI context with those certificates.
+    let context = "itest-tls";
+    let hash = sha256_hex(context);
+    let meta = a.path("docker-config/contexts/meta").join(&hash);
+    let tls = a
+        .path("docker-config/contexts/tls")
+        .join(&hash)
+        .join("docker");
+    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::create_dir_all(&tls).unwrap();
+    for file in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::copy(Path::new(&certs).join(file), tls.join(file)).unwrap();
+    }
+    std::fs::write(
+        meta.join("meta.json"),
+        format!(r#"{{"Name":"{context}","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{endpoint}","SkipTLSVerify":false}}}}}}"#),
+    )
+    .unwrap();
+    a.ok(&["host", "add", "ctx", "--docker-context", context]);
+    assert_eq!(host_row(&a, "ctx")["reachable"], true);
+    // Removing the 'stranger' host leaves everything else.
+    a.ok(&["host", "remove", "stranger"]);
+}
+
+fn sha256_hex(text: &str) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// A private sshd on a loopback port that lets one generated key in.
+struct Sshd {
+    child: Child,
+    port: u16,
+    config: PathBuf,
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let keygen = |file: &str| {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(file))
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        keygen("host_key");
+        keygen("client_key");
+        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+        // Privilege separation needs this directory (absent where no sshd
+        // ever ran as a service).
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+                 AllowStreamLocalForwarding yes\nX11Forwarding no\n"
+            ),
+        )
+        .unwrap();
+        let host_key = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        let key = host_key
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        std::fs::write(
+            dir.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {key}\n"),
+        )
+        .unwrap();
+        // The client trusts exactly this host key: no blind acceptance.
+        let config = dir.join("ssh_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Host *\n  IdentityFile {d}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {d}/known_hosts\n  StrictHostKeyChecking yes\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
+            .spawn()
+            .expect("start sshd");
+        let began = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                began.elapsed() < Duration::from_secs(20),
+                "sshd did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            config,
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// ssh processes still forwarding to this sshd's port.
+fn tunnels_to(port: u16) -> usize {
+    let out = Command::new("pgrep")
+        .args(["-f", &format!("anvyl-ssh-.* -p {port} ")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn an_ssh_host_is_reached_through_openssh_and_its_tunnel_ends_with_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&dir.path().join("sshd"));
+    let a = Installation::new(&format!(
+        "ssh_command = \"ssh -F {}\"",
+        sshd.config.display()
+    ));
+    let socket = required("ANVYL_ITEST_PODMAN_HOST");
+    let socket = socket.trim_start_matches("unix://");
+    let uri = format!("ssh://root@127.0.0.1:{}{socket}", sshd.port);
+    a.ok(&[
+        "host",
+        "add",
+        "sshpod",
+        "--backend",
+        "podman",
+        "--endpoint",
+        &uri,
+    ]);
+    let row = host_row(&a, "sshpod");
+    assert_eq!(row["reachable"], true, "{row}");
+
+    let name = format!("ssh-{}", std::process::id());
+    a.started(&name, "sshpod");
+    assert_eq!(a.status(&name), "running");
+    let logs = a.anvyl(&["agent", "logs", &name]);
+    assert!(logs.status.success(), "{}", text(&logs));
+    a.ok(&["agent", "stop", &name]);
+    let (code, doc) = a.json(&["agent", "cleanup", "--yes", "--host", "sshpod"]);
+    assert_eq!(code, Some(0), "{doc}");
+    assert!(planned_hosts(&doc).iter().all(|h| h == "sshpod"), "{doc}");
+    assert_eq!(
+        tunnels_to(sshd.port),
+        0,
+        "every tunnel ended with its command"
+    );
+
+    // The same engine through a Podman system connection with its key.
+    let connections = a.path("xdg/containers");
+    std::fs::create_dir_all(&connections).unwrap();
+    std::fs::write(
+        connections.join("podman-connections.json"),
+        format!(
+            r#"{{"Connection":{{"Default":"itest","Connections":{{"itest":{{"URI":"{uri}","Identity":"{}"}}}}}}}}"#,
+            dir.path().join("sshd/client_key").display()
+        ),
+    )
+    .unwrap();
+    a.ok(&["host", "add", "conn", "--podman-connection", "itest"]);
+    assert_eq!(host_row(&a, "conn")["reachable"], true);
+
+    // A key the server does not know: unreachable, said plainly.
+    let stranger = dir.path().join("stranger");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = std::fs::read_to_string(&sshd.config).unwrap().replace(
+        &format!("{}/sshd/client_key", dir.path().display()),
+        &stranger.display().to_string(),
+    );
+    let stranger_config = dir.path().join("stranger_config");
+    std::fs::write(&stranger_config, config).unwrap();
+    let b = Installation::new(&format!(
+        "ssh_command = \"ssh -F {}\"",
+        stranger_config.display()
+    ));
+    b.ok(&[
+        "host",
+        "add",
+        "sshpod",
+        "--backend",
+        "podman",
+        "--endpoint",
+        &uri,
+    ]);
+    let row = host_row(&b, "sshpod");
+    assert_eq!(row["reachable"], false, "{row}");
+    a.ok(&["agent", "remove", &name, "--yes"]);
+}

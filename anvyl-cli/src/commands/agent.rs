@@ -48,12 +48,14 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
                 .remove(&name, *force)
                 .await
                 .map_err(lifecycle_error)?;
+            // Forgotten, not cleaned: exit 0 would promise that nothing of
+            // the agent remains, which nobody could check.
             if let anvyl_core::lifecycle::Removed::Forgotten { host, cause } = removed {
-                tracing::warn!(
+                return Err(CliError::Failed(format!(
                     "agent '{name}' is forgotten, but host '{host}' does not answer ({cause}): its container {} and images {}:* may remain there; `anvyl agent cleanup --host {host}` removes them once it answers",
                     name.resource_name(),
                     name.resource_name()
-                );
+                )));
             }
             Ok(ExitCode::SUCCESS)
         }

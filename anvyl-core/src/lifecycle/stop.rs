@@ -86,11 +86,24 @@ impl Lifecycle<'_> {
     pub async fn remove(&self, name: &AgentName, force: bool) -> Result<Removed, LifecycleError> {
         match self.remove_everything(name, force).await {
             Ok(report) => Ok(Removed::Cleaned(report)),
+            // One dropped or stalled request is not a host that is down:
+            // forgetting is for a host that still does not answer.
             Err(e) if force => match e.unreachable_engine() {
-                Some(cause) => self.forget(name, cause.clone()),
-                None => Err(e),
+                Some(cause) if !self.host_answers(name).await => self.forget(name, cause.clone()),
+                _ => Err(e),
             },
             Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the agent's host answers a ping now, on a new connection.
+    async fn host_answers(&self, name: &AgentName) -> bool {
+        let Ok(agent) = self.state.agent(name) else {
+            return false;
+        };
+        match self.engine_of(&agent).await {
+            Ok((_, backend)) => backend.ping().await.is_ok(),
+            Err(_) => false,
         }
     }
 

@@ -449,6 +449,13 @@ async fn an_agent_whose_host_is_down_is_removed_only_by_force_and_then_only_forg
             None,
         )
         .unwrap();
+    // The engine still answers a ping: a failed call is not a host that is
+    // down, and nothing is forgotten.
+    let err = w.lifecycle().remove(&web, true).await.unwrap_err();
+    assert!(err.unreachable_engine().is_some(), "{err:?}");
+    assert!(w.state.agent(&web).is_ok(), "kept while its host answers");
+
+    w.engine.inject(Op::Ping, None, Fault::Unreachable, None);
     match w.lifecycle().remove(&web, true).await.unwrap() {
         Removed::Forgotten { host, cause } => {
             assert_eq!(host, LOCAL_HOST);

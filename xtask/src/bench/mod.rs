@@ -7,9 +7,12 @@
 //! --yes`, the CLI pipeline a user would type, and the prune endpoints.
 //! It also times the dry run with nothing to clean, the largest N without
 //! the unrelated crowd (anvyl and prune), and `anvyl agent start` against `build` + `run`.
+//! The fleet case times one cleanup of three hosts against the slowest of
+//! them alone (`--only fleet|engines` runs one part).
 //! Results: a Markdown report on stdout, `target/bench/results.json` and
 //! `target/bench/cleanup.svg`.
 
+mod fleet;
 mod measure;
 mod populate;
 mod report;
@@ -28,6 +31,9 @@ use crate::install::ensure_engines;
 use crate::process::run as run_cmd;
 use measure::{measure, Sample};
 
+/// Leftovers per host in the fleet case.
+const FLEET_SIZE: usize = 100;
+
 /// How many unrelated containers, and image tags, share the engine.
 const UNRELATED: usize = 1000;
 const LABEL: &str = "io.anvyl.managed-by=anvyl";
@@ -36,6 +42,9 @@ struct Options {
     engines: Vec<Kind>,
     sizes: Vec<usize>,
     runs: usize,
+    /// Per-engine cases, the fleet case, or both (the default).
+    per_engine: bool,
+    fleet: bool,
 }
 
 fn parse(args: Vec<String>) -> Result<Options> {
@@ -43,6 +52,8 @@ fn parse(args: Vec<String>) -> Result<Options> {
         engines: vec![Kind::Docker, Kind::Podman],
         sizes: vec![10, 100, 500],
         runs: 5,
+        per_engine: true,
+        fleet: true,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -66,7 +77,12 @@ fn parse(args: Vec<String>) -> Result<Options> {
                     bail!("--runs must be at least 1");
                 }
             }
-            other => bail!("unknown argument {other:?}; usage: cargo xtask bench [--backend docker|podman|all] [--sizes 10,100,500] [--runs 5]"),
+            "--only" => match value()?.as_str() {
+                "fleet" => options.per_engine = false,
+                "engines" => options.fleet = false,
+                other => bail!("--only takes fleet or engines, not {other:?}"),
+            },
+            other => bail!("unknown argument {other:?}; usage: cargo xtask bench [--backend docker|podman|all] [--sizes 10,100,500] [--runs 5] [--only fleet|engines]"),
         }
     }
     Ok(options)
@@ -372,13 +388,18 @@ pub fn run(args: Vec<String>) -> Result<()> {
     let anvyl = root.join("target/release/anvyl");
     let runtime = tokio::runtime::Runtime::new()?;
     let mut records = Vec::new();
-    for kind in &options.engines {
+    for kind in options.engines.iter().filter(|_| options.per_engine) {
         let engine = Engine::start(
             *kind,
             crate::itest::engines_dir().join(format!("bench-{}", kind.name())),
             false,
         )?;
         records.extend(runtime.block_on(bench_engine(&engine, &anvyl, &options))?);
+    }
+    // The fleet needs both kinds of engine (two Docker, one Podman).
+    let fleet = options.fleet && options.engines.len() == 2;
+    if fleet {
+        records.extend(runtime.block_on(fleet::bench(&anvyl, FLEET_SIZE, options.runs.min(3)))?);
     }
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
@@ -387,10 +408,22 @@ pub fn run(args: Vec<String>) -> Result<()> {
         serde_json::to_string_pretty(&records)?,
     )?;
     std::fs::write(out.join("cleanup.svg"), report::svg(&records))?;
-    print!(
-        "{}",
-        report::markdown(&records, &options.sizes, options.runs)
-    );
+    if options.per_engine {
+        let per_engine: Vec<Record> = (records.iter())
+            .filter(|r| r.engine != "fleet")
+            .cloned()
+            .collect();
+        print!(
+            "{}",
+            report::markdown(&per_engine, &options.sizes, options.runs)
+        );
+    }
+    if let Some((all, single, slowest, ratio)) = fleet::ratio(&records) {
+        println!(
+            "\n### Fleet cleanup: 3 hosts (Docker, Docker, Podman) × {FLEET_SIZE} agents' leftovers\n\n\
+             fleet {all:.2} s, slowest single host ({slowest}) {single:.2} s: ratio {ratio:.2} (medians)\n"
+        );
+    }
     eprintln!(
         "bench: wrote {}/results.json and cleanup.svg",
         out.display()

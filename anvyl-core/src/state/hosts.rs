@@ -124,7 +124,11 @@ impl StateStore {
             .map_err(|e| self.db_err(e))?;
         let busy: Vec<String> = {
             let mut stmt = tx
-                .prepare("SELECT name FROM agents WHERE host = ?1 ORDER BY name")
+                // Also an agent with no host yet whose current start went
+                // there: that host is its home (see `AgentRecord::home`).
+                .prepare(
+                    "SELECT name FROM agents WHERE host = ?1 OR (host IS NULL AND current_start IN (SELECT id FROM starts WHERE host = ?1)) ORDER BY name",
+                )
                 .map_err(|e| self.db_err(e))?;
             let rows = stmt
                 .query_map([name], |r| r.get(0))
@@ -278,5 +282,30 @@ mod tests {
             store.remove_host("h1"),
             Err(StateError::HostInUse { .. })
         ));
+    }
+
+    #[test]
+    fn a_host_a_failed_start_went_to_is_still_in_use() {
+        let store = StateStore::open_in_memory().unwrap();
+        store
+            .add_host("h2", "docker", Some("unix:///y.sock"), &Default::default())
+            .unwrap();
+        let web = AgentName::new("web").unwrap();
+        store.create_agent(&web, &AgentSpec::default()).unwrap();
+        let start = StartId::random();
+        store
+            .begin_start(&web, &start, std::path::Path::new("/b/web.s"))
+            .unwrap();
+        store.update_start(&start, Some("h2"), None).unwrap();
+        // The agent has no host of its own, but its leftovers are on h2.
+        let err = store.remove_host("h2").unwrap_err();
+        assert!(err.to_string().contains("web"), "{err}");
+        store
+            .delete_agent(
+                &web,
+                &crate::state::Fence::at(AgentStatus::Starting, Some(&start)),
+            )
+            .unwrap();
+        store.remove_host("h2").unwrap();
     }
 }

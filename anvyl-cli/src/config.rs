@@ -172,6 +172,9 @@ impl Config {
                 "request_timeout must be at least 1 second".into(),
             ));
         }
+        // A configured engine anvyl must never reach (plain tcp:// without
+        // `insecure`, a relative socket) is bad configuration: exit 2.
+        crate::engine::configured_route(self).map_err(CliError::Config)?;
         Ok(())
     }
 

@@ -56,7 +56,7 @@ impl Connector for HostConnector<'_> {
                     .await
                     .map_err(|message| BackendError::Unreachable {
                         engine: engine_name(backend),
-                        endpoint: format!("ssh://{}{}", target.destination, target.socket),
+                        endpoint: target.to_string(),
                         message,
                     })?;
                 let endpoint = tunnel.endpoint();
@@ -146,6 +146,11 @@ pub fn route(config: &Config, host: &HostRecord) -> Result<(BackendChoice, Route
         },
     };
     Ok((backend, Route::decide(backend, &endpoint, access)?))
+}
+
+/// The configured engine's route, decided (for validating the configuration).
+pub fn configured_route(config: &Config) -> Result<Route, String> {
+    configured(config, config.backend).map(|(_, route)| route)
 }
 
 /// The configured engine's route: the endpoint of the configuration or the

@@ -226,12 +226,25 @@ where
 }
 
 /// Which engine `backend` is, as recorded with a registered agent: its kind
-/// (`Docker`, `Podman`). Not the endpoint: one engine answers at many
-/// spellings of its socket (a symlink, a proxy), and a false difference
-/// would lock a running agent out of `stop`. Two engines of one kind behind
-/// the same host name are not told apart yet.
-pub fn engine_identity(backend: &dyn Backend) -> String {
-    backend.kind().engine_name().to_string()
+/// and its own id (`Docker 3F2A:…`). Not the endpoint: one engine answers
+/// at many spellings of its socket (a symlink, a proxy), and a host's
+/// endpoint may reach another engine tomorrow (a relative path, a Docker
+/// context pointed elsewhere) — judged by that one, a running agent's
+/// container would look gone.
+pub async fn engine_identity(backend: &dyn Backend) -> Result<String> {
+    let id = backend.engine_id().await?;
+    Ok(format!("{} {id}", backend.kind().engine_name()))
+}
+
+/// Whether an agent registered on `recorded` may be judged by `current`
+/// (both from [`engine_identity`]). Records made before engines were asked
+/// for their id name the kind alone, and are compared by kind.
+pub fn same_engine(recorded: &str, current: &str) -> bool {
+    if recorded.contains(' ') {
+        recorded == current
+    } else {
+        current.split(' ').next() == Some(recorded)
+    }
 }
 
 /// The innermost message of an error chain — "Connection refused", not
@@ -392,6 +405,10 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Engine and API versions.
     async fn version(&self) -> Result<EngineInfo>;
+
+    /// What tells this engine from every other one of its kind: Docker's
+    /// daemon ID, Podman's host name and storage root.
+    async fn engine_id(&self) -> Result<String>;
 
     /// All containers (running or not) that match `query`.
     async fn list_containers(&self, query: &Query) -> Result<Vec<ContainerSummary>>;

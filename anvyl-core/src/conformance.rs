@@ -145,11 +145,15 @@ fn labels_of(ours: &Ownership, agent: &AgentName) -> Labels {
     ours.stamp(&Labels::new(), agent, &StartId::random())
 }
 
-/// The engine answers ping and reports a version.
+/// The engine answers ping, reports a version, and names itself the same
+/// way each time (agents are recorded with that identity).
 pub async fn check_ping_and_version(backend: &dyn Backend, _: &Fixture) {
     backend.ping().await.expect("ping");
     let info = backend.version().await.expect("version");
     assert!(!info.version.is_empty(), "engine version is empty");
+    let id = backend.engine_id().await.expect("engine id");
+    assert!(!id.trim().is_empty(), "engine id is empty");
+    assert_eq!(backend.engine_id().await.expect("engine id"), id);
 }
 
 /// Labels and the exact name survive create and inspect.

@@ -160,9 +160,20 @@ impl Engine {
 }
 
 /// The in-memory backend.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryBackend {
     engine: Mutex<Engine>,
+    /// Tells two in-memory engines apart, as a daemon ID does.
+    id: String,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self {
+            engine: Mutex::default(),
+            id: crate::ids::StartId::random().to_string(),
+        }
+    }
 }
 
 fn matches(labels: &Labels, query: &Query) -> bool {
@@ -327,6 +338,11 @@ impl Backend for MemoryBackend {
             version: "0".into(),
             api_version: "0".into(),
         })
+    }
+
+    async fn engine_id(&self) -> Result<String> {
+        self.enter(Op::Ping, "").await?;
+        Ok(self.id.clone())
     }
 
     async fn list_containers(&self, query: &Query) -> Result<Vec<ContainerSummary>> {

@@ -46,6 +46,10 @@ impl Backend for NoEngine {
         Err(refused("version"))
     }
 
+    async fn engine_id(&self) -> Result<String> {
+        Err(refused("engine id"))
+    }
+
     async fn list_containers(&self, _: &Query) -> Result<Vec<ContainerSummary>> {
         Ok(Vec::new())
     }

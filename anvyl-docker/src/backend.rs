@@ -199,6 +199,24 @@ impl Backend for DockerBackend {
         })
     }
 
+    async fn engine_id(&self) -> Result<String> {
+        // The daemon ID, made once per data root: another dockerd, even at
+        // the same socket path tomorrow, has another.
+        let info = self
+            .client
+            .info()
+            .await
+            .map_err(self.err("info", "engine"))?;
+        match info.id.filter(|id| !id.is_empty()) {
+            Some(id) => Ok(id),
+            None => Err(BackendError::Engine {
+                operation: "info",
+                status: None,
+                message: "the engine reports no ID".into(),
+            }),
+        }
+    }
+
     async fn list_containers(&self, query: &Query) -> Result<Vec<ContainerSummary>> {
         let options = ListContainersOptionsBuilder::default()
             .all(true)

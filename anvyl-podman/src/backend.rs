@@ -225,6 +225,22 @@ impl Backend for PodmanBackend {
         })
     }
 
+    async fn engine_id(&self) -> Result<String> {
+        // Podman has no daemon ID: its machine and its storage root name
+        // the containers it holds.
+        let info = self.call("info", "engine", self.client.info()).await?;
+        let host = info.host.and_then(|h| h.hostname).unwrap_or_default();
+        let root = info.store.and_then(|s| s.graph_root).unwrap_or_default();
+        if root.is_empty() {
+            return Err(BackendError::Engine {
+                operation: "info",
+                status: None,
+                message: "the engine reports no storage root".into(),
+            });
+        }
+        Ok(format!("{host}:{root}"))
+    }
+
     async fn list_containers(&self, query: &Query) -> Result<Vec<ContainerSummary>> {
         let mut filters: Vec<ContainerListFilter> = query
             .labels

@@ -214,8 +214,10 @@ impl Drop for Frozen {
 }
 
 fn kill(pid: i32, signal: &str) -> bool {
+    // A negative pid is a process group (`kill -INT -- -PGID`).
     Command::new("kill")
         .arg(format!("-{signal}"))
+        .arg("--")
         .arg(pid.to_string())
         .status()
         .unwrap()
@@ -404,7 +406,18 @@ fn a_tls_host_is_reached_with_its_certificates_and_refused_without() {
     let endpoint = required("ANVYL_ITEST_TLS_ENDPOINT");
     let certs = required("ANVYL_ITEST_TLS_DIR");
 
-    // Plain TCP is refused outright, and nothing is registered.
+    // A relative socket would reach whatever engine the working directory
+    // holds: refused like plain TCP, and nothing is registered.
+    let relative = a.anvyl(&[
+        "host",
+        "add",
+        "rel",
+        "--backend",
+        "docker",
+        "--endpoint",
+        "unix://e/docker.sock",
+    ]);
+    assert_eq!(relative.status.code(), Some(2), "{}", text(&relative));
     let plain = a.anvyl(&[
         "host",
         "add",
@@ -625,6 +638,61 @@ fn an_ssh_host_is_reached_through_openssh_and_its_tunnel_ends_with_the_command()
     let logs = a.anvyl(&["agent", "logs", &name]);
     assert!(logs.status.success(), "{}", text(&logs));
     a.ok(&["agent", "stop", &name]);
+
+    // Ctrl-C at the terminal reaches the whole foreground process group:
+    // the tunnel must outlive it long enough for the start to clean up.
+    let instance = a.instance();
+    let pod = engine("ANVYL_ITEST_PODMAN_HOST", "podman");
+    let interrupted = format!("ssh-int-{}", std::process::id());
+    let base = required("ANVYL_ITEST_BASE_IMAGE");
+    a.ok(&[
+        "agent",
+        "create",
+        &interrupted,
+        "--image",
+        &base,
+        "--command",
+        "sleep 600",
+        "--host",
+        "sshpod",
+    ]);
+    let mut start = {
+        use std::os::unix::process::CommandExt;
+        a.command(&["agent", "start", &interrupted])
+            .env("ANVYL_SETTLE_MS", "20000")
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let began = Instant::now();
+    while !owned(&pod, &instance)
+        .iter()
+        .any(|o| o.starts_with("container") && o.contains(&interrupted))
+    {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the start never made its container"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        kill(-(start.id() as i32), "INT"),
+        "signal the process group"
+    );
+    let status = start.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let left: Vec<String> = owned(&pod, &instance)
+        .into_iter()
+        .filter(|o| o.contains(&interrupted))
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "the interrupted start cleaned up through its tunnel"
+    );
+    assert_eq!(a.status(&interrupted), "stopped");
+
     let (code, doc) = a.json(&["agent", "cleanup", "--yes", "--host", "sshpod"]);
     assert_eq!(code, Some(0), "{doc}");
     assert!(planned_hosts(&doc).iter().all(|h| h == "sshpod"), "{doc}");

@@ -68,9 +68,19 @@ impl Route {
             if access.tls.is_some() {
                 return Err(format!("TLS applies to tcp:// endpoints, not {endpoint}"));
             }
+            // A relative path would reach whichever engine the directory a
+            // command runs in happens to hold.
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "the socket path of {endpoint:?} must be absolute (unix:///path/to/engine.sock)"
+                ));
+            }
             return Ok(Self::Socket(format!("unix://{path}")));
         }
         if endpoint.starts_with("ssh://") {
+            if access.tls.is_some() {
+                return Err(format!("TLS applies to tcp:// endpoints, not {endpoint}"));
+            }
             let target = SshTarget::parse(endpoint, default_remote_socket(backend))?;
             return Ok(Self::Ssh {
                 target,
@@ -85,6 +95,12 @@ impl Route {
                 "unsupported endpoint {endpoint:?}: use unix://PATH, tcp://HOST:PORT with TLS, or ssh://[USER@]HOST[:PORT][/SOCKET]"
             ));
         };
+        // https:// promises TLS: never downgraded to plain, even --insecure.
+        if endpoint.starts_with("https://") && access.tls.is_none() {
+            return Err(format!(
+                "{endpoint} needs TLS files (--tls-dir DIR with ca.pem, cert.pem, key.pem)"
+            ));
+        }
         let endpoint = format!("tcp://{address}");
         match (backend, access.tls, access.insecure) {
             (BackendChoice::Docker, Some(files), _) => Ok(Self::Tls { endpoint, files }),
@@ -136,6 +152,25 @@ mod tests {
         let err = Route::decide(BackendChoice::Podman, "tcp://h:8080", with_tls).unwrap_err();
         assert!(err.contains("ssh://"), "{err}");
         assert!(Route::decide(docker, "npipe:////./pipe/docker", Access::default()).is_err());
+        let insecure = Access {
+            insecure: true,
+            ..Access::default()
+        };
+        assert!(Route::decide(docker, "https://h:2376", insecure).is_err());
+    }
+
+    #[test]
+    fn a_socket_path_must_be_absolute() {
+        let docker = BackendChoice::Docker;
+        for bad in ["unix://", "unix://e/docker.sock", "unix://./d.sock"] {
+            let err = Route::decide(docker, bad, Access::default()).unwrap_err();
+            assert!(err.contains("absolute"), "{bad}: {err}");
+        }
+        let tls = Access {
+            tls: Some(tls()),
+            ..Access::default()
+        };
+        assert!(Route::decide(docker, "ssh://me@box", tls).is_err());
     }
 
     #[test]

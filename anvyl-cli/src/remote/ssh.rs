@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use std::os::unix::fs::PermissionsExt;
+
 use tokio::process::{Child, Command};
 
 /// Where an `ssh://` endpoint points.
@@ -70,6 +71,12 @@ impl SshTarget {
         } else {
             path.to_string()
         };
+        // `-L local:remote` cannot carry a colon in either socket path.
+        if socket.contains(':') {
+            return Err(bad(
+                "the socket path cannot contain ':' (ssh cannot forward it)",
+            ));
+        }
         Ok(Self {
             destination: match user {
                 Some(user) => format!("{user}@{host}"),
@@ -78,6 +85,15 @@ impl SshTarget {
             port,
             socket,
         })
+    }
+}
+
+impl std::fmt::Display for SshTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "ssh://{}:{port}{}", self.destination, self.socket),
+            None => write!(f, "ssh://{}{}", self.destination, self.socket),
+        }
     }
 }
 
@@ -101,11 +117,19 @@ impl Tunnel {
         let (program, options) = command
             .split_first()
             .ok_or("the ssh command is empty (setting ssh_command)")?;
+        // Only this user may reach the forwarded socket, whatever bind mask
+        // the user's ssh configuration asks for.
         let dir = tempfile::Builder::new()
             .prefix("anvyl-ssh-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map_err(|e| format!("cannot make a directory for the ssh tunnel: {e}"))?;
         let socket = dir.path().join("engine.sock");
+        // ssh's messages go to a file, not a pipe: a pipe nobody reads once
+        // the tunnel is up fills (`ssh -v`) and stalls the tunnel.
+        let log_path = dir.path().join("ssh.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("cannot make the ssh log: {e}"))?;
         let mut ssh = Command::new(program);
         ssh.args(options)
             .args([
@@ -128,8 +152,11 @@ impl Tunnel {
             .arg(&target.destination)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(log)
+            .kill_on_drop(true)
+            // Its own process group: a Ctrl-C at the terminal is anvyl's to
+            // handle, and anvyl still needs the tunnel to clean up after it.
+            .process_group(0);
         die_with_parent(&mut ssh);
         let mut child = ssh
             .spawn()
@@ -144,10 +171,7 @@ impl Tunnel {
                 });
             }
             if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = child.stderr.take() {
-                    let _ = pipe.read_to_string(&mut stderr).await;
-                }
+                let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
                 let said = stderr.lines().rev().find(|l| !l.trim().is_empty());
                 return Err(format!(
                     "ssh to {} exited ({status}){}",
@@ -221,6 +245,7 @@ mod tests {
             "ssh://",
             "tcp://host",
             "ssh://a b@host",
+            "ssh://host/tmp/a:b.sock",
         ] {
             assert!(SshTarget::parse(bad, "/s").is_err(), "{bad}");
         }

@@ -157,6 +157,15 @@ impl Lifecycle<'_> {
                 host: host.name.clone(),
                 source,
             })?;
+        // Who the engine is, asked before anything is made there: it is
+        // recorded with the agent, and an engine that does not answer fails
+        // the start while nothing exists yet.
+        let identity = crate::backend::engine_identity(backend.as_ref())
+            .await
+            .map_err(|source| StartCause::Host {
+                host: host.name.clone(),
+                source,
+            })?;
         *engine = Some(backend.clone());
         // 4. The build directory of this start, the Dockerfile, the image —
         // tagged for this start, then `:latest` moved to it.
@@ -210,13 +219,7 @@ impl Lifecycle<'_> {
         // 6. Registration, once the container has shown it stays up.
         self.settle(backend.as_ref(), &container_id).await?;
         self.state
-            .register(
-                name,
-                &host.name,
-                &container_id,
-                start,
-                &crate::backend::engine_identity(backend.as_ref()),
-            )
+            .register(name, &host.name, &container_id, start, &identity)
             .map_err(|e| StartCause::Registration(e.to_string()))?;
         tracing::info!("Started agent '{name}' on host '{}'", host.name);
         Ok(Started {

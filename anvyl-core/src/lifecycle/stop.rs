@@ -209,9 +209,11 @@ impl Lifecycle<'_> {
         let registered = self.state.hosts()?.into_iter().find(|h| h.name == home);
         let host = match registered {
             Some(host) => host,
-            None if agent.host.is_some() => {
+            // Its resources are on a host the registry forgot: another host
+            // would see none of them and forget the agent.
+            None if agent.host.is_some() || home != crate::state::LOCAL_HOST => {
                 return Err(unavailable(format!(
-                    "agent '{}' runs on host '{home}', which is not registered",
+                    "agent '{}' belongs to host '{home}', which is not registered",
                     agent.name
                 )))
             }
@@ -224,15 +226,17 @@ impl Lifecycle<'_> {
         // Judged by another engine, a running agent's container would look
         // gone: stop would reset it, remove would forget it, while it runs.
         // A stopped agent's leftovers carry its labels wherever they are.
-        let current = crate::backend::engine_identity(backend.as_ref());
         let live = matches!(agent.status, AgentStatus::Running | AgentStatus::Starting);
-        if let Some(recorded) = agent.engine.as_ref().filter(|e| live && **e != current) {
-            return Err(LifecycleError::OtherEngine {
-                agent: agent.name.clone(),
-                host: host.name,
-                recorded: recorded.clone(),
-                current,
-            });
+        if let Some(recorded) = agent.engine.as_ref().filter(|_| live) {
+            let current = crate::backend::engine_identity(backend.as_ref()).await?;
+            if !crate::backend::same_engine(recorded, &current) {
+                return Err(LifecycleError::OtherEngine {
+                    agent: agent.name.clone(),
+                    host: host.name,
+                    recorded: recorded.clone(),
+                    current,
+                });
+            }
         }
         Ok((host.name, backend))
     }

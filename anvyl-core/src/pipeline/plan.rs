@@ -229,7 +229,8 @@ impl Cleanup<'_> {
     ) -> Result<(Live, Vec<PlannedReset>), CleanupError> {
         let mut live = Live::default();
         let mut resets = Vec::new();
-        let engine = crate::backend::engine_identity(self.backend);
+        // Asked only when an agent of this host carries a recorded engine.
+        let mut engine: Option<String> = None;
         for agent in agents {
             let reset = |stale| PlannedReset {
                 agent: agent.name.clone(),
@@ -258,8 +259,14 @@ impl Cleanup<'_> {
             }
             // Nor by another engine behind the same host name: `local`
             // follows the configuration, which may point elsewhere today.
-            if agent.engine.as_deref().is_some_and(|e| e != engine) {
-                continue;
+            if let Some(recorded) = &agent.engine {
+                let current = match &engine {
+                    Some(current) => current,
+                    None => engine.insert(crate::backend::engine_identity(self.backend).await?),
+                };
+                if !crate::backend::same_engine(recorded, current) {
+                    continue;
+                }
             }
             match agent.status {
                 AgentStatus::Stopped => {}

@@ -554,7 +554,7 @@ async fn an_agent_of_another_host_is_not_judged_by_this_engine() {
             "gpu",
             "c-on-gpu",
             &start,
-            &crate::backend::engine_identity(&w.engine),
+            &crate::backend::engine_identity(&w.engine).await.unwrap(),
         )
         .unwrap();
     let labels = w.ours().stamp(&Labels::new(), &remote, &start);
@@ -758,7 +758,9 @@ async fn a_fleet_judges_each_agent_on_its_own_host_and_leaves_an_unreachable_one
     w.state
         .begin_start(&remote, &now, std::path::Path::new("/b/r"))
         .unwrap();
-    let far_engine = crate::backend::engine_identity(engines.far.as_ref());
+    let far_engine = crate::backend::engine_identity(engines.far.as_ref())
+        .await
+        .unwrap();
     w.state
         .register(&remote, "far", &live, &now, &far_engine)
         .unwrap();
@@ -852,4 +854,38 @@ async fn a_fleet_judges_each_agent_on_its_own_host_and_leaves_an_unreachable_one
         "an unreachable host's agent keeps its status"
     );
     assert!(!w.build_dir_exists(&format!("web.{failed}")));
+}
+
+#[tokio::test]
+async fn an_agent_registered_on_another_engine_of_the_same_kind_is_not_judged_here() {
+    // Its host's endpoint reaches another engine today (a relative socket
+    // path, a Docker context pointed elsewhere): its container is not to
+    // be seen here, and that is no evidence that it is gone.
+    let w = World::new();
+    w.state.ensure_local_host().unwrap();
+    let remote = w.agent("moved");
+    let start = StartId::random();
+    w.state
+        .begin_start(&remote, &start, std::path::Path::new("/b/m"))
+        .unwrap();
+    let elsewhere = MemoryBackend::new();
+    let identity = crate::backend::engine_identity(&elsewhere).await.unwrap();
+    assert_ne!(
+        identity,
+        crate::backend::engine_identity(&w.engine).await.unwrap()
+    );
+    w.state
+        .register(
+            &remote,
+            crate::state::LOCAL_HOST,
+            "c-elsewhere",
+            &start,
+            &identity,
+        )
+        .unwrap();
+    let plan = w.cleanup().plan(Scope::All).await.unwrap();
+    assert!(plan.resets.is_empty(), "{plan:?}");
+    // A record from before engines had ids names the kind only.
+    assert!(crate::backend::same_engine("Memory", &identity));
+    assert!(!crate::backend::same_engine("Docker", &identity));
 }

@@ -35,7 +35,7 @@ pub struct Cli {
     pub quiet: u8,
 
     /// Output format of results on stdout
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 
     #[command(subcommand)]
@@ -109,12 +109,14 @@ pub enum AgentCommand {
         tail: Option<usize>,
     },
     /// List agents
+    #[command(visible_aliases = ["ls", "ps"])]
     List {
         /// Only running agents
         #[arg(long)]
         running: bool,
     },
     /// Forget an agent and remove everything of it
+    #[command(visible_alias = "rm")]
     Remove {
         /// The agent
         name: String,

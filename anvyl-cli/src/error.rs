@@ -9,6 +9,8 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status 3: the engine is unreachable.
 pub const EXIT_UNREACHABLE: u8 = 3;
+/// Exit status 4: the user answered "no" at a prompt; nothing changed.
+pub const EXIT_DECLINED: u8 = 4;
 /// Exit status 130: interrupted.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
@@ -30,6 +32,9 @@ pub enum CliError {
     /// Ctrl-C or SIGTERM.
     #[error("interrupted: {0}")]
     Interrupted(String),
+    /// The user declined at a prompt: their choice, not a failure.
+    #[error("{0}")]
+    Declined(String),
 }
 
 impl CliError {
@@ -40,6 +45,7 @@ impl CliError {
             Self::Unreachable(_) => EXIT_UNREACHABLE,
             Self::Failed(_) => EXIT_FAILED,
             Self::Interrupted(_) => EXIT_INTERRUPTED,
+            Self::Declined(_) => EXIT_DECLINED,
         }
     }
 
@@ -47,7 +53,10 @@ impl CliError {
     pub fn report(&self) -> ExitCode {
         // Newlines from engine messages would break the one-line promise.
         let line = self.to_string().replace('\n', " ");
-        eprintln!("error: {line}");
+        match self {
+            Self::Declined(_) => eprintln!("{line}"),
+            _ => eprintln!("error: {line}"),
+        }
         ExitCode::from(self.exit_status())
     }
 }
@@ -55,10 +64,23 @@ impl CliError {
 impl From<anvyl_core::BackendError> for CliError {
     fn from(e: anvyl_core::BackendError) -> Self {
         if e.is_unreachable() {
-            Self::Unreachable(e.to_string())
+            Self::Unreachable(format!("{e}{}", unreachable_hint(&e)))
         } else {
             Self::Failed(e.to_string())
         }
+    }
+}
+
+/// What a user can check when an engine does not answer.
+fn unreachable_hint(e: &anvyl_core::BackendError) -> &'static str {
+    match e {
+        anvyl_core::BackendError::Unreachable { engine: "Docker", .. } => {
+            " (is dockerd running? anvyl uses [docker] endpoint, else DOCKER_HOST, else /var/run/docker.sock; --backend podman for Podman)"
+        }
+        anvyl_core::BackendError::Unreachable { engine: "Podman", .. } => {
+            " (is `podman system service` running? anvyl uses [podman] endpoint, else CONTAINER_HOST, else the rootless, else the rootful socket; --backend docker for Docker)"
+        }
+        _ => " (the engine did not answer; request_timeout sets how long anvyl waits)",
     }
 }
 
@@ -80,5 +102,49 @@ impl From<anvyl_core::pipeline::CleanupError> for CliError {
 impl From<anvyl_core::InvalidAgentName> for CliError {
     fn from(e: anvyl_core::InvalidAgentName) -> Self {
         Self::Usage(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_has_its_own_exit_status() {
+        let all = [
+            CliError::Usage(String::new()),
+            CliError::Unreachable(String::new()),
+            CliError::Failed(String::new()),
+            CliError::Declined(String::new()),
+            CliError::Interrupted(String::new()),
+        ];
+        let codes: Vec<u8> = all.iter().map(CliError::exit_status).collect();
+        assert_eq!(
+            codes,
+            [
+                EXIT_USAGE,
+                EXIT_UNREACHABLE,
+                EXIT_FAILED,
+                EXIT_DECLINED,
+                EXIT_INTERRUPTED
+            ]
+        );
+        assert_eq!(codes, [2, 3, 1, 4, 130]);
+    }
+
+    #[test]
+    fn an_engine_that_never_answered_is_exit_3_whatever_the_transport_said() {
+        let silent = anvyl_core::BackendError::Engine {
+            operation: "list containers",
+            status: None,
+            message: "no answer within 2s".into(),
+        };
+        assert_eq!(CliError::from(silent).exit_status(), EXIT_UNREACHABLE);
+        let refused = anvyl_core::BackendError::Engine {
+            operation: "list containers",
+            status: Some(500),
+            message: "boom".into(),
+        };
+        assert_eq!(CliError::from(refused).exit_status(), EXIT_FAILED);
     }
 }

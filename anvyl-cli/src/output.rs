@@ -67,7 +67,9 @@ pub fn plan_table(plan: &FleetPlan) -> String {
         [one] => format!(" on host '{}'", one.host),
         many => format!(" on {}", plural(many.len(), "host", "hosts")),
     };
-    if plan.is_empty() {
+    if plan.no_host_reached() && plan.machine.is_empty() {
+        out.push_str("No host answered: nothing was planned.\n");
+    } else if plan.is_empty() {
         out.push_str(&format!(
             "Nothing to clean up for {}{on}.\n",
             scope_title(&plan.scope)

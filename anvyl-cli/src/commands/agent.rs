@@ -25,11 +25,17 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
         AgentCommand::Stop { name } => {
             let name = AgentName::new(name.as_str())?;
             let session = Session::open(config)?;
-            session
+            let stopped = session
                 .lifecycle()
                 .stop(&name)
                 .await
                 .map_err(lifecycle_error)?;
+            if let anvyl_core::lifecycle::Stopped::NotRunning(status) = stopped {
+                tracing::info!(
+                    "Agent '{name}' is not running ({}): nothing to stop",
+                    status.as_str()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::Logs { name, follow, tail } => {
@@ -39,7 +45,11 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
         AgentCommand::Remove { name, force, yes } => {
             let name = AgentName::new(name.as_str())?;
             let session = Session::open(config)?;
-            session.state.agent(&name).map_err(state_error)?;
+            let agent = session.state.agent(&name).map_err(state_error)?;
+            // Refused before the question, not after a "yes".
+            if agent.status == anvyl_core::AgentStatus::Running && !force {
+                return Err(lifecycle_error(LifecycleError::Running(name)));
+            }
             if !yes {
                 super::confirm(&format!("remove agent '{name}' and everything of it"))?;
             }

@@ -121,6 +121,6 @@ pub(crate) fn confirm(question: &str) -> Result<(), CliError> {
     if yes {
         Ok(())
     } else {
-        Err(CliError::Failed("cancelled: nothing was removed".into()))
+        Err(CliError::Declined("Nothing was removed.".into()))
     }
 }

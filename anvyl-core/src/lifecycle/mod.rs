@@ -26,7 +26,7 @@ pub use dockerfile::{
     labelled_dockerfile, render_dockerfile, validate_spec, InvalidSpec, LABELLED_DOCKERFILE,
 };
 pub use start::Started;
-pub use stop::Removed;
+pub use stop::{Removed, Stopped};
 
 /// Connects the engine of a registered host. The CLI knows how to build
 /// Docker and Podman clients; core only asks for one.

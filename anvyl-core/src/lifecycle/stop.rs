@@ -8,6 +8,16 @@ use crate::name::AgentName;
 use crate::pipeline::{Cleanup, Report, Scope};
 use crate::state::{AgentRecord, AgentStatus, Fence, Fenced, StateError};
 
+/// What `stop` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The agent ran and is stopped now.
+    Now,
+    /// It was not running (stopped, failed, or a start that crashed):
+    /// nothing was done.
+    NotRunning(AgentStatus),
+}
+
 /// What `remove` did.
 #[derive(Debug)]
 pub enum Removed {
@@ -26,17 +36,13 @@ pub enum Removed {
 impl Lifecycle<'_> {
     /// Stops a running agent: its container is stopped (gracefully, within
     /// the stop timeout) and removed, and its status becomes `stopped` —
-    /// only if it still runs the start this command found.
-    pub async fn stop(&self, name: &AgentName) -> Result<(), LifecycleError> {
+    /// only if it still runs the start this command found. Like `docker
+    /// stop`, stopping an agent that does not run succeeds and says so.
+    pub async fn stop(&self, name: &AgentName) -> Result<Stopped, LifecycleError> {
         let agent = self.state.agent(name)?;
         self.refuse_if_starting(&agent)?;
         if agent.status != AgentStatus::Running {
-            return Err(crate::state::StateError::WrongStatus {
-                agent: name.clone(),
-                actual: agent.status.as_str(),
-                expected: "running",
-            }
-            .into());
+            return Ok(Stopped::NotRunning(agent.status));
         }
         if let Some(id) = &agent.container_id {
             let (_, backend) = self.engine_of(&agent).await?;
@@ -72,7 +78,7 @@ impl Lifecycle<'_> {
             }
         }
         tracing::info!("Stopped agent '{name}'");
-        Ok(())
+        Ok(Stopped::Now)
     }
 
     /// Removes an agent: stops it when `force` allows, removes everything of

@@ -329,6 +329,10 @@ async fn a_good_agent_runs_logs_stops_and_is_cleaned_up() {
         Some(2),
         "a running agent needs --force: {remove:?}"
     );
+    // Refused before any question is asked (here: no terminal to ask on).
+    let unasked = s.anvyl(&["agent", "rm", &name]);
+    assert_eq!(unasked.code, Some(2), "{unasked:?}");
+    assert!(unasked.stderr.contains("is running"), "{unasked:?}");
 
     let stop = s.anvyl(&["agent", "stop", &name]);
     assert_eq!(stop.code, Some(0), "{stop:?}");
@@ -337,6 +341,10 @@ async fn a_good_agent_runs_logs_stops_and_is_cleaned_up() {
         s.state().agent(&agent).unwrap().status,
         AgentStatus::Stopped
     );
+    // Like `docker stop`: stopping a stopped agent succeeds, and says so.
+    let again = s.anvyl(&["agent", "stop", &name]);
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert!(again.stderr.contains("not running"), "{again:?}");
 
     let cleanup = s.anvyl(&["agent", "cleanup", "--yes"]);
     assert_eq!(cleanup.code, Some(0), "{cleanup:?}");

@@ -9,11 +9,15 @@ use anvyl_core::{BackendKind, Claim};
 use comfy_table::{presets, Table};
 use serde::Serialize;
 
-fn table(header: &[&str]) -> Table {
+/// A borderless table whose first column starts at the line's start.
+pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)
         .set_header(header.to_vec());
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
     table
 }
 

@@ -9,7 +9,6 @@ use std::time::{Duration, UNIX_EPOCH};
 use anvyl_core::build_root::BuildRoot;
 use anvyl_core::lifecycle::{validate_spec, Lifecycle, LifecycleError, StartCause, StartError};
 use anvyl_core::{AgentName, AgentRecord, AgentSpec, AgentStatus, LogStream};
-use comfy_table::{presets, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -280,12 +279,28 @@ struct Row<'a> {
     model: Option<&'a str>,
     status: AgentStatus,
     host: Option<&'a str>,
+    /// RFC 3339 in JSON; the table shows the age.
     created: String,
+    #[serde(skip)]
+    age: String,
 }
 
 fn created(secs: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
     humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// "2 minutes ago", as `docker ps` shows CREATED.
+fn age(secs: i64, now: i64) -> String {
+    let ago = (now - secs).max(0);
+    let (n, unit) = match ago {
+        0..=1 => return "just now".into(),
+        2..=119 => (ago, "second"),
+        120..=7199 => (ago / 60, "minute"),
+        7200..=172_799 => (ago / 3600, "hour"),
+        _ => (ago / 86_400, "day"),
+    };
+    format!("{n} {unit}s ago")
 }
 
 fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError> {
@@ -295,9 +310,13 @@ fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError>
         .into_iter()
         .filter(|a| !running || a.status == AgentStatus::Running)
         .collect();
-    let rows: Vec<Row> = agents
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut rows: Vec<Row> = agents
         .iter()
         .map(|a| Row {
+            age: age(a.created, now),
             name: a.name.as_str(),
             provider: a.spec.provider.as_deref(),
             model: a.spec.model.as_deref(),
@@ -306,6 +325,7 @@ fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError>
             created: created(a.created),
         })
         .collect();
+    rows.sort_by(|a, b| natord::compare(a.name, b.name));
     if cli.output == OutputFormat::Json {
         super::emit(&crate::output::json(&rows));
         return Ok(ExitCode::SUCCESS);
@@ -318,10 +338,8 @@ fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError>
         });
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = Table::new();
-    table.load_preset(presets::NOTHING).set_header(vec![
-        "NAME", "PROVIDER", "MODEL", "STATUS", "HOST", "CREATED",
-    ]);
+    let mut table =
+        crate::output::table(&["NAME", "PROVIDER", "MODEL", "STATUS", "HOST", "CREATED"]);
     for r in &rows {
         table.add_row(vec![
             r.name,
@@ -329,9 +347,28 @@ fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError>
             r.model.unwrap_or("-"),
             r.status.as_str(),
             r.host.unwrap_or("-"),
-            &r.created,
+            &r.age,
         ]);
     }
     super::emit(&crate::output::trimmed(&table));
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn created_reads_as_an_age() {
+        let cases = [
+            (0, "just now"),
+            (5, "5 seconds ago"),
+            (150, "2 minutes ago"),
+            (7300, "2 hours ago"),
+            (3 * 86_400, "3 days ago"),
+        ];
+        for (ago, text) in cases {
+            assert_eq!(age(1_000_000 - ago, 1_000_000), text);
+        }
+    }
 }

@@ -125,9 +125,15 @@ fn hosts_outcome(plan: &FleetPlan, remaining: usize) -> Result<ExitCode, CliErro
     if plan.no_host_reached() {
         let (_, error) = plan.failed_hosts().next().expect("hosts were planned");
         return Err(CliError::Unreachable(if failed.len() == 1 {
-            format!("{} (is the engine running? `anvyl host list` shows every host's endpoint)", error.message)
+            format!(
+                "{} (is the engine running? `anvyl host list` shows every host's endpoint)",
+                error.message
+            )
         } else {
-            format!("no host could be reached ({}); `anvyl host list` says why", failed.join(", "))
+            format!(
+                "no host could be reached ({}); `anvyl host list` says why",
+                failed.join(", ")
+            )
         }));
     }
     if remaining > 0 {

@@ -9,7 +9,6 @@ use anvyl_core::{HostAccess, HostRecord, StateStore};
 
 use crate::remote::Route;
 
-use comfy_table::{presets, Table};
 use serde::Serialize;
 
 use crate::cli::{Cli, HostCommand, OutputFormat};
@@ -142,8 +141,7 @@ async fn list(cli: &Cli, config: &Config, state: &StateStore) -> Result<(), CliE
         super::emit("No hosts: add one with `anvyl host add`.\n");
         return Ok(());
     }
-    let mut table = Table::new();
-    table.load_preset(presets::NOTHING).set_header(vec![
+    let mut table = crate::output::table(&[
         "NAME", "BACKEND", "ENDPOINT", "AGENTS", "ENGINE", "API", "ENABLED",
     ]);
     for r in &rows {

@@ -49,7 +49,11 @@ fn usage_error(e: clap::Error) -> ExitCode {
 fn dispatch(cli: &Cli) -> Result<ExitCode, CliError> {
     if let Command::Completions { shell } = &cli.command {
         let mut command = Cli::command();
-        clap_complete::generate(*shell, &mut command, "anvyl", &mut std::io::stdout());
+        // Rendered first, then written like every result: a closed pipe
+        // (`anvyl completions bash | head -1`) is not a panic.
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut command, "anvyl", &mut script);
+        emit(&String::from_utf8_lossy(&script));
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::load(cli)?;

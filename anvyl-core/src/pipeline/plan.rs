@@ -479,8 +479,9 @@ impl Cleanup<'_> {
                 }),
             }
         }
+        // Natural order, as people count: web-2 before web-10.
         plan.containers
-            .sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+            .sort_by(|a, b| natord::compare(&a.name, &b.name).then(a.id.cmp(&b.id)));
     }
 
     fn plan_images(&self, judge: &Judge<'_>, found: Vec<ImageSummary>, plan: &mut Plan) {
@@ -527,7 +528,8 @@ impl Cleanup<'_> {
                 }
             }
         }
-        plan.images.sort_by(|a, b| a.display.cmp(&b.display));
+        plan.images
+            .sort_by(|a, b| natord::compare(&a.display, &b.display));
     }
 
     /// The references of `image` that are ours: its owned tags, or its id

@@ -18,7 +18,25 @@ pub fn table(header: &[&str]) -> Table {
     for column in table.column_iter_mut() {
         column.set_padding((0, 2));
     }
+    // Colour only on a terminal (comfy-table checks), never with NO_COLOR.
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        table.force_no_tty();
+    }
     table
+}
+
+/// A status, coloured as people scan for it: running green, failed red,
+/// starting yellow.
+pub fn status_cell(status: anvyl_core::AgentStatus) -> comfy_table::Cell {
+    use anvyl_core::AgentStatus;
+    use comfy_table::Color;
+    let cell = comfy_table::Cell::new(status.as_str());
+    match status {
+        AgentStatus::Running => cell.fg(Color::Green),
+        AgentStatus::Failed => cell.fg(Color::Red),
+        AgentStatus::Starting => cell.fg(Color::Yellow),
+        AgentStatus::Stopped => cell,
+    }
 }
 
 fn claim(claim: Claim) -> &'static str {

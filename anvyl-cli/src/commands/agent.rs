@@ -342,12 +342,12 @@ fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError>
         crate::output::table(&["NAME", "PROVIDER", "MODEL", "STATUS", "HOST", "CREATED"]);
     for r in &rows {
         table.add_row(vec![
-            r.name,
-            r.provider.unwrap_or("-"),
-            r.model.unwrap_or("-"),
-            r.status.as_str(),
-            r.host.unwrap_or("-"),
-            &r.age,
+            comfy_table::Cell::new(r.name),
+            comfy_table::Cell::new(r.provider.unwrap_or("-")),
+            comfy_table::Cell::new(r.model.unwrap_or("-")),
+            crate::output::status_cell(r.status),
+            comfy_table::Cell::new(r.host.unwrap_or("-")),
+            comfy_table::Cell::new(&r.age),
         ]);
     }
     super::emit(&crate::output::trimmed(&table));

@@ -1,7 +1,9 @@
 //! anvyl's [`Backend`](anvyl_core::Backend) for the Docker Engine API,
 //! through `bollard`. The endpoint comes from configuration, else
-//! `DOCKER_HOST`, else `/var/run/docker.sock`; the API version is negotiated
-//! so that Docker 20.10 (API 1.41) and newer engines both answer.
+//! `DOCKER_HOST`, else `/var/run/docker.sock`. The client is pinned to API
+//! 1.41 (Docker 20.10's) and does not negotiate; bollard 0.21.1 sends its
+//! requests without the `/v1.41` prefix, so newer engines answer them at
+//! their own version. Correct version handling is the next piece of work.
 
 mod backend;
 mod context;

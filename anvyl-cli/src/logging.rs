@@ -3,6 +3,10 @@
 //! a `warning:`/`error:` prefix only where it matters.
 
 use std::fmt;
+use std::io::Write;
+use std::sync::Mutex;
+
+use indicatif::ProgressBar;
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -33,6 +37,41 @@ where
     }
 }
 
+/// The progress line on screen, if any: log lines are written around it
+/// (`ProgressBar::suspend`), so no spinner frame is left in the scrollback.
+static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Shows `bar` until [`hide_progress`]; log lines print above it.
+pub fn show_progress(bar: &ProgressBar) {
+    *ACTIVE.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar.clone());
+}
+
+/// Removes the progress line.
+pub fn hide_progress() {
+    if let Some(bar) = ACTIVE.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        bar.finish_and_clear();
+    }
+}
+
+/// Standard error, written around the active progress line. `fmt` hands
+/// over one formatted event per write.
+struct AroundProgress;
+
+impl Write for AroundProgress {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let active = ACTIVE.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match active {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Installs the subscriber: info by default, `-v` debug, `-vv` trace, `-q`
 /// warnings, `-qq` errors. `RUST_LOG` overrides for anvyl's own developers.
 pub fn init(verbose: u8, quiet: u8) {
@@ -50,7 +89,7 @@ pub fn init(verbose: u8, quiet: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(own));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| AroundProgress)
         .event_format(Plain)
         .try_init();
 }

@@ -175,20 +175,34 @@ fn build_progress(name: &AgentName) -> Option<ProgressBar> {
     );
     bar.set_prefix(format!("building {}", name.image_tag()));
     bar.enable_steady_tick(Duration::from_millis(100));
+    crate::logging::show_progress(&bar);
     Some(bar)
 }
 
 async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode, CliError> {
     let session = Session::open(config)?;
-    let lifecycle = session.lifecycle();
     let bar = build_progress(name);
+    // One status line, replaced as the start moves on.
+    let settle = config.settle_ms;
+    let phases = |phase: anvyl_core::lifecycle::Phase| {
+        use anvyl_core::lifecycle::Phase;
+        if let Some(bar) = &bar {
+            bar.set_message(String::new());
+            bar.set_prefix(match phase {
+                Phase::Building => format!("building {}", name.image_tag()),
+                Phase::Creating => format!("creating container {}", name.resource_name()),
+                Phase::Settling => format!("checking that it keeps running ({settle} ms)"),
+            });
+        }
+    };
+    let lifecycle = session.lifecycle().with_phases(&phases);
     let progress = |line: &str| match &bar {
         Some(bar) => bar.set_message(line.to_string()),
         None => tracing::debug!("build: {line}"),
     };
     let result = lifecycle.start(name, &progress, super::interrupted()).await;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
+    if bar.is_some() {
+        crate::logging::hide_progress();
     }
     match result {
         Ok(started) => {

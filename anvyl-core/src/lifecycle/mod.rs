@@ -211,12 +211,27 @@ impl LifecycleError {
     }
 }
 
+/// The phase a start is in, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Building the agent's image.
+    Building,
+    /// Creating and starting its container.
+    Creating,
+    /// Waiting the settle time to see that it keeps running.
+    Settling,
+}
+
+/// Receives the phases of a start.
+pub type PhaseSink<'a> = &'a (dyn Fn(Phase) + Send + Sync);
+
 /// Starts, stops and removes agents of one installation.
 pub struct Lifecycle<'a> {
     state: &'a StateStore,
     connector: &'a dyn Connector,
     build_root: BuildRoot,
     settings: LifecycleSettings,
+    phases: Option<PhaseSink<'a>>,
 }
 
 impl<'a> Lifecycle<'a> {
@@ -232,6 +247,19 @@ impl<'a> Lifecycle<'a> {
             connector,
             build_root,
             settings,
+            phases: None,
+        }
+    }
+
+    /// Tells `sink` each phase a start enters.
+    pub fn with_phases(mut self, sink: PhaseSink<'a>) -> Self {
+        self.phases = Some(sink);
+        self
+    }
+
+    fn phase(&self, phase: Phase) {
+        if let Some(sink) = self.phases {
+            sink(phase);
         }
     }
 

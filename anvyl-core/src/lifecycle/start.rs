@@ -167,6 +167,7 @@ impl Lifecycle<'_> {
                 source,
             })?;
         *engine = Some(backend.clone());
+        self.phase(super::Phase::Building);
         // 4. The build directory of this start, the Dockerfile, the image —
         // tagged for this start, then `:latest` moved to it.
         let dockerfile = super::render_dockerfile(name.as_str(), spec);
@@ -198,6 +199,7 @@ impl Lifecycle<'_> {
             .map_err(StartCause::Build)?;
 
         // 5. The container.
+        self.phase(super::Phase::Creating);
         let container = ContainerSpec {
             name: name.resource_name(),
             // This start's own tag: `:latest` may move to a newer build.
@@ -217,6 +219,7 @@ impl Lifecycle<'_> {
             .map_err(StartCause::StartContainer)?;
 
         // 6. Registration, once the container has shown it stays up.
+        self.phase(super::Phase::Settling);
         self.settle(backend.as_ref(), &container_id).await?;
         self.state
             .register(name, &host.name, &container_id, start, &identity)

@@ -471,3 +471,20 @@ async fn an_agent_whose_host_is_down_is_removed_only_by_force_and_then_only_forg
         .await
         .is_ok());
 }
+
+#[tokio::test]
+async fn a_start_reports_its_phases_in_order() {
+    let w = World::new();
+    let web = w.good("web");
+    let seen = std::sync::Mutex::new(Vec::new());
+    let sink = |phase: Phase| seen.lock().unwrap().push(phase);
+    w.lifecycle()
+        .with_phases(&sink)
+        .start(&web, &|_| {}, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Phase::Building, Phase::Creating, Phase::Settling]
+    );
+}

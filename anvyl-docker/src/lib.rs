@@ -8,6 +8,7 @@
 mod backend;
 mod context;
 mod errors;
+pub mod version;
 
 pub use backend::{default_endpoint, DockerBackend, Tls};
 pub use context::pack_context;

@@ -48,3 +48,41 @@ async fn an_unreachable_endpoint_is_reported_as_such() {
         "expected Unreachable, got {err:?}"
     );
 }
+
+/// The version anvyl chooses is the one the engine sees: a client pinned to
+/// a version outside the engine's range is refused by the engine itself.
+/// (bollard 0.21.1 drops its own version prefix; should anvyl's pinning
+/// ever stop reaching the path, these requests would succeed.)
+#[tokio::test]
+async fn the_version_in_the_request_path_reaches_the_engine() {
+    use anvyl_core::Query;
+    use bollard::ClientVersion;
+    let endpoint = required("ANVYL_ITEST_DOCKER_HOST");
+    let agreed = DockerBackend::connect(&endpoint, Duration::from_secs(30))
+        .await
+        .expect("connect");
+    agreed
+        .list_containers(&Query::default())
+        .await
+        .expect("the agreed version is accepted");
+    for (pinned, refusal) in [((1, 0), "too old"), ((9, 99), "too new")] {
+        let client = DockerBackend::connect_pinned(
+            &endpoint,
+            ClientVersion {
+                major_version: pinned.0,
+                minor_version: pinned.1,
+            },
+        )
+        .expect("client");
+        let err = client
+            .list_containers(&Query::default())
+            .await
+            .expect_err("an API version outside the engine's range is refused");
+        assert!(
+            err.to_string().contains(refusal),
+            "v{}.{}: {err}",
+            pinned.0,
+            pinned.1
+        );
+    }
+}

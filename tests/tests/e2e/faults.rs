@@ -197,3 +197,25 @@ async fn every_fault_on_every_call_of_stop() {
 async fn every_fault_on_every_call_of_remove() {
     every_fault_on_every_call_of(Command::Remove).await;
 }
+
+/// An engine that refuses anvyl's preferred API version (Docker 29 below
+/// 1.44, or one older than 20.10) answers the versioned ping with 400:
+/// anvyl then asks `/version` for the engine's range and speaks a version
+/// inside it — here the engine's own answer says 1.41 is fine again.
+#[tokio::test]
+async fn a_refused_api_version_is_negotiated_from_the_engines_range() {
+    let s = Sandbox::new().await;
+    if s.itest.backend != "docker" {
+        return;
+    }
+    let proxy = FaultProxy::start(&s.itest.endpoint);
+    proxy.inject_matching("GET", "/_ping", 1, Fault::Status(400));
+    let run = s.anvyl_via(&proxy, &["agent", "cleanup", "--dry-run"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let calls = proxy.calls();
+    let version = calls.iter().position(|c| c == "GET /version");
+    assert!(
+        version.is_some_and(|v| calls[..v].iter().any(|c| c == "GET /_ping")),
+        "a refused ping, then /version: {calls:?}"
+    );
+}

@@ -332,6 +332,16 @@ pub async fn check_build_applies_tag_and_labels(backend: &dyn Backend, fixture: 
     assert_eq!(ids, vec![id]);
 }
 
+/// Whether some 24-character stretch of `text` occurs twice in it.
+fn says_twice(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    (0..chars.len().saturating_sub(24)).any(|i| {
+        let window: String = chars[i..i + 24].iter().collect();
+        let rest: String = chars[i + 1..].iter().collect();
+        rest.contains(&window)
+    })
+}
+
 /// A failing build step is `BuildFailed` and leaves no container behind.
 pub async fn check_failed_build_is_build_failed(backend: &dyn Backend, fixture: &Fixture) {
     let before = backend
@@ -347,6 +357,10 @@ pub async fn check_failed_build_is_build_failed(backend: &dyn Backend, fixture: 
         matches!(err, BackendError::BuildFailed { .. }),
         "expected BuildFailed, got {err:?}"
     );
+    // Said once: an engine that sends its message twice (libpod's `error`
+    // and `errorDetail`) is the backend's to absorb.
+    let text = err.to_string();
+    assert!(!says_twice(&text), "the build error repeats itself: {text}");
     let after = backend
         .list_containers(&Query::default())
         .await

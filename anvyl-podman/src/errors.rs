@@ -22,6 +22,25 @@ fn message(e: &Error) -> String {
     }
 }
 
+/// A failed build's message once: libpod sends it both as `error` and as
+/// `errorDetail.message`, and podman-api's display joins the two with `-`.
+/// The fields are private to podman-api; its serde form names them.
+fn build_error(answer: &podman_api::models::JsonError) -> String {
+    let fields = serde_json::to_value(answer).unwrap_or_default();
+    let error = fields["error"].as_str().unwrap_or_default().trim();
+    let detail = fields["errorDetail"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .trim();
+    match (error, detail) {
+        ("", detail) => detail.to_string(),
+        (error, "") => error.to_string(),
+        (error, detail) if detail.contains(error) => detail.to_string(),
+        (error, detail) if error.contains(detail) => error.to_string(),
+        (error, detail) => format!("{error}: {detail}"),
+    }
+}
+
 /// Maps `e` from `operation` on `what` against `endpoint`.
 pub(crate) fn map(operation: &'static str, what: &str, endpoint: &str, e: Error) -> BackendError {
     match status(&e) {
@@ -45,8 +64,8 @@ pub(crate) fn map(operation: &'static str, what: &str, endpoint: &str, e: Error)
                 endpoint: endpoint.to_string(),
                 message: root_cause(&e),
             },
-            Error::ServerError(_) => BackendError::BuildFailed {
-                message: e.to_string(),
+            Error::ServerError(answer) => BackendError::BuildFailed {
+                message: build_error(&answer),
             },
             other => BackendError::Engine {
                 operation,
@@ -54,5 +73,28 @@ pub(crate) fn map(operation: &'static str, what: &str, endpoint: &str, e: Error)
                 message: root_cause(&other),
             },
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build_error;
+
+    #[test]
+    fn a_build_error_is_said_once() {
+        let answer =
+            |json: &str| -> podman_api::models::JsonError { serde_json::from_str(json).unwrap() };
+        let same = answer(
+            r#"{"error":"building at STEP \"RUN false\": exit status 1","errorDetail":{"message":"building at STEP \"RUN false\": exit status 1"}}"#,
+        );
+        assert_eq!(
+            build_error(&same),
+            r#"building at STEP "RUN false": exit status 1"#
+        );
+        assert_eq!(build_error(&answer(r#"{"error":"boom"}"#)), "boom");
+        assert_eq!(
+            build_error(&answer(r#"{"error":"a","errorDetail":{"message":"b"}}"#)),
+            "a: b"
+        );
     }
 }

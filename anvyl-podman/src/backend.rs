@@ -590,12 +590,7 @@ impl PodmanBackend {
                     }
                 }
                 // libpod reports a failing step as an error document in
-                // the stream; any error while streaming is the build failing.
-                Err(e @ podman_api::Error::ServerError(_)) => {
-                    return Err(BackendError::BuildFailed {
-                        message: e.to_string(),
-                    })
-                }
+                // the stream: `map` makes it `BuildFailed`, said once.
                 Err(e) => return Err(map("build image", &spec.tag, &self.endpoint, e)),
             }
         }

@@ -153,28 +153,34 @@ pub fn configured_route(config: &Config) -> Result<Route, String> {
     configured(config, config.backend).map(|(_, route)| route)
 }
 
+/// The configured endpoint of `backend`: the configuration's, else the
+/// engine's own environment and default socket.
+fn configured_endpoint(config: &Config, backend: BackendChoice) -> String {
+    match backend {
+        BackendChoice::Docker => {
+            (config.docker.endpoint.clone()).unwrap_or_else(anvyl_docker::default_endpoint)
+        }
+        BackendChoice::Podman => {
+            (config.podman.endpoint.clone()).unwrap_or_else(anvyl_podman::default_endpoint)
+        }
+    }
+}
+
 /// The configured engine's route: the endpoint of the configuration or the
 /// engine's own environment; for Docker, TLS by the `DOCKER_TLS_VERIFY` and
 /// `DOCKER_CERT_PATH` convention.
 fn configured(config: &Config, backend: BackendChoice) -> Result<(BackendChoice, Route), String> {
     let (endpoint, insecure, tls) = match backend {
-        BackendChoice::Docker => {
-            let tls = docker_env_tls()?;
-            let endpoint = config
-                .docker
-                .endpoint
-                .clone()
-                .unwrap_or_else(anvyl_docker::default_endpoint);
-            (endpoint, config.docker.insecure, tls)
-        }
-        BackendChoice::Podman => {
-            let endpoint = config
-                .podman
-                .endpoint
-                .clone()
-                .unwrap_or_else(anvyl_podman::default_endpoint);
-            (endpoint, config.podman.insecure, None)
-        }
+        BackendChoice::Docker => (
+            configured_endpoint(config, backend),
+            config.docker.insecure,
+            docker_env_tls()?,
+        ),
+        BackendChoice::Podman => (
+            configured_endpoint(config, backend),
+            config.podman.insecure,
+            None,
+        ),
     };
     // The Docker CLI ignores its TLS variables for a socket; so does anvyl.
     let tls = tls.filter(|_| !endpoint.starts_with("unix://") && !endpoint.starts_with('/'));
@@ -210,17 +216,9 @@ pub fn effective(config: &Config, host: &HostRecord) -> (String, String) {
         (Some(name), _) if backend == "docker" => format!("docker context {name}"),
         (Some(name), _) => format!("podman connection {name}"),
         (None, Some(endpoint)) => endpoint.clone(),
-        (None, None) => match backend.as_str() {
-            "podman" => config
-                .podman
-                .endpoint
-                .clone()
-                .unwrap_or_else(anvyl_podman::default_endpoint),
-            _ => config
-                .docker
-                .endpoint
-                .clone()
-                .unwrap_or_else(anvyl_docker::default_endpoint),
+        (None, None) => match backend_of(config, host) {
+            Ok(choice) => configured_endpoint(config, choice),
+            Err(_) => String::new(),
         },
     };
     (backend, endpoint)

@@ -113,6 +113,18 @@ impl Lifecycle<'_> {
         }
     }
 
+    /// Forgets the agent if it is still as `fence` expects; another
+    /// `anvyl` that changed it meanwhile wins.
+    fn delete_fenced(&self, name: &AgentName, fence: &Fence) -> Result<(), LifecycleError> {
+        match self.state.delete_agent(name, fence)? {
+            Fenced::Done | Fenced::Gone => Ok(()),
+            Fenced::Changed(found) => Err(LifecycleError::Changed {
+                agent: name.clone(),
+                found,
+            }),
+        }
+    }
+
     /// Forgets an agent whose host does not answer.
     fn forget(&self, name: &AgentName, cause: BackendError) -> Result<Removed, LifecycleError> {
         let agent = self.state.agent(name)?;
@@ -120,15 +132,7 @@ impl Lifecycle<'_> {
         let starts = self.state.starts()?;
         let host = agent.home(&starts).to_string();
         let fence = Fence::at(agent.status, agent.current_start.as_ref());
-        match self.state.delete_agent(name, &fence)? {
-            Fenced::Done | Fenced::Gone => {}
-            Fenced::Changed(found) => {
-                return Err(LifecycleError::Changed {
-                    agent: name.clone(),
-                    found,
-                })
-            }
-        }
+        self.delete_fenced(name, &fence)?;
         tracing::info!("Forgot agent '{name}'; its host '{host}' does not answer");
         Ok(Removed::Forgotten { host, cause })
     }
@@ -167,15 +171,7 @@ impl Lifecycle<'_> {
         }
         // The plan's reset moved a failed agent to stopped.
         let fence = fence.or(AgentStatus::Stopped);
-        match self.state.delete_agent(name, &fence)? {
-            Fenced::Done | Fenced::Gone => {}
-            Fenced::Changed(found) => {
-                return Err(LifecycleError::Changed {
-                    agent: name.clone(),
-                    found,
-                })
-            }
-        }
+        self.delete_fenced(name, &fence)?;
         tracing::info!("Removed agent '{name}'");
         Ok(report)
     }

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use crate::engines::{Engine, Kind, BASE_IMAGE};
 use crate::install::ensure_engines;
 use crate::process::{output, run as run_cmd};
+use crate::suite::Suite;
 
 pub fn run(args: Vec<String>) -> Result<()> {
     let kind = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -19,7 +20,7 @@ pub fn run(args: Vec<String>) -> Result<()> {
         ["--backend", "podman"] => Kind::Podman,
         _ => bail!("usage: cargo xtask demo [--backend docker|podman]"),
     };
-    ensure_engines(&[kind])?;
+    ensure_engines(&[kind], &[Suite::Bookworm])?;
     let root = crate::project_root();
     run_cmd(Command::new(env!("CARGO")).current_dir(&root).args([
         "build",
@@ -29,7 +30,7 @@ pub fn run(args: Vec<String>) -> Result<()> {
     ]))?;
     let anvyl = root.join("target/debug/anvyl");
     let dir = crate::itest::engines_dir().join(format!("demo-{}", kind.name()));
-    let engine = Engine::start(kind, dir.clone(), false)?;
+    let engine = Engine::start(kind, Suite::Bookworm, dir.clone(), false)?;
     engine.build_base_image()?;
     let state_dir = dir.join("state");
     story(&engine, &anvyl, &state_dir)

@@ -1,7 +1,11 @@
 //! Private engines: a `dockerd` and a `podman system service`, each with its
 //! own data root, run root and socket below one directory under `target/`.
-//! They run in their own process group (a Ctrl-C meant for the tests does
-//! not kill them mid-write) and are always stopped and removed by `Drop`.
+//! A suite other than this machine's runs its engine from the suite's root
+//! (`suite.rs`) in a private mount and PID namespace, with tini as PID 1.
+//! Engines run in their own process group (a Ctrl-C meant for the tests
+//! does not kill them mid-write), die with xtask (PDEATHSIG), and are
+//! stopped and removed — containers, daemon, namespace, cgroup parent,
+//! directory — by `Drop` or by the signal handler in `teardown.rs`.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -16,6 +20,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::install::BUSYBOX;
 use crate::process::{output, run, stop};
+use crate::suite::{Suite, CHROOT_PATH};
+use crate::teardown;
 use crate::tls::TlsSetup;
 
 /// The tag of the base image every test builds on.
@@ -50,38 +56,203 @@ impl Kind {
 /// A running private engine.
 pub struct Engine {
     pub kind: Kind,
+    pub suite: Suite,
     dir: PathBuf,
     socket: PathBuf,
-    child: Option<Child>,
-    keep: bool,
+    /// The engine's own CLI, as words (a suite root's CLI, entered through
+    /// the engine's namespace).
+    cli: Vec<String>,
+    /// The daemon's process id as this machine sees it.
+    daemon_pid: u32,
+    /// "28.5.2 (API 1.51, refuses below 1.44)".
+    version: String,
     tls: Option<TlsSetup>,
+    /// Stops and removes it: on drop, or from the signal handler.
+    teardown: Option<teardown::Guard>,
 }
 
-/// Asks the socket for `/_ping` the way any HTTP client would.
-fn pings(socket: &Path, path: &str) -> bool {
-    let Ok(mut stream) = UnixStream::connect(socket) else {
-        return false;
-    };
+/// One HTTP/1.0 GET over the engine's socket: (status, body).
+fn get(socket: &Path, path: &str) -> Option<(u16, String)> {
+    let mut stream = UnixStream::connect(socket).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
+    stream.write_all(request.as_bytes()).ok()?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.") && answer.contains(" 200 ")
+    let status = answer
+        .strip_prefix("HTTP/1.")?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Some((status, body.to_string()))
+}
+
+/// The children of `pid`, as /proc lists them.
+fn children(pid: u32) -> Vec<u32> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Sets the signal a child gets when xtask dies without tearing it down
+/// (kill -9): the engines do not outlive the run.
+fn die_with_parent(cmd: &mut Command, signal: i32) {
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork
+    // and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, signal);
+            Ok(())
+        });
+    }
+}
+
+/// Mounts a suite's root and the engine's directory (at the same path, so
+/// sockets and build contexts need no translation) in the new namespace,
+/// then becomes the given command chrooted there. Every mount goes with the
+/// namespace.
+const ENTER_ROOT: &str = r#"set -e; R=$1; D=$2; shift 2
+mount --bind "$R" "$R"
+mount -t proc proc "$R/proc"
+mount --rbind /sys "$R/sys"
+mount --rbind /dev "$R/dev"
+mount -t tmpfs tmpfs "$R/run"
+mount -t tmpfs tmpfs "$R/tmp"
+mkdir -p "$R$D"
+mount --bind "$D" "$R$D"
+exec chroot "$R" "$@""#;
+
+/// The daemon's command line and environment.
+struct Daemon {
+    argv: Vec<String>,
+    env: Vec<String>,
+}
+
+impl Daemon {
+    fn new(
+        kind: Kind,
+        suite: Suite,
+        dir: &Path,
+        socket: &Path,
+        tls: Option<&TlsSetup>,
+        cgroup: &str,
+    ) -> Result<Self> {
+        let path = |p: PathBuf| p.display().to_string();
+        let mut argv: Vec<String> = Vec::new();
+        let mut env: Vec<String> = Vec::new();
+        match kind {
+            Kind::Docker => {
+                argv.push("dockerd".into());
+                argv.extend(["--data-root".into(), path(dir.join("data"))]);
+                argv.extend(["--exec-root".into(), path(dir.join("exec"))]);
+                argv.extend(["--pidfile".into(), path(dir.join("dockerd.pid"))]);
+                argv.extend(["-H".into(), format!("unix://{}", socket.display())]);
+                argv.extend(
+                    ["--bridge=none", "--iptables=false", "--ip6tables=false"].map(String::from),
+                );
+                if let Some(tls) = tls {
+                    argv.extend(["-H".into(), tls.endpoint(), "--tlsverify".into()]);
+                    argv.extend(["--tlscacert".into(), path(tls.server.join("ca.pem"))]);
+                    argv.extend(["--tlscert".into(), path(tls.server.join("server-cert.pem"))]);
+                    argv.extend(["--tlskey".into(), path(tls.server.join("server-key.pem"))]);
+                }
+                argv.push(format!("--cgroup-parent=/{cgroup}"));
+                if suite.is_chroot() {
+                    // The root's docker group id means something else here.
+                    argv.extend(["--group".into(), "root".into()]);
+                }
+                argv.extend(suite.docker_flags().iter().map(|f| f.to_string()));
+                if let Some(floor) = suite.docker_min_api() {
+                    env.push(format!("DOCKER_MIN_API_VERSION={floor}"));
+                }
+            }
+            Kind::Podman => {
+                let conf = dir.join("containers.conf");
+                // File locks live below the private tmpdir. The default shm
+                // locks come from one segment shared with every Podman on the
+                // machine (/dev/shm/libpod_lock): the thousands of containers
+                // a benchmark leaves to go with the directory would leak
+                // their locks there, until the user's own Podman could not
+                // create a container ("exceeded num_locks"). Podman 5 runs
+                // with runc: crun refuses this host's hybrid cgroups.
+                let runtime = if suite.is_chroot() {
+                    "runtime = \"runc\"\n"
+                } else {
+                    ""
+                };
+                fs::write(
+                    &conf,
+                    format!(
+                        "[containers]\ndefault_ulimits = [\"nofile=4096:4096\", \"nproc=4096:4096\"]\n\
+                         [engine]\nevents_logger = \"file\"\nlock_type = \"file\"\n{runtime}"
+                    ),
+                )?;
+                env.push(format!("CONTAINERS_CONF={}", conf.display()));
+                if suite.is_chroot() {
+                    env.push("PODMAN_IGNORE_CGROUPSV1_WARNING=1".into());
+                }
+                argv.push("podman".into());
+                argv.extend(podman_storage_args(dir));
+                argv.extend(["system", "service", "--time=0"].map(String::from));
+                argv.push(format!("unix://{}", socket.display()));
+            }
+        }
+        Ok(Self { argv, env })
+    }
+
+    /// The command that runs it: directly, or as PID 1's child in a new
+    /// mount and PID namespace chrooted into the suite's `root`.
+    fn command(&self, root: Option<&Path>, dir: &Path) -> Command {
+        match root {
+            None => {
+                let mut cmd = Command::new(&self.argv[0]);
+                cmd.args(&self.argv[1..]);
+                for (k, v) in self.env.iter().filter_map(|kv| kv.split_once('=')) {
+                    cmd.env(k, v);
+                }
+                die_with_parent(&mut cmd, libc::SIGTERM);
+                cmd
+            }
+            Some(root) => {
+                // tini is the namespace's PID 1: it reaps the container
+                // shims and passes a SIGTERM on to the daemon.
+                let mut cmd = Command::new("unshare");
+                cmd.args(["--mount", "--propagation", "private", "--pid", "--fork"])
+                    .args(["--kill-child=SIGKILL", "sh", "-c", ENTER_ROOT, "sh"])
+                    .arg(root)
+                    .arg(dir)
+                    .args(["/usr/bin/env", "-i", CHROOT_PATH, "HOME=/root"])
+                    .args(&self.env)
+                    .args(["tini", "-s", "-g", "--"])
+                    .args(&self.argv);
+                die_with_parent(&mut cmd, libc::SIGKILL);
+                cmd
+            }
+        }
+    }
 }
 
 impl Engine {
-    /// Starts the engine in `dir` (created afresh).
-    pub fn start(kind: Kind, dir: PathBuf, keep: bool) -> Result<Self> {
-        Self::start_with(kind, dir, keep, false)
+    /// Starts the suite's engine in `dir` (created afresh).
+    pub fn start(kind: Kind, suite: Suite, dir: PathBuf, keep: bool) -> Result<Self> {
+        Self::start_with(kind, suite, dir, keep, false)
     }
 
     /// Starts the engine in `dir`; with `tls`, a Docker engine also listens
     /// on a loopback TCP port and verifies clients (`--tlsverify`) with
     /// certificates generated for the run.
-    pub fn start_with(kind: Kind, dir: PathBuf, keep: bool, tls: bool) -> Result<Self> {
+    pub fn start_with(
+        kind: Kind,
+        suite: Suite,
+        dir: PathBuf,
+        keep: bool,
+        tls: bool,
+    ) -> Result<Self> {
+        let root = suite.prepare()?;
         if dir.exists() {
             // Leftovers of an interrupted run: clear them first.
             remove_tree(&dir);
@@ -92,101 +263,147 @@ impl Engine {
             .transpose()?;
         let socket = dir.join(format!("{}.sock", kind.name()));
         let log = fs::File::create(dir.join("engine.log"))?;
-        let mut cmd = match kind {
-            Kind::Docker => {
-                let mut cmd = Command::new("dockerd");
-                cmd.arg("--data-root")
-                    .arg(dir.join("data"))
-                    .arg("--exec-root")
-                    .arg(dir.join("exec"))
-                    .arg("--pidfile")
-                    .arg(dir.join("dockerd.pid"))
-                    .arg("-H")
-                    .arg(format!("unix://{}", socket.display()))
-                    .args(["--bridge=none", "--iptables=false", "--ip6tables=false"]);
-                if let Some(tls) = &tls {
-                    cmd.arg("-H")
-                        .arg(tls.endpoint())
-                        .arg("--tlsverify")
-                        .arg("--tlscacert")
-                        .arg(tls.server.join("ca.pem"))
-                        .arg("--tlscert")
-                        .arg(tls.server.join("server-cert.pem"))
-                        .arg("--tlskey")
-                        .arg(tls.server.join("server-key.pem"));
-                }
-                cmd.arg(format!(
-                    "--cgroup-parent=/anvyl-itest-{}",
-                    std::process::id()
-                ));
-                cmd
-            }
-            Kind::Podman => {
-                let conf = dir.join("containers.conf");
-                // File locks live below the private tmpdir. The default shm
-                // locks come from one segment shared with every Podman on the
-                // machine (/dev/shm/libpod_lock): the thousands of containers
-                // a benchmark leaves to go with the directory would leak
-                // their locks there, until the user's own Podman could not
-                // create a container ("exceeded num_locks").
-                fs::write(
-                    &conf,
-                    "[containers]\ndefault_ulimits = [\"nofile=4096:4096\", \"nproc=4096:4096\"]\n\
-                     [engine]\nevents_logger = \"file\"\nlock_type = \"file\"\n",
-                )?;
-                let mut cmd = Command::new("podman");
-                cmd.env("CONTAINERS_CONF", &conf);
-                cmd.args(podman_storage_args(&dir))
-                    .args(["system", "service", "--time=0"])
-                    .arg(format!("unix://{}", socket.display()));
-                cmd
-            }
-        };
-        let child = cmd
+        // dockerd leaves its cgroup parent behind in every hierarchy: a
+        // name of this engine's own, removed at teardown.
+        let cgroup = format!(
+            "anvyl-itest-{}-{}",
+            std::process::id(),
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("engine")
+        );
+        let daemon = Daemon::new(kind, suite, &dir, &socket, tls.as_ref(), &cgroup)?;
+        let label = format!("{} ({})", kind.name(), suite.name());
+        let mut child = daemon
+            .command(root.as_deref(), &dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0)
             .spawn()
-            .with_context(|| format!("cannot start {}", kind.name()))?;
+            .with_context(|| format!("cannot start {label}"))?;
+        let ready = wait_until_ready(kind, &socket, &mut child, &dir, &label);
+        // The namespace's PID 1 and the daemon, as this machine sees them.
+        let init = root
+            .as_ref()
+            .and_then(|_| children(child.id()).first().copied());
+        let daemon_pid = match init {
+            Some(init) => children(init).first().copied().unwrap_or(init),
+            None => child.id(),
+        };
+        let endpoint = format!("unix://{}", socket.display());
+        let mut cli: Vec<String> = Vec::new();
+        match init {
+            Some(init) => {
+                cli.extend(["nsenter".into(), "-t".into(), init.to_string()]);
+                cli.extend(
+                    [
+                        "-m",
+                        "-p",
+                        "-r",
+                        "--",
+                        "/usr/bin/env",
+                        "-i",
+                        CHROOT_PATH,
+                        "HOME=/root",
+                    ]
+                    .map(String::from),
+                );
+            }
+            None => cli.push("env".into()),
+        }
+        if kind == Kind::Podman {
+            cli.extend(daemon.env.iter().cloned());
+        }
+        match kind {
+            Kind::Docker => cli.extend(["docker".into(), "-H".into(), endpoint.clone()]),
+            Kind::Podman => cli.extend([
+                "podman".into(),
+                "--remote".into(),
+                "--url".into(),
+                endpoint.clone(),
+            ]),
+        }
+        let live = Live {
+            kind,
+            cli: cli.clone(),
+            child,
+            init,
+            dir: dir.clone(),
+            cgroup,
+            label: label.clone(),
+        };
+        let teardown = if keep {
+            eprintln!(
+                "xtask: --keep: {label} will be left running at {endpoint} (pid {daemon_pid})"
+            );
+            std::mem::forget(live);
+            None
+        } else {
+            Some(teardown::register(Box::new(move || live.stop())))
+        };
         let mut engine = Self {
             kind,
+            suite,
             dir,
             socket,
-            child: Some(child),
-            keep,
+            cli,
+            daemon_pid,
+            version: String::new(),
             tls,
+            teardown,
         };
-        engine.wait_until_ready()?;
+        ready?;
+        engine.version = engine.read_version()?;
+        eprintln!(
+            "xtask: private {label} {} answers at {}",
+            engine.version,
+            engine.endpoint()
+        );
         Ok(engine)
     }
 
-    fn wait_until_ready(&mut self) -> Result<()> {
-        let began = Instant::now();
+    /// Asks the engine its version; for a suite with an API floor, proves
+    /// that the floor is in force (a request at 1.41 is refused).
+    fn read_version(&self) -> Result<String> {
         let path = match self.kind {
-            Kind::Docker => "/_ping",
-            Kind::Podman => "/v4.0.0/libpod/_ping",
+            Kind::Docker => "/version",
+            Kind::Podman => "/v4.0.0/libpod/version",
         };
-        while began.elapsed() < Duration::from_secs(60) {
-            if pings(&self.socket, path) {
-                eprintln!(
-                    "xtask: private {} answers at {} after {:.1}s",
-                    self.kind.name(),
-                    self.endpoint(),
-                    began.elapsed().as_secs_f64()
-                );
-                return Ok(());
+        let (_, body) = get(&self.socket, path).context("ask the engine its version")?;
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .with_context(|| format!("the engine's {path} answer: {body}"))?;
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("?").to_string();
+        if let Some(floor) = self
+            .suite
+            .docker_min_api()
+            .filter(|_| self.kind == Kind::Docker)
+        {
+            match get(&self.socket, "/v1.41/version") {
+                Some((400, body)) if body.contains("too old") => {}
+                other => bail!(
+                    "{}: dockerd was started with DOCKER_MIN_API_VERSION={floor} but answered {other:?} at /v1.41/version",
+                    self.label()
+                ),
             }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                bail!(
-                    "{} exited ({status}) before answering; see {}",
-                    self.kind.name(),
-                    self.dir.join("engine.log").display()
-                );
-            }
-            sleep(Duration::from_millis(200));
         }
-        bail!("{} did not answer within 60 s", self.kind.name())
+        Ok(match self.kind {
+            Kind::Docker => format!(
+                "{} (API {}, refuses below {})",
+                field("Version"),
+                field("ApiVersion"),
+                field("MinAPIVersion")
+            ),
+            Kind::Podman => field("Version"),
+        })
+    }
+
+    /// "docker (sid)".
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.kind.name(), self.suite.name())
+    }
+
+    /// The engine's version as it reports it.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// The TLS listener, when started with one.
@@ -194,9 +411,12 @@ impl Engine {
         self.tls.as_ref()
     }
 
-    /// The file dockerd writes its pid to.
-    pub fn pid_file(&self) -> PathBuf {
-        self.dir.join("dockerd.pid")
+    /// A file holding the daemon's process id as this machine sees it (for
+    /// tests that freeze it; dockerd's own pid file holds its namespace's).
+    pub fn pid_file(&self) -> Result<PathBuf> {
+        let file = self.dir.join("host.pid");
+        fs::write(&file, self.daemon_pid.to_string())?;
+        Ok(file)
     }
 
     /// The engine's own directory (data, sockets, logs, the test summary).
@@ -209,21 +429,15 @@ impl Engine {
         format!("unix://{}", self.socket.display())
     }
 
-    /// The engine's own CLI, pointed at this engine.
+    /// The engine's own CLI, pointed at this engine: a suite's root brings
+    /// its own (Debian 12's docker CLI is refused by Docker 29's floor).
     pub fn cli(&self) -> Command {
-        match self.kind {
-            Kind::Docker => {
-                let mut cmd = Command::new("docker");
-                cmd.env("DOCKER_HOST", self.endpoint());
-                cmd
-            }
-            Kind::Podman => {
-                let mut cmd = Command::new("podman");
-                cmd.env("CONTAINERS_CONF", self.dir.join("containers.conf"));
-                cmd.arg("--remote").arg("--url").arg(self.endpoint());
-                cmd
-            }
-        }
+        cli_command(&self.cli)
+    }
+
+    /// The same CLI as one line for `sh -c`.
+    pub fn cli_line(&self) -> String {
+        self.cli.join(" ")
     }
 
     /// Builds the base image: `FROM scratch` plus a static busybox.
@@ -243,25 +457,128 @@ impl Engine {
         )?;
         eprintln!(
             "xtask: built {BASE_IMAGE} on {} in {:.1}s",
-            self.kind.name(),
+            self.label(),
             began.elapsed().as_secs_f64()
         );
         Ok(())
+    }
+}
+
+fn cli_command(words: &[String]) -> Command {
+    let mut cmd = Command::new(&words[0]);
+    cmd.args(&words[1..]);
+    cmd
+}
+
+fn wait_until_ready(
+    kind: Kind,
+    socket: &Path,
+    child: &mut Child,
+    dir: &Path,
+    label: &str,
+) -> Result<()> {
+    let began = Instant::now();
+    let path = match kind {
+        Kind::Docker => "/_ping",
+        Kind::Podman => "/v4.0.0/libpod/_ping",
+    };
+    while began.elapsed() < Duration::from_secs(60) {
+        if matches!(get(socket, path), Some((200, _))) {
+            eprintln!(
+                "xtask: {label} answered after {:.1}s",
+                began.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "{label} exited ({status}) before answering; see {}",
+                dir.join("engine.log").display()
+            );
+        }
+        sleep(Duration::from_millis(200));
+    }
+    bail!("{label} did not answer within 60 s")
+}
+
+/// What tearing an engine down needs, owned by its teardown.
+struct Live {
+    kind: Kind,
+    cli: Vec<String>,
+    child: Child,
+    init: Option<u32>,
+    dir: PathBuf,
+    cgroup: String,
+    label: String,
+}
+
+impl Live {
+    fn stop(mut self) {
+        self.remove_running_containers();
+        match self.init {
+            // SIGTERM to the namespace's PID 1 (unshare ignores it); if the
+            // daemon is not gone in time, killing unshare kills PID 1, and
+            // with it every process of the namespace.
+            Some(init) => {
+                // SAFETY: kill(2) on the namespace's PID 1, our grandchild.
+                unsafe { libc::kill(init as i32, libc::SIGTERM) };
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                    sleep(Duration::from_millis(100));
+                }
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+            None => stop(&mut self.child, Duration::from_secs(20)),
+        }
+        remove_cgroups(&self.cgroup);
+        remove_tree(&self.dir);
+        eprintln!("xtask: private {} stopped and removed", self.label);
     }
 
     fn remove_running_containers(&self) {
         // Shutdown otherwise waits each running container's stop timeout.
         // Stopped ones cost nothing at shutdown and go with the directory
         // (removing a benchmark's thousand of them one by one takes minutes).
-        let ids = output(self.cli().args(["ps", "-q"])).unwrap_or_default();
+        let ids = output(cli_command(&self.cli).args(["ps", "-q"])).unwrap_or_default();
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {
-            let mut rm = self.cli();
+            let mut rm = cli_command(&self.cli);
             rm.args(["rm", "-f"]);
             if self.kind == Kind::Podman {
                 rm.args(["-t", "0"]);
             }
             let _ = run(rm.args(&ids).stdout(Stdio::null()));
+        }
+    }
+}
+
+/// Removes the cgroup `name` from every hierarchy, deepest first (a cgroup
+/// directory goes with rmdir once it has no tasks and no children).
+fn remove_cgroups(name: &str) {
+    let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut tops: Vec<PathBuf> = vec![PathBuf::from("/sys/fs/cgroup").join(name)];
+    tops.extend(hierarchies.flatten().map(|h| h.path().join(name)));
+    for top in tops {
+        let mut dirs = Vec::new();
+        let mut pending = vec![top];
+        while let Some(dir) = pending.pop() {
+            if let Ok(entries) = fs::read_dir(&dir) {
+                pending.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                        .map(|e| e.path()),
+                );
+                dirs.push(dir);
+            }
+        }
+        for dir in dirs.iter().rev() {
+            if let Err(e) = fs::remove_dir(dir) {
+                eprintln!("xtask: warning: cgroup {} stays: {e}", dir.display());
+            }
         }
     }
 }
@@ -299,20 +616,8 @@ fn remove_tree(dir: &Path) {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        if self.keep {
-            eprintln!(
-                "xtask: --keep: {} left running at {} (pid {})",
-                self.kind.name(),
-                self.endpoint(),
-                self.child.as_ref().map(Child::id).unwrap_or(0)
-            );
-            return;
+        if let Some(teardown) = self.teardown.take() {
+            teardown.undo();
         }
-        self.remove_running_containers();
-        if let Some(mut child) = self.child.take() {
-            stop(&mut child, Duration::from_secs(20));
-        }
-        remove_tree(&self.dir);
-        eprintln!("xtask: private {} stopped and removed", self.kind.name());
     }
 }

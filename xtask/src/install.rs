@@ -8,15 +8,18 @@ use std::process::Command;
 use anyhow::{bail, Result};
 
 use crate::process::run;
+use crate::suite::Suite;
 
 /// The Debian packages the real-daemon tests need (OpenSSH for the
-/// `ssh://` host test: a private sshd, reached with the ssh client).
+/// `ssh://` host test: a private sshd, reached with the ssh client;
+/// debootstrap for the newer suites' engines).
 pub const PACKAGES: &[&str] = &[
     "docker.io",
     "podman",
     "busybox-static",
     "openssh-client",
     "openssh-server",
+    "debootstrap",
 ];
 
 /// The statically linked busybox `busybox-static` installs.
@@ -49,9 +52,14 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Ensures `dockerd`, `podman`, a static busybox and OpenSSH are present.
-pub fn ensure_engines(engines: &[crate::engines::Kind]) -> Result<()> {
+/// Ensures `dockerd`, `podman`, a static busybox and OpenSSH are present,
+/// and `debootstrap` when a suite other than this machine's is asked for.
+pub fn ensure_engines(engines: &[crate::engines::Kind], suites: &[Suite]) -> Result<()> {
     use crate::engines::Kind;
+    let chroots = suites.iter().any(|s| s.is_chroot());
+    if chroots && !is_root() {
+        bail!("the trixie and sid engines run from debootstrap roots, which needs root; run as root or pass --engines bookworm");
+    }
     let (docker, podman) = (
         engines.contains(&Kind::Docker),
         engines.contains(&Kind::Podman),
@@ -60,7 +68,8 @@ pub fn ensure_engines(engines: &[crate::engines::Kind]) -> Result<()> {
         || (podman && !on_path("podman"))
         || !busybox_is_static()
         || !on_path("ssh")
-        || !on_path("sshd");
+        || !on_path("sshd")
+        || (chroots && !on_path("debootstrap"));
     if !missing {
         return Ok(());
     }

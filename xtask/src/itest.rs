@@ -4,19 +4,21 @@
 //! given) against it, print the reliability summary the tests tallied, and
 //! stop it — also when a test fails or the run is interrupted.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
 use crate::engines::{Engine, Kind, BASE_IMAGE};
 use crate::install::ensure_engines;
-use crate::process::run as run_cmd;
+use crate::suite::Suite;
+use crate::teardown::run_group;
+
+const USAGE: &str = "usage: cargo xtask itest [--engines bookworm|trixie|sid|all] [--backend docker|podman|all] [--keep] [-- FILTER...]";
 
 struct Options {
+    suites: Vec<Suite>,
     engines: Vec<Kind>,
     keep: bool,
     filter: Vec<String>,
@@ -24,6 +26,7 @@ struct Options {
 
 fn parse(args: Vec<String>) -> Result<Options> {
     let mut options = Options {
+        suites: Suite::ALL.to_vec(),
         engines: vec![Kind::Docker, Kind::Podman],
         keep: false,
         filter: Vec::new(),
@@ -33,13 +36,21 @@ fn parse(args: Vec<String>) -> Result<Options> {
         match arg.as_str() {
             "--keep" => options.keep = true,
             "--" => options.filter = args.by_ref().collect(),
-            "--backend" => {
-                options.engines = Kind::parse_list(args.next().as_deref())?
-            }
-            other => bail!("unknown argument {other:?}; usage: cargo xtask itest [--backend docker|podman|all] [--keep] [-- FILTER...]"),
+            "--backend" => options.engines = Kind::parse_list(args.next().as_deref())?,
+            "--engines" => options.suites = Suite::parse_list(args.next().as_deref())?,
+            other => bail!("unknown argument {other:?}; {USAGE}"),
         }
     }
     Ok(options)
+}
+
+/// One row of the matrix: which tests passed on which engine.
+struct Row {
+    engine: String,
+    version: String,
+    conformance: Option<bool>,
+    e2e: Option<bool>,
+    hosts: Option<bool>,
 }
 
 /// Where the private engines live. A Unix socket path must stay under 108
@@ -55,81 +66,132 @@ pub fn engines_dir() -> PathBuf {
 
 pub fn run(args: Vec<String>) -> Result<()> {
     let options = parse(args)?;
-    ensure_engines(&options.engines)?;
-    // Ctrl-C reaches the test processes (same process group) and ends them;
-    // xtask itself survives to stop the engines, then exits 130.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .context("install the Ctrl-C handler")?;
+    ensure_engines(&options.engines, &options.suites)?;
+    // Ctrl-C or SIGTERM: the handler stops the test processes and every
+    // private engine, then exits 130.
+    crate::teardown::install();
 
     let root = crate::project_root();
     let began = Instant::now();
     // Build everything once before any engine starts.
-    run_cmd(
+    run_group(
         Command::new(env!("CARGO"))
             .current_dir(&root)
             .args(["build", "-p", "anvyl-cli"]),
     )?;
     let anvyl = root.join("target").join("debug").join("anvyl");
-
-    // Engines stay up until the end: the runtime-swap scenario needs both.
-    let mut engines = Vec::new();
-    let mut failures = Vec::new();
-    for kind in &options.engines {
-        if interrupted.load(Ordering::SeqCst) {
-            break;
-        }
-        eprintln!("xtask: === {} ===", kind.name());
-        let dir = engines_dir().join(kind.name());
-        match Engine::start(*kind, dir, options.keep) {
-            Ok(engine) => {
-                if let Err(e) = test_against(&engine, &anvyl, &options.filter) {
-                    eprintln!("xtask: {} failed: {e:#}", kind.name());
-                    failures.push(kind.name().to_string());
-                }
-                engines.push(engine);
-            }
-            Err(e) => {
-                eprintln!("xtask: {} failed: {e:#}", kind.name());
-                failures.push(kind.name().to_string());
-            }
-        }
-    }
-    if engines.len() == 2 && !interrupted.load(Ordering::SeqCst) {
-        eprintln!("xtask: === many hosts: a second Docker with TLS, SSH, runtime swap ===");
-        let far = Engine::start_with(
-            Kind::Docker,
-            engines_dir().join("docker-far"),
-            options.keep,
-            true,
-        )
-        .and_then(|far| far.build_base_image().map(|()| far));
-        match far.and_then(|far| test_hosts(&engines, &far, &anvyl)) {
-            Ok(()) => {}
-            Err(e) => {
-                eprintln!("xtask: many-hosts tests failed: {e:#}");
-                failures.push("many hosts".into());
-            }
-        }
-    }
-    drop(engines);
-    if interrupted.load(Ordering::SeqCst) {
-        eprintln!("xtask: interrupted; private engines stopped");
-        std::process::exit(130);
+    let mut rows = Vec::new();
+    for suite in &options.suites {
+        let suite_began = Instant::now();
+        rows.extend(test_suite(*suite, &options, &anvyl));
+        eprintln!(
+            "xtask: {} done in {:.0}s",
+            suite.name(),
+            suite_began.elapsed().as_secs_f64()
+        );
     }
     eprintln!(
-        "xtask: itest finished in {:.0}s",
-        began.elapsed().as_secs_f64()
+        "xtask: itest finished in {:.0}s\n{}",
+        began.elapsed().as_secs_f64(),
+        matrix(&rows)
     );
-    if !failures.is_empty() {
-        bail!("real-daemon tests failed on: {}", failures.join(", "));
+    let failed: Vec<&str> = (rows.iter())
+        .filter(|r| [r.conformance, r.e2e, r.hosts].contains(&Some(false)))
+        .map(|r| r.engine.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!("real-daemon tests failed on: {}", failed.join(", "));
     }
     Ok(())
 }
 
-fn test_against(engine: &Engine, anvyl: &std::path::Path, filter: &[String]) -> Result<()> {
-    engine.build_base_image()?;
+/// Every test against one suite's engines: each engine alone, then the
+/// scenarios that need both kinds (and a second Docker) at once. The
+/// engines stay up until the suite is done.
+fn test_suite(suite: Suite, options: &Options, anvyl: &Path) -> Vec<Row> {
+    eprintln!("xtask: === {} ===", suite.name());
+    let mut engines = Vec::new();
+    let mut rows = Vec::new();
+    for kind in &options.engines {
+        let label = format!("{} ({})", kind.name(), suite.name());
+        let dir = engines_dir().join(format!("{}-{}", suite.name(), kind.name()));
+        let mut row = Row {
+            engine: label.clone(),
+            version: "did not start".into(),
+            conformance: None,
+            e2e: None,
+            hosts: None,
+        };
+        match Engine::start(*kind, suite, dir, options.keep) {
+            Ok(engine) => {
+                row.version = engine.version().to_string();
+                test_against(&engine, anvyl, &options.filter, &mut row);
+                engines.push(engine);
+            }
+            Err(e) => {
+                eprintln!("xtask: {label} failed: {e:#}");
+                row.conformance = Some(false);
+            }
+        }
+        rows.push(row);
+    }
+    if engines.len() == 2 {
+        eprintln!(
+            "xtask: === {}: many hosts: a second Docker with TLS, SSH, runtime swap ===",
+            suite.name()
+        );
+        let far = Engine::start_with(
+            Kind::Docker,
+            suite,
+            engines_dir().join(format!("{}-docker-far", suite.name())),
+            options.keep,
+            true,
+        )
+        .and_then(|far| far.build_base_image().map(|()| far));
+        let passed = match far.and_then(|far| test_hosts(&engines, &far, anvyl)) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("xtask: many-hosts tests on {} failed: {e:#}", suite.name());
+                false
+            }
+        };
+        for row in &mut rows {
+            row.hosts = Some(passed);
+        }
+    }
+    rows
+}
+
+/// The tests × engines table printed at the end of a run.
+fn matrix(rows: &[Row]) -> String {
+    let mark = |r: Option<bool>| match r {
+        Some(true) => "pass",
+        Some(false) => "FAIL",
+        None => "-",
+    };
+    let mut out = format!(
+        "{:<16} {:<44} {:<12} {:<11} {}\n",
+        "engine", "version", "conformance", "end-to-end", "hosts+swap"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<16} {:<44} {:<12} {:<11} {}\n",
+            r.engine,
+            r.version,
+            mark(r.conformance),
+            mark(r.e2e),
+            mark(r.hosts)
+        ));
+    }
+    out
+}
+
+fn test_against(engine: &Engine, anvyl: &Path, filter: &[String], row: &mut Row) {
+    if let Err(e) = engine.build_base_image() {
+        eprintln!("xtask: {}: {e:#}", engine.label());
+        row.conformance = Some(false);
+        return;
+    }
     let root = crate::project_root();
     let (crate_name, test) = match engine.kind {
         Kind::Docker => ("anvyl-docker", "docker_conformance"),
@@ -160,7 +222,11 @@ fn test_against(engine: &Engine, anvyl: &std::path::Path, filter: &[String]) -> 
         "--nocapture",
     ]);
     with_env(&mut conformance);
-    let conformance = run_cmd(&mut conformance);
+    let conformance = run_group(&mut conformance);
+    if let Err(e) = &conformance {
+        eprintln!("xtask: {} conformance suite: {e:#}", engine.label());
+    }
+    row.conformance = Some(conformance.is_ok());
 
     let mut e2e = Command::new(env!("CARGO"));
     // --nocapture: the tests print start-to-clean timings and look-alike counts.
@@ -170,19 +236,25 @@ fn test_against(engine: &Engine, anvyl: &std::path::Path, filter: &[String]) -> 
     let summary = engine.dir().join("reliability.txt");
     let _ = std::fs::remove_file(&summary);
     e2e.env("ANVYL_ITEST_SUMMARY", &summary);
-    let e2e = run_cmd(&mut e2e);
+    let e2e = run_group(&mut e2e).context("end-to-end tests");
     // Printed even when a test failed: the figures say how far it got.
-    let line = crate::reliability::summary_line(engine.kind.name(), &summary)?;
-    eprintln!("{line}");
-    conformance.context("conformance suite")?;
-    e2e.context("end-to-end tests")?;
-    crate::reliability::check(&line, filter.is_empty())
+    let reliability =
+        crate::reliability::summary_line(&engine.label(), &summary).and_then(|line| {
+            eprintln!("{line}");
+            crate::reliability::check(&line, filter.is_empty())
+        });
+    if let Err(e) = e2e.and(reliability) {
+        eprintln!("xtask: {}: {e:#}", engine.label());
+        row.e2e = Some(false);
+    } else {
+        row.e2e = Some(true);
+    }
 }
 
 /// The scenarios that need several engines at once: one config file, one
 /// key changed; registered hosts of one installation across two Docker
 /// engines (one of them also on TCP with TLS) and Podman; an SSH host.
-fn test_hosts(engines: &[Engine], far: &Engine, anvyl: &std::path::Path) -> Result<()> {
+fn test_hosts(engines: &[Engine], far: &Engine, anvyl: &Path) -> Result<()> {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(crate::project_root())
         .args([
@@ -203,7 +275,7 @@ fn test_hosts(engines: &[Engine], far: &Engine, anvyl: &std::path::Path) -> Resu
         .env("ANVYL_ITEST_BASE_IMAGE", BASE_IMAGE)
         .env("ANVYL_BIN", anvyl)
         .env("ANVYL_ITEST_DOCKER2_HOST", far.endpoint())
-        .env("ANVYL_ITEST_DOCKER2_PIDFILE", far.pid_file());
+        .env("ANVYL_ITEST_DOCKER2_PIDFILE", far.pid_file()?);
     if let Some(tls) = far.tls() {
         cmd.env("ANVYL_ITEST_TLS_ENDPOINT", tls.endpoint())
             .env("ANVYL_ITEST_TLS_DIR", &tls.client);
@@ -215,5 +287,5 @@ fn test_hosts(engines: &[Engine], far: &Engine, anvyl: &std::path::Path) -> Resu
         };
         cmd.env(var, engine.endpoint());
     }
-    run_cmd(&mut cmd)
+    run_group(&mut cmd)
 }

@@ -10,6 +10,8 @@ mod install;
 mod itest;
 mod process;
 mod reliability;
+mod suite;
+mod teardown;
 mod tidy;
 mod tls;
 
@@ -20,8 +22,8 @@ fn usage() -> ! {
         "usage: cargo xtask <task>\n\n\
          tasks:\n  \
          demo [--backend docker|podman]                  show anvyl's cleanup on a private engine\n  \
-         bench [--backend B] [--sizes 10,100,500] [--runs 5]  time anvyl against the engines' own tools\n  \
-         itest [--backend docker|podman|all] [--keep] [-- FILTER]\n                                                  run the conformance suite and end-to-end tests\n                                                  against private engines under target/itest"
+         bench [--engines S] [--backend B] [--sizes 10,100,500] [--runs 5] [--only fleet|engines]\n                                                  time anvyl against the engines' own tools\n  \
+         itest [--engines bookworm|trixie|sid|all] [--backend docker|podman|all] [--keep] [-- FILTER]\n                                                  run the conformance suite and end-to-end tests\n                                                  against private engines under target/itest:\n                                                  this machine's (bookworm) and Debian 13's and\n                                                  unstable's from debootstrap roots (default all)"
     );
     std::process::exit(2)
 }

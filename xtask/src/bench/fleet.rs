@@ -14,6 +14,7 @@ use super::measure::{measure, stats};
 use super::populate;
 use super::{connect, Record};
 use crate::engines::{Engine, Kind, BASE_IMAGE};
+use crate::suite::Suite;
 
 /// The hosts, as registered: the configured engine is `local`.
 const HOSTS: [(&str, Kind); 3] = [
@@ -70,12 +71,12 @@ impl Fleet {
 
 /// Runs the fleet case and returns its records: `fleet` (all hosts) and
 /// `single-<host>` (one host) wall times per run.
-pub async fn bench(anvyl: &Path, n: usize, runs: usize) -> Result<Vec<Record>> {
+pub async fn bench(anvyl: &Path, suite: Suite, n: usize, runs: usize) -> Result<Vec<Record>> {
     let work = tempfile::tempdir()?;
     let mut engines = Vec::new();
     for (host, kind) in HOSTS {
         let dir = crate::itest::engines_dir().join(format!("bench-fleet-{host}"));
-        let engine = Engine::start(kind, dir, false)?;
+        let engine = Engine::start(kind, suite, dir, false)?;
         engine.build_base_image()?;
         let client = connect(&engine).await?;
         engines.push((host, engine, client));
@@ -109,7 +110,7 @@ pub async fn bench(anvyl: &Path, n: usize, runs: usize) -> Result<Vec<Record>> {
             sample.wall
         );
         records.push(Record {
-            engine: "fleet",
+            engine: "fleet".into(),
             case,
             method,
             n,

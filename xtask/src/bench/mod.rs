@@ -1,5 +1,5 @@
-//! `cargo xtask bench [--backend docker|podman|all] [--sizes 10,100,500]
-//! [--runs 5]`: anvyl against the engines' own tools, on the same private
+//! `cargo xtask bench [--engines bookworm|trixie|sid|all] [--backend
+//! docker|podman|all] [--sizes 10,100,500] [--runs 5]`: anvyl against the engines' own tools, on the same private
 //! engine, in the same run. For each engine and size N it populates N
 //! agents' leftovers (untimed, through anvyl's library) next to 1000
 //! unrelated containers and image tags, then times — alternating the order
@@ -29,6 +29,7 @@ use serde::Serialize;
 use crate::engines::{Engine, Kind, BASE_IMAGE};
 use crate::install::ensure_engines;
 use crate::process::run as run_cmd;
+use crate::suite::Suite;
 use measure::{measure, Sample};
 
 /// Leftovers per host in the fleet case.
@@ -40,6 +41,7 @@ const LABEL: &str = "io.anvyl.managed-by=anvyl";
 
 struct Options {
     engines: Vec<Kind>,
+    suites: Vec<Suite>,
     sizes: Vec<usize>,
     runs: usize,
     /// Per-engine cases, the fleet case, or both (the default).
@@ -50,6 +52,7 @@ struct Options {
 fn parse(args: Vec<String>) -> Result<Options> {
     let mut options = Options {
         engines: vec![Kind::Docker, Kind::Podman],
+        suites: vec![Suite::Bookworm],
         sizes: vec![10, 100, 500],
         runs: 5,
         per_engine: true,
@@ -62,6 +65,7 @@ fn parse(args: Vec<String>) -> Result<Options> {
             "--backend" => {
                 options.engines = Kind::parse_list(Some(value()?.as_str()))?
             }
+            "--engines" => options.suites = Suite::parse_list(Some(value()?.as_str()))?,
             "--sizes" => {
                 options.sizes = value()?
                     .split(',')
@@ -82,7 +86,7 @@ fn parse(args: Vec<String>) -> Result<Options> {
                 "engines" => options.fleet = false,
                 other => bail!("--only takes fleet or engines, not {other:?}"),
             },
-            other => bail!("unknown argument {other:?}; usage: cargo xtask bench [--backend docker|podman|all] [--sizes 10,100,500] [--runs 5] [--only fleet|engines]"),
+            other => bail!("unknown argument {other:?}; usage: cargo xtask bench [--engines bookworm|trixie|sid|all] [--backend docker|podman|all] [--sizes 10,100,500] [--runs 5] [--only fleet|engines]"),
         }
     }
     Ok(options)
@@ -112,7 +116,8 @@ impl Method {
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
-    pub engine: &'static str,
+    /// "docker (sid)", or "fleet".
+    pub engine: String,
     pub case: &'static str,
     pub method: String,
     pub n: usize,
@@ -148,12 +153,8 @@ impl Bench<'_> {
 
     /// `sh -c SCRIPT` with `$E` as the engine's CLI.
     fn shell(&self, script: &str) -> Command {
-        let cli = match self.engine.kind {
-            Kind::Docker => format!("docker -H {}", self.engine.endpoint()),
-            Kind::Podman => format!("podman --remote --url {}", self.engine.endpoint()),
-        };
         let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(script).env("E", cli);
+        cmd.arg("-c").arg(script).env("E", self.engine.cli_line());
         cmd
     }
 
@@ -184,14 +185,14 @@ impl Bench<'_> {
     ) {
         eprintln!(
             "bench: {} {case} {method} N={n}{}: {:.3}s wall, {:.3}s cpu, {:.1} MiB",
-            self.engine.kind.name(),
+            self.engine.label(),
             if unrelated { " +1000" } else { "" },
             sample.wall,
             sample.cpu,
             sample.rss_mib
         );
         self.records.push(Record {
-            engine: self.engine.kind.name(),
+            engine: self.engine.label(),
             case,
             method: method.to_string(),
             n,
@@ -375,7 +376,7 @@ async fn bench_engine(engine: &Engine, anvyl: &Path, options: &Options) -> Resul
 
 pub fn run(args: Vec<String>) -> Result<()> {
     let options = parse(args)?;
-    ensure_engines(&options.engines)?;
+    ensure_engines(&options.engines, &options.suites)?;
     let root = crate::project_root();
     // A release build: the engines' CLIs are optimised Go binaries.
     run_cmd(Command::new(env!("CARGO")).current_dir(&root).args([
@@ -388,18 +389,23 @@ pub fn run(args: Vec<String>) -> Result<()> {
     let anvyl = root.join("target/release/anvyl");
     let runtime = tokio::runtime::Runtime::new()?;
     let mut records = Vec::new();
-    for kind in options.engines.iter().filter(|_| options.per_engine) {
-        let engine = Engine::start(
-            *kind,
-            crate::itest::engines_dir().join(format!("bench-{}", kind.name())),
-            false,
-        )?;
-        records.extend(runtime.block_on(bench_engine(&engine, &anvyl, &options))?);
+    for suite in options.suites.iter().filter(|_| options.per_engine) {
+        for kind in &options.engines {
+            let dir = format!("bench-{}-{}", suite.name(), kind.name());
+            let engine =
+                Engine::start(*kind, *suite, crate::itest::engines_dir().join(dir), false)?;
+            records.extend(runtime.block_on(bench_engine(&engine, &anvyl, &options))?);
+        }
     }
     // The fleet needs both kinds of engine (two Docker, one Podman).
     let fleet = options.fleet && options.engines.len() == 2;
     if fleet {
-        records.extend(runtime.block_on(fleet::bench(&anvyl, FLEET_SIZE, options.runs.min(3)))?);
+        records.extend(runtime.block_on(fleet::bench(
+            &anvyl,
+            options.suites[0],
+            FLEET_SIZE,
+            options.runs.min(3),
+        ))?);
     }
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;

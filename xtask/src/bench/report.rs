@@ -30,8 +30,8 @@ fn wall(records: &[&Record]) -> Stats {
     stats(&records.iter().map(|r| r.sample.wall).collect::<Vec<_>>())
 }
 
-fn engines(records: &[Record]) -> Vec<&'static str> {
-    let mut engines: Vec<&'static str> = records.iter().map(|r| r.engine).collect();
+fn engines(records: &[Record]) -> Vec<&str> {
+    let mut engines: Vec<&str> = records.iter().map(|r| r.engine.as_str()).collect();
     engines.dedup();
     engines
 }

@@ -54,6 +54,7 @@ checks!(
     check_label_filter_selects_exactly,
     check_name_filter_includes_exact_name,
     check_start_and_stop_container,
+    check_stop_honours_its_timeout,
     check_forced_removal_of_running_container,
     check_missing_container_is_not_found,
     check_build_applies_tag_and_labels,
@@ -270,6 +271,61 @@ pub async fn check_start_and_stop_container(backend: &dyn Backend, fixture: &Fix
     .await;
     discard(backend, &[&id], &[]).await;
     assert_eq!(result, ContainerState::Exited);
+}
+
+/// A stop honours the timeout it is given: a main process that ignores the
+/// stop signal is killed once the timeout has passed — not after the
+/// engine's own default of 10 s (libpod's stop ignores the timeout
+/// podman-api sends) — and one that exits on the signal stops at once, so
+/// the signal is really sent. The bounds are wide: they tell 2 s from 10 s.
+pub async fn check_stop_honours_its_timeout(backend: &dyn Backend, fixture: &Fixture) {
+    let started = |agent: AgentName, command: &'static [&'static str]| async move {
+        let id = backend
+            .create_container(&container_spec(
+                fixture,
+                &agent.resource_name(),
+                Labels::new(),
+                command,
+            ))
+            .await
+            .expect("create");
+        backend.start_container(&id).await.expect("start");
+        id
+    };
+    // busybox `sleep` as PID 1 has no handler: SIGTERM does nothing to it.
+    let stubborn = started(unique_agent("stubborn"), &["sleep", "300"]).await;
+    let polite = started(
+        unique_agent("polite"),
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+        ],
+    )
+    .await;
+    let began = std::time::Instant::now();
+    let stubborn_stop = backend
+        .stop_container(&stubborn, Duration::from_secs(2))
+        .await;
+    let stubborn_took = began.elapsed();
+    let stubborn_state = backend.inspect_container(&stubborn).await.map(|c| c.state);
+    let began = std::time::Instant::now();
+    let polite_stop = backend
+        .stop_container(&polite, Duration::from_secs(8))
+        .await;
+    let polite_took = began.elapsed();
+    discard(backend, &[&stubborn, &polite], &[]).await;
+    stubborn_stop.expect("stop with timeout 2 s");
+    polite_stop.expect("stop with timeout 8 s");
+    assert_eq!(stubborn_state.expect("inspect"), ContainerState::Exited);
+    assert!(
+        stubborn_took >= Duration::from_millis(1500) && stubborn_took < Duration::from_secs(6),
+        "a stop with timeout 2 s of a process that ignores SIGTERM took {stubborn_took:?}"
+    );
+    assert!(
+        polite_took < Duration::from_secs(6),
+        "a process that exits on SIGTERM took {polite_took:?} to stop (timeout 8 s): no stop signal?"
+    );
 }
 
 /// A running container is removed outright with a zero stop timeout.

@@ -25,6 +25,7 @@ use bollard::{ClientVersion, Docker};
 use futures::StreamExt;
 
 use crate::errors::map;
+use crate::image_store::settled;
 use crate::version;
 use anvyl_core::backend::root_cause;
 
@@ -421,9 +422,7 @@ impl Backend for DockerBackend {
             .all(false)
             .filters(&filters(query, "reference"))
             .build();
-        let listed = self
-            .client
-            .list_images(Some(options))
+        let listed = settled(|| self.client.list_images(Some(options.clone())))
             .await
             .map_err(self.err("list images", "images"))?;
         Ok(listed
@@ -437,9 +436,7 @@ impl Backend for DockerBackend {
     }
 
     async fn inspect_image(&self, reference: &str) -> Result<ImageSummary> {
-        let i = self
-            .client
-            .inspect_image(reference)
+        let i = settled(|| self.client.inspect_image(reference))
             .await
             .map_err(self.err("inspect image", &format!("image {reference}")))?;
         Ok(ImageSummary {
@@ -473,8 +470,7 @@ impl Backend for DockerBackend {
         let options = ListImagesOptionsBuilder::default()
             .filters(&filters)
             .build();
-        self.client
-            .list_images(Some(options))
+        settled(|| self.client.list_images(Some(options.clone())))
             .await
             .map(|i| i.len())
             .map_err(self.err("list images", "dangling images"))

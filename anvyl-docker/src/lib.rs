@@ -6,6 +6,7 @@
 mod backend;
 mod context;
 mod errors;
+mod image_store;
 pub mod version;
 
 pub use backend::{default_endpoint, DockerBackend, Tls};

@@ -18,8 +18,7 @@ use futures::StreamExt;
 use podman_api::models::{Namespace, PosixRlimit};
 use podman_api::opts::{
     ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter, ContainerListOpts,
-    ContainerLogsOpts, ContainerStopOpts, ImageBuildOpts, ImageListFilter, ImageListOpts,
-    ImageTagOpts, NetworkMode,
+    ContainerLogsOpts, ImageBuildOpts, ImageListFilter, ImageListOpts, ImageTagOpts, NetworkMode,
 };
 use podman_api::Podman;
 
@@ -128,6 +127,26 @@ impl PodmanBackend {
             timeout: request_timeout,
             limits,
         })
+    }
+
+    /// Sends `signal` to a container's main process: `Ok(true)` when it was
+    /// delivered, `Ok(false)` when the container was not running (signalling
+    /// a stopped container is a 500 in Podman 4.3, so its state decides).
+    async fn signal(&self, id: &str, what: &str, signal: &str) -> Result<bool> {
+        let container = self.client.containers().get(id);
+        match self
+            .call("stop container", what, container.send_signal(signal))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e)
+                if e.is_not_found()
+                    || self.inspect_container(id).await?.state == ContainerState::Running =>
+            {
+                Err(e)
+            }
+            Err(_) => Ok(false),
+        }
     }
 
     /// Runs one request under the timeout, mapping its error.
@@ -348,28 +367,34 @@ impl Backend for PodmanBackend {
 
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
         let what = format!("container {id}");
-        let container = self.client.containers().get(id);
         if !timeout.is_zero() {
-            // podman-api spells the query parameter `Timeout`, which libpod
-            // ignores: the container's own stop timeout (10 s) applies.
-            let opts = ContainerStopOpts::builder()
-                .timeout(timeout.as_secs() as usize)
-                .build();
-            return self
-                .idempotent("stop container", &what, container.stop(&opts))
-                .await;
-        }
-        // A zero timeout is a kill. Killing a stopped container is a 500 in
-        // Podman 4.3, so the state decides whether a failed kill matters.
-        if let Err(e) = self
-            .call("stop container", &what, container.send_signal("SIGKILL"))
-            .await
-        {
-            if e.is_not_found()
-                || self.inspect_container(id).await?.state == ContainerState::Running
-            {
-                return Err(e);
+            // libpod's stop reads `timeout`, podman-api sends `Timeout`:
+            // libpod would wait the container's own stop timeout (10 s)
+            // whatever was asked. So a stop is done here the way
+            // `docker stop -t` does it: the container's stop signal, then
+            // SIGKILL once `timeout` has passed.
+            let container = self.client.containers().get(id);
+            let config = self
+                .read("inspect container", &what, || container.inspect())
+                .await?
+                .config;
+            let signal = config
+                .and_then(|c| c.stop_signal)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "SIGTERM".into());
+            if !self.signal(id, &what, &signal).await? {
+                return Ok(());
             }
+            let deadline = tokio::time::Instant::now() + timeout;
+            while tokio::time::Instant::now() < deadline {
+                if self.inspect_container(id).await?.state != ContainerState::Running {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        // A zero timeout, or one that has passed, is a kill.
+        if !self.signal(id, &what, "SIGKILL").await? {
             return Ok(());
         }
         // The kill is asynchronous: wait until the engine says so.

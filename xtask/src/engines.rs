@@ -206,7 +206,7 @@ impl Daemon {
 
     /// The command that runs it: directly, or as PID 1's child in a new
     /// mount and PID namespace chrooted into the suite's `root`.
-    fn command(&self, root: Option<&Path>, dir: &Path) -> Command {
+    fn command(&self, root: Option<&Path>, dir: &Path, keep: bool) -> Command {
         match root {
             None => {
                 let mut cmd = Command::new(&self.argv[0]);
@@ -214,7 +214,9 @@ impl Daemon {
                 for (k, v) in self.env.iter().filter_map(|kv| kv.split_once('=')) {
                     cmd.env(k, v);
                 }
-                die_with_parent(&mut cmd, libc::SIGTERM);
+                if !keep {
+                    die_with_parent(&mut cmd, libc::SIGTERM);
+                }
                 cmd
             }
             Some(root) => {
@@ -229,7 +231,9 @@ impl Daemon {
                     .args(&self.env)
                     .args(["tini", "-s", "-g", "--"])
                     .args(&self.argv);
-                die_with_parent(&mut cmd, libc::SIGKILL);
+                if !keep {
+                    die_with_parent(&mut cmd, libc::SIGKILL);
+                }
                 cmd
             }
         }
@@ -273,7 +277,7 @@ impl Engine {
         let daemon = Daemon::new(kind, suite, &dir, &socket, tls.as_ref(), &cgroup)?;
         let label = format!("{} ({})", kind.name(), suite.name());
         let mut child = daemon
-            .command(root.as_deref(), &dir)
+            .command(root.as_deref(), &dir, keep)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

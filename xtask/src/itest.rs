@@ -53,6 +53,23 @@ struct Row {
     hosts: Option<bool>,
 }
 
+/// Holds `<engines_dir>/.lock` while a task runs engines: they live at
+/// fixed paths, and a second run would clear the first one's directories
+/// (the leftovers of an interrupted run) under its engines' feet.
+pub fn lock() -> Result<std::fs::File> {
+    let dir = engines_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let file = std::fs::File::create(dir.join(".lock"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another cargo xtask itest, bench or demo is running engines in {}; wait for it to end",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 /// Where the private engines live. A Unix socket path must stay under 108
 /// bytes; a deep checkout falls back to a directory in /tmp.
 pub fn engines_dir() -> PathBuf {
@@ -66,6 +83,7 @@ pub fn engines_dir() -> PathBuf {
 
 pub fn run(args: Vec<String>) -> Result<()> {
     let options = parse(args)?;
+    let _lock = lock()?;
     ensure_engines(&options.engines, &options.suites)?;
     // Ctrl-C or SIGTERM: the handler stops the test processes and every
     // private engine, then exits 130.

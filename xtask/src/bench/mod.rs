@@ -376,6 +376,7 @@ async fn bench_engine(engine: &Engine, anvyl: &Path, options: &Options) -> Resul
 
 pub fn run(args: Vec<String>) -> Result<()> {
     let options = parse(args)?;
+    let _lock = crate::itest::lock()?;
     ensure_engines(&options.engines, &options.suites)?;
     let root = crate::project_root();
     // A release build: the engines' CLIs are optimised Go binaries.

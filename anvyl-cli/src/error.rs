@@ -49,13 +49,18 @@ impl CliError {
         }
     }
 
-    /// Prints the error as one line on stderr and returns the exit status.
+    /// Prints the error as one line on stderr — followed by the indented
+    /// context lines it carries (a failed build's or an exited command's
+    /// last output) — and returns the exit status.
     pub fn report(&self) -> ExitCode {
-        // Newlines from engine messages would break the one-line promise.
-        let line = self.to_string().replace('\n', " ");
+        let text = self.to_string();
+        let (line, context) = one_line(&text);
         match self {
             Self::Declined(_) => eprintln!("{line}"),
             _ => eprintln!("error: {line}"),
+        }
+        for context in context {
+            eprintln!("{context}");
         }
         ExitCode::from(self.exit_status())
     }
@@ -69,6 +74,25 @@ impl From<anvyl_core::BackendError> for CliError {
             Self::Failed(e.to_string())
         }
     }
+}
+
+/// Splits an error's text into its one line — newlines from engine messages
+/// would break the one-line promise — and the indented context lines below
+/// it.
+fn one_line(text: &str) -> (String, Vec<&str>) {
+    let mut line = String::new();
+    let mut context = Vec::new();
+    for (i, part) in text.split('\n').enumerate() {
+        if i > 0 && part.starts_with("  ") {
+            context.push(part);
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(part);
+        }
+    }
+    (line, context)
 }
 
 /// What a user can check when an engine does not answer.
@@ -107,6 +131,18 @@ impl From<anvyl_core::InvalidAgentName> for CliError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_is_one_line_with_its_context_below() {
+        let (line, context) = super::one_line(
+            "start failed: the agent's command exited with code 3\n  its last output:\n  | no key",
+        );
+        assert_eq!(line, "start failed: the agent's command exited with code 3");
+        assert_eq!(context, ["  its last output:", "  | no key"]);
+        let (line, context) = super::one_line("engine said:\nline two\nline three");
+        assert_eq!(line, "engine said: line two line three");
+        assert!(context.is_empty());
+    }
+
     use super::*;
 
     #[test]

@@ -122,6 +122,9 @@ pub struct ContainerSummary {
     pub labels: Labels,
     /// Lifecycle state.
     pub state: ContainerState,
+    /// The main process's exit code, when it has exited and the answer
+    /// says (an inspection does; a listing does not).
+    pub exit_code: Option<i64>,
 }
 
 /// One tag of an image.

@@ -390,6 +390,7 @@ impl Backend for MemoryBackend {
                 image_id,
                 labels,
                 state: ContainerState::Created,
+                exit_code: None,
             },
         );
         Ok(id)
@@ -407,10 +408,11 @@ impl Backend for MemoryBackend {
             .container_by_ref(id)
             .map(|c| c.id.clone())
             .ok_or_else(|| not_found(&format!("container {id}")))?;
-        engine.containers.get_mut(&key).expect("just found").state = if exits {
-            ContainerState::Exited
+        let container = engine.containers.get_mut(&key).expect("just found");
+        (container.state, container.exit_code) = if exits {
+            (ContainerState::Exited, Some(3))
         } else {
-            ContainerState::Running
+            (ContainerState::Running, None)
         };
         Ok(())
     }

@@ -181,6 +181,7 @@ mod tests {
             image_id: "sha256:x".into(),
             labels,
             state: ContainerState::Exited,
+            exit_code: None,
         }
     }
 

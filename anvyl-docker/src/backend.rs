@@ -311,6 +311,7 @@ impl Backend for DockerBackend {
                     .unwrap_or_default(),
                 labels: labels(c.labels),
                 state: summary_state(c.state),
+                exit_code: None,
             })
             .collect())
     }
@@ -330,6 +331,7 @@ impl Backend for DockerBackend {
                 .to_string(),
             image_id: c.image.map(|i| normalise_image_id(&i)).unwrap_or_default(),
             labels: labels(c.config.and_then(|c| c.labels)),
+            exit_code: c.state.as_ref().and_then(|s| s.exit_code),
             state: inspect_state(c.state.and_then(|s| s.status)),
         })
     }

@@ -25,6 +25,7 @@ async fn docker_passes_the_conformance_suite() {
         base_image: required("ANVYL_ITEST_BASE_IMAGE"),
         network: Some("none".into()),
         build_cache: true,
+        runs_processes: true,
     };
     conformance::run_all(&backend, &fixture).await;
 }

@@ -291,6 +291,7 @@ impl Backend for PodmanBackend {
                     .unwrap_or_default(),
                 labels: labels(c.labels),
                 state: state(c.state.as_deref()),
+                exit_code: None,
             })
             .collect())
     }
@@ -306,6 +307,7 @@ impl Backend for PodmanBackend {
             name: c.name.unwrap_or_default(),
             image_id: c.image.map(|i| normalise_image_id(&i)).unwrap_or_default(),
             labels: labels(c.config.and_then(|c| c.labels)),
+            exit_code: c.state.as_ref().and_then(|s| s.exit_code).map(i64::from),
             state: state(c.state.and_then(|s| s.status).as_deref()),
         })
     }

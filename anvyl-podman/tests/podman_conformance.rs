@@ -32,6 +32,7 @@ async fn podman_passes_the_conformance_suite() {
         // libpod's image removal has no no-prune choice, and its builds
         // here leave no untagged step images to count: nothing to check.
         build_cache: false,
+        runs_processes: true,
     };
     conformance::run_all(&backend, &fixture).await;
 }

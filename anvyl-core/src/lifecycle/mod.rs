@@ -80,21 +80,71 @@ pub enum StartCause {
         /// Why.
         source: BackendError,
     },
-    /// The image build failed.
-    #[error("{0}")]
-    Build(BackendError),
+    /// The image build failed; with the last lines the build printed (the
+    /// failing step's own output), which are otherwise only shown with -v.
+    #[error("{source}{}", output_block("last output of the build", last_output))]
+    Build {
+        /// Why.
+        source: BackendError,
+        /// The build's last lines, escape codes removed.
+        last_output: Vec<String>,
+    },
     /// The container could not be created.
     #[error("cannot create container: {0}")]
     CreateContainer(BackendError),
     /// The container could not be started.
     #[error("cannot start container: {0}")]
     StartContainer(BackendError),
-    /// The container did not stay up, or the registry could not record it.
+    /// The agent's command ended before the settle time had passed.
+    #[error("the agent's command exited{} {:.1}s after it started: it must keep running{}",
+        exit_code.map(|c| format!(" with code {c}")).unwrap_or_default(),
+        *after_ms as f64 / 1000.0,
+        output_block("its last output", last_output))]
+    Exited {
+        /// Milliseconds from the container's start.
+        after_ms: u64,
+        /// The exit code, when the engine says.
+        exit_code: Option<i64>,
+        /// The container's last lines of output.
+        last_output: Vec<String>,
+    },
+    /// The registry could not record the running agent.
     #[error("registration failed: {0}")]
     Registration(String),
     /// Anything else (the build directory, a missing API key variable).
     #[error("{0}")]
     Other(String),
+}
+
+/// How many lines of a failed build's or an exited command's output an
+/// error shows.
+pub const LAST_LINES: usize = 10;
+
+/// `title` and `lines`, indented under an error's first line; nothing when
+/// there are no lines.
+fn output_block(title: &str, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut block = format!("\n  {title}:");
+    for line in lines {
+        block.push_str("\n  | ");
+        block.push_str(line);
+    }
+    block
+}
+
+/// The last `LAST_LINES` non-blank lines of `text`, without escape codes
+/// (a build step's or a command's colours arrive raw).
+pub(crate) fn last_lines(text: &[u8]) -> Vec<String> {
+    let plain = strip_ansi_escapes::strip(text);
+    let text = String::from_utf8_lossy(&plain);
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.trim_end().to_string())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(LAST_LINES)..].to_vec()
 }
 
 /// A start that did not end with a running agent.

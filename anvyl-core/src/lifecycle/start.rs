@@ -188,15 +188,42 @@ impl Lifecycle<'_> {
             labels: labels.clone(),
             network: network.clone(),
         };
-        let image_id = backend
-            .build_image(&build, progress)
-            .await
-            .map_err(StartCause::Build)?
-            .image_id;
+        // The build's output is also kept, bounded: when a step fails, its
+        // own last lines say why better than the engine's one-line error.
+        let output = std::sync::Mutex::new(Vec::<u8>::new());
+        let recording = |line: &str| {
+            progress(line);
+            if let Ok(mut output) = output.lock() {
+                output.extend_from_slice(line.as_bytes());
+                if !line.ends_with('\n') {
+                    output.push(b'\n');
+                }
+                if output.len() > 64 * 1024 {
+                    let cut = output.len() - 16 * 1024;
+                    output.drain(..cut);
+                }
+            }
+        };
+        let image_id = match backend.build_image(&build, &recording).await {
+            Ok(built) => built.image_id,
+            Err(source) => {
+                let last_output = output
+                    .lock()
+                    .map(|o| super::last_lines(&o))
+                    .unwrap_or_default();
+                return Err(StartCause::Build {
+                    source,
+                    last_output,
+                });
+            }
+        };
         backend
             .tag_image(&name.start_tag(start), &name.image_tag())
             .await
-            .map_err(StartCause::Build)?;
+            .map_err(|source| StartCause::Build {
+                source,
+                last_output: Vec::new(),
+            })?;
 
         // 5. The container.
         self.phase(super::Phase::Creating);
@@ -238,16 +265,17 @@ impl Lifecycle<'_> {
     async fn settle(&self, backend: &dyn Backend, id: &str) -> Result<(), StartCause> {
         let began = Instant::now();
         loop {
-            let state = backend
+            let container = backend
                 .inspect_container(id)
                 .await
-                .map_err(|e| StartCause::Registration(e.to_string()))?
-                .state;
-            if state != ContainerState::Running {
-                return Err(StartCause::Registration(format!(
-                    "the container stopped running {:.1}s after it started (its command must keep running)",
-                    began.elapsed().as_secs_f64()
-                )));
+                .map_err(|e| StartCause::Registration(e.to_string()))?;
+            if container.state != ContainerState::Running {
+                let after_ms = began.elapsed().as_millis() as u64;
+                return Err(StartCause::Exited {
+                    after_ms,
+                    exit_code: container.exit_code,
+                    last_output: last_output(backend, id).await,
+                });
             }
             if began.elapsed() >= self.settings.settle {
                 return Ok(());
@@ -375,4 +403,23 @@ fn container_env(agent: &AgentRecord) -> Result<Vec<String>, String> {
         env.push(format!("ANVYL_MODEL={model}"));
     }
     Ok(env)
+}
+
+/// The last lines an exited container printed, for the error that says it
+/// exited. Reading them is an extra: when it fails, the error goes without.
+async fn last_output(backend: &dyn Backend, id: &str) -> Vec<String> {
+    let output = std::sync::Mutex::new(Vec::<u8>::new());
+    let sink = |_: crate::backend::LogStream, bytes: &[u8]| {
+        if let Ok(mut output) = output.lock() {
+            output.extend_from_slice(bytes);
+        }
+    };
+    if let Err(e) = backend
+        .logs(id, false, Some(super::LAST_LINES), &sink)
+        .await
+    {
+        tracing::warn!("cannot read the last output of the agent's command: {e}");
+    }
+    let output = output.into_inner().unwrap_or_default();
+    super::last_lines(&output)
 }

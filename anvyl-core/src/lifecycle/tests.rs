@@ -174,7 +174,7 @@ async fn a_failing_build_leaves_nothing() {
         matches!(
             err,
             StartError::Failed {
-                cause: StartCause::Build(_),
+                cause: StartCause::Build { .. },
                 ..
             }
         ),
@@ -198,7 +198,7 @@ async fn a_missing_base_image_leaves_nothing() {
         matches!(
             err,
             StartError::Failed {
-                cause: StartCause::Build(_),
+                cause: StartCause::Build { .. },
                 ..
             }
         ),
@@ -237,7 +237,7 @@ async fn a_container_that_cannot_be_created_or_started_leaves_nothing() {
 }
 
 #[tokio::test]
-async fn a_command_that_exits_at_once_fails_registration_and_leaves_nothing() {
+async fn a_command_that_exits_at_once_fails_with_its_exit_code_and_leaves_nothing() {
     let w = World::new();
     let web = w.good("web");
     w.engine
@@ -247,12 +247,16 @@ async fn a_command_that_exits_at_once_fails_registration_and_leaves_nothing() {
         matches!(
             err,
             StartError::Failed {
-                cause: StartCause::Registration(_),
+                cause: StartCause::Exited {
+                    exit_code: Some(3),
+                    ..
+                },
                 ..
             }
         ),
         "{err:?}"
     );
+    assert!(err.to_string().contains("exited with code 3"), "{err}");
     w.assert_nothing_left(&web, &err).await;
 }
 
@@ -486,5 +490,36 @@ async fn a_start_reports_its_phases_in_order() {
     assert_eq!(
         *seen.lock().unwrap(),
         [Phase::Building, Phase::Creating, Phase::Settling]
+    );
+}
+
+#[test]
+fn an_error_shows_the_last_lines_of_output_plainly() {
+    let mut text: String = (1..=12)
+        .map(|i| format!("\x1b[31mline {i}\x1b[0m\r\n"))
+        .collect();
+    text.push_str("\n   \n");
+    let lines = super::last_lines(text.as_bytes());
+    assert_eq!(lines.len(), super::LAST_LINES);
+    assert_eq!(lines.first().map(String::as_str), Some("line 3"));
+    assert_eq!(lines.last().map(String::as_str), Some("line 12"));
+
+    let cause = StartCause::Exited {
+        after_ms: 300,
+        exit_code: Some(3),
+        last_output: vec!["no API key".into()],
+    };
+    assert_eq!(
+        cause.to_string(),
+        "the agent's command exited with code 3 0.3s after it started: it must keep running\n  its last output:\n  | no API key"
+    );
+    let silent = StartCause::Exited {
+        after_ms: 300,
+        exit_code: None,
+        last_output: Vec::new(),
+    };
+    assert_eq!(
+        silent.to_string(),
+        "the agent's command exited 0.3s after it started: it must keep running"
     );
 }

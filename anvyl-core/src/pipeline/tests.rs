@@ -104,6 +104,7 @@ async fn the_memory_backend_passes_the_conformance_suite() {
         base_image: BASE.into(),
         network: None,
         build_cache: false,
+        runs_processes: false,
     };
     conformance::run_all(&engine, &fixture).await;
 }

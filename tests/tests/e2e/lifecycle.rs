@@ -62,11 +62,28 @@ async fn a_failing_build_step_leaves_nothing() {
     let agent = create(
         &s,
         &unique("badstep"),
-        &["--image", &base, "--setup", "echo one", "--setup", "false"],
+        &[
+            "--image",
+            &base,
+            "--setup",
+            "echo one",
+            "--setup",
+            "echo pip says no >&2; false",
+        ],
     );
     let run = timed(&s, &["agent", "start", agent.as_str()]);
     assert_cleaned(&s, &agent, &run, 1).await;
     assert!(run.stderr.contains("image build failed"), "{}", run.stderr);
+    // The failing step's own output is shown without -v.
+    assert!(
+        run.stderr.contains("last output of the build:")
+            && run
+                .stderr
+                .lines()
+                .any(|l| l.starts_with("  | ") && l.ends_with("pip says no")),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test]
@@ -115,17 +132,24 @@ async fn a_container_that_cannot_start_leaves_nothing() {
 }
 
 #[tokio::test]
-async fn a_command_that_exits_at_once_fails_registration_and_leaves_nothing() {
+async fn a_command_that_exits_at_once_says_its_code_and_output_and_leaves_nothing() {
     let s = Sandbox::new().await;
     let base = s.itest.base_image.clone();
     let agent = create(
         &s,
         &unique("quick"),
-        &["--image", &base, "--command", "exit 3"],
+        &["--image", &base, "--command", "echo no API key >&2; exit 3"],
     );
     let run = timed(&s, &["agent", "start", agent.as_str()]);
     assert_cleaned(&s, &agent, &run, 1).await;
-    assert!(run.stderr.contains("registration failed"), "{}", run.stderr);
+    // Its exit code and its last output, read before the cleanup removed it.
+    assert!(
+        run.stderr
+            .contains("the agent's command exited with code 3")
+            && run.stderr.contains("\n  | no API key"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test]

@@ -158,7 +158,7 @@ impl Config {
         }
         let config: Config = figment
             .extract()
-            .map_err(|e| CliError::Config(e.to_string()))?;
+            .map_err(|e| CliError::Config(crate::config_error::describe(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -274,9 +274,21 @@ mod tests {
             jail.create_file("typo.toml", "paralelism = 4\n")?;
             let err = load(&["--config", "typo.toml"]).unwrap_err().to_string();
             assert!(
-                err.contains("paralelism") && err.contains("typo.toml"),
+                err.contains(
+                    "typo.toml:1:1: unknown key `paralelism`, did you mean `parallelism`?\n  1 | paralelism = 4\n    | ^^^^^^^^^^"
+                ),
                 "{err}"
             );
+            jail.create_file("nested.toml", "[docker]\n\n  endpiont = \"unix:///x\"\n")?;
+            let err = load(&["--config", "nested.toml"]).unwrap_err().to_string();
+            assert!(
+                err.contains("nested.toml:3:3: unknown key `docker.endpiont`, did you mean `docker.endpoint`?"),
+                "{err}"
+            );
+            jail.set_env("ANVYL_PARALLELISM", "many");
+            let err = load(&[]).unwrap_err().to_string();
+            assert!(err.contains("ANVYL_PARALLELISM: invalid type"), "{err}");
+            jail.set_env("ANVYL_PARALLELISM", "4");
             jail.create_file("bad.toml", "backend = \"lxc\"\n")?;
             let err = load(&["--config", "bad.toml"]).unwrap_err().to_string();
             assert!(err.contains("lxc") && err.contains("bad.toml"), "{err}");

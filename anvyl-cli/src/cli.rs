@@ -15,27 +15,32 @@ use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 ///
 /// Exit status: 0 done, 1 failed or owned resources remain, 2 bad input or
 /// configuration, 3 engine unreachable, 130 interrupted.
+/// The help heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Parser)]
 #[command(name = "anvyl", version, max_term_width = 100)]
 pub struct Cli {
-    /// Container engine to use [config: backend, env: ANVYL_BACKEND]
-    #[arg(long, global = true, value_enum)]
+    // Global options: under their own heading in every subcommand's help,
+    // one line each (the values are named in the text, not listed).
+    /// Container engine: docker or podman [config: backend, env: ANVYL_BACKEND]
+    #[arg(long, global = true, value_enum, hide_possible_values = true, help_heading = GLOBAL)]
     pub backend: Option<BackendArg>,
 
     /// Read this configuration file after the system and user files
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
 
     /// More log output (-v debug, -vv trace)
-    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet", help_heading = GLOBAL)]
     pub verbose: u8,
 
     /// Less log output (-q warnings only, -qq errors only)
-    #[arg(short, long, global = true, action = ArgAction::Count)]
+    #[arg(short, long, global = true, action = ArgAction::Count, help_heading = GLOBAL)]
     pub quiet: u8,
 
-    /// Output format of results on stdout
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    /// Output format of results on stdout: table or json
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table, hide_possible_values = true, help_heading = GLOBAL)]
     pub output: OutputFormat,
 
     #[command(subcommand)]
@@ -182,8 +187,8 @@ pub enum HostCommand {
     Add {
         /// The host's name
         name: String,
-        /// Its engine (a context or connection implies it)
-        #[arg(long, value_enum, required_unless_present_any = ["docker_context", "podman_connection"])]
+        /// Its engine: docker or podman (a --docker-context or --podman-connection implies it)
+        #[arg(long, value_enum, hide_possible_values = true, required_unless_present_any = ["docker_context", "podman_connection"])]
         backend: Option<BackendArg>,
         /// Its endpoint: unix:///PATH, tcp://HOST:PORT with --tls-dir, or
         /// ssh://[USER@]HOST[:PORT][/SOCKET] through your OpenSSH

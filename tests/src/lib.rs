@@ -163,6 +163,16 @@ impl Sandbox {
             .stdin(Stdio::null());
     }
 
+    /// `anvyl ARGS` for a pseudo-terminal: the sandbox's environment, its
+    /// standard streams left to whoever spawns it, a capable `TERM`.
+    pub fn terminal_command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::inherit())
+            .env("TERM", "xterm-256color")
+            .env_remove("NO_COLOR");
+        cmd
+    }
+
     /// Runs `anvyl ARGS` with extra environment.
     pub fn anvyl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = self.command(args);

@@ -12,7 +12,7 @@ use anvyl_tests::{Run, Sandbox};
 use crate::unique;
 
 /// Creates `name` with `args` (no `--start`).
-fn create(s: &Sandbox, name: &str, args: &[&str]) -> AgentName {
+pub(crate) fn create(s: &Sandbox, name: &str, args: &[&str]) -> AgentName {
     let mut argv = vec!["agent", "create", name];
     argv.extend(args);
     let run = s.anvyl(&argv);
@@ -22,7 +22,7 @@ fn create(s: &Sandbox, name: &str, args: &[&str]) -> AgentName {
 
 /// Everything a failed start must leave: nothing of the agent, status
 /// stopped, a non-zero exit and the cleanup in the log.
-async fn assert_cleaned(s: &Sandbox, agent: &AgentName, run: &Run, code: i32) {
+pub(crate) async fn assert_cleaned(s: &Sandbox, agent: &AgentName, run: &Run, code: i32) {
     assert_eq!(run.code, Some(code), "{run:?}");
     assert_eq!(s.traces_of(agent).await, Vec::<String>::new(), "{run:?}");
     assert_eq!(

@@ -11,6 +11,7 @@ mod lookalikes;
 mod output;
 mod races;
 mod stress;
+mod terminal;
 
 /// A unique agent name with a readable stem.
 pub fn unique(stem: &str) -> String {

@@ -1,0 +1,155 @@
+//! anvyl as a person sees it. In a pseudo-terminal (rexpect): the `[y/N]`
+//! prompt, where "n" is respected (exit 4, nothing removed) and "y" removes;
+//! the live status line of a start; Ctrl-C during its build, after which
+//! nothing of that start remains. Piped: the start, stop and remove output,
+//! pinned by a snapshot (ids, names and timings filtered).
+
+use std::time::{Duration, Instant};
+
+use anvyl_tests::{Run, Sandbox};
+use rexpect::process::wait::WaitStatus;
+use rexpect::session::{spawn_command, PtySession};
+
+use crate::lifecycle::{assert_cleaned, create};
+use crate::unique;
+
+/// Answers a `[y/N]` prompt with one key, as a person does (no Enter), once
+/// the prompt reads keys: it is drawn before the terminal is switched to
+/// raw mode.
+fn answer(p: &mut PtySession, key: &str) {
+    p.exp_string("[y/N]").expect("the prompt");
+    std::thread::sleep(Duration::from_millis(500));
+    p.send(key).expect("answer");
+    p.flush().expect("answer");
+}
+
+/// `anvyl ARGS` in a fresh pseudo-terminal.
+fn in_terminal(s: &Sandbox, args: &[&str]) -> PtySession {
+    spawn_command(s.terminal_command(args), Some(60_000)).expect("spawn anvyl in a pty")
+}
+
+/// What a terminal shows after `output`, as lines a test can compare: the
+/// bytes run through a terminal emulator (vt100), so a status line redrawn
+/// in place or cleared for a log line looks as it does to a person.
+fn plain(output: &str) -> String {
+    // rexpect hands over each byte as one char.
+    let bytes: Vec<u8> = output.chars().map(|c| c as u32 as u8).collect();
+    let mut terminal = vt100::Parser::new(500, 200, 0);
+    terminal.process(&bytes);
+    terminal.screen().contents()
+}
+
+fn exit_code(p: &PtySession) -> Option<i32> {
+    match p.process.wait().expect("wait for anvyl") {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, signal, _) => panic!("anvyl died of {signal}"),
+        other => panic!("anvyl did not exit: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_terminal_gets_the_prompt_the_status_line_and_a_clean_ctrl_c() {
+    let s = Sandbox::new().await;
+    // The prompt: "n" keeps everything and is not an error.
+    let web = s.agent(&unique("tty"));
+    let (container, _) = s.leftovers(&web).await;
+    let mut p = in_terminal(&s, &["agent", "cleanup", web.as_str()]);
+    answer(&mut p, "n");
+    let rest = plain(&p.exp_eof().expect("anvyl ends"));
+    assert_eq!(exit_code(&p), Some(4), "{rest}");
+    assert!(rest.contains("Nothing was removed."), "{rest}");
+    assert!(
+        !rest.contains("error:"),
+        "a declined prompt is no error: {rest}"
+    );
+    assert!(
+        s.has_container(&container).await,
+        "'n' removed the container"
+    );
+    // "y" removes.
+    let mut p = in_terminal(&s, &["agent", "cleanup", web.as_str()]);
+    answer(&mut p, "y");
+    let rest = plain(&p.exp_eof().expect("anvyl ends"));
+    assert_eq!(exit_code(&p), Some(0), "{rest}");
+    assert!(!s.has_container(&container).await, "'y' left the container");
+
+    // A start shows its phase on a live line; Ctrl-C during the build
+    // cleans that start up.
+    let base = s.itest.base_image.clone();
+    let slow = create(
+        &s,
+        &unique("ttyslow"),
+        &[
+            "--image",
+            &base,
+            "--setup",
+            "sleep 30",
+            "--command",
+            "sleep 600",
+        ],
+    );
+    let mut p = in_terminal(&s, &["agent", "start", slow.as_str()]);
+    let status = format!("building {}", slow.image_tag());
+    let before = p
+        .exp_string(&status)
+        .expect("the status line names the phase");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.build_dirs_of(&slow).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let the engine begin the `sleep 30` step.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    p.send_control('c').expect("Ctrl-C");
+    let rest = p.exp_eof().expect("anvyl ends");
+    let screen = plain(&format!("{before}{status}{rest}"));
+    let run = Run {
+        code: exit_code(&p),
+        stdout: String::new(),
+        stderr: screen,
+    };
+    // The status line went away: no frame of it is left on the screen.
+    assert!(!run.stderr.contains("building"), "{}", run.stderr);
+    assert_cleaned(&s, &slow, &run, 130).await;
+}
+
+#[tokio::test]
+async fn start_stop_and_remove_output_matches_its_snapshot() {
+    let s = Sandbox::new().await;
+    let base = s.itest.base_image.clone();
+    let agent = create(
+        &s,
+        &unique("shown"),
+        &["--image", &base, "--command", "sleep 600"],
+    );
+    let mut shown = String::new();
+    for args in [
+        vec!["agent", "start", agent.as_str()],
+        vec!["agent", "stop", agent.as_str()],
+        vec!["agent", "stop", agent.as_str()],
+        vec!["agent", "remove", agent.as_str(), "--yes"],
+    ] {
+        let run = s.anvyl(&args);
+        assert_eq!(run.code, Some(0), "{args:?}: {run:?}");
+        shown.push_str(&format!(
+            "$ anvyl {}\n{}{}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        ));
+    }
+    let state_dir = s.state_dir.path().display().to_string();
+    insta::with_settings!({
+        filters => vec![
+            (state_dir.as_str(), "[STATE]"),
+            (r"shown-[0-9a-f]{12}", "shown-[ID]"),
+            (r"\b[0-9a-f]{64}\b", "[CONTAINER]"),
+            (r"\b[0-9a-f]{12}\b", "[START]"),
+            (r"\b(Docker|Podman)\b", "[ENGINE]"),
+            (r"\d+\.\d+s", "[SECONDS]"),
+        ],
+        // One snapshot for every engine: what a user reads must not differ.
+        prepend_module_to_snapshot => false,
+    }, {
+        insta::assert_snapshot!("start_stop_remove", shown);
+    });
+}

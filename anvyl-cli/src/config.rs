@@ -299,6 +299,16 @@ mod tests {
     }
 
     #[test]
+    fn defaults_agree_with_the_core() {
+        let ours = Config::default();
+        let core = anvyl_core::lifecycle::LifecycleSettings::default();
+        let settings = ours.lifecycle_settings();
+        assert_eq!(settings.stop_timeout, core.stop_timeout);
+        assert_eq!(settings.settle, core.settle);
+        assert_eq!(settings.cleanup, core.cleanup);
+    }
+
+    #[test]
     fn unrelated_anvyl_variables_are_not_config() {
         Jail::expect_with(|jail| {
             jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());

@@ -44,7 +44,8 @@ pub struct LifecycleSettings {
     pub settle: Duration,
     /// Network mode of containers and build steps when the agent names none.
     pub network: Option<String>,
-    /// How long `stop` lets a container shut down before killing it.
+    /// How long `stop` lets a container shut down before killing it. The
+    /// default, 0, is the CLI's and the cleanup's: killed at once.
     pub stop_timeout: Duration,
     /// Settings of the cleanup a failed start runs.
     pub cleanup: CleanupSettings,
@@ -58,7 +59,7 @@ impl Default for LifecycleSettings {
         Self {
             settle: Duration::from_secs(1),
             network: None,
-            stop_timeout: Duration::from_secs(10),
+            stop_timeout: CleanupSettings::default().stop_timeout,
             cleanup: CleanupSettings::default(),
             interrupt_grace: Duration::from_secs(2),
         }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use clap_complete::ArgValueCompleter;
 
 /// Run AI agents as containers on Docker or Podman, and never leak them.
 ///
@@ -95,16 +96,19 @@ pub enum AgentCommand {
     /// the agent is reset to stopped.
     Start {
         /// The agent
+        #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
         name: String,
     },
     /// Stop a running agent and remove its container
     Stop {
         /// The agent
+        #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
         name: String,
     },
     /// Print a running agent's output
     Logs {
         /// The agent
+        #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
         name: String,
         /// Keep printing new output until the agent stops
         #[arg(short, long)]
@@ -124,6 +128,7 @@ pub enum AgentCommand {
     #[command(visible_alias = "rm")]
     Remove {
         /// The agent
+        #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
         name: String,
         /// Stop it first if it runs
         #[arg(long)]
@@ -173,7 +178,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "VAR")]
     pub api_key_env: Option<String>,
     /// Run on this host (default: the first available)
-    #[arg(long, value_name = "H")]
+    #[arg(long, value_name = "H", add = ArgValueCompleter::new(crate::complete::host_names))]
     pub host: Option<String>,
     /// Start the agent right away
     #[arg(long)]
@@ -214,6 +219,7 @@ pub enum HostCommand {
     /// Forget a host no running agent uses
     Remove {
         /// The host's name
+        #[arg(add = ArgValueCompleter::new(crate::complete::host_names))]
         name: String,
     },
 }
@@ -223,10 +229,11 @@ pub enum HostCommand {
 pub struct CleanupArgs {
     /// Only this agent's orphans, on its own host (default: every agent's,
     /// on every enabled host)
+    #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
     pub name: Option<String>,
 
     /// Only this registered host (default: every enabled host)
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", add = ArgValueCompleter::new(crate::complete::host_names))]
     pub host: Option<String>,
 
     /// Remove without asking (required when no terminal can answer)

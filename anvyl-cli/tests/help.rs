@@ -99,3 +99,52 @@ fn a_bad_argument_is_one_line_and_exit_status_2() {
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
     }
 }
+
+/// What the shell gets when it asks anvyl to complete `args` (the last one
+/// is the word being typed), with the state in `state`.
+fn complete(state: &std::path::Path, args: &[&str]) -> Vec<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_anvyl"))
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", args.len().to_string())
+        .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+        .env("_CLAP_COMPLETE_SPACE", "true")
+        .env("ANVYL_STATE_DIR", state)
+        .env("XDG_CONFIG_HOME", state.join("no-config"))
+        .arg("--")
+        .arg("anvyl")
+        .args(args)
+        .output()
+        .expect("run anvyl");
+    assert!(output.status.success(), "{args:?} failed");
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn agent_and_host_names_complete_from_the_store_and_completing_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let offered = complete(&state, &["agent", "start", ""]);
+    assert!(offered.iter().all(|o| o.starts_with('-')), "{offered:?}");
+    assert!(!state.exists(), "completing created the state directory");
+    for name in ["web-10", "web-2", "api"] {
+        let created = Command::new(env!("CARGO_BIN_EXE_anvyl"))
+            .args(["agent", "create", name, "--image", "base"])
+            .env("ANVYL_STATE_DIR", &state)
+            .env("XDG_CONFIG_HOME", state.join("no-config"))
+            .output()
+            .expect("run anvyl");
+        assert!(created.status.success(), "{created:?}");
+    }
+    assert_eq!(
+        complete(&state, &["agent", "stop", "we"]),
+        ["web-2", "web-10"]
+    );
+    assert_eq!(
+        complete(&state, &["agent", "cleanup", "--host", ""]),
+        ["local"]
+    );
+}

@@ -18,6 +18,9 @@ use crate::error::CliError;
 
 /// Parses the process arguments and runs the command.
 pub fn run() -> ExitCode {
+    // `COMPLETE=<shell> anvyl …`: a shell asking for completions (see
+    // complete.rs); answered and exited here, before anything else runs.
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),

@@ -81,9 +81,18 @@ fn plans(plan: &FleetPlan) -> impl Iterator<Item = (Option<&str>, &Plan)> {
         .chain(std::iter::once((None, &plan.machine)))
 }
 
-/// The fleet plan as one table naming each item's host, then what is kept,
-/// the hosts that could not be planned and the other installations seen.
-pub fn plan_table(plan: &FleetPlan) -> String {
+/// Above this many items a plan is shown by agent (unless `full`): hundreds
+/// of rows before a question hide the question.
+pub const SUMMARY_ABOVE: usize = 20;
+
+/// The most agents a summary names one by one.
+const SUMMARY_AGENTS: usize = 20;
+
+/// The fleet plan as one table naming each item's host — or, when long and
+/// not `full`, one row per agent and host with its items counted by step —
+/// then what is kept, the hosts that could not be planned and the other
+/// installations seen.
+pub fn plan_table(plan: &FleetPlan, full: bool) -> String {
     let mut out = String::new();
     let on = match plan.hosts.as_slice() {
         [one] => format!(" on host '{}'", one.host),
@@ -102,6 +111,73 @@ pub fn plan_table(plan: &FleetPlan) -> String {
             scope_title(&plan.scope),
             plural(plan.len(), "item", "items")
         ));
+        if !full && plan.len() > SUMMARY_ABOVE {
+            out.push_str(&plan_summary(plan));
+        } else {
+            out.push_str(&plan_rows(plan));
+        }
+    }
+    out.push_str(&plan_notes(plan));
+    out
+}
+
+/// Each agent's items on each host, counted by step.
+fn plan_summary(plan: &FleetPlan) -> String {
+    // (agent, host) -> containers, images, build dirs, status reset
+    let mut counts: std::collections::BTreeMap<(String, &str), [usize; 4]> = Default::default();
+    for (host, p) in plans(plan) {
+        let host = host.unwrap_or(THIS_MACHINE);
+        let mut count = |agent: &str, step: usize| {
+            counts.entry((agent.to_string(), host)).or_default()[step] += 1;
+        };
+        p.containers.iter().for_each(|c| count(c.agent.as_str(), 0));
+        p.images.iter().for_each(|i| count(i.agent.as_str(), 1));
+        p.build_dirs.iter().for_each(|d| count(d.agent.as_str(), 2));
+        p.resets.iter().for_each(|r| count(r.agent.as_str(), 3));
+    }
+    let mut entries: Vec<_> = counts.into_iter().collect();
+    entries.sort_by(|((a, ha), _), ((b, hb), _)| natord::compare(a, b).then(ha.cmp(hb)));
+    let agents = entries
+        .iter()
+        .map(|((agent, _), _)| agent)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let mut rows = table(&[
+        "AGENT",
+        "HOST",
+        "CONTAINERS",
+        "IMAGES",
+        "BUILD DIRS",
+        "STATUS",
+    ]);
+    for ((agent, host), [containers, images, dirs, resets]) in entries.iter().take(SUMMARY_AGENTS) {
+        let status = if *resets > 0 { "reset" } else { "" };
+        rows.add_row(vec![
+            agent.clone(),
+            host.to_string(),
+            containers.to_string(),
+            images.to_string(),
+            dirs.to_string(),
+            status.to_string(),
+        ]);
+    }
+    let mut out = trimmed(&rows);
+    if entries.len() > SUMMARY_AGENTS {
+        out.push_str(&format!(
+            "… and {} more (agent, host) rows\n",
+            entries.len() - SUMMARY_AGENTS
+        ));
+    }
+    out.push_str(&format!(
+        "Shown by agent ({}); every item: -v, --dry-run or --output json\n",
+        plural(agents, "agent", "agents")
+    ));
+    out
+}
+
+/// Every item of the plan, one row each.
+fn plan_rows(plan: &FleetPlan) -> String {
+    {
         let mut rows = table(&["HOST", "STEP", "RESOURCE", "AGENT", "OWNED BY"]);
         for (host, p) in plans(plan) {
             let host = host.unwrap_or(THIS_MACHINE);
@@ -139,8 +215,14 @@ pub fn plan_table(plan: &FleetPlan) -> String {
                 rows.add_row(vec![host, "status", &what, r.agent.as_str(), why]);
             }
         }
-        out.push_str(&trimmed(&rows));
+        trimmed(&rows)
     }
+}
+
+/// What follows the items: the hosts that could not be planned, a broken
+/// build root, what is kept and why, other installations seen.
+fn plan_notes(plan: &FleetPlan) -> String {
+    let mut out = String::new();
     for (host, error) in plan.failed_hosts() {
         let what = if error.unreachable {
             "unreachable"
@@ -524,7 +606,36 @@ mod tests {
 
     #[test]
     fn a_plan_renders_as_a_table() {
-        insta::assert_snapshot!(plan_table(&sample_fleet()));
+        insta::assert_snapshot!(plan_table(&sample_fleet(), false));
+    }
+
+    #[test]
+    fn a_long_plan_is_shown_by_agent_unless_full() {
+        // 12 agents (web2 … web13) with a container and an image each: 24
+        // items, naturally sorted, the same notes below.
+        let mut fleet = sample_fleet();
+        let local = fleet.hosts[0].plan.as_mut().unwrap();
+        let (container, image) = (local.containers[0].clone(), local.images[0].clone());
+        local.containers.clear();
+        local.images.clear();
+        local.resets.clear();
+        for n in 2..=13 {
+            let agent = AgentName::new(format!("web{n}")).unwrap();
+            local.containers.push(PlannedContainer {
+                agent: agent.clone(),
+                name: format!("anvyl-agent-web{n}"),
+                ..container.clone()
+            });
+            local.images.push(PlannedImage {
+                agent,
+                display: format!("anvyl-agent-web{n}:latest"),
+                ..image.clone()
+            });
+        }
+        let summary = plan_table(&fleet, false);
+        insta::assert_snapshot!(summary);
+        let full = plan_table(&fleet, true);
+        assert_eq!(full.matches("anvyl-agent-web").count(), 24, "{full}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
                 None,
             )));
         } else {
-            emit(output::plan_table(&plan));
+            emit(output::plan_table(&plan, true));
             if args.dry_run && !plan.is_empty() {
                 emit("Dry run: nothing was removed.\n".into());
             }
@@ -56,7 +56,8 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
     }
 
     if !json {
-        emit(output::plan_table(&plan));
+        // Before the question, a long plan is shown by agent (-v: every item).
+        emit(output::plan_table(&plan, cli.verbose > 0));
     }
     if !args.yes {
         super::confirm(&format!("remove {} item(s)", plan.len()))?;

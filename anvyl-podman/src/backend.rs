@@ -94,7 +94,8 @@ fn namespace(mode: &str) -> Result<Namespace> {
 /// The label that narrows a listing most: a start, an agent, an
 /// installation, in that order; else any.
 fn most_selective_label(labels: &Labels) -> Option<(&String, &String)> {
-    const ORDER: [&str; 3] = ["io.anvyl.start", "io.anvyl.agent", "io.anvyl.instance"];
+    use anvyl_core::ownership::{LABEL_AGENT, LABEL_INSTANCE, LABEL_START};
+    const ORDER: [&str; 3] = [LABEL_START, LABEL_AGENT, LABEL_INSTANCE];
     ORDER
         .iter()
         .find_map(|key| labels.get_key_value(*key))

@@ -91,10 +91,10 @@ pub enum StartCause {
         last_output: Vec<String>,
     },
     /// The container could not be created.
-    #[error("cannot create container: {0}")]
+    #[error("{}", in_context("cannot create container", .0))]
     CreateContainer(BackendError),
     /// The container could not be started.
-    #[error("cannot start container: {0}")]
+    #[error("{}", in_context("cannot start container", .0))]
     StartContainer(BackendError),
     /// The agent's command ended before the settle time had passed.
     #[error("the agent's command exited{} {:.1}s after it started: it must keep running{}",
@@ -115,6 +115,16 @@ pub enum StartCause {
     /// Anything else (the build directory, a missing API key variable).
     #[error("{0}")]
     Other(String),
+}
+
+/// `error`, after `context` unless the error already names the operation
+/// ("start container failed: …", not "cannot start container: start
+/// container failed: …").
+fn in_context(context: &str, error: &BackendError) -> String {
+    match error {
+        BackendError::Engine { .. } => error.to_string(),
+        other => format!("{context}: {other}"),
+    }
 }
 
 /// How many lines of a failed build's or an exited command's output an

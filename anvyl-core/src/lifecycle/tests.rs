@@ -523,3 +523,23 @@ fn an_error_shows_the_last_lines_of_output_plainly() {
         "the agent's command exited 0.3s after it started: it must keep running"
     );
 }
+
+#[test]
+fn an_engine_error_is_not_prefixed_with_its_own_operation_again() {
+    let engine = StartCause::StartContainer(BackendError::Engine {
+        operation: "start container",
+        status: Some(500),
+        message: "exec: \"sh\": not found".into(),
+    });
+    assert_eq!(
+        engine.to_string(),
+        "start container failed: exec: \"sh\": not found"
+    );
+    let missing = StartCause::CreateContainer(BackendError::NotFound {
+        what: "image anvyl-agent-x:s1".into(),
+    });
+    assert!(
+        missing.to_string().starts_with("cannot create container: "),
+        "{missing}"
+    );
+}

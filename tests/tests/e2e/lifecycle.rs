@@ -111,7 +111,7 @@ async fn a_container_that_cannot_start_leaves_nothing() {
     let run = timed(&s, &["agent", "start", agent.as_str()]);
     assert_cleaned(&s, &agent, &run, 1).await;
     assert!(
-        run.stderr.contains("cannot start container"),
+        run.stderr.contains("start container failed") && !run.stderr.contains("cannot start"),
         "{}",
         run.stderr
     );

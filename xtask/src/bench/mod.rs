@@ -325,7 +325,9 @@ async fn connect(engine: &Engine) -> Result<DynBackend> {
 
 async fn bench_engine(engine: &Engine, anvyl: &Path, options: &Options) -> Result<Vec<Record>> {
     engine.build_base_image()?;
-    let work = tempfile::tempdir()?;
+    // Inside the engine's directory: a suite's engine and CLI see it at the
+    // same path (their /tmp is their own).
+    let work = tempfile::tempdir_in(engine.dir())?;
     let context = work.path().join("context");
     std::fs::create_dir_all(&context)?;
     std::fs::write(context.join("Dockerfile"), format!("FROM {BASE_IMAGE}\n"))?;

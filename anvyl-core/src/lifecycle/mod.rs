@@ -32,7 +32,9 @@ pub use stop::{Removed, Stopped};
 /// Docker and Podman clients; core only asks for one.
 #[async_trait]
 pub trait Connector: Send + Sync {
-    /// The engine behind `host`, answering.
+    /// A client of the engine behind `host`. Making it may send nothing
+    /// (Podman's client connects lazily); the first request, or
+    /// `engine_identity`, is what proves the engine answers.
     async fn connect(&self, host: &HostRecord) -> Result<DynBackend, BackendError>;
 }
 

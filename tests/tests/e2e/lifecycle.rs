@@ -167,10 +167,26 @@ async fn no_host_leaves_nothing() {
     assert!(run.stderr.contains("no hosts available"), "{}", run.stderr);
 }
 
-/// Starts a slow build, waits until its build directory exists, and sends
-/// `signal` to anvyl.
-async fn interrupt_slow_start(s: &Sandbox, agent: &AgentName, signal: &str) -> Run {
-    let child = s.spawn_anvyl(&["agent", "start", agent.as_str()]);
+/// An agent whose build has a 30-second step, to interrupt.
+pub(crate) fn create_slow(s: &Sandbox, stem: &str) -> AgentName {
+    let base = s.itest.base_image.clone();
+    create(
+        s,
+        &unique(stem),
+        &[
+            "--image",
+            &base,
+            "--setup",
+            "sleep 30",
+            "--command",
+            "sleep 600",
+        ],
+    )
+}
+
+/// Waits until a start of `agent` has made its build directory, then lets
+/// the engine reach the slow step.
+pub(crate) async fn wait_for_the_slow_step(s: &Sandbox, agent: &AgentName) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while s.build_dirs_of(agent).is_empty() {
         assert!(
@@ -179,8 +195,14 @@ async fn interrupt_slow_start(s: &Sandbox, agent: &AgentName, signal: &str) -> R
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Let the engine reach the slow step.
     tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+/// Starts a slow build, waits until its build directory exists, and sends
+/// `signal` to anvyl.
+async fn interrupt_slow_start(s: &Sandbox, agent: &AgentName, signal: &str) -> Run {
+    let child = s.spawn_anvyl(&["agent", "start", agent.as_str()]);
+    wait_for_the_slow_step(s, agent).await;
     let began = Instant::now();
     let status = std::process::Command::new("kill")
         .args([signal, &child.id().to_string()])
@@ -202,19 +224,7 @@ async fn interrupt_slow_start(s: &Sandbox, agent: &AgentName, signal: &str) -> R
 #[tokio::test]
 async fn sigint_during_a_slow_build_leaves_nothing() {
     let s = Sandbox::new().await;
-    let base = s.itest.base_image.clone();
-    let agent = create(
-        &s,
-        &unique("sigint"),
-        &[
-            "--image",
-            &base,
-            "--setup",
-            "sleep 30",
-            "--command",
-            "sleep 600",
-        ],
-    );
+    let agent = create_slow(&s, "sigint");
     let run = interrupt_slow_start(&s, &agent, "-INT").await;
     assert_cleaned(&s, &agent, &run, 130).await;
 }
@@ -222,19 +232,7 @@ async fn sigint_during_a_slow_build_leaves_nothing() {
 #[tokio::test]
 async fn after_kill_9_during_a_slow_build_the_next_cleanup_removes_the_leftovers() {
     let s = Sandbox::new().await;
-    let base = s.itest.base_image.clone();
-    let agent = create(
-        &s,
-        &unique("killed"),
-        &[
-            "--image",
-            &base,
-            "--setup",
-            "sleep 30",
-            "--command",
-            "sleep 600",
-        ],
-    );
+    let agent = create_slow(&s, "killed");
     let killed = interrupt_slow_start(&s, &agent, "-KILL").await;
     assert_eq!(killed.code, None, "kill -9 leaves no exit status");
     assert_eq!(

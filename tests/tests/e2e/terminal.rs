@@ -4,13 +4,13 @@
 //! nothing of that start remains. Piped: the start, stop and remove output,
 //! pinned by a snapshot (ids, names and timings filtered).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anvyl_tests::{Run, Sandbox};
 use rexpect::process::wait::WaitStatus;
 use rexpect::session::{spawn_command, PtySession};
 
-use crate::lifecycle::{assert_cleaned, create};
+use crate::lifecycle::{assert_cleaned, create, create_slow, wait_for_the_slow_step};
 use crate::unique;
 
 /// Answers a `[y/N]` prompt with one key, as a person does (no Enter), once
@@ -75,30 +75,13 @@ async fn a_terminal_gets_the_prompt_the_status_line_and_a_clean_ctrl_c() {
 
     // A start shows its phase on a live line; Ctrl-C during the build
     // cleans that start up.
-    let base = s.itest.base_image.clone();
-    let slow = create(
-        &s,
-        &unique("ttyslow"),
-        &[
-            "--image",
-            &base,
-            "--setup",
-            "sleep 30",
-            "--command",
-            "sleep 600",
-        ],
-    );
+    let slow = create_slow(&s, "ttyslow");
     let mut p = in_terminal(&s, &["agent", "start", slow.as_str()]);
     let status = format!("building {}", slow.image_tag());
     let before = p
         .exp_string(&status)
         .expect("the status line names the phase");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while s.build_dirs_of(&slow).is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Let the engine begin the `sleep 30` step.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_the_slow_step(&s, &slow).await;
     p.send_control('c').expect("Ctrl-C");
     let rest = p.exp_eof().expect("anvyl ends");
     let screen = plain(&format!("{before}{status}{rest}"));

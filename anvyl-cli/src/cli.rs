@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use anvyl_core::BackendKind;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use clap_complete::ArgValueCompleter;
 
@@ -25,8 +27,8 @@ pub struct Cli {
     // Global options: under their own heading in every subcommand's help,
     // one line each (the values are named in the text, not listed).
     /// Container engine: docker or podman [config: backend, env: ANVYL_BACKEND]
-    #[arg(long, global = true, value_enum, hide_possible_values = true, help_heading = GLOBAL)]
-    pub backend: Option<BackendArg>,
+    #[arg(long, global = true, value_parser = backend_kind(), hide_possible_values = true, help_heading = GLOBAL)]
+    pub backend: Option<BackendKind>,
 
     /// Read this configuration file after the system and user files
     #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
@@ -48,13 +50,11 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The engines anvyl drives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendArg {
-    /// Docker Engine API (DOCKER_HOST, else /var/run/docker.sock)
-    Docker,
-    /// Podman libpod API (CONTAINER_HOST, else the rootless or rootful socket)
-    Podman,
+/// Parses `docker` or `podman` into core's one [`BackendKind`]; the
+/// possible values also feed shell completion.
+fn backend_kind() -> impl clap::builder::TypedValueParser<Value = BackendKind> {
+    PossibleValuesParser::new(BackendKind::ALL.map(BackendKind::as_str))
+        .try_map(|s| s.parse::<BackendKind>())
 }
 
 /// How results are printed.
@@ -193,8 +193,8 @@ pub enum HostCommand {
         /// The host's name
         name: String,
         /// Its engine: docker or podman (a --docker-context or --podman-connection implies it)
-        #[arg(long, value_enum, hide_possible_values = true, required_unless_present_any = ["docker_context", "podman_connection"])]
-        backend: Option<BackendArg>,
+        #[arg(long, value_parser = backend_kind(), hide_possible_values = true, required_unless_present_any = ["docker_context", "podman_connection"])]
+        backend: Option<BackendKind>,
         /// Its endpoint: unix:///PATH, tcp://HOST:PORT with --tls-dir, or
         /// ssh://[USER@]HOST[:PORT][/SOCKET] through your OpenSSH
         #[arg(long, value_name = "URI", required_unless_present_any = ["docker_context", "podman_connection"])]

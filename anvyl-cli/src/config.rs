@@ -10,7 +10,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{BackendArg, Cli};
+use anvyl_core::BackendKind;
+
+use crate::cli::Cli;
 use crate::error::CliError;
 
 /// The system-wide configuration file.
@@ -29,25 +31,6 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("podman_endpoint", "podman.endpoint"),
     ("ssh_command", "ssh_command"),
 ];
-
-/// Which engine to drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    /// Docker.
-    Docker,
-    /// Podman.
-    Podman,
-}
-
-impl From<BackendArg> for BackendChoice {
-    fn from(arg: BackendArg) -> Self {
-        match arg {
-            BackendArg::Docker => Self::Docker,
-            BackendArg::Podman => Self::Podman,
-        }
-    }
-}
 
 /// `[docker]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +73,7 @@ impl Default for PodmanConfig {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The engine.
-    pub backend: BackendChoice,
+    pub backend: BackendKind,
     /// Holds the database and the build root; default `$XDG_STATE_HOME/anvyl`.
     pub state_dir: Option<PathBuf>,
     /// Network mode of agent containers and build steps; default: the engine's.
@@ -115,7 +98,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            backend: BackendChoice::Docker,
+            backend: BackendKind::Docker,
             state_dir: None,
             network: None,
             parallelism: 16,
@@ -154,7 +137,7 @@ impl Config {
                 .map(|(_, k)| (*k).into())
         }));
         if let Some(backend) = cli.backend {
-            figment = figment.merge(Serialized::default("backend", BackendChoice::from(backend)));
+            figment = figment.merge(Serialized::default("backend", backend));
         }
         let config: Config = figment
             .extract()
@@ -250,19 +233,19 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
             jail.create_file("file.toml", "backend = \"podman\"\nparallelism = 4\n")?;
-            assert_eq!(load(&[]).unwrap().backend, BackendChoice::Docker);
+            assert_eq!(load(&[]).unwrap().backend, BackendKind::Docker);
             let from_file = load(&["--config", "file.toml"]).unwrap();
             assert_eq!(
                 (from_file.backend, from_file.parallelism),
-                (BackendChoice::Podman, 4)
+                (BackendKind::Podman, 4)
             );
             jail.set_env("ANVYL_BACKEND", "docker");
             jail.set_env("ANVYL_DOCKER_ENDPOINT", "unix:///x.sock");
             let from_env = load(&["--config", "file.toml"]).unwrap();
-            assert_eq!(from_env.backend, BackendChoice::Docker);
+            assert_eq!(from_env.backend, BackendKind::Docker);
             assert_eq!(from_env.docker.endpoint.as_deref(), Some("unix:///x.sock"));
             let from_flag = load(&["--config", "file.toml", "--backend", "podman"]).unwrap();
-            assert_eq!(from_flag.backend, BackendChoice::Podman);
+            assert_eq!(from_flag.backend, BackendKind::Podman);
             Ok(())
         });
     }

@@ -12,7 +12,9 @@ use anvyl_core::lifecycle::Connector;
 use anvyl_core::{BackendError, DynBackend, HostRecord};
 use async_trait::async_trait;
 
-use crate::config::{BackendChoice, Config};
+use anvyl_core::BackendKind;
+
+use crate::config::Config;
 use crate::remote::ssh::Tunnel;
 use crate::remote::stores::{self, TlsFiles};
 use crate::remote::{Access, Route};
@@ -55,7 +57,7 @@ impl Connector for HostConnector<'_> {
                 let tunnel = Tunnel::open(target, &words, identity.as_deref(), wait)
                     .await
                     .map_err(|message| BackendError::Unreachable {
-                        engine: engine_name(backend),
+                        engine: backend.engine_name(),
                         endpoint: target.to_string(),
                         message,
                     })?;
@@ -71,7 +73,7 @@ impl Connector for HostConnector<'_> {
             }
         };
         Ok(match (backend, &route) {
-            (BackendChoice::Docker, Route::Tls { files, .. }) => {
+            (BackendKind::Docker, Route::Tls { files, .. }) => {
                 let tls = anvyl_docker::Tls {
                     ca: &files.ca,
                     cert: &files.cert,
@@ -79,10 +81,10 @@ impl Connector for HostConnector<'_> {
                 };
                 Arc::new(anvyl_docker::DockerBackend::connect_tls(&endpoint, tls, timeout).await?)
             }
-            (BackendChoice::Docker, _) => {
+            (BackendKind::Docker, _) => {
                 Arc::new(anvyl_docker::DockerBackend::connect(&endpoint, timeout).await?)
             }
-            (BackendChoice::Podman, _) => {
+            (BackendKind::Podman, _) => {
                 let limits = anvyl_podman::Limits {
                     nofile: config.podman.nofile,
                     nproc: config.podman.nproc,
@@ -93,28 +95,16 @@ impl Connector for HostConnector<'_> {
     }
 }
 
-fn engine_name(backend: BackendChoice) -> &'static str {
-    match backend {
-        BackendChoice::Docker => "Docker",
-        BackendChoice::Podman => "Podman",
-    }
-}
-
 /// The backend a host is of: its own, or the configuration's.
-pub fn backend_of(config: &Config, host: &HostRecord) -> Result<BackendChoice, String> {
-    match host.backend.as_deref() {
-        None => Ok(config.backend),
-        Some("docker") => Ok(BackendChoice::Docker),
-        Some("podman") => Ok(BackendChoice::Podman),
-        Some(other) => Err(format!("unknown backend {other:?}")),
-    }
+pub fn backend_of(config: &Config, host: &HostRecord) -> BackendKind {
+    host.backend.unwrap_or(config.backend)
 }
 
 /// How `host` is reached now. A host naming a Docker context or Podman
 /// connection is read from that store each time, so it follows the user's
 /// changes there.
-pub fn route(config: &Config, host: &HostRecord) -> Result<(BackendChoice, Route), String> {
-    let backend = backend_of(config, host)?;
+pub fn route(config: &Config, host: &HostRecord) -> Result<(BackendKind, Route), String> {
+    let backend = backend_of(config, host);
     let mut access = Access {
         tls: host
             .access
@@ -126,14 +116,14 @@ pub fn route(config: &Config, host: &HostRecord) -> Result<(BackendChoice, Route
         identity: None,
     };
     let endpoint = match (&host.access.named, backend) {
-        (Some(name), BackendChoice::Docker) => {
+        (Some(name), BackendKind::Docker) => {
             let dir = stores::docker_config_dir()
                 .ok_or("no home directory to find the Docker CLI's contexts in")?;
             let context = stores::docker_context(&dir, name)?;
             access.tls = access.tls.or(context.tls);
             context.host
         }
-        (Some(name), BackendChoice::Podman) => {
+        (Some(name), BackendKind::Podman) => {
             let dir = stores::podman_config_dir()
                 .ok_or("no home directory to find Podman's connections in")?;
             let connection = stores::podman_connection(&dir, name)?;
@@ -155,12 +145,12 @@ pub fn configured_route(config: &Config) -> Result<Route, String> {
 
 /// The configured endpoint of `backend`: the configuration's, else the
 /// engine's own environment and default socket.
-fn configured_endpoint(config: &Config, backend: BackendChoice) -> String {
+fn configured_endpoint(config: &Config, backend: BackendKind) -> String {
     match backend {
-        BackendChoice::Docker => {
+        BackendKind::Docker => {
             (config.docker.endpoint.clone()).unwrap_or_else(anvyl_docker::default_endpoint)
         }
-        BackendChoice::Podman => {
+        BackendKind::Podman => {
             (config.podman.endpoint.clone()).unwrap_or_else(anvyl_podman::default_endpoint)
         }
     }
@@ -169,14 +159,14 @@ fn configured_endpoint(config: &Config, backend: BackendChoice) -> String {
 /// The configured engine's route: the endpoint of the configuration or the
 /// engine's own environment; for Docker, TLS by the `DOCKER_TLS_VERIFY` and
 /// `DOCKER_CERT_PATH` convention.
-fn configured(config: &Config, backend: BackendChoice) -> Result<(BackendChoice, Route), String> {
+fn configured(config: &Config, backend: BackendKind) -> Result<(BackendKind, Route), String> {
     let (endpoint, insecure, tls) = match backend {
-        BackendChoice::Docker => (
+        BackendKind::Docker => (
             configured_endpoint(config, backend),
             config.docker.insecure,
             docker_env_tls()?,
         ),
-        BackendChoice::Podman => (
+        BackendKind::Podman => (
             configured_endpoint(config, backend),
             config.podman.insecure,
             None,
@@ -208,18 +198,13 @@ fn docker_env_tls() -> Result<Option<TlsFiles>, String> {
 }
 
 /// The backend and endpoint a host resolves to, for display.
-pub fn effective(config: &Config, host: &HostRecord) -> (String, String) {
-    let backend = backend_of(config, host)
-        .map(|b| engine_name(b).to_lowercase())
-        .unwrap_or_else(|e| e);
-    let endpoint = match (&host.access.named, &host.endpoint) {
-        (Some(name), _) if backend == "docker" => format!("docker context {name}"),
-        (Some(name), _) => format!("podman connection {name}"),
-        (None, Some(endpoint)) => endpoint.clone(),
-        (None, None) => match backend_of(config, host) {
-            Ok(choice) => configured_endpoint(config, choice),
-            Err(_) => String::new(),
-        },
+pub fn effective(config: &Config, host: &HostRecord) -> (BackendKind, String) {
+    let backend = backend_of(config, host);
+    let endpoint = match (&host.access.named, &host.endpoint, backend) {
+        (Some(name), _, BackendKind::Docker) => format!("docker context {name}"),
+        (Some(name), _, BackendKind::Podman) => format!("podman connection {name}"),
+        (None, Some(endpoint), _) => endpoint.clone(),
+        (None, None, _) => configured_endpoint(config, backend),
     };
     (backend, endpoint)
 }

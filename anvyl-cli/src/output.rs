@@ -353,7 +353,7 @@ fn step_noun(step: Step) -> &'static str {
 pub fn prune_hints(plan: &FleetPlan) -> String {
     let mut out = String::new();
     for host in &plan.hosts {
-        let (Some(p), Some(kind)) = (&host.plan, host.backend) else {
+        let (Some(p), Some(hint)) = (&host.plan, host.prune_hint) else {
             continue;
         };
         if p.dangling_images == 0 {
@@ -368,7 +368,7 @@ pub fn prune_hints(plan: &FleetPlan) -> String {
             "Hint: {} on host '{}' {verb} not anvyl's to remove; `{}` removes {them}.\n",
             plural(p.dangling_images, "dangling image", "dangling images"),
             host.host,
-            kind.prune_hint()
+            hint
         ));
     }
     out
@@ -459,10 +459,7 @@ impl<'a> CleanupDocument<'a> {
                     removed: r.map_or(0, |r| Step::ALL.iter().map(|s| removed(r, *s)).sum()),
                     remaining_owned: r.map_or(0, Report::remaining_owned),
                     dangling_images: dangling,
-                    prune_hint: h
-                        .backend
-                        .filter(|_| dangling > 0)
-                        .map(BackendKind::prune_hint),
+                    prune_hint: h.prune_hint.filter(|_| dangling > 0),
                 }
             })
             .collect();
@@ -582,6 +579,7 @@ mod tests {
                 HostPlan {
                     host: "local".into(),
                     backend: Some(BackendKind::Docker),
+                    prune_hint: Some("docker system prune -f"),
                     plan: Some(Plan {
                         build_dirs: vec![],
                         ..plan
@@ -591,6 +589,7 @@ mod tests {
                 HostPlan {
                     host: "far".into(),
                     backend: None,
+                    prune_hint: None,
                     plan: None,
                     error: Some(HostError {
                         unreachable: true,
@@ -693,7 +692,13 @@ mod tests {
         let mut plan = sample_fleet();
         assert!(prune_hints(&plan)
             .contains("on host 'local' are not anvyl's to remove; `docker system prune -f`"));
-        plan.hosts[0].backend = Some(BackendKind::Podman);
+        plan.hosts[0].prune_hint = None;
+        assert_eq!(
+            prune_hints(&plan),
+            "",
+            "no hint without the engine's command"
+        );
+        plan.hosts[0].prune_hint = Some("podman system prune -f");
         assert!(prune_hints(&plan).contains("`podman system prune -f`"));
         plan.hosts[0].plan.as_mut().unwrap().dangling_images = 0;
         assert_eq!(prune_hints(&plan), "");

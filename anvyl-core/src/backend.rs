@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Labels of a container or image.
 pub type Labels = BTreeMap<String, String>;
@@ -18,45 +19,73 @@ pub type Labels = BTreeMap<String, String>;
 /// A backend used as a trait object.
 pub type DynBackend = Arc<dyn Backend>;
 
-/// Which engine a backend talks to; decides wording such as the prune hint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Which engine product a host runs: the one kind the command line
+/// (`--backend`), the configuration (`backend = "podman"`) and the hosts
+/// registry all use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// Docker Engine API.
     Docker,
     /// Podman libpod API.
     Podman,
-    /// The in-memory backend of the unit tests.
-    Memory,
 }
 
 impl BackendKind {
+    /// Every kind, in the order help lists them.
+    pub const ALL: [Self; 2] = [Self::Docker, Self::Podman];
+
+    /// The name users type and the registry stores: `docker`, `podman`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Docker => "docker",
+            Self::Podman => "podman",
+        }
+    }
+
     /// The engine's product name, as users know it.
     pub fn engine_name(self) -> &'static str {
         match self {
             Self::Docker => "Docker",
             Self::Podman => "Podman",
-            Self::Memory => "Memory",
         }
     }
+}
 
-    /// The prefix the engine puts before a repository named without a
-    /// registry (`anvyl-agent-x` is listed as `localhost/anvyl-agent-x` by
-    /// Podman); the in-memory engine adds none.
-    pub fn implicit_prefix(self) -> &'static str {
-        match self {
-            Self::Docker => "docker.io/library/",
-            Self::Podman => "localhost/",
-            Self::Memory => "",
-        }
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
+}
 
-    /// The engine's own command for removing what anvyl leaves alone.
-    pub fn prune_hint(self) -> &'static str {
-        match self {
-            Self::Podman => "podman system prune -f",
-            _ => "docker system prune -f",
-        }
+/// A backend name that is not `docker` or `podman`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend {0:?}: expected docker or podman")]
+pub struct UnknownBackend(pub String);
+
+impl FromStr for BackendKind {
+    type Err = UnknownBackend;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownBackend(s.to_string()))
+    }
+}
+
+impl rusqlite::ToSql for BackendKind {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for BackendKind {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
     }
 }
 
@@ -143,19 +172,20 @@ pub struct ImageTag {
 impl ImageTag {
     /// Splits `reference` into repository and tag as written.
     pub fn parse(reference: &str) -> Self {
-        Self::parse_on(BackendKind::Memory, reference)
+        Self::parse_on("", reference)
     }
 
-    /// Splits `reference` as engine `kind` lists it, dropping only the
-    /// prefix that engine adds on its own to a name without a registry
-    /// (Docker `docker.io/library/`, Podman `localhost/`). On Docker,
-    /// `localhost/anvyl-agent-x` is another repository — a user's.
-    pub fn parse_on(kind: BackendKind, reference: &str) -> Self {
+    /// Splits `reference` as an engine lists it, dropping only
+    /// `implicit_prefix`, the prefix that engine adds on its own to a name
+    /// without a registry (each backend crate names its own: Docker's
+    /// `docker.io/library/`, Podman's `localhost/`). Any other prefix is
+    /// another repository — a user's.
+    pub fn parse_on(implicit_prefix: &str, reference: &str) -> Self {
         let (repo, tag) = match reference.rsplit_once(':') {
             Some((repo, tag)) if !tag.contains('/') => (repo, tag),
             _ => (reference, "latest"),
         };
-        let repository = repo.strip_prefix(kind.implicit_prefix()).unwrap_or(repo);
+        let repository = repo.strip_prefix(implicit_prefix).unwrap_or(repo);
         Self {
             reference: reference.to_string(),
             repository: repository.to_string(),
@@ -165,12 +195,12 @@ impl ImageTag {
 
     /// The tags of an engine listing, without the `<none>:<none>` that
     /// Docker 20.10 and Podman list for a dangling image.
-    pub fn parse_listing<S: AsRef<str>>(kind: BackendKind, repo_tags: &[S]) -> Vec<Self> {
+    pub fn parse_listing<S: AsRef<str>>(implicit_prefix: &str, repo_tags: &[S]) -> Vec<Self> {
         repo_tags
             .iter()
             .map(AsRef::as_ref)
             .filter(|t| !t.starts_with("<none>"))
-            .map(|t| Self::parse_on(kind, t))
+            .map(|t| Self::parse_on(implicit_prefix, t))
             .collect()
     }
 }
@@ -236,7 +266,14 @@ where
 /// container would look gone.
 pub async fn engine_identity(backend: &dyn Backend) -> Result<String> {
     let id = backend.engine_id().await?;
-    Ok(format!("{} {id}", backend.kind().engine_name()))
+    Ok(format!("{} {id}", engine_name(backend)))
+}
+
+/// The product name of `backend`'s engine, for messages and identities;
+/// anvyl's own stand-ins (the in-memory engine, [`crate::no_engine::NoEngine`]) are
+/// `Memory`.
+pub fn engine_name(backend: &dyn Backend) -> &'static str {
+    backend.kind().map_or("Memory", BackendKind::engine_name)
 }
 
 /// Whether an agent registered on `recorded` may be judged by `current`
@@ -394,11 +431,18 @@ impl BackendError {
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 
 /// A container engine. Implementations: `anvyl-docker`, `anvyl-podman`, and
-/// [`crate::memory::MemoryBackend`].
+/// for tests the in-memory `anvyl_core::memory::MemoryBackend`.
 #[async_trait]
 pub trait Backend: Send + Sync + fmt::Debug + 'static {
-    /// Which engine this is.
-    fn kind(&self) -> BackendKind;
+    /// The engine product this is; `None` for anvyl's own stand-ins (the
+    /// in-memory engine of tests, [`crate::no_engine::NoEngine`]).
+    fn kind(&self) -> Option<BackendKind>;
+
+    /// The engine's own command for removing what anvyl leaves alone
+    /// (dangling images, build cache); `None` when it has none.
+    fn prune_hint(&self) -> Option<&'static str> {
+        None
+    }
 
     /// The endpoint in use, for messages.
     fn endpoint(&self) -> &str;

@@ -1,8 +1,9 @@
 //! anvyl's domain, free of any container client: validated agent names, the
 //! ownership labels and rule that decide what is anvyl's, the [`Backend`]
 //! trait every engine implements, the cleanup pipeline (plan, then apply, in
-//! four steps), the SQLite state store, an in-memory backend for unit tests
-//! and the conformance suite every backend passes.
+//! four steps), the SQLite state store, and — for tests only, behind the
+//! `memory` and `conformance` features — an in-memory backend and the
+//! conformance suite every backend passes.
 
 pub mod backend;
 pub mod build_root;
@@ -10,6 +11,7 @@ pub mod build_root;
 pub mod conformance;
 pub mod ids;
 pub mod lifecycle;
+#[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod name;
 pub mod no_engine;

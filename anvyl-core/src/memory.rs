@@ -320,8 +320,8 @@ fn not_found(what: &str) -> BackendError {
 
 #[async_trait]
 impl Backend for MemoryBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Memory
+    fn kind(&self) -> Option<BackendKind> {
+        None
     }
 
     fn endpoint(&self) -> &str {

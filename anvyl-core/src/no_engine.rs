@@ -30,8 +30,8 @@ fn missing(what: &str) -> BackendError {
 
 #[async_trait]
 impl Backend for NoEngine {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Memory
+    fn kind(&self) -> Option<BackendKind> {
+        None
     }
 
     fn endpoint(&self) -> &str {

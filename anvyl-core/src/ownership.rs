@@ -168,7 +168,7 @@ fn legacy_owner(labels: &Labels, name: &str, known: &BTreeSet<AgentName>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{BackendKind, ContainerState};
+    use crate::backend::ContainerState;
 
     fn agent(name: &str) -> AgentName {
         AgentName::new(name).unwrap()
@@ -245,7 +245,7 @@ mod tests {
     fn only_the_tags_anvyl_gives_are_ours() {
         let ours = Ownership::new(InstanceId::from_stored("i1"));
         let start = StartId::from_stored("s1");
-        let podman = |r: &str| ImageTag::parse_on(BackendKind::Podman, r);
+        let podman = |r: &str| ImageTag::parse_on("localhost/", r);
         let image = ImageSummary {
             id: "sha256:1".into(),
             tags: vec![
@@ -294,29 +294,18 @@ mod tests {
     }
 
     #[test]
-    fn image_tags_drop_only_the_engines_own_prefix() {
-        let docker = |r: &str| ImageTag::parse_on(BackendKind::Docker, r);
-        let podman = |r: &str| ImageTag::parse_on(BackendKind::Podman, r);
-        assert_eq!(
-            docker("docker.io/library/anvyl-agent-web:v1").repository,
-            "anvyl-agent-web"
-        );
-        // On Docker, `localhost/` is a registry a user named: another repository.
-        assert_eq!(
-            docker("localhost/anvyl-agent-web:latest").repository,
-            "localhost/anvyl-agent-web"
-        );
-        assert_eq!(
-            podman("localhost/anvyl-agent-web:latest").repository,
-            "anvyl-agent-web"
-        );
-        assert_eq!(
-            podman("docker.io/library/anvyl-agent-web:latest").repository,
-            "docker.io/library/anvyl-agent-web"
-        );
-        let listed =
-            ImageTag::parse_listing(BackendKind::Podman, &["<none>:<none>", "localhost/a:b"]);
-        assert_eq!(listed, vec![podman("localhost/a:b")]);
+    fn image_tags_drop_only_the_implicit_prefix() {
+        let tag = ImageTag::parse_on("localhost/", "localhost/anvyl-agent-web:latest");
+        assert_eq!(tag.repository, "anvyl-agent-web");
+        assert_eq!(tag.reference, "localhost/anvyl-agent-web:latest");
+        // Another engine's prefix is another repository.
+        let tag = ImageTag::parse_on("localhost/", "docker.io/library/anvyl-agent-web:latest");
+        assert_eq!(tag.repository, "docker.io/library/anvyl-agent-web");
+        let listed = ImageTag::parse_listing("localhost/", &["<none>:<none>", "localhost/a:b"]);
+        let listed: Vec<(&str, &str)> = (listed.iter())
+            .map(|t| (t.reference.as_str(), t.repository.as_str()))
+            .collect();
+        assert_eq!(listed, [("localhost/a:b", "a")]);
         let tag = ImageTag::parse("registry:5000/x");
         assert_eq!(
             (tag.repository.as_str(), tag.tag.as_str()),

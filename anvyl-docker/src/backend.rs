@@ -240,8 +240,12 @@ fn inspect_state(state: Option<ContainerStateStatusEnum>) -> ContainerState {
 
 #[async_trait]
 impl Backend for DockerBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Docker
+    fn kind(&self) -> Option<BackendKind> {
+        Some(BackendKind::Docker)
+    }
+
+    fn prune_hint(&self) -> Option<&'static str> {
+        Some("docker system prune -f")
     }
 
     fn endpoint(&self) -> &str {
@@ -431,7 +435,7 @@ impl Backend for DockerBackend {
             .into_iter()
             .map(|i| ImageSummary {
                 id: normalise_image_id(&i.id),
-                tags: ImageTag::parse_listing(BackendKind::Docker, &i.repo_tags),
+                tags: ImageTag::parse_listing(IMPLICIT_PREFIX, &i.repo_tags),
                 labels: i.labels.into_iter().collect(),
             })
             .collect())
@@ -443,7 +447,7 @@ impl Backend for DockerBackend {
             .map_err(self.err("inspect image", &format!("image {reference}")))?;
         Ok(ImageSummary {
             id: i.id.map(|i| normalise_image_id(&i)).unwrap_or_default(),
-            tags: ImageTag::parse_listing(BackendKind::Docker, &i.repo_tags.unwrap_or_default()),
+            tags: ImageTag::parse_listing(IMPLICIT_PREFIX, &i.repo_tags.unwrap_or_default()),
             labels: labels(i.config.and_then(|c| c.labels)),
         })
     }
@@ -575,8 +579,42 @@ impl DockerBackend {
 }
 
 /// What the engine says when a concurrent image removal broke a build.
+/// The prefix the engine adds on its own to a repository named without a
+/// registry, dropped before a tag is compared with anvyl's names. Docker lists an image named without a registry as `docker.io/library/NAME` (the containerd store, and some listings of the classic one); `localhost/NAME` is a repository a user named.
+const IMPLICIT_PREFIX: &str = "docker.io/library/";
+
 const BUILD_RACES: &[&str] = &[
     "No such image",
     "unable to find image",
     "unrecognized image ID",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_drop_only_the_engines_own_prefix() {
+        let tags = ImageTag::parse_listing(
+            IMPLICIT_PREFIX,
+            &[
+                "<none>:<none>",
+                "docker.io/library/anvyl-agent-web:v1",
+                "localhost/anvyl-agent-web:latest",
+                "registry:5000/x",
+            ],
+        );
+        let parsed: Vec<(&str, &str)> = (tags.iter())
+            .map(|t| (t.repository.as_str(), t.tag.as_str()))
+            .collect();
+        assert_eq!(
+            parsed,
+            [
+                ("anvyl-agent-web", "v1"),
+                ("localhost/anvyl-agent-web", "latest"),
+                ("registry:5000/x", "latest"),
+            ]
+        );
+        assert_eq!(tags[0].reference, "docker.io/library/anvyl-agent-web:v1");
+    }
+}

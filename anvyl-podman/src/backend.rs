@@ -221,8 +221,12 @@ impl PodmanBackend {
 
 #[async_trait]
 impl Backend for PodmanBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Podman
+    fn kind(&self) -> Option<BackendKind> {
+        Some(BackendKind::Podman)
+    }
+
+    fn prune_hint(&self) -> Option<&'static str> {
+        Some("podman system prune -f")
     }
 
     fn endpoint(&self) -> &str {
@@ -475,10 +479,7 @@ impl Backend for PodmanBackend {
             .into_iter()
             .map(|i| ImageSummary {
                 id: normalise_image_id(&i.id.unwrap_or_default()),
-                tags: ImageTag::parse_listing(
-                    BackendKind::Podman,
-                    &i.repo_tags.unwrap_or_default(),
-                ),
+                tags: ImageTag::parse_listing(IMPLICIT_PREFIX, &i.repo_tags.unwrap_or_default()),
                 labels: labels(i.labels),
             })
             .filter(|i| query.labels.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
@@ -493,7 +494,7 @@ impl Backend for PodmanBackend {
             .await?;
         Ok(ImageSummary {
             id: normalise_image_id(&i.id.unwrap_or_default()),
-            tags: ImageTag::parse_listing(BackendKind::Podman, &i.repo_tags.unwrap_or_default()),
+            tags: ImageTag::parse_listing(IMPLICIT_PREFIX, &i.repo_tags.unwrap_or_default()),
             labels: labels(i.labels.or_else(|| i.config.and_then(|c| c.labels))),
         })
     }
@@ -630,4 +631,38 @@ impl PodmanBackend {
 }
 
 /// What the engine says when a concurrent image removal broke a build.
+/// The prefix the engine adds on its own to a repository named without a
+/// registry, dropped before a tag is compared with anvyl's names. Podman lists an image built as `NAME` as `localhost/NAME`; `docker.io/library/NAME` is a repository a user pulled or named.
+const IMPLICIT_PREFIX: &str = "localhost/";
+
 const BUILD_RACES: &[&str] = &["layer not known"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_drop_only_the_engines_own_prefix() {
+        let tags = ImageTag::parse_listing(
+            IMPLICIT_PREFIX,
+            &[
+                "<none>:<none>",
+                "localhost/anvyl-agent-web:v1",
+                "docker.io/library/anvyl-agent-web:latest",
+                "registry:5000/x",
+            ],
+        );
+        let parsed: Vec<(&str, &str)> = (tags.iter())
+            .map(|t| (t.repository.as_str(), t.tag.as_str()))
+            .collect();
+        assert_eq!(
+            parsed,
+            [
+                ("anvyl-agent-web", "v1"),
+                ("docker.io/library/anvyl-agent-web", "latest"),
+                ("registry:5000/x", "latest"),
+            ]
+        );
+        assert_eq!(tags[0].reference, "localhost/anvyl-agent-web:v1");
+    }
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anvyl_core::lifecycle::Connector;
-use anvyl_core::{HostAccess, HostRecord, StateStore};
+use anvyl_core::{BackendKind, HostAccess, HostRecord, StateStore};
 
 use crate::remote::Route;
 
@@ -23,7 +23,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, Serialize)]
 struct Row {
     name: String,
-    backend: String,
+    backend: BackendKind,
     endpoint: String,
     from_config: bool,
     enabled: bool,
@@ -50,10 +50,10 @@ pub async fn run(cli: &Cli, config: &Config, command: &HostCommand) -> Result<Ex
             podman_connection,
         } => {
             let (backend, named) = match (backend, docker_context, podman_connection) {
-                (_, Some(context), _) => ("docker", Some(context.clone())),
-                (_, _, Some(connection)) => ("podman", Some(connection.clone())),
-                (Some(crate::cli::BackendArg::Podman), ..) => ("podman", None),
-                _ => ("docker", None),
+                (_, Some(context), _) => (BackendKind::Docker, Some(context.clone())),
+                (_, _, Some(connection)) => (BackendKind::Podman, Some(connection.clone())),
+                (Some(backend), ..) => (*backend, None),
+                (None, None, None) => (BackendKind::Docker, None),
             };
             let tls_dir = tls_dir
                 .as_deref()
@@ -62,7 +62,7 @@ pub async fn run(cli: &Cli, config: &Config, command: &HostCommand) -> Result<Ex
                 .map_err(|e| CliError::Usage(format!("--tls-dir: {e}")))?;
             let host = HostRecord {
                 name: name.clone(),
-                backend: Some(backend.into()),
+                backend: Some(backend),
                 endpoint: endpoint.clone(),
                 enabled: true,
                 created: 0,
@@ -152,7 +152,7 @@ async fn list(cli: &Cli, config: &Config, state: &StateStore) -> Result<(), CliE
         };
         table.add_row(vec![
             r.name.clone(),
-            r.backend.clone(),
+            r.backend.to_string(),
             endpoint,
             r.agents.to_string(),
             r.version.clone().unwrap_or_else(|| "unreachable".into()),

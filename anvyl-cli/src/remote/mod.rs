@@ -9,16 +9,16 @@ pub mod stores;
 
 use std::path::PathBuf;
 
-use crate::config::BackendChoice;
+use anvyl_core::BackendKind;
 use ssh::SshTarget;
 use stores::TlsFiles;
 
 /// The socket `ssh://host` reaches when the URI names none: the engine's
 /// system socket, as `docker -H ssh://` and Podman's rootful service use.
-pub fn default_remote_socket(backend: BackendChoice) -> &'static str {
+pub fn default_remote_socket(backend: BackendKind) -> &'static str {
     match backend {
-        BackendChoice::Docker => "/var/run/docker.sock",
-        BackendChoice::Podman => "/run/podman/podman.sock",
+        BackendKind::Docker => "/var/run/docker.sock",
+        BackendKind::Podman => "/run/podman/podman.sock",
     }
 }
 
@@ -60,7 +60,7 @@ impl Route {
     /// Decides how `endpoint` of a `backend` engine is reached. Refuses a
     /// plain `tcp://` endpoint without `insecure`: an unauthenticated Docker
     /// port is root on that machine for whoever reaches it.
-    pub fn decide(backend: BackendChoice, endpoint: &str, access: Access) -> Result<Self, String> {
+    pub fn decide(backend: BackendKind, endpoint: &str, access: Access) -> Result<Self, String> {
         if let Some(path) = endpoint
             .strip_prefix("unix://")
             .or_else(|| endpoint.starts_with('/').then_some(endpoint))
@@ -103,8 +103,8 @@ impl Route {
         }
         let endpoint = format!("tcp://{address}");
         match (backend, access.tls, access.insecure) {
-            (BackendChoice::Docker, Some(files), _) => Ok(Self::Tls { endpoint, files }),
-            (BackendChoice::Podman, Some(_), _) => Err(
+            (BackendKind::Docker, Some(files), _) => Ok(Self::Tls { endpoint, files }),
+            (BackendKind::Podman, Some(_), _) => Err(
                 "Podman's API service has no TLS: reach it with ssh://USER@HOST/run/podman/podman.sock".into(),
             ),
             (_, None, true) => Ok(Self::Plain(endpoint)),
@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn plain_tcp_needs_insecure_and_tls_needs_tcp() {
-        let docker = BackendChoice::Docker;
+        let docker = BackendKind::Docker;
         let err = Route::decide(docker, "tcp://10.0.0.1:2375", Access::default()).unwrap_err();
         assert!(err.contains("--insecure") && err.contains("root"), "{err}");
         let insecure = Access {
@@ -149,7 +149,7 @@ mod tests {
             Route::Tls { .. }
         ));
         assert!(Route::decide(docker, "unix:///x.sock", with_tls.clone()).is_err());
-        let err = Route::decide(BackendChoice::Podman, "tcp://h:8080", with_tls).unwrap_err();
+        let err = Route::decide(BackendKind::Podman, "tcp://h:8080", with_tls).unwrap_err();
         assert!(err.contains("ssh://"), "{err}");
         assert!(Route::decide(docker, "npipe:////./pipe/docker", Access::default()).is_err());
         let insecure = Access {
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_socket_path_must_be_absolute() {
-        let docker = BackendChoice::Docker;
+        let docker = BackendKind::Docker;
         for bad in ["unix://", "unix://e/docker.sock", "unix://./d.sock"] {
             let err = Route::decide(docker, bad, Access::default()).unwrap_err();
             assert!(err.contains("absolute"), "{bad}: {err}");
@@ -176,10 +176,10 @@ mod tests {
     #[test]
     fn sockets_and_ssh_are_routed_as_such() {
         assert_eq!(
-            Route::decide(BackendChoice::Docker, "/run/d.sock", Access::default()).unwrap(),
+            Route::decide(BackendKind::Docker, "/run/d.sock", Access::default()).unwrap(),
             Route::Socket("unix:///run/d.sock".into())
         );
-        match Route::decide(BackendChoice::Podman, "ssh://me@box", Access::default()).unwrap() {
+        match Route::decide(BackendKind::Podman, "ssh://me@box", Access::default()).unwrap() {
             Route::Ssh { target, .. } => assert_eq!(target.socket, "/run/podman/podman.sock"),
             other => panic!("{other:?}"),
         }

@@ -205,7 +205,7 @@ impl Cleanup<'_> {
         now: &Result<crate::backend::ImageSummary, BackendError>,
         live: &Live,
     ) -> ItemReport {
-        let engine = self.backend.kind().engine_name();
+        let engine = crate::backend::engine_name(self.backend);
         if let Some(why) = changed(live, &i.agent, i.start.as_ref()) {
             return skipped(&i.display, &i.agent, SkipReason::ChangedSinceThePlan(why));
         }

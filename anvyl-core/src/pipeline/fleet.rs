@@ -46,8 +46,11 @@ impl From<&BackendError> for HostError {
 pub struct HostPlan {
     /// The host's name in the registry.
     pub host: String,
-    /// Its engine, once connected.
+    /// Its engine, once connected (`None` too for a test's stand-in).
     pub backend: Option<BackendKind>,
+    /// The engine's own command for what anvyl leaves alone, once
+    /// connected.
+    pub prune_hint: Option<&'static str>,
     /// What is planned there; `None` when the host could not be planned.
     pub plan: Option<Plan>,
     /// Why it could not be planned.
@@ -193,6 +196,7 @@ impl<'a> Fleet<'a> {
                             return Ok(HostPlan {
                                 host,
                                 backend: None,
+                                prune_hint: None,
                                 plan: None,
                                 error: Some(e.into()),
                             })
@@ -210,7 +214,8 @@ impl<'a> Fleet<'a> {
                     };
                     Ok(HostPlan {
                         host,
-                        backend: Some(engine.kind()),
+                        backend: engine.kind(),
+                        prune_hint: engine.prune_hint(),
                         plan,
                         error,
                     })

@@ -544,7 +544,7 @@ async fn an_agent_of_another_host_is_not_judged_by_this_engine() {
     w.state
         .add_host(
             "gpu",
-            "docker",
+            crate::BackendKind::Docker,
             Some("unix:///gpu.sock"),
             &Default::default(),
         )
@@ -721,7 +721,7 @@ async fn a_fleet_judges_each_agent_on_its_own_host_and_leaves_an_unreachable_one
     w.state
         .add_host(
             "far",
-            "docker",
+            crate::BackendKind::Docker,
             Some("unix:///far.sock"),
             &Default::default(),
         )
@@ -729,7 +729,7 @@ async fn a_fleet_judges_each_agent_on_its_own_host_and_leaves_an_unreachable_one
     w.state
         .add_host(
             "down",
-            "docker",
+            crate::BackendKind::Docker,
             Some("unix:///down.sock"),
             &Default::default(),
         )

@@ -7,6 +7,7 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 use super::{now, AgentStatus, StateError, StateStore};
+use crate::backend::BackendKind;
 use crate::ids::StartId;
 use crate::name::AgentName;
 
@@ -18,8 +19,8 @@ pub const LOCAL_HOST: &str = "local";
 pub struct HostRecord {
     /// Its name.
     pub name: String,
-    /// `docker` or `podman`; `None` follows the configuration.
-    pub backend: Option<String>,
+    /// Its engine; `None` follows the configuration.
+    pub backend: Option<BackendKind>,
     /// The endpoint; `None` follows the configuration.
     pub endpoint: Option<String>,
     /// Whether starts may use it.
@@ -95,7 +96,7 @@ impl StateStore {
     pub fn add_host(
         &self,
         name: &str,
-        backend: &str,
+        backend: BackendKind,
         endpoint: Option<&str>,
         access: &HostAccess,
     ) -> Result<(), StateError> {
@@ -265,7 +266,12 @@ mod tests {
             Err(StateError::UnknownHost(_))
         ));
         store
-            .add_host("h1", "docker", Some("unix:///x.sock"), &Default::default())
+            .add_host(
+                "h1",
+                crate::BackendKind::Docker,
+                Some("unix:///x.sock"),
+                &Default::default(),
+            )
             .unwrap();
         assert!(store
             .register(&web, "h1", "c1", &StartId::random(), "Docker x")
@@ -288,7 +294,12 @@ mod tests {
     fn a_host_a_failed_start_went_to_is_still_in_use() {
         let store = StateStore::open_in_memory().unwrap();
         store
-            .add_host("h2", "docker", Some("unix:///y.sock"), &Default::default())
+            .add_host(
+                "h2",
+                crate::BackendKind::Docker,
+                Some("unix:///y.sock"),
+                &Default::default(),
+            )
             .unwrap();
         let web = AgentName::new("web").unwrap();
         store.create_agent(&web, &AgentSpec::default()).unwrap();
@@ -307,5 +318,22 @@ mod tests {
             )
             .unwrap();
         store.remove_host("h2").unwrap();
+    }
+
+    #[test]
+    fn a_hosts_backend_is_stored_typed_and_a_stranger_is_refused() {
+        let store = StateStore::open_in_memory().unwrap();
+        store
+            .add_host("p", BackendKind::Podman, None, &Default::default())
+            .unwrap();
+        assert_eq!(store.host("p").unwrap().backend, Some(BackendKind::Podman));
+        // A value no anvyl writes (a hand edit, a newer anvyl) is an error
+        // that names it, not a host of some default kind.
+        store
+            .conn()
+            .execute("UPDATE hosts SET backend = 'lxc' WHERE name = 'p'", [])
+            .unwrap();
+        let err = store.host("p").unwrap_err().to_string();
+        assert!(err.contains("lxc"), "{err}");
     }
 }

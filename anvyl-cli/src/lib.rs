@@ -11,6 +11,7 @@ mod engine;
 mod error;
 mod logging;
 mod output;
+mod progress;
 mod remote;
 
 pub use cli::Cli;

@@ -2,14 +2,13 @@
 //! into `anvyl_core::lifecycle` plus rendering; a failed start's cleanup has
 //! already happened in core by the time an error reaches this module.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anvyl_core::build_root::BuildRoot;
 use anvyl_core::lifecycle::{validate_spec, Lifecycle, LifecycleError, StartCause, StartError};
 use anvyl_core::{AgentName, AgentRecord, AgentSpec, AgentStatus, LogStream};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{AgentCommand, Cli, CreateArgs, OutputFormat};
@@ -164,24 +163,9 @@ async fn create(cli: &Cli, config: &Config, args: &CreateArgs) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// A spinner on a terminal showing the latest build line; nothing otherwise.
-fn build_progress(name: &AgentName) -> Option<ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix}: {wide_msg}").expect("valid template"),
-    );
-    bar.set_prefix(format!("building {}", name.image_tag()));
-    bar.enable_steady_tick(Duration::from_millis(100));
-    crate::logging::show_progress(&bar);
-    Some(bar)
-}
-
 async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode, CliError> {
     let session = Session::open(config)?;
-    let bar = build_progress(name);
+    let bar = crate::progress::start_line(name, cli.output == OutputFormat::Json, cli.quiet);
     // One status line, replaced as the start moves on.
     let settle = config.settle_ms;
     let phases = |phase: anvyl_core::lifecycle::Phase| {

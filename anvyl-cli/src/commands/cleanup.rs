@@ -4,8 +4,8 @@
 
 use std::process::ExitCode;
 
-use anvyl_core::pipeline::{Fleet, FleetPlan, Scope};
-use anvyl_core::{AgentName, HostRecord, InstanceId, StateStore};
+use anvyl_core::pipeline::{Fleet, FleetPlan, ItemReport, Progress, Scope};
+use anvyl_core::{AgentName, HostRecord, InstanceId, StateStore, Step};
 
 use crate::cli::{CleanupArgs, Cli, OutputFormat};
 use crate::config::Config;
@@ -62,14 +62,21 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
     if !args.yes {
         super::confirm(&format!("remove {} item(s)", plan.len()))?;
     }
+    let bar = crate::progress::Removals::show(&plan, json, cli.quiet);
+    let tell = |step: Step, _: &ItemReport| {
+        if let Some(bar) = &bar {
+            bar.done(step);
+        }
+    };
     let report = tokio::select! {
-        report = fleet.apply(&plan) => report,
+        report = fleet.apply_reporting(&plan, Progress::new(&tell)) => report,
         _ = super::interrupted() => {
             return Err(CliError::Interrupted(
                 "cleanup stopped part-way; run `anvyl agent cleanup` again to finish".into(),
             ))
         }
     };
+    drop(bar);
     if json {
         emit(output::json(&output::CleanupDocument::new(
             false,

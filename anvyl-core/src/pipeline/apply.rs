@@ -50,17 +50,19 @@ impl Cleanup<'_> {
                 Step::Containers => match self.live_now(own) {
                     Ok(live) => self.remove_containers(&plan.containers, &live).await,
                     Err(e) => (plan.containers.iter())
-                        .map(|c| failed(&c.name, &c.agent, &e))
+                        .map(|c| self.told(step, failed(&c.name, &c.agent, &e)))
                         .collect(),
                 },
                 Step::Images => match self.live_now(own) {
                     Ok(live) => self.remove_images(&plan.images, &live).await,
                     Err(e) => (plan.images.iter())
-                        .map(|i| failed(&i.display, &i.agent, &e))
+                        .map(|i| self.told(step, failed(&i.display, &i.agent, &e)))
                         .collect(),
                 },
                 Step::BuildDirs => self.remove_dirs(plan, own),
-                Step::StatusReset => plan.resets.iter().map(|r| self.reset(r)).collect(),
+                Step::StatusReset => (plan.resets.iter())
+                    .map(|r| self.told(step, self.reset(r)))
+                    .collect(),
             };
             tracing::debug!(
                 "step {}: {} item(s) in {:.3}s",
@@ -71,6 +73,12 @@ impl Cleanup<'_> {
             steps.push(StepReport { step, items });
         }
         Report { steps }
+    }
+
+    /// Tells the progress display that `report` of `step` is done.
+    fn told(&self, step: Step, report: ItemReport) -> ItemReport {
+        self.progress.done(step, &report);
+        report
     }
 
     /// What is live now, by the state as it is at this moment. When it
@@ -114,52 +122,63 @@ impl Cleanup<'_> {
         let known = match self.known_agents() {
             Ok(known) => known,
             Err(e) => {
-                return planned
-                    .iter()
-                    .map(|c| failed(&c.name, &c.agent, &e))
+                return (planned.iter())
+                    .map(|c| self.told(Step::Containers, failed(&c.name, &c.agent, &e)))
                     .collect()
             }
         };
         let known = &known;
-        let stop_timeout = self.settings.stop_timeout;
         self.for_each(planned, |c| async move {
-            if let Some(why) = changed(live, &c.agent, c.start.as_ref()) {
-                return skipped(&c.name, &c.agent, SkipReason::ChangedSinceThePlan(why));
-            }
-            // Ownership is checked on the engine's answer of this moment,
-            // not the plan's memory: a container whose labels or name no
-            // longer make it this agent's is left alone.
-            match self.backend.inspect_container(&c.id).await {
-                Ok(now) => match self.ownership.container_owner(&now, known) {
-                    Some((agent, _)) if agent == c.agent => {}
-                    _ => return skipped(&c.name, &c.agent, SkipReason::NoLongerOwned),
-                },
-                Err(e) if e.is_not_found() => return item(&c.name, &c.agent, Outcome::AlreadyGone),
-                Err(e) => return failed(&c.name, &c.agent, &e),
-            }
-            let result = self
-                .with_conflict_retry(|| self.backend.remove_container(&c.id, stop_timeout))
-                .await;
-            let result = match result {
-                // Another remover may have been at it ("removal already in
-                // progress") or the answer was lost: what counts is whether
-                // the container is gone now.
-                Err(e) if !e.is_not_found() => match self.backend.inspect_container(&c.id).await {
-                    Err(again) if again.is_not_found() => Ok(()),
-                    _ => Err(e),
-                },
-                other => other,
-            };
-            match result {
-                Ok(()) => {
-                    tracing::info!("Removed container by name: {}", c.name);
-                    item(&c.name, &c.agent, Outcome::Removed)
-                }
-                Err(e) if e.is_not_found() => item(&c.name, &c.agent, Outcome::AlreadyGone),
-                Err(e) => failed(&c.name, &c.agent, &e),
-            }
+            self.told(
+                Step::Containers,
+                self.remove_container(c, live, known).await,
+            )
         })
         .await
+    }
+
+    async fn remove_container(
+        &self,
+        c: &PlannedContainer,
+        live: &Live,
+        known: &BTreeSet<AgentName>,
+    ) -> ItemReport {
+        let stop_timeout = self.settings.stop_timeout;
+        if let Some(why) = changed(live, &c.agent, c.start.as_ref()) {
+            return skipped(&c.name, &c.agent, SkipReason::ChangedSinceThePlan(why));
+        }
+        // Ownership is checked on the engine's answer of this moment,
+        // not the plan's memory: a container whose labels or name no
+        // longer make it this agent's is left alone.
+        match self.backend.inspect_container(&c.id).await {
+            Ok(now) => match self.ownership.container_owner(&now, known) {
+                Some((agent, _)) if agent == c.agent => {}
+                _ => return skipped(&c.name, &c.agent, SkipReason::NoLongerOwned),
+            },
+            Err(e) if e.is_not_found() => return item(&c.name, &c.agent, Outcome::AlreadyGone),
+            Err(e) => return failed(&c.name, &c.agent, &e),
+        }
+        let result = self
+            .with_conflict_retry(|| self.backend.remove_container(&c.id, stop_timeout))
+            .await;
+        let result = match result {
+            // Another remover may have been at it ("removal already in
+            // progress") or the answer was lost: what counts is whether
+            // the container is gone now.
+            Err(e) if !e.is_not_found() => match self.backend.inspect_container(&c.id).await {
+                Err(again) if again.is_not_found() => Ok(()),
+                _ => Err(e),
+            },
+            other => other,
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!("Removed container by name: {}", c.name);
+                item(&c.name, &c.agent, Outcome::Removed)
+            }
+            Err(e) if e.is_not_found() => item(&c.name, &c.agent, Outcome::AlreadyGone),
+            Err(e) => failed(&c.name, &c.agent, &e),
+        }
     }
 
     async fn remove_images(&self, planned: &[PlannedImage], live: &Live) -> Vec<ItemReport> {
@@ -187,7 +206,8 @@ impl Cleanup<'_> {
                 let mut reports = Vec::with_capacity(group.len());
                 for &n in group {
                     let (i, now) = &current[n];
-                    reports.push((n, self.remove_image(i, now, live).await));
+                    let report = self.remove_image(i, now, live).await;
+                    reports.push((n, self.told(Step::Images, report)));
                 }
                 reports
             })
@@ -257,23 +277,29 @@ impl Cleanup<'_> {
         let root = self.build_root.path().display().to_string();
         if let Some(error) = &plan.build_root_error {
             tracing::warn!("Cannot clean build directories: {error}");
-            return vec![ItemReport {
-                target: root,
-                agent: None,
-                outcome: Outcome::Failed {
-                    error: error.clone(),
+            return vec![self.told(
+                Step::BuildDirs,
+                ItemReport {
+                    target: root,
+                    agent: None,
+                    outcome: Outcome::Failed {
+                        error: error.clone(),
+                    },
                 },
-            }];
+            )];
         }
         if plan.build_dirs.is_empty() {
             return Vec::new();
         }
         match self.live_now(own) {
             Ok(live) => (plan.build_dirs.iter())
-                .map(|d| self.remove_dir(d, &live))
+                .map(|d| self.told(Step::BuildDirs, self.remove_dir(d, &live)))
                 .collect(),
             Err(e) => (plan.build_dirs.iter())
-                .map(|d| failed(&d.path.display().to_string(), &d.agent, &e))
+                .map(|d| {
+                    let target = d.path.display().to_string();
+                    self.told(Step::BuildDirs, failed(&target, &d.agent, &e))
+                })
                 .collect(),
         }
     }

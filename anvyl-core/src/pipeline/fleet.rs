@@ -12,7 +12,7 @@
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use super::{Cleanup, CleanupError, CleanupSettings, Part, Plan, Report, Scope};
+use super::{Cleanup, CleanupError, CleanupSettings, Part, Plan, Progress, Report, Scope};
 use crate::backend::{BackendError, BackendKind, DynBackend};
 use crate::build_root::BuildRoot;
 use crate::lifecycle::Connector;
@@ -242,6 +242,11 @@ impl<'a> Fleet<'a> {
     /// Applies `plan`: every host's part concurrently, then the build root.
     /// Hosts without a plan are left exactly as they are.
     pub async fn apply(&self, plan: &FleetPlan) -> FleetReport {
+        self.apply_reporting(plan, Progress::none()).await
+    }
+
+    /// [`Fleet::apply`], telling `progress` of every item as it finishes.
+    pub async fn apply_reporting(&self, plan: &FleetPlan, progress: Progress<'_>) -> FleetReport {
         let hosts = stream::iter(&plan.hosts)
             .map(|planned| async move {
                 let engine = (self.members.iter())
@@ -251,6 +256,7 @@ impl<'a> Fleet<'a> {
                     (Some(engine), Some(plan)) => Some(
                         self.cleanup(engine.as_ref(), Part::Engine)
                             .on_host(&planned.host)
+                            .reporting_to(progress)
                             .apply(plan)
                             .await,
                     ),
@@ -266,6 +272,7 @@ impl<'a> Fleet<'a> {
             .await;
         let machine = self
             .cleanup(&NoEngine, Part::BuildRoot)
+            .reporting_to(progress)
             .apply(&plan.machine)
             .await;
         FleetReport { hosts, machine }

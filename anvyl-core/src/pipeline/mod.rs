@@ -229,7 +229,54 @@ impl Plan {
 
     /// Number of resources and resets planned.
     pub fn len(&self) -> usize {
-        self.containers.len() + self.images.len() + self.build_dirs.len() + self.resets.len()
+        Step::ALL.iter().map(|step| self.count(*step)).sum()
+    }
+
+    /// Number of items planned for `step`.
+    pub fn count(&self, step: Step) -> usize {
+        match step {
+            Step::Containers => self.containers.len(),
+            Step::Images => self.images.len(),
+            Step::BuildDirs => self.build_dirs.len(),
+            Step::StatusReset => self.resets.len(),
+        }
+    }
+}
+
+/// Told of every item an apply finishes, the moment it finishes — removed,
+/// already gone, kept or failed — for a progress display. Hosts are applied
+/// concurrently, so calls come from several tasks.
+#[derive(Clone, Copy, Default)]
+pub struct Progress<'a>(Option<&'a Tell<'a>>);
+
+/// What [`Progress`] calls: the step and the finished item's report.
+pub type Tell<'a> = dyn Fn(Step, &ItemReport) + Send + Sync + 'a;
+
+impl<'a> Progress<'a> {
+    /// Calls `tell` for every finished item.
+    pub fn new(tell: &'a Tell<'a>) -> Self {
+        Self(Some(tell))
+    }
+
+    /// Tells nobody.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    fn done(&self, step: Step, item: &ItemReport) {
+        if let Some(tell) = self.0 {
+            tell(step, item);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(..)"
+        } else {
+            "Progress(none)"
+        })
     }
 }
 
@@ -256,6 +303,7 @@ pub struct Cleanup<'a> {
     settings: CleanupSettings,
     host: String,
     part: Part,
+    progress: Progress<'a>,
 }
 
 /// Which of the resources a [`Cleanup`] covers. One host's engine holds
@@ -302,12 +350,19 @@ impl<'a> Cleanup<'a> {
             settings,
             host: crate::state::LOCAL_HOST.to_string(),
             part: Part::Everything,
+            progress: Progress::none(),
         }
     }
 
     /// Covers only `part` of the resources (default: everything).
     pub fn covering(mut self, part: Part) -> Self {
         self.part = part;
+        self
+    }
+
+    /// Tells `progress` of every item [`Cleanup::apply`] finishes.
+    pub fn reporting_to(mut self, progress: Progress<'a>) -> Self {
+        self.progress = progress;
         self
     }
 

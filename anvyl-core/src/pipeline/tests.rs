@@ -416,6 +416,37 @@ async fn unrelated_entries_of_the_build_root_are_not_planned() {
 }
 
 #[tokio::test]
+async fn progress_is_told_of_each_item_as_it_finishes() {
+    let w = World::new();
+    for i in 0..3 {
+        let agent = w.agent(&format!("a{i}"));
+        w.leftovers(&agent, &StartId::random()).await;
+    }
+    let settings = CleanupSettings {
+        parallelism: 1,
+        ..CleanupSettings::default()
+    };
+    // When the k-th container is told, exactly k removals were asked for:
+    // the display moves with the work, not once the step is over.
+    let seen = std::sync::Mutex::new(Vec::new());
+    let tell = |step: Step, _: &super::ItemReport| {
+        if step == Step::Containers {
+            let removals = (w.engine.calls().iter())
+                .filter(|(op, _)| *op == Op::RemoveContainer)
+                .count();
+            seen.lock().unwrap().push(removals);
+        }
+    };
+    let cleanup = w
+        .cleanup_with(settings)
+        .reporting_to(super::Progress::new(&tell));
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    let report = cleanup.apply(&plan).await;
+    assert_eq!(report.count(|o| *o == Outcome::Removed), 6, "{report:?}");
+    assert_eq!(seen.into_inner().unwrap(), [1, 2, 3]);
+}
+
+#[tokio::test]
 async fn removals_run_concurrently_within_the_bound() {
     let w = World::new();
     for i in 0..8 {
@@ -834,8 +865,24 @@ async fn a_fleet_judges_each_agent_on_its_own_host_and_leaves_an_unreachable_one
     assert_eq!(plan.machine.build_dirs.len(), 1, "planned once: {plan:?}");
     assert!(!plan.no_host_reached());
 
-    let report = fleet.apply(&plan).await;
+    let told = std::sync::Mutex::new(Vec::new());
+    let tell = |step: Step, item: &super::ItemReport| {
+        told.lock().unwrap().push((step, item.target.clone()));
+    };
+    let report = fleet
+        .apply_reporting(&plan, super::Progress::new(&tell))
+        .await;
     assert_eq!(report.remaining_owned(), 0, "{report:?}");
+    // Every item of every host and of the machine is told once, under its
+    // step: a progress bar of plan.len() ends full, never past it.
+    let mut told = told.into_inner().unwrap();
+    let mut reported: Vec<(Step, String)> = (report.reports())
+        .flat_map(|r| r.items().map(|(step, i)| (step, i.target.clone())))
+        .collect();
+    told.sort();
+    reported.sort();
+    assert_eq!(told, reported);
+    assert_eq!(told.len(), plan.len());
     assert_eq!(w.state.agent(&remote).unwrap().status, AgentStatus::Running);
     assert!(engines.far.inspect_container(&live).await.is_ok());
     assert!(engines

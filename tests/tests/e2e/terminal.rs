@@ -1,8 +1,10 @@
 //! anvyl as a person sees it. In a pseudo-terminal (rexpect): the `[y/N]`
-//! prompt, where "n" is respected (exit 4, nothing removed) and "y" removes;
-//! the live status line of a start; Ctrl-C during its build, after which
-//! nothing of that start remains. Piped: the start, stop and remove output,
-//! pinned by a snapshot (ids, names and timings filtered).
+//! prompt, where "n" is respected (exit 4, nothing removed) and "y" removes
+//! under a bar counting n/N per step, gone from the screen at the end (the
+//! screen is a snapshot); the live status line of a start; Ctrl-C during
+//! its build, after which nothing of that start remains. Piped: the start,
+//! stop and remove output, pinned by a snapshot (ids, names and timings
+//! filtered).
 
 use std::time::Duration;
 
@@ -15,12 +17,13 @@ use crate::unique;
 
 /// Answers a `[y/N]` prompt with one key, as a person does (no Enter), once
 /// the prompt reads keys: it is drawn before the terminal is switched to
-/// raw mode.
-fn answer(p: &mut PtySession, key: &str) {
-    p.exp_string("[y/N]").expect("the prompt");
+/// raw mode. Returns what the terminal was sent up to the answer.
+fn answer(p: &mut PtySession, key: &str) -> String {
+    let before = p.exp_string("[y/N]").expect("the prompt");
     std::thread::sleep(Duration::from_millis(500));
     p.send(key).expect("answer");
     p.flush().expect("answer");
+    format!("{before}[y/N]")
 }
 
 /// `anvyl ARGS` in a fresh pseudo-terminal.
@@ -32,11 +35,14 @@ fn in_terminal(s: &Sandbox, args: &[&str]) -> PtySession {
 /// bytes run through a terminal emulator (vt100), so a status line redrawn
 /// in place or cleared for a log line looks as it does to a person.
 fn plain(output: &str) -> String {
-    // rexpect hands over each byte as one char.
-    let bytes: Vec<u8> = output.chars().map(|c| c as u32 as u8).collect();
     let mut terminal = vt100::Parser::new(500, 200, 0);
-    terminal.process(&bytes);
+    terminal.process(&bytes(output));
     terminal.screen().contents()
+}
+
+/// The bytes anvyl wrote: rexpect hands over each byte as one char.
+fn bytes(output: &str) -> Vec<u8> {
+    output.chars().map(|c| c as u32 as u8).collect()
 }
 
 fn exit_code(p: &PtySession) -> Option<i32> {
@@ -66,12 +72,43 @@ async fn a_terminal_gets_the_prompt_the_status_line_and_a_clean_ctrl_c() {
         s.has_container(&container).await,
         "'n' removed the container"
     );
-    // "y" removes.
+    // "y" removes, with a bar of n/N per step while it does, which is
+    // gone from the screen once the summary is printed.
+    s.build_dir(&web, "s1");
     let mut p = in_terminal(&s, &["agent", "cleanup", web.as_str()]);
-    answer(&mut p, "y");
-    let rest = plain(&p.exp_eof().expect("anvyl ends"));
-    assert_eq!(exit_code(&p), Some(0), "{rest}");
+    let asked = answer(&mut p, "y");
+    let raw = asked + &p.exp_eof().expect("anvyl ends");
+    let screen = plain(&raw);
+    let raw = String::from_utf8_lossy(&bytes(&raw)).into_owned();
+    assert_eq!(exit_code(&p), Some(0), "{screen}");
     assert!(!s.has_container(&container).await, "'y' left the container");
+    assert!(
+        raw.contains("] 0/3 containers 0/1 · images 0/1 · build dirs 0/1")
+            && raw.contains("] 3/3 containers 1/1 · images 1/1 · build dirs 1/1"),
+        "no progress bar counted the removals: {raw:?}"
+    );
+    assert!(
+        !screen.contains("containers 1/1"),
+        "a bar frame stayed: {screen}"
+    );
+    let base = s.itest.base_image.clone();
+    let build_root = s.build_root().display().to_string();
+    insta::with_settings!({
+        filters => vec![
+            (build_root.as_str(), "[BUILD_ROOT]"),
+            (base.as_str(), "[BASE]"),
+            (r"tty-[0-9a-f]{12}", "tty-[ID]"),
+            (r"\b(Docker|Podman)\b", "[ENGINE]"),
+            (r"\d+\.\d+s", "[SECONDS]"),
+            // Other tests' dangling images, on Docker only.
+            (r"(?m)^Hint: .*\n?", ""),
+            // A terminal pads lines to its width.
+            (r" +\n", "\n"),
+        ],
+        prepend_module_to_snapshot => false,
+    }, {
+        insta::assert_snapshot!("cleanup_on_a_terminal", screen.trim_end());
+    });
 
     // A start shows its phase on a live line; Ctrl-C during the build
     // cleans that start up.

@@ -152,8 +152,11 @@ pub enum AgentCommand {
 pub struct CreateArgs {
     /// The agent's name: 1-63 lowercase letters, digits and inner dashes
     pub name: String,
-    /// Base image (FROM); it must be present on the engine
-    #[arg(long, value_name = "BASE", default_value = "busybox:latest")]
+    /// Base image (FROM), e.g. python:3.12-slim; it must be present on the
+    /// engine (anvyl does not pull)
+    // Required: no base suits every agent, and a default would be one
+    // anvyl's own tests happen to build.
+    #[arg(long, value_name = "BASE")]
     pub image: String,
     /// A build step (one RUN each; repeatable)
     #[arg(long, value_name = "CMD")]

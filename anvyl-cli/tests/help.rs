@@ -100,6 +100,27 @@ fn a_bad_argument_is_one_line_and_exit_status_2() {
     }
 }
 
+#[test]
+fn a_usage_error_keeps_what_clap_lists_below_its_first_line() {
+    for (args, says) in [
+        (
+            &["agent", "create", "web"][..],
+            "error: the following required arguments were not provided: --image <BASE> (see --help)",
+        ),
+        (
+            &["agent", "lst"],
+            "error: unrecognized subcommand 'lst'; tip: some similar subcommands exist: 'stop', 'ls', 'list' (see --help)",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_anvyl"))
+            .args(args)
+            .output()
+            .expect("run anvyl");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stderr).trim_end(), says);
+    }
+}
+
 /// What the shell gets when it asks anvyl to complete `args` (the last one
 /// is the word being typed), with the state in `state`.
 fn complete(state: &std::path::Path, args: &[&str]) -> Vec<String> {

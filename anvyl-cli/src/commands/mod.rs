@@ -40,13 +40,24 @@ fn usage_error(e: clap::Error) -> ExitCode {
         ErrorKind::DisplayHelp
         | ErrorKind::DisplayVersion
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
-        _ => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            CliError::Usage(format!("{first} (see --help)")).report()
-        }
+        _ => CliError::Usage(format!("{} (see --help)", one_line_usage(&e.to_string()))).report(),
     }
+}
+
+/// clap's multi-line usage error as one line: its message, then what it
+/// lists below (the missing arguments, a "did you mean" tip), without the
+/// usage block and the "try --help" footer.
+fn one_line_usage(text: &str) -> String {
+    let mut parts = (text.lines().map(str::trim)).filter(|l| {
+        !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+    });
+    let first = parts.next().unwrap_or("invalid arguments");
+    let mut line = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    for part in parts {
+        line.push_str(if line.ends_with(':') { " " } else { "; " });
+        line.push_str(part);
+    }
+    line
 }
 
 fn dispatch(cli: &Cli) -> Result<ExitCode, CliError> {

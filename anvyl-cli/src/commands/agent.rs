@@ -1,20 +1,22 @@
-//! `anvyl agent create|start|stop|logs|list|remove`. Each is a thin call
-//! into `anvyl_core::lifecycle` plus rendering; a failed start's cleanup has
-//! already happened in core by the time an error reaches this module.
+//! `anvyl agent create|start|stop|logs|list|remove|cleanup`: each opens one
+//! [`Session`] and is a thin call into `anvyl_core::lifecycle` plus
+//! rendering (cleanup, the longest, has its own module); a failed start's
+//! cleanup has already happened in core by the time an error reaches this
+//! module.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anvyl_core::build_root::BuildRoot;
-use anvyl_core::lifecycle::{validate_spec, Lifecycle, LifecycleError, StartCause, StartError};
+use anvyl_core::lifecycle::{validate_spec, LifecycleError, StartCause, StartError};
 use anvyl_core::{AgentName, AgentRecord, AgentSpec, AgentStatus, LogStream};
 use serde::Serialize;
 
 use crate::cli::{AgentCommand, Cli, CreateArgs, OutputFormat};
 use crate::config::Config;
-use crate::engine::HostConnector;
 use crate::error::CliError;
+
+use super::Session;
 
 pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<ExitCode, CliError> {
     match command {
@@ -67,38 +69,7 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
             }
             Ok(ExitCode::SUCCESS)
         }
-        AgentCommand::Cleanup(_) => unreachable!("dispatched to cleanup"),
-    }
-}
-
-/// The state store and engine access of one command: what a [`Lifecycle`]
-/// borrows. The hosts registry's local host is registered on first use.
-struct Session<'c> {
-    config: &'c Config,
-    state: anvyl_core::StateStore,
-    build_root: BuildRoot,
-    connector: HostConnector<'c>,
-}
-
-impl<'c> Session<'c> {
-    fn open(config: &'c Config) -> Result<Self, CliError> {
-        let (state, build_root) = super::open_state(config)?;
-        state.ensure_local_host()?;
-        Ok(Self {
-            config,
-            state,
-            build_root,
-            connector: HostConnector::new(config),
-        })
-    }
-
-    fn lifecycle(&self) -> Lifecycle<'_> {
-        Lifecycle::new(
-            &self.state,
-            &self.connector,
-            self.build_root.clone(),
-            self.config.lifecycle_settings(),
-        )
+        AgentCommand::Cleanup(args) => super::cleanup::run(cli, config, args).await,
     }
 }
 
@@ -146,8 +117,7 @@ async fn create(cli: &Cli, config: &Config, args: &CreateArgs) -> Result<ExitCod
         api_key_env: args.api_key_env.clone(),
     };
     validate_spec(&spec).map_err(|e| CliError::Usage(e.to_string()))?;
-    let (state, _) = super::open_state(config)?;
-    state.ensure_local_host()?;
+    let Session { state, .. } = Session::open(config)?;
     if let Some(host) = &args.host {
         state.host(host).map_err(state_error)?;
     }
@@ -238,8 +208,10 @@ async fn logs(
     follow: bool,
     tail: Option<usize>,
 ) -> Result<ExitCode, CliError> {
-    let (state, _) = super::open_state(config)?;
-    state.ensure_local_host()?;
+    // The session's connector holds an SSH host's tunnel: it lives as long
+    // as the logs.
+    let session = Session::open(config)?;
+    let state = &session.state;
     let agent = state.agent(name).map_err(state_error)?;
     let Some(container) = agent.container_id.clone() else {
         return Err(CliError::Usage(format!(
@@ -251,10 +223,7 @@ async fn logs(
         Some(host) => state.host(host).map_err(state_error)?,
         None => return Err(CliError::Failed(format!("agent '{name}' has no host"))),
     };
-    drop(state);
-    // The connector holds an SSH host's tunnel: it lives as long as the logs.
-    let connector = HostConnector::new(config);
-    let backend = anvyl_core::lifecycle::Connector::connect(&connector, &host).await?;
+    let backend = anvyl_core::lifecycle::Connector::connect(&session.connector, &host).await?;
     let sink = |stream: LogStream, bytes: &[u8]| {
         let _ = match stream {
             LogStream::Stdout => std::io::stdout().write_all(bytes),
@@ -302,8 +271,8 @@ fn age(secs: i64, now: i64) -> String {
 }
 
 fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError> {
-    let (state, _) = super::open_state(config)?;
-    let agents: Vec<AgentRecord> = state
+    let session = Session::open(config)?;
+    let agents: Vec<AgentRecord> = (session.state)
         .agents()?
         .into_iter()
         .filter(|a| !running || a.status == AgentStatus::Running)

@@ -18,7 +18,8 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         Some(name) => Scope::Agent(AgentName::new(name.as_str())?),
         None => Scope::All,
     };
-    let (state, build_root) = super::open_state(config)?;
+    let session = super::Session::open(config)?;
+    let state = &session.state;
     let adopt = args.instance.as_deref().map(parse_instance).transpose()?;
     if adopt.as_ref() == Some(state.instance_id()) {
         return Err(CliError::Usage(format!(
@@ -26,14 +27,14 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
             state.instance_id()
         )));
     }
-    let hosts = hosts_of(&state, &scope, args.host.as_deref())?;
+    let hosts = hosts_of(state, &scope, args.host.as_deref())?;
     let settings = anvyl_core::CleanupSettings {
         include_unlabelled: args.include_unlabelled,
         adopt,
         ..config.cleanup_settings()
     };
-    let connector = crate::engine::HostConnector::new(config);
-    let fleet = Fleet::connect(&state, build_root, settings, hosts, &connector).await;
+    let build_root = session.build_root.clone();
+    let fleet = Fleet::connect(state, build_root, settings, hosts, &session.connector).await;
     let plan = fleet.plan(scope).await?;
     let json = cli.output == OutputFormat::Json;
     let emit = |text: String| super::emit(&text);
@@ -97,7 +98,6 @@ fn hosts_of(
     scope: &Scope,
     only: Option<&str>,
 ) -> Result<Vec<HostRecord>, CliError> {
-    state.ensure_local_host()?;
     let hosts = state.hosts()?;
     if let Some(only) = only {
         return match hosts.into_iter().find(|h| h.name == only) {

@@ -36,8 +36,7 @@ struct Row {
 }
 
 pub async fn run(cli: &Cli, config: &Config, command: &HostCommand) -> Result<ExitCode, CliError> {
-    let (state, _) = super::open_state(config)?;
-    state.ensure_local_host()?;
+    let super::Session { state, .. } = super::Session::open(config)?;
     let usage = |e: anvyl_core::StateError| CliError::Usage(e.to_string());
     match command {
         HostCommand::Add {

@@ -4,15 +4,16 @@
 mod agent;
 mod cleanup;
 mod host;
+mod session;
+
+pub(crate) use session::Session;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use anvyl_core::build_root::BuildRoot;
-use anvyl_core::StateStore;
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{AgentCommand, Cli, Command};
+use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::error::CliError;
 
@@ -78,7 +79,6 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
         match &cli.command {
-            Command::Agent(AgentCommand::Cleanup(args)) => cleanup::run(cli, &config, args).await,
             Command::Agent(command) => agent::run(cli, &config, command).await,
             Command::Host(command) => host::run(cli, &config, command).await,
             Command::Completions { .. } => unreachable!("handled above"),
@@ -104,13 +104,6 @@ pub(crate) async fn interrupted() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// The state store of this configuration, and its build root.
-pub(crate) fn open_state(config: &Config) -> Result<(StateStore, BuildRoot), CliError> {
-    let dir = config.state_dir()?;
-    let build_root = BuildRoot::new(&dir).map_err(|e| CliError::Config(e.to_string()))?;
-    Ok((StateStore::open(&dir)?, build_root))
 }
 
 /// Writes to stdout, ignoring a closed pipe (`anvyl … | head`).

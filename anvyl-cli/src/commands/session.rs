@@ -1,0 +1,47 @@
+//! [`Session`]: what every agent and host command opens, one way — the
+//! state store of the configuration (the local host registered on first
+//! use), its build root, and the connector that reaches each host's engine
+//! (and holds an SSH host's tunnel for as long as the command runs).
+
+use anvyl_core::build_root::BuildRoot;
+use anvyl_core::lifecycle::Lifecycle;
+use anvyl_core::StateStore;
+
+use crate::config::Config;
+use crate::engine::HostConnector;
+use crate::error::CliError;
+
+/// The state and engine access of one command.
+pub(crate) struct Session<'c> {
+    pub config: &'c Config,
+    pub state: StateStore,
+    pub build_root: BuildRoot,
+    pub connector: HostConnector<'c>,
+}
+
+impl<'c> Session<'c> {
+    /// Opens the configuration's state store and build root. Callers check
+    /// their arguments first: bad input changes nothing, not even the store.
+    pub fn open(config: &'c Config) -> Result<Self, CliError> {
+        let dir = config.state_dir()?;
+        let build_root = BuildRoot::new(&dir).map_err(|e| CliError::Config(e.to_string()))?;
+        let state = StateStore::open(&dir)?;
+        state.ensure_local_host()?;
+        Ok(Self {
+            config,
+            state,
+            build_root,
+            connector: HostConnector::new(config),
+        })
+    }
+
+    /// The agent lifecycle over this session.
+    pub fn lifecycle(&self) -> Lifecycle<'_> {
+        Lifecycle::new(
+            &self.state,
+            &self.connector,
+            self.build_root.clone(),
+            self.config.lifecycle_settings(),
+        )
+    }
+}

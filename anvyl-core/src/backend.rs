@@ -235,27 +235,22 @@ pub fn normalise_image_id(id: &str) -> String {
 /// one of `races`: the engine's own failures when another client removes
 /// images during a build (Podman's "layer not known", Docker's "No such
 /// image"), not the Dockerfile's fault. Each backend names its engine's.
-pub async fn retry_build_races<F, Fut>(
-    tag: &str,
-    races: &[&str],
-    mut build: F,
-) -> Result<BuildOutput>
+pub async fn retry_build_races<F, Fut>(tag: &str, races: &[&str], build: F) -> Result<BuildOutput>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<BuildOutput>>,
 {
-    let mut attempt = 1;
-    loop {
-        match build().await {
-            Err(BackendError::BuildFailed { message })
-                if attempt < 3 && races.iter().any(|m| message.contains(m)) =>
-            {
-                tracing::warn!("build of {tag} met the engine's race ({message}); trying again");
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+    use backon::{ConstantBuilder, Retryable};
+    let raced = |e: &BackendError| matches!(e, BackendError::BuildFailed { message } if races.iter().any(|m| message.contains(m)));
+    // At once: the other client's removal is over by the time it failed us.
+    let again = ConstantBuilder::default()
+        .with_delay(Duration::ZERO)
+        .with_max_times(2);
+    build
+        .retry(again)
+        .when(raced)
+        .notify(|e, _| tracing::warn!("build of {tag} met the engine's race ({e}); trying again"))
+        .await
 }
 
 /// Which engine `backend` is, as recorded with a registered agent: its kind
@@ -511,4 +506,51 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         tail: Option<usize>,
         sink: LogSink<'_>,
     ) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn failing(message: &str) -> Result<BuildOutput> {
+        Err(BackendError::BuildFailed {
+            message: message.into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_build_is_tried_three_times_on_the_engines_race_only() {
+        let tries = AtomicU32::new(0);
+        let raced = retry_build_races("x:latest", &["layer not known"], || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            failing("layer not known")
+        })
+        .await;
+        assert!(raced.is_err());
+        assert_eq!(tries.swap(0, Ordering::SeqCst), 3);
+
+        let own = retry_build_races("x:latest", &["layer not known"], || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            failing("RUN false: exit code 1")
+        })
+        .await;
+        assert!(own.is_err());
+        assert_eq!(
+            tries.swap(0, Ordering::SeqCst),
+            1,
+            "the Dockerfile's own failure"
+        );
+
+        let second = retry_build_races("x:latest", &["layer not known"], || async {
+            match tries.fetch_add(1, Ordering::SeqCst) {
+                0 => failing("layer not known"),
+                _ => Ok(BuildOutput {
+                    image_id: "sha256:1".into(),
+                }),
+            }
+        })
+        .await;
+        assert_eq!(second.unwrap().image_id, "sha256:1");
+    }
 }

@@ -17,6 +17,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use bollard::errors::Error;
 
 /// Attempts in all; the pauses between them double from 50 ms (1.55 s in
@@ -25,23 +26,18 @@ const ATTEMPTS: u32 = 6;
 
 /// Runs `read` until it answers something other than a transient answer of
 /// the containerd image store, or the attempts are spent.
-pub(crate) async fn settled<T, F, Fut>(mut read: F) -> Result<T, Error>
+pub(crate) async fn settled<T, F, Fut>(read: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
-    let mut pause = Duration::from_millis(50);
-    for _ in 1..ATTEMPTS {
-        match read().await {
-            Err(e) if is_transient(&e) => {
-                tracing::debug!("image store in flux, reading again in {pause:?}: {e}");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-            answer => return answer,
-        }
-    }
-    read().await
+    let pauses = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_times(ATTEMPTS as usize - 1);
+    read.retry(pauses)
+        .when(is_transient)
+        .notify(|e, pause| tracing::debug!("image store in flux, reading again in {pause:?}: {e}"))
+        .await
 }
 
 fn is_transient(e: &Error) -> bool {

@@ -14,6 +14,7 @@ use anvyl_core::{
     EngineInfo, ImageSummary, ImageTag, Labels, Query,
 };
 use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use podman_api::models::{Namespace, PosixRlimit};
 use podman_api::opts::{
@@ -175,18 +176,21 @@ impl PodmanBackend {
         F: Fn() -> Fut,
         Fut: Future<Output = podman_api::Result<T>>,
     {
-        let mut attempts = 0;
-        loop {
-            match self.call(operation, what, request()).await {
-                Err(BackendError::Engine {
-                    status: Some(500), ..
-                }) if attempts < 3 => {
-                    attempts += 1;
-                    tokio::time::sleep(Duration::from_millis(50 * attempts)).await;
-                }
-                other => return other,
-            }
-        }
+        let pauses = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_times(3);
+        (|| self.call(operation, what, request()))
+            .retry(pauses)
+            .when(|e| {
+                matches!(
+                    e,
+                    BackendError::Engine {
+                        status: Some(500),
+                        ..
+                    }
+                )
+            })
+            .await
     }
 
     /// Like [`Self::call`], but a 304 (already in that state) is success.

@@ -14,12 +14,15 @@ use crate::install::ensure_engines;
 use crate::process::{output, run as run_cmd};
 use crate::suite::Suite;
 
-pub fn run(args: Vec<String>) -> Result<()> {
-    let kind = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] | ["--backend", "docker"] => Kind::Docker,
-        ["--backend", "podman"] => Kind::Podman,
-        _ => bail!("usage: cargo xtask demo [--backend docker|podman]"),
-    };
+/// `cargo xtask demo`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The engine to tell it on
+    #[arg(long, value_enum, default_value = "docker")]
+    backend: Kind,
+}
+
+pub fn run(Args { backend: kind }: Args) -> Result<()> {
     ensure_engines(&[kind], &[Suite::Bookworm])?;
     let root = crate::project_root();
     run_cmd(Command::new(env!("CARGO")).current_dir(&root).args([
@@ -42,8 +45,8 @@ fn say(text: &str) {
 
 /// Runs and shows `anvyl ARGS`, returning its exit status.
 fn anvyl(engine: &Engine, anvyl: &Path, state_dir: &Path, args: &[&str]) -> Result<i32> {
-    let shown: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
-    println!("$ anvyl {}", shown.join(" "));
+    // As a shell would need it typed, for the reader to paste.
+    println!("$ anvyl {}", shlex::try_join(args.iter().copied())?);
     let status = Command::new(anvyl)
         .args(args)
         .env("ANVYL_BACKEND", engine.kind.name())
@@ -56,16 +59,6 @@ fn anvyl(engine: &Engine, anvyl: &Path, state_dir: &Path, args: &[&str]) -> Resu
     let code = status.code().unwrap_or(1);
     println!("(exit status {code})");
     Ok(code)
-}
-
-/// `arg` as a shell would need it typed.
-fn shell_quote(arg: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
-    if !arg.is_empty() && arg.chars().all(plain) {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
 }
 
 /// Shows the engine's own listing, as a user would check it.

@@ -28,10 +28,22 @@ use crate::tls::TlsSetup;
 pub const BASE_IMAGE: &str = "anvyl-itest-base:latest";
 
 /// Which engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
     Docker,
     Podman,
+}
+
+/// The engines a `--backend` value names, parsed by clap.
+#[derive(Debug, Clone)]
+pub struct Kinds(pub Vec<Kind>);
+
+impl std::str::FromStr for Kinds {
+    type Err = anyhow::Error;
+
+    fn from_str(value: &str) -> anyhow::Result<Self> {
+        Kind::parse_list(Some(value)).map(Self)
+    }
 }
 
 impl Kind {

@@ -1,4 +1,4 @@
-//! `cargo xtask itest [--backend docker|podman|all] [--keep] [-- FILTER…]`:
+//! `cargo xtask itest [--engines S] [--backend docker|podman|all] [--keep] [-- FILTER…]`:
 //! for each engine, start it privately, build the base image, run the
 //! conformance suite and the end-to-end tests (those matching FILTER, when
 //! given) against it, print the reliability summary the tests tallied, and
@@ -10,12 +10,28 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::engines::{Engine, Kind, BASE_IMAGE};
+use crate::engines::{Engine, Kind, Kinds, BASE_IMAGE};
 use crate::install::ensure_engines;
-use crate::suite::Suite;
+use crate::suite::{Suite, Suites};
 use crate::teardown::run_group;
 
-const USAGE: &str = "usage: cargo xtask itest [--engines bookworm|trixie|sid|all] [--backend docker|podman|all] [--keep] [-- FILTER...]";
+/// `cargo xtask itest`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Whose engines: bookworm (this machine's packages), trixie, sid (from
+    /// debootstrap roots), a comma list, or all
+    #[arg(long, value_name = "SUITES", default_value = "all")]
+    engines: Suites,
+    /// Which engines of each suite: docker, podman or all
+    #[arg(long, value_name = "BACKEND", default_value = "all")]
+    backend: Kinds,
+    /// Leave the engines running afterwards, for a look by hand
+    #[arg(long)]
+    keep: bool,
+    /// Run only the end-to-end tests whose names contain one of these
+    #[arg(last = true, value_name = "FILTER")]
+    filter: Vec<String>,
+}
 
 struct Options {
     suites: Vec<Suite>,
@@ -24,24 +40,15 @@ struct Options {
     filter: Vec<String>,
 }
 
-fn parse(args: Vec<String>) -> Result<Options> {
-    let mut options = Options {
-        suites: Suite::ALL.to_vec(),
-        engines: vec![Kind::Docker, Kind::Podman],
-        keep: false,
-        filter: Vec::new(),
-    };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--keep" => options.keep = true,
-            "--" => options.filter = args.by_ref().collect(),
-            "--backend" => options.engines = Kind::parse_list(args.next().as_deref())?,
-            "--engines" => options.suites = Suite::parse_list(args.next().as_deref())?,
-            other => bail!("unknown argument {other:?}; {USAGE}"),
+impl From<Args> for Options {
+    fn from(args: Args) -> Self {
+        Self {
+            suites: args.engines.0,
+            engines: args.backend.0,
+            keep: args.keep,
+            filter: args.filter,
         }
     }
-    Ok(options)
 }
 
 /// One row of the matrix: which tests passed on which engine.
@@ -81,8 +88,8 @@ pub fn engines_dir() -> PathBuf {
     }
 }
 
-pub fn run(args: Vec<String>) -> Result<()> {
-    let options = parse(args)?;
+pub fn run(args: Args) -> Result<()> {
+    let options = Options::from(args);
     let _lock = lock()?;
     ensure_engines(&options.engines, &options.suites)?;
     // Ctrl-C or SIGTERM: the handler stops the test processes and every

@@ -17,15 +17,18 @@ mod tls;
 
 use std::path::PathBuf;
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: cargo xtask <task>\n\n\
-         tasks:\n  \
-         demo [--backend docker|podman]                  show anvyl's cleanup on a private engine\n  \
-         bench [--engines S] [--backend B] [--sizes 10,100,500] [--runs 5] [--only fleet|engines]\n                                                  time anvyl against the engines' own tools\n  \
-         itest [--engines bookworm|trixie|sid|all] [--backend docker|podman|all] [--keep] [-- FILTER]\n                                                  run the conformance suite and end-to-end tests\n                                                  against private engines under target/itest:\n                                                  this machine's (bookworm) and Debian 13's and\n                                                  unstable's from debootstrap roots (default all)"
-    );
-    std::process::exit(2)
+/// Project automation that needs real engines; never the system's own.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", max_term_width = 100)]
+enum Task {
+    /// Show anvyl's cleanup on a private engine
+    Demo(demo::Args),
+    /// Time anvyl against the engines' own tools
+    Bench(bench::Args),
+    /// Run the conformance suite and end-to-end tests against private
+    /// engines under target/itest: this machine's (bookworm) and Debian 13's
+    /// and unstable's from debootstrap roots
+    Itest(itest::Args),
 }
 
 /// The workspace root.
@@ -37,12 +40,10 @@ pub fn project_root() -> PathBuf {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let result = match args.next().as_deref() {
-        Some("itest") => itest::run(args.collect()),
-        Some("demo") => demo::run(args.collect()),
-        Some("bench") => bench::run(args.collect()),
-        _ => usage(),
+    let result = match <Task as clap::Parser>::parse() {
+        Task::Itest(args) => itest::run(args),
+        Task::Demo(args) => demo::run(args),
+        Task::Bench(args) => bench::run(args),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

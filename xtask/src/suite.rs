@@ -49,6 +49,18 @@ pub const PACKAGES: &[&str] = &[
 /// The file in a cached root that says what it was built from.
 const STAMP: &str = ".anvyl-itest-stamp";
 
+/// The suites an `--engines` value names, parsed by clap.
+#[derive(Debug, Clone)]
+pub struct Suites(pub Vec<Suite>);
+
+impl std::str::FromStr for Suites {
+    type Err = anyhow::Error;
+
+    fn from_str(value: &str) -> Result<Self> {
+        Suite::parse_list(Some(value)).map(Self)
+    }
+}
+
 impl Suite {
     pub const ALL: [Suite; 3] = [Suite::Bookworm, Suite::Trixie, Suite::Sid];
 

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
+use backon::{ExponentialBuilder, Retryable};
 use futures::stream::{self, StreamExt};
 
 use super::plan::Live;
@@ -92,23 +93,16 @@ impl Cleanup<'_> {
     }
 
     /// Runs `op`, retrying a conflict with a doubling backoff.
-    async fn with_conflict_retry<F, Fut>(&self, mut op: F) -> Result<(), BackendError>
+    async fn with_conflict_retry<F, Fut>(&self, op: F) -> Result<(), BackendError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), BackendError>>,
     {
-        let mut delay = self.settings.conflict_backoff;
-        let mut attempt = 0;
-        loop {
-            match op().await {
-                Err(e) if e.is_conflict() && attempt < self.settings.conflict_retries => {
-                    attempt += 1;
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                other => return other,
-            }
-        }
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.settings.conflict_backoff)
+            .without_max_delay()
+            .with_max_times(self.settings.conflict_retries as usize);
+        op.retry(backoff).when(BackendError::is_conflict).await
     }
 
     async fn remove_containers(

@@ -218,13 +218,11 @@ impl StartRecord {
 
 /// State and start time of a process, from `/proc/<pid>/stat` (Linux).
 fn process_stat(pid: u32) -> Option<(char, u64)> {
-    let stat =
-        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields follow the last ')'.
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
+    let stat = procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .stat()
+        .ok()?;
+    Some((stat.state, stat.starttime))
 }
 
 /// The start time of this process, as [`StartRecord::pid_start`] records it.
@@ -737,6 +735,21 @@ mod tests {
         assert!(process_alive(me, None));
         assert!(!process_alive(me, Some(start + 1)));
         assert!(!process_alive(0, None));
+    }
+
+    #[test]
+    fn a_zombie_does_not_run() {
+        // A child that exited and is not reaped yet: its /proc entry stays.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process_stat(pid).map(|(state, _)| state) != Some('Z') {
+            assert!(std::time::Instant::now() < deadline, "never a zombie");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!process_alive(pid, None));
+        child.wait().unwrap();
+        assert!(!process_alive(pid, None));
     }
 
     #[test]

@@ -23,13 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anvyl_core::{DynBackend, StateStore};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::engines::{Engine, Kind, BASE_IMAGE};
+use crate::engines::{Engine, Kind, Kinds, BASE_IMAGE};
 use crate::install::ensure_engines;
 use crate::process::run as run_cmd;
-use crate::suite::Suite;
+use crate::suite::{Suite, Suites};
 use measure::{measure, Sample};
 
 /// Leftovers per host in the fleet case.
@@ -49,47 +49,47 @@ struct Options {
     fleet: bool,
 }
 
-fn parse(args: Vec<String>) -> Result<Options> {
-    let mut options = Options {
-        engines: vec![Kind::Docker, Kind::Podman],
-        suites: vec![Suite::Bookworm],
-        sizes: vec![10, 100, 500],
-        runs: 5,
-        per_engine: true,
-        fleet: true,
-    };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().context(format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--backend" => {
-                options.engines = Kind::parse_list(Some(value()?.as_str()))?
-            }
-            "--engines" => options.suites = Suite::parse_list(Some(value()?.as_str()))?,
-            "--sizes" => {
-                options.sizes = value()?
-                    .split(',')
-                    .map(|s| s.trim().parse::<usize>().context("--sizes takes numbers like 10,100,500"))
-                    .collect::<Result<_>>()?;
-                if options.sizes.contains(&0) {
-                    bail!("--sizes must be at least 1");
-                }
-            }
-            "--runs" => {
-                options.runs = value()?.parse().context("--runs takes a number")?;
-                if options.runs == 0 {
-                    bail!("--runs must be at least 1");
-                }
-            }
-            "--only" => match value()?.as_str() {
-                "fleet" => options.per_engine = false,
-                "engines" => options.fleet = false,
-                other => bail!("--only takes fleet or engines, not {other:?}"),
-            },
-            other => bail!("unknown argument {other:?}; usage: cargo xtask bench [--engines bookworm|trixie|sid|all] [--backend docker|podman|all] [--sizes 10,100,500] [--runs 5] [--only fleet|engines]"),
+/// `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Whose engines: bookworm, trixie, sid, a comma list, or all
+    #[arg(long, value_name = "SUITES", default_value = "bookworm")]
+    engines: Suites,
+    /// Which engines of each suite: docker, podman or all
+    #[arg(long, value_name = "BACKEND", default_value = "all")]
+    backend: Kinds,
+    /// Leftovers per cleanup, one series each
+    #[arg(long, value_name = "N,…", value_delimiter = ',', default_value = "10,100,500",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    sizes: Vec<u32>,
+    /// Runs per measurement
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Only the per-engine cases, or only the fleet case (default: both)
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+}
+
+/// A part of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    /// Three hosts at once
+    Fleet,
+    /// Each engine alone
+    Engines,
+}
+
+impl From<Args> for Options {
+    fn from(args: Args) -> Self {
+        Self {
+            engines: args.backend.0,
+            suites: args.engines.0,
+            sizes: args.sizes.into_iter().map(|n| n as usize).collect(),
+            runs: args.runs as usize,
+            per_engine: args.only != Some(Only::Fleet),
+            fleet: args.only != Some(Only::Engines),
         }
     }
-    Ok(options)
 }
 
 /// The three ways of removing anvyl's leftovers.
@@ -376,8 +376,8 @@ async fn bench_engine(engine: &Engine, anvyl: &Path, options: &Options) -> Resul
     Ok(bench.records)
 }
 
-pub fn run(args: Vec<String>) -> Result<()> {
-    let options = parse(args)?;
+pub fn run(args: Args) -> Result<()> {
+    let options = Options::from(args);
     let _lock = crate::itest::lock()?;
     ensure_engines(&options.engines, &options.suites)?;
     let root = crate::project_root();

@@ -1,6 +1,8 @@
-//! `start`: the steps of DESIGN.md in order, and on any failure or
-//! interruption the cleanup pipeline for exactly this start. The build
-//! directory is removed on every path.
+//! `start`: check every precondition, record the start, resolve a host,
+//! build the agent's image in a temporary build directory, create and start
+//! its container, wait the settle time, then register it with the hosts
+//! registry; on any failure or interruption, the cleanup pipeline for
+//! exactly this start. The build directory is removed on every path.
 
 use std::future::Future;
 use std::path::PathBuf;

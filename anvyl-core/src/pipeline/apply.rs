@@ -167,6 +167,9 @@ impl Cleanup<'_> {
         };
         match result {
             Ok(()) => {
+                // Removed by id (a name can be taken again between plan and
+                // apply); the line keeps the shape users grep for, which
+                // names the container by its name.
                 tracing::info!("Removed container by name: {}", c.name);
                 item(&c.name, &c.agent, Outcome::Removed)
             }

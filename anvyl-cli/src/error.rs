@@ -1,7 +1,13 @@
 //! The CLI's error type: each variant knows its documented exit status and
-//! prints as one line, never as a backtrace.
+//! prints as one line, never as a backtrace. Errors from core stay typed
+//! (engine, state, lifecycle, agent name): their exit status is decided
+//! here, from what they are, and their cause chain is rendered once.
 
 use std::process::ExitCode;
+
+use anvyl_core::lifecycle::LifecycleError;
+use anvyl_core::pipeline::CleanupError;
+use anvyl_core::{BackendError, InvalidAgentName, StateError};
 
 /// Exit status 1: the operation failed, or owned resources remain.
 pub const EXIT_FAILED: u8 = 1;
@@ -35,6 +41,19 @@ pub enum CliError {
     /// The user declined at a prompt: their choice, not a failure.
     #[error("{0}")]
     Declined(String),
+    /// An engine's error: exit 3 when it never answered, with what to check.
+    #[error("{}{}", .0, unreachable_hint(.0))]
+    Engine(#[from] BackendError),
+    /// The state store's: the user's input (an unknown name, a wrong
+    /// status) is exit 2, a store that fails is exit 1.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// An agent operation's.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// A malformed agent name.
+    #[error(transparent)]
+    Name(#[from] InvalidAgentName),
 }
 
 impl CliError {
@@ -46,14 +65,38 @@ impl CliError {
             Self::Failed(_) => EXIT_FAILED,
             Self::Interrupted(_) => EXIT_INTERRUPTED,
             Self::Declined(_) => EXIT_DECLINED,
+            Self::Engine(e) => engine_status(e),
+            Self::State(e) => state_status(e),
+            Self::Lifecycle(e) => match e {
+                LifecycleError::Backend(b) | LifecycleError::Cleanup(CleanupError::Backend(b)) => {
+                    engine_status(b)
+                }
+                LifecycleError::State(s) | LifecycleError::Cleanup(CleanupError::State(s)) => {
+                    state_status(s)
+                }
+                // Refusals the user resolves with --force or by waiting — or
+                // another anvyl changed the agent meanwhile: nothing of that
+                // was touched, as with a start refused while one runs.
+                LifecycleError::Running(_)
+                | LifecycleError::Starting { .. }
+                | LifecycleError::Changed { .. }
+                | LifecycleError::OtherEngine { .. } => EXIT_USAGE,
+                _ => EXIT_FAILED,
+            },
+            Self::Name(_) => EXIT_USAGE,
         }
+    }
+
+    /// The error and its causes, each said once.
+    fn rendered(&self) -> String {
+        said_once(self)
     }
 
     /// Prints the error as one line on stderr — followed by the indented
     /// context lines it carries (a failed build's or an exited command's
     /// last output) — and returns the exit status.
     pub fn report(&self) -> ExitCode {
-        let text = self.to_string();
+        let text = self.rendered();
         let (line, context) = one_line(&text);
         match self {
             Self::Declined(_) => eprintln!("{line}"),
@@ -66,13 +109,41 @@ impl CliError {
     }
 }
 
-impl From<anvyl_core::BackendError> for CliError {
-    fn from(e: anvyl_core::BackendError) -> Self {
-        if e.is_unreachable() {
-            Self::Unreachable(format!("{e}{}", unreachable_hint(&e)))
-        } else {
-            Self::Failed(e.to_string())
+/// `e` and its causes: a cause whose text is already said (most of core's
+/// messages hold their cause) is not repeated.
+fn said_once(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(e) = cause {
+        let said = e.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
         }
+        cause = e.source();
+    }
+    text
+}
+
+fn engine_status(e: &BackendError) -> u8 {
+    if e.is_unreachable() {
+        EXIT_UNREACHABLE
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Wrong status and unknown names are the user's input, not a failure.
+fn state_status(e: &StateError) -> u8 {
+    match e {
+        StateError::UnknownAgent(_)
+        | StateError::AgentExists(_)
+        | StateError::WrongStatus { .. }
+        | StateError::UnknownHost(_)
+        | StateError::HostExists(_)
+        | StateError::InvalidHostName(_)
+        | StateError::HostInUse { .. } => EXIT_USAGE,
+        _ => EXIT_FAILED,
     }
 }
 
@@ -95,8 +166,12 @@ fn one_line(text: &str) -> (String, Vec<&str>) {
     (line, context)
 }
 
-/// What a user can check when an engine does not answer.
-fn unreachable_hint(e: &anvyl_core::BackendError) -> &'static str {
+/// What a user can check when an engine does not answer; nothing for an
+/// engine that did.
+fn unreachable_hint(e: &BackendError) -> &'static str {
+    if !e.is_unreachable() {
+        return "";
+    }
     match e {
         anvyl_core::BackendError::Unreachable { engine: "Docker", .. } => {
             " (is dockerd running? anvyl uses [docker] endpoint, else DOCKER_HOST, else /var/run/docker.sock; --backend podman for Podman)"
@@ -108,24 +183,13 @@ fn unreachable_hint(e: &anvyl_core::BackendError) -> &'static str {
     }
 }
 
-impl From<anvyl_core::StateError> for CliError {
-    fn from(e: anvyl_core::StateError) -> Self {
-        Self::Failed(e.to_string())
-    }
-}
-
-impl From<anvyl_core::pipeline::CleanupError> for CliError {
-    fn from(e: anvyl_core::pipeline::CleanupError) -> Self {
+impl From<CleanupError> for CliError {
+    fn from(e: CleanupError) -> Self {
         match e {
-            anvyl_core::pipeline::CleanupError::Backend(b) => b.into(),
+            CleanupError::Backend(b) => b.into(),
+            CleanupError::State(s) => s.into(),
             other => Self::Failed(other.to_string()),
         }
-    }
-}
-
-impl From<anvyl_core::InvalidAgentName> for CliError {
-    fn from(e: anvyl_core::InvalidAgentName) -> Self {
-        Self::Usage(e.to_string())
     }
 }
 
@@ -166,6 +230,70 @@ mod tests {
             ]
         );
         assert_eq!(codes, [2, 3, 1, 4, 130]);
+    }
+
+    #[test]
+    fn core_errors_stay_typed_and_get_their_status_from_what_they_are() {
+        let web = anvyl_core::AgentName::new("web").unwrap();
+        let cases = [
+            (
+                CliError::from(StateError::UnknownAgent(web.clone())),
+                EXIT_USAGE,
+            ),
+            (
+                CliError::from(StateError::Directory {
+                    path: "/s".into(),
+                    source: std::io::Error::other("read-only file system"),
+                }),
+                EXIT_FAILED,
+            ),
+            (
+                CliError::from(LifecycleError::Running(web.clone())),
+                EXIT_USAGE,
+            ),
+            (
+                CliError::from(LifecycleError::State(StateError::AgentExists(web))),
+                EXIT_USAGE,
+            ),
+            (
+                CliError::from(LifecycleError::Backend(BackendError::Unreachable {
+                    engine: "Docker",
+                    endpoint: "unix:///d.sock".into(),
+                    message: "connection refused".into(),
+                })),
+                EXIT_UNREACHABLE,
+            ),
+            (
+                CliError::from(anvyl_core::AgentName::new("Bad!").unwrap_err()),
+                EXIT_USAGE,
+            ),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.exit_status(), status, "{error}");
+            assert!(matches!(
+                error,
+                CliError::State(_) | CliError::Lifecycle(_) | CliError::Name(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn a_cause_is_said_once() {
+        // The message holds its cause: not repeated.
+        let e = CliError::from(StateError::Directory {
+            path: "/s".into(),
+            source: std::io::Error::other("read-only file system"),
+        });
+        assert_eq!(
+            e.rendered(),
+            "cannot create state directory /s: read-only file system"
+        );
+        // A cause the message leaves out is added, once.
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read the plan")]
+        struct Outer(#[source] std::io::Error);
+        let outer = Outer(std::io::Error::other("disk gone"));
+        assert_eq!(said_once(&outer), "cannot read the plan: disk gone");
     }
 
     #[test]

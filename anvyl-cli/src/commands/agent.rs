@@ -25,11 +25,7 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
         AgentCommand::Stop { name } => {
             let name = AgentName::new(name.as_str())?;
             let session = Session::open(config)?;
-            let stopped = session
-                .lifecycle()
-                .stop(&name)
-                .await
-                .map_err(lifecycle_error)?;
+            let stopped = session.lifecycle().stop(&name).await?;
             if let anvyl_core::lifecycle::Stopped::NotRunning(status) = stopped {
                 tracing::info!(
                     "Agent '{name}' is not running ({}): nothing to stop",
@@ -45,19 +41,15 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
         AgentCommand::Remove { name, force, yes } => {
             let name = AgentName::new(name.as_str())?;
             let session = Session::open(config)?;
-            let agent = session.state.agent(&name).map_err(state_error)?;
+            let agent = session.state.agent(&name)?;
             // Refused before the question, not after a "yes".
             if agent.status == anvyl_core::AgentStatus::Running && !force {
-                return Err(lifecycle_error(LifecycleError::Running(name)));
+                return Err(LifecycleError::Running(name).into());
             }
             if !yes {
                 super::confirm(&format!("remove agent '{name}' and everything of it"))?;
             }
-            let removed = session
-                .lifecycle()
-                .remove(&name, *force)
-                .await
-                .map_err(lifecycle_error)?;
+            let removed = session.lifecycle().remove(&name, *force).await?;
             // Forgotten, not cleaned: exit 0 would promise that nothing of
             // the agent remains, which nobody could check.
             if let anvyl_core::lifecycle::Removed::Forgotten { host, cause } = removed {
@@ -70,37 +62,6 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
             Ok(ExitCode::SUCCESS)
         }
         AgentCommand::Cleanup(args) => super::cleanup::run(cli, config, args).await,
-    }
-}
-
-fn lifecycle_error(e: LifecycleError) -> CliError {
-    use anvyl_core::pipeline::CleanupError;
-    match e {
-        LifecycleError::Backend(b) | LifecycleError::Cleanup(CleanupError::Backend(b)) => b.into(),
-        LifecycleError::State(s) => state_error(s),
-        // Refusals that the user resolves with --force or by waiting — or
-        // another anvyl changed the agent meanwhile: nothing of that was
-        // touched, as with a start refused while one runs.
-        e @ (LifecycleError::Running(_)
-        | LifecycleError::Starting { .. }
-        | LifecycleError::Changed { .. }
-        | LifecycleError::OtherEngine { .. }) => CliError::Usage(e.to_string()),
-        other => CliError::Failed(other.to_string()),
-    }
-}
-
-/// Wrong status and unknown names are the user's input, not a failure.
-fn state_error(e: anvyl_core::StateError) -> CliError {
-    use anvyl_core::StateError as S;
-    match e {
-        S::UnknownAgent(_)
-        | S::AgentExists(_)
-        | S::WrongStatus { .. }
-        | S::UnknownHost(_)
-        | S::HostExists(_)
-        | S::InvalidHostName(_)
-        | S::HostInUse { .. } => CliError::Usage(e.to_string()),
-        other => CliError::Failed(other.to_string()),
     }
 }
 
@@ -119,11 +80,11 @@ async fn create(cli: &Cli, config: &Config, args: &CreateArgs) -> Result<ExitCod
     validate_spec(&spec).map_err(|e| CliError::Usage(e.to_string()))?;
     let Session { state, .. } = Session::open(config)?;
     if let Some(host) = &args.host {
-        state.host(host).map_err(state_error)?;
+        state.host(host)?;
     }
-    state.create_agent(&name, &spec).map_err(state_error)?;
+    state.create_agent(&name, &spec)?;
     if let Some(host) = &args.host {
-        state.assign_host(&name, host).map_err(state_error)?;
+        state.assign_host(&name, host)?;
     }
     tracing::info!("Created agent '{name}'");
     drop(state);
@@ -171,7 +132,7 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(StartError::Refused(e)) => Err(state_error(e)),
+        Err(StartError::Refused(e)) => Err(e.into()),
         // Nothing was recorded or created: the user fixes the environment.
         Err(StartError::Precondition(why)) => Err(CliError::Usage(why)),
         Err(e @ StartError::Interrupted { .. }) => Err(CliError::Interrupted(format!(
@@ -212,7 +173,7 @@ async fn logs(
     // as the logs.
     let session = Session::open(config)?;
     let state = &session.state;
-    let agent = state.agent(name).map_err(state_error)?;
+    let agent = state.agent(name)?;
     let Some(container) = agent.container_id.clone() else {
         return Err(CliError::Usage(format!(
             "agent '{name}' has no container (it is {})",
@@ -220,7 +181,7 @@ async fn logs(
         )));
     };
     let host = match &agent.host {
-        Some(host) => state.host(host).map_err(state_error)?,
+        Some(host) => state.host(host)?,
         None => return Err(CliError::Failed(format!("agent '{name}' has no host"))),
     };
     let backend = anvyl_core::lifecycle::Connector::connect(&session.connector, &host).await?;

@@ -37,7 +37,6 @@ struct Row {
 
 pub async fn run(cli: &Cli, config: &Config, command: &HostCommand) -> Result<ExitCode, CliError> {
     let super::Session { state, .. } = super::Session::open(config)?;
-    let usage = |e: anvyl_core::StateError| CliError::Usage(e.to_string());
     match command {
         HostCommand::Add {
             name,
@@ -79,14 +78,12 @@ pub async fn run(cli: &Cli, config: &Config, command: &HostCommand) -> Result<Ex
                     "host '{name}' uses {endpoint} without TLS: anyone who can reach that port controls the engine and its machine"
                 );
             }
-            state
-                .add_host(name, backend, host.endpoint.as_deref(), &host.access)
-                .map_err(usage)?;
+            state.add_host(name, backend, host.endpoint.as_deref(), &host.access)?;
             let (_, shown) = crate::engine::effective(config, &host);
             tracing::info!("Added host '{name}' ({backend} at {shown})");
         }
         HostCommand::Remove { name } => {
-            state.remove_host(name).map_err(usage)?;
+            state.remove_host(name)?;
             tracing::info!("Removed host '{name}'");
         }
         HostCommand::List => list(cli, config, &state).await?,

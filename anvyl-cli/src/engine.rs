@@ -95,16 +95,20 @@ impl Connector for HostConnector<'_> {
     }
 }
 
-/// The backend a host is of: its own, or the configuration's.
-pub fn backend_of(config: &Config, host: &HostRecord) -> BackendKind {
-    host.backend.unwrap_or(config.backend)
+/// The backend a host is of: its own, or the configuration's; an error for
+/// a host whose recorded backend this anvyl does not know.
+pub fn backend_of(config: &Config, host: &HostRecord) -> Result<BackendKind, String> {
+    match &host.unusable {
+        Some(why) => Err(why.clone()),
+        None => Ok(host.backend.unwrap_or(config.backend)),
+    }
 }
 
 /// How `host` is reached now. A host naming a Docker context or Podman
 /// connection is read from that store each time, so it follows the user's
 /// changes there.
 pub fn route(config: &Config, host: &HostRecord) -> Result<(BackendKind, Route), String> {
-    let backend = backend_of(config, host);
+    let backend = backend_of(config, host)?;
     let mut access = Access {
         tls: host
             .access
@@ -198,13 +202,41 @@ fn docker_env_tls() -> Result<Option<TlsFiles>, String> {
 }
 
 /// The backend and endpoint a host resolves to, for display.
-pub fn effective(config: &Config, host: &HostRecord) -> (BackendKind, String) {
-    let backend = backend_of(config, host);
+pub fn effective(config: &Config, host: &HostRecord) -> (Option<BackendKind>, String) {
+    let Ok(backend) = backend_of(config, host) else {
+        return (None, host.endpoint.clone().unwrap_or_default());
+    };
     let endpoint = match (&host.access.named, &host.endpoint, backend) {
         (Some(name), _, BackendKind::Docker) => format!("docker context {name}"),
         (Some(name), _, BackendKind::Podman) => format!("podman connection {name}"),
         (None, Some(endpoint), _) => endpoint.clone(),
         (None, None, _) => configured_endpoint(config, backend),
     };
-    (backend, endpoint)
+    (Some(backend), endpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_with_a_backend_this_anvyl_does_not_know_is_never_routed() {
+        let config = Config::default();
+        let mut host = HostRecord {
+            name: "odd".into(),
+            backend: None,
+            unusable: Some("unknown backend \"lxc\": expected docker or podman".into()),
+            endpoint: Some("unix:///run/odd.sock".into()),
+            enabled: true,
+            created: 0,
+            access: Default::default(),
+        };
+        // Not the configuration's engine: that would judge its agents by
+        // an engine that is not theirs.
+        let err = route(&config, &host).unwrap_err();
+        assert!(err.contains("lxc"), "{err}");
+        assert_eq!(effective(&config, &host).0, None);
+        host.unusable = None;
+        assert_eq!(backend_of(&config, &host), Ok(config.backend));
+    }
 }

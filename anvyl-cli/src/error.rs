@@ -48,9 +48,10 @@ pub enum CliError {
     /// status) is exit 2, a store that fails is exit 1.
     #[error(transparent)]
     State(#[from] StateError),
-    /// An agent operation's.
+    /// An agent operation's (its engine and state errors are told apart
+    /// as such: see the `From` below).
     #[error(transparent)]
-    Lifecycle(#[from] LifecycleError),
+    Lifecycle(LifecycleError),
     /// A malformed agent name.
     #[error(transparent)]
     Name(#[from] InvalidAgentName),
@@ -68,12 +69,6 @@ impl CliError {
             Self::Engine(e) => engine_status(e),
             Self::State(e) => state_status(e),
             Self::Lifecycle(e) => match e {
-                LifecycleError::Backend(b) | LifecycleError::Cleanup(CleanupError::Backend(b)) => {
-                    engine_status(b)
-                }
-                LifecycleError::State(s) | LifecycleError::Cleanup(CleanupError::State(s)) => {
-                    state_status(s)
-                }
                 // Refusals the user resolves with --force or by waiting — or
                 // another anvyl changed the agent meanwhile: nothing of that
                 // was touched, as with a start refused while one runs.
@@ -109,14 +104,16 @@ impl CliError {
     }
 }
 
-/// `e` and its causes: a cause whose text is already said (most of core's
-/// messages hold their cause) is not repeated.
+/// `e` and its causes: a cause already said is not repeated — most of
+/// core's messages hold their cause, some in its last words only (SQLite's
+/// "Error code 26: file is not a database" as "… file is not a database").
 fn said_once(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(e) = cause {
         let said = e.to_string();
-        if !text.contains(&said) {
+        let last_words = said.rsplit(": ").next().unwrap_or(&said);
+        if !text.contains(last_words) {
             text.push_str(": ");
             text.push_str(&said);
         }
@@ -180,6 +177,17 @@ fn unreachable_hint(e: &BackendError) -> &'static str {
             " (is `podman system service` running? anvyl uses [podman] endpoint, else CONTAINER_HOST, else the rootless, else the rootful socket; --backend docker for Docker)"
         }
         _ => " (the engine did not answer; request_timeout sets how long anvyl waits)",
+    }
+}
+
+impl From<LifecycleError> for CliError {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            LifecycleError::Backend(b) => b.into(),
+            LifecycleError::State(s) => s.into(),
+            LifecycleError::Cleanup(c) => c.into(),
+            other => Self::Lifecycle(other),
+        }
     }
 }
 
@@ -272,9 +280,23 @@ mod tests {
             assert_eq!(error.exit_status(), status, "{error}");
             assert!(matches!(
                 error,
-                CliError::State(_) | CliError::Lifecycle(_) | CliError::Name(_)
+                CliError::State(_)
+                    | CliError::Lifecycle(_)
+                    | CliError::Name(_)
+                    | CliError::Engine(_)
             ));
         }
+        // An agent command's engine error keeps the hint of what to check.
+        let down = CliError::from(LifecycleError::Backend(BackendError::Unreachable {
+            engine: "Docker",
+            endpoint: "unix:///d.sock".into(),
+            message: "connection refused".into(),
+        }));
+        assert!(
+            down.rendered().contains("is dockerd running?"),
+            "{}",
+            down.rendered()
+        );
     }
 
     #[test]
@@ -294,6 +316,17 @@ mod tests {
         struct Outer(#[source] std::io::Error);
         let outer = Outer(std::io::Error::other("disk gone"));
         assert_eq!(said_once(&outer), "cannot read the plan: disk gone");
+        // A cause worded differently but ending as the message does.
+        #[derive(Debug, thiserror::Error)]
+        #[error("state store /s/anvyl.db: file is not a database")]
+        struct Store(#[source] Coded);
+        #[derive(Debug, thiserror::Error)]
+        #[error("Error code 26: file is not a database")]
+        struct Coded;
+        assert_eq!(
+            said_once(&Store(Coded)),
+            "state store /s/anvyl.db: file is not a database"
+        );
     }
 
     #[test]

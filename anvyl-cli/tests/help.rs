@@ -53,19 +53,29 @@ fn bad_names_are_refused_before_anything_is_touched() {
 #[test]
 fn an_unreachable_engine_is_one_line_and_exit_3() {
     let state = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_anvyl"))
-        .args(["agent", "cleanup", "--yes"])
-        .env("ANVYL_STATE_DIR", state.path())
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .expect("run anvyl");
-    assert_eq!(output.status.code(), Some(3));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("unix:///nonexistent/docker.sock"),
-        "{stderr}"
-    );
+    let anvyl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_anvyl"))
+            .args(args)
+            .env("ANVYL_STATE_DIR", state.path())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .expect("run anvyl")
+    };
+    let created = anvyl(&["agent", "create", "web", "--image", "base"]);
+    assert_eq!(created.status.code(), Some(0), "{created:?}");
+    for args in [
+        &["agent", "cleanup", "--yes"][..],
+        &["agent", "remove", "web", "--yes"],
+    ] {
+        let output = anvyl(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("unix:///nonexistent/docker.sock") && stderr.contains(" running?"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -171,7 +171,7 @@ async fn logs(
 ) -> Result<ExitCode, CliError> {
     // The session's connector holds an SSH host's tunnel: it lives as long
     // as the logs.
-    let session = Session::open(config)?;
+    let session = Session::reading(config)?;
     let state = &session.state;
     let agent = state.agent(name)?;
     let Some(container) = agent.container_id.clone() else {
@@ -232,7 +232,7 @@ fn age(secs: i64, now: i64) -> String {
 }
 
 fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError> {
-    let session = Session::open(config)?;
+    let session = Session::reading(config)?;
     let agents: Vec<AgentRecord> = (session.state)
         .agents()?
         .into_iter()

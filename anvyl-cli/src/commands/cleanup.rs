@@ -13,14 +13,15 @@ use crate::error::CliError;
 use crate::output;
 
 pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitCode, CliError> {
-    // The name is checked before any state or engine is touched.
+    // The name and the instance id are checked before any state or engine
+    // is touched.
     let scope = match &args.name {
         Some(name) => Scope::Agent(AgentName::new(name.as_str())?),
         None => Scope::All,
     };
+    let adopt = args.instance.as_deref().map(parse_instance).transpose()?;
     let session = super::Session::open(config)?;
     let state = &session.state;
-    let adopt = args.instance.as_deref().map(parse_instance).transpose()?;
     if adopt.as_ref() == Some(state.instance_id()) {
         return Err(CliError::Usage(format!(
             "{} is this installation's own id: run `anvyl agent cleanup` without --instance",

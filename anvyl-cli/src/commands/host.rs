@@ -23,7 +23,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, Serialize)]
 struct Row {
     name: String,
-    backend: BackendKind,
+    /// `null` for a host whose recorded backend this anvyl does not know.
+    backend: Option<BackendKind>,
     endpoint: String,
     from_config: bool,
     enabled: bool,
@@ -61,6 +62,7 @@ pub async fn run(cli: &Cli, config: &Config, command: &HostCommand) -> Result<Ex
             let host = HostRecord {
                 name: name.clone(),
                 backend: Some(backend),
+                unusable: None,
                 endpoint: endpoint.clone(),
                 enabled: true,
                 created: 0,
@@ -115,7 +117,7 @@ async fn list(cli: &Cli, config: &Config, state: &StateStore) -> Result<(), CliE
                 Err(e) => (None, Some(e.to_string())),
             };
             Row {
-                from_config: h.backend.is_none(),
+                from_config: h.backend.is_none() && h.unusable.is_none(),
                 name: h.name,
                 backend,
                 endpoint,
@@ -148,7 +150,8 @@ async fn list(cli: &Cli, config: &Config, state: &StateStore) -> Result<(), CliE
         };
         table.add_row(vec![
             r.name.clone(),
-            r.backend.to_string(),
+            r.backend
+                .map_or_else(|| "unknown".into(), |b| b.to_string()),
             endpoint,
             r.agents.to_string(),
             r.version.clone().unwrap_or_else(|| "unreachable".into()),

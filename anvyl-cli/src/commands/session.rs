@@ -20,13 +20,22 @@ pub(crate) struct Session<'c> {
 }
 
 impl<'c> Session<'c> {
-    /// Opens the configuration's state store and build root. Callers check
-    /// their arguments first: bad input changes nothing, not even the store.
+    /// Opens the configuration's state store and build root, registering
+    /// the local host on first use. Callers check their arguments first:
+    /// bad input changes nothing, not even the store.
     pub fn open(config: &'c Config) -> Result<Self, CliError> {
+        let session = Self::reading(config)?;
+        session.state.ensure_local_host()?;
+        Ok(session)
+    }
+
+    /// Opens them for a command that only reads (`agent list`, `logs`): it
+    /// writes nothing, so it works on a store it may not write and never
+    /// waits for another process's write lock.
+    pub fn reading(config: &'c Config) -> Result<Self, CliError> {
         let dir = config.state_dir()?;
         let build_root = BuildRoot::new(&dir).map_err(|e| CliError::Config(e.to_string()))?;
         let state = StateStore::open(&dir)?;
-        state.ensure_local_host()?;
         Ok(Self {
             config,
             state,

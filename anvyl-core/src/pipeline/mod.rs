@@ -232,12 +232,13 @@ impl Plan {
         Step::ALL.iter().map(|step| self.count(*step)).sum()
     }
 
-    /// Number of items planned for `step`.
+    /// Number of items planned for `step`. A build root that cannot be
+    /// read counts as one item of step 3: apply reports it, as a failure.
     pub fn count(&self, step: Step) -> usize {
         match step {
             Step::Containers => self.containers.len(),
             Step::Images => self.images.len(),
-            Step::BuildDirs => self.build_dirs.len(),
+            Step::BuildDirs => self.build_dirs.len() + usize::from(self.build_root_error.is_some()),
             Step::StatusReset => self.resets.len(),
         }
     }

@@ -447,6 +447,26 @@ async fn progress_is_told_of_each_item_as_it_finishes() {
 }
 
 #[tokio::test]
+async fn a_broken_build_root_is_one_planned_item_and_told_once() {
+    let w = World::new();
+    let web = w.agent("web");
+    w.leftovers(&web, &StartId::random()).await;
+    let builds = w.build_root().path().to_path_buf();
+    let _ = std::fs::remove_dir_all(&builds);
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), &builds).unwrap();
+    let told = std::sync::Mutex::new(0usize);
+    let tell = |_: Step, _: &super::ItemReport| *told.lock().unwrap() += 1;
+    let cleanup = w.cleanup().reporting_to(super::Progress::new(&tell));
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert!(plan.build_root_error.is_some(), "{plan:?}");
+    let report = cleanup.apply(&plan).await;
+    // A bar of plan.len() ends full, not past it.
+    assert_eq!(*told.lock().unwrap(), plan.len());
+    assert_eq!(report.items().count(), plan.len());
+}
+
+#[tokio::test]
 async fn removals_run_concurrently_within_the_bound() {
     let w = World::new();
     for i in 0..8 {

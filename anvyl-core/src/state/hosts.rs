@@ -19,8 +19,14 @@ pub const LOCAL_HOST: &str = "local";
 pub struct HostRecord {
     /// Its name.
     pub name: String,
-    /// Its engine; `None` follows the configuration.
+    /// Its engine; `None` follows the configuration — unless `unusable`
+    /// says why there is none.
     pub backend: Option<BackendKind>,
+    /// Why the host cannot be used: its row names a backend this anvyl
+    /// does not know (a hand edit, a newer anvyl). Such a host is listed
+    /// and reported, never connected; the other hosts are unaffected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unusable: Option<String>,
     /// The endpoint; `None` follows the configuration.
     pub endpoint: Option<String>,
     /// Whether starts may use it.
@@ -47,9 +53,20 @@ pub struct HostAccess {
 const HOST_COLUMNS: &str = "name, backend, endpoint, enabled, created, tls_dir, insecure, named";
 
 fn row_to_host(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRecord> {
+    // Read as text: one row with a backend this anvyl does not know must not
+    // make the whole registry unreadable.
+    let (backend, unusable) = match r
+        .get::<_, Option<String>>(1)?
+        .map(|b| b.parse::<BackendKind>())
+    {
+        None => (None, None),
+        Some(Ok(kind)) => (Some(kind), None),
+        Some(Err(e)) => (None, Some(e.to_string())),
+    };
     Ok(HostRecord {
         name: r.get(0)?,
-        backend: r.get(1)?,
+        backend,
+        unusable,
         endpoint: r.get(2)?,
         enabled: r.get(3)?,
         created: r.get(4)?,
@@ -65,6 +82,11 @@ impl StateStore {
     /// Registers the local host the first time the registry is used. Returns
     /// true when it did; after a `host remove local` it never comes back.
     pub fn ensure_local_host(&self) -> Result<bool, StateError> {
+        // Once registered, a plain read: no command waits for another
+        // process's write lock just to learn that nothing is to be done.
+        if self.local_host_registered()? {
+            return Ok(false);
+        }
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -90,6 +112,17 @@ impl StateStore {
         .map_err(|e| self.db_err(e))?;
         tx.commit().map_err(|e| self.db_err(e))?;
         Ok(true)
+    }
+
+    fn local_host_registered(&self) -> Result<bool, StateError> {
+        let done: Option<String> = self
+            .conn()
+            .query_row("SELECT value FROM meta WHERE key = 'local_host'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.db_err(e))?;
+        Ok(done.is_some())
     }
 
     /// Adds a host.
@@ -321,19 +354,39 @@ mod tests {
     }
 
     #[test]
-    fn a_hosts_backend_is_stored_typed_and_a_stranger_is_refused() {
+    fn a_hosts_backend_is_stored_typed_and_a_stranger_makes_only_that_host_unusable() {
         let store = StateStore::open_in_memory().unwrap();
+        store.ensure_local_host().unwrap();
         store
             .add_host("p", BackendKind::Podman, None, &Default::default())
             .unwrap();
         assert_eq!(store.host("p").unwrap().backend, Some(BackendKind::Podman));
-        // A value no anvyl writes (a hand edit, a newer anvyl) is an error
-        // that names it, not a host of some default kind.
+        // A value no anvyl writes (a hand edit, a newer anvyl): that host
+        // says why it cannot be used — it is not a host of some default
+        // kind — and the registry stays readable.
         store
             .conn()
             .execute("UPDATE hosts SET backend = 'lxc' WHERE name = 'p'", [])
             .unwrap();
-        let err = store.host("p").unwrap_err().to_string();
-        assert!(err.contains("lxc"), "{err}");
+        let hosts = store.hosts().unwrap();
+        let p = hosts.iter().find(|h| h.name == "p").unwrap();
+        assert_eq!(p.backend, None);
+        assert!(p.unusable.as_deref().unwrap().contains("lxc"), "{p:?}");
+        let local = hosts.iter().find(|h| h.name == LOCAL_HOST).unwrap();
+        assert_eq!(local.unusable, None);
+    }
+
+    #[test]
+    fn a_registered_local_host_is_not_registered_under_a_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        assert!(store.ensure_local_host().unwrap());
+        // Another process holds the write lock (a long start, say).
+        let writer =
+            rusqlite::Connection::open(dir.path().join(super::super::DATABASE_FILE)).unwrap();
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // Before, this waited out the busy timeout and failed "locked".
+        assert!(!store.ensure_local_host().unwrap());
+        writer.execute_batch("ROLLBACK").unwrap();
     }
 }

@@ -1,10 +1,11 @@
 //! anvyl as a person sees it. In a pseudo-terminal (rexpect): the `[y/N]`
 //! prompt, where "n" is respected (exit 4, nothing removed) and "y" removes
-//! under a bar counting n/N per step, gone from the screen at the end (the
-//! screen is a snapshot); the live status line of a start; Ctrl-C during
-//! its build, after which nothing of that start remains. Piped: the start,
-//! stop and remove output, pinned by a snapshot (ids, names and timings
-//! filtered).
+//! under a bar counting n/N per step, gone from the screen at the end; the
+//! live status line of a start; Ctrl-C during its build, after which nothing
+//! of that start remains. Snapshots, one for all six engines (ids, names,
+//! paths and timings filtered), of what start, stop, remove and cleanup
+//! show — on a terminal (its final screen, through a terminal emulator)
+//! and piped.
 
 use std::time::Duration;
 
@@ -91,24 +92,7 @@ async fn a_terminal_gets_the_prompt_the_status_line_and_a_clean_ctrl_c() {
         !screen.contains("containers 1/1"),
         "a bar frame stayed: {screen}"
     );
-    let base = s.itest.base_image.clone();
-    let build_root = s.build_root().display().to_string();
-    insta::with_settings!({
-        filters => vec![
-            (build_root.as_str(), "[BUILD_ROOT]"),
-            (base.as_str(), "[BASE]"),
-            (r"tty-[0-9a-f]{12}", "tty-[ID]"),
-            (r"\b(Docker|Podman)\b", "[ENGINE]"),
-            (r"\d+\.\d+s", "[SECONDS]"),
-            // Other tests' dangling images, on Docker only.
-            (r"(?m)^Hint: .*\n?", ""),
-            // A terminal pads lines to its width.
-            (r" +\n", "\n"),
-        ],
-        prepend_module_to_snapshot => false,
-    }, {
-        insta::assert_snapshot!("cleanup_on_a_terminal", screen.trim_end());
-    });
+    assert_shown(&s, "cleanup_on_a_terminal", &screen);
 
     // A start shows its phase on a live line; Ctrl-C during the build
     // cleans that start up.
@@ -132,44 +116,96 @@ async fn a_terminal_gets_the_prompt_the_status_line_and_a_clean_ctrl_c() {
     assert_cleaned(&s, &slow, &run, 130).await;
 }
 
+/// Checks `shown` against snapshot `name`, with what differs between runs
+/// and engines filtered: one snapshot for every engine, since what a user
+/// reads must not differ.
+fn assert_shown(s: &Sandbox, name: &str, shown: &str) {
+    let mut settings = insta::Settings::clone_current();
+    let state_dir = s.state_dir.path().display().to_string();
+    let build_root = s.build_root().display().to_string();
+    // The longer path first: the build root is inside the state directory.
+    for (literal, replacement) in [
+        (build_root.as_str(), "[BUILD_ROOT]"),
+        (state_dir.as_str(), "[STATE]"),
+        (s.itest.base_image.as_str(), "[BASE]"),
+    ] {
+        settings.add_filter(&regex::escape(literal), replacement);
+    }
+    for (pattern, replacement) in [
+        (r"\b(shown|tty|swept)-[0-9a-f]{12}", "$1-[ID]"),
+        (r"\b[0-9a-f]{64}\b", "[CONTAINER]"),
+        (r"\b[0-9a-f]{12}\b", "[START]"),
+        (r"\b(Docker|Podman)\b", "[ENGINE]"),
+        (r"\d+\.\d+s", "[SECONDS]"),
+        // Other tests' dangling images, on Docker only.
+        (r"(?m)^Hint: .*\n?", ""),
+        // A terminal pads lines to its width.
+        (r" +\n", "\n"),
+    ] {
+        settings.add_filter(pattern, replacement);
+    }
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!(name, shown.trim_end()));
+}
+
+/// Runs each command of `steps`, piped or in a terminal, and returns what
+/// a user saw: the command line, then its output (a terminal's final
+/// screen).
+fn shown(s: &Sandbox, steps: &[Vec<&str>], terminal: bool) -> String {
+    let mut shown = String::new();
+    for args in steps {
+        let (code, output) = if terminal {
+            let mut p = in_terminal(s, args);
+            let rest = p.exp_eof().expect("anvyl ends");
+            (exit_code(&p), plain(&rest))
+        } else {
+            let run = s.anvyl(args);
+            (run.code, format!("{}{}", run.stdout, run.stderr))
+        };
+        assert_eq!(code, Some(0), "{args:?}: {output}");
+        shown.push_str(&format!(
+            "$ anvyl {}\n{}",
+            args.join(" "),
+            output.trim_end()
+        ));
+        shown.push('\n');
+    }
+    shown
+}
+
 #[tokio::test]
-async fn start_stop_and_remove_output_matches_its_snapshot() {
+async fn start_stop_and_remove_output_matches_its_snapshots() {
     let s = Sandbox::new().await;
     let base = s.itest.base_image.clone();
-    let agent = create(
-        &s,
-        &unique("shown"),
-        &["--image", &base, "--command", "sleep 600"],
-    );
-    let mut shown = String::new();
-    for args in [
-        vec!["agent", "start", agent.as_str()],
-        vec!["agent", "stop", agent.as_str()],
-        vec!["agent", "stop", agent.as_str()],
-        vec!["agent", "remove", agent.as_str(), "--yes"],
+    for (terminal, snapshot) in [
+        (false, "start_stop_remove"),
+        (true, "start_stop_remove_terminal"),
     ] {
-        let run = s.anvyl(&args);
-        assert_eq!(run.code, Some(0), "{args:?}: {run:?}");
-        shown.push_str(&format!(
-            "$ anvyl {}\n{}{}",
-            args.join(" "),
-            run.stdout,
-            run.stderr
-        ));
+        let agent = create(
+            &s,
+            &unique("shown"),
+            &["--image", &base, "--command", "sleep 600"],
+        );
+        let steps = [
+            vec!["agent", "start", agent.as_str()],
+            vec!["agent", "stop", agent.as_str()],
+            vec!["agent", "stop", agent.as_str()],
+            vec!["agent", "remove", agent.as_str(), "--yes"],
+        ];
+        assert_shown(&s, snapshot, &shown(&s, &steps, terminal));
     }
-    let state_dir = s.state_dir.path().display().to_string();
-    insta::with_settings!({
-        filters => vec![
-            (state_dir.as_str(), "[STATE]"),
-            (r"shown-[0-9a-f]{12}", "shown-[ID]"),
-            (r"\b[0-9a-f]{64}\b", "[CONTAINER]"),
-            (r"\b[0-9a-f]{12}\b", "[START]"),
-            (r"\b(Docker|Podman)\b", "[ENGINE]"),
-            (r"\d+\.\d+s", "[SECONDS]"),
-        ],
-        // One snapshot for every engine: what a user reads must not differ.
-        prepend_module_to_snapshot => false,
-    }, {
-        insta::assert_snapshot!("start_stop_remove", shown);
-    });
+}
+
+#[tokio::test]
+async fn a_piped_cleanup_matches_its_snapshot() {
+    let s = Sandbox::new().await;
+    let web = s.agent(&unique("swept"));
+    s.leftovers(&web).await;
+    s.build_dir(&web, "s1");
+    let steps = [
+        vec!["agent", "cleanup", web.as_str(), "--dry-run"],
+        vec!["agent", "cleanup", web.as_str(), "--yes"],
+        vec!["agent", "cleanup", web.as_str(), "--yes"],
+    ];
+    assert_shown(&s, "cleanup_piped", &shown(&s, &steps, false));
 }

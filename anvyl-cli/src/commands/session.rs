@@ -21,8 +21,10 @@ pub(crate) struct Session<'c> {
 
 impl<'c> Session<'c> {
     /// Opens the configuration's state store and build root, registering
-    /// the local host on first use. Callers check their arguments first:
-    /// bad input changes nothing, not even the store.
+    /// the local host on first use. Callers check what needs no store
+    /// first (names, ids, option syntax), so such bad input changes
+    /// nothing; an input only the store can judge (an unknown agent or
+    /// host) may leave a new, empty store behind.
     pub fn open(config: &'c Config) -> Result<Self, CliError> {
         let session = Self::reading(config)?;
         session.state.ensure_local_host()?;

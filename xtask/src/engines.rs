@@ -268,6 +268,9 @@ impl Engine {
         keep: bool,
         tls: bool,
     ) -> Result<Self> {
+        // After Ctrl-C or SIGTERM, no engine starts (the main thread goes on
+        // while the handler tears the others down).
+        teardown::ensure_running()?;
         let root = suite.prepare()?;
         if dir.exists() {
             // Leftovers of an interrupted run: clear them first.

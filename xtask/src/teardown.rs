@@ -21,6 +21,11 @@ pub type Undo = Box<dyn FnOnce() + Send>;
 #[derive(Clone)]
 pub struct Guard(Arc<Mutex<Option<Undo>>>);
 
+/// Held by whichever thread runs an undo: the signal handler takes it
+/// before it exits, so an undo the main thread is running (an engine's
+/// `Drop`) is finished, not cut off halfway.
+static UNDOING: Mutex<()> = Mutex::new(());
+
 impl Guard {
     /// Runs the undo now, unless it already ran. The slot stays locked while
     /// it runs: a signal arriving meanwhile waits for it to finish rather
@@ -28,6 +33,7 @@ impl Guard {
     pub fn undo(&self) {
         let Ok(mut slot) = self.0.lock() else { return };
         if let Some(undo) = slot.take() {
+            let _undoing = UNDOING.lock().unwrap_or_else(|p| p.into_inner());
             undo();
         }
     }
@@ -36,6 +42,12 @@ impl Guard {
 struct Registry {
     undos: Vec<Guard>,
     groups: Vec<u32>,
+    /// Set by the signal handler: from then on no test command starts.
+    /// The main thread goes on while the handler tears the engines down
+    /// (the failed test run returns, the next engine's tests would begin):
+    /// a group it started then would outlive xtask, testing an engine that
+    /// is gone — a CI run stopped by SIGTERM left one so.
+    interrupted: bool,
 }
 
 fn registry() -> &'static Mutex<Registry> {
@@ -48,17 +60,34 @@ fn registry() -> &'static Mutex<Registry> {
         Mutex::new(Registry {
             undos: Vec::new(),
             groups: Vec::new(),
+            interrupted: false,
         })
     })
 }
 
 /// Registers `undo` to run on a signal; the returned guard runs it otherwise.
+/// Once interrupted, the handler has taken its list: `undo` runs at once.
 pub fn register(undo: Undo) -> Guard {
     let guard = Guard(Arc::new(Mutex::new(Some(undo))));
-    if let Ok(mut registry) = registry().lock() {
-        registry.undos.push(guard.clone());
+    let late = match registry().lock() {
+        Ok(mut registry) if !registry.interrupted => {
+            registry.undos.push(guard.clone());
+            false
+        }
+        _ => true,
+    };
+    if late {
+        guard.undo();
     }
     guard
+}
+
+/// Fails once the run is interrupted: nothing new is started then.
+pub fn ensure_running() -> Result<()> {
+    match registry().lock() {
+        Ok(registry) if !registry.interrupted => Ok(()),
+        _ => anyhow::bail!("interrupted"),
+    }
 }
 
 /// Installs the handler before any work starts.
@@ -68,12 +97,8 @@ pub fn install() {
 
 fn on_signal() {
     eprintln!("xtask: interrupted: stopping the tests and the private engines");
-    let (groups, undos) = match registry().lock() {
-        Ok(mut registry) => (
-            std::mem::take(&mut registry.groups),
-            std::mem::take(&mut registry.undos),
-        ),
-        Err(_) => std::process::exit(130),
+    let Some((groups, undos)) = interrupt() else {
+        std::process::exit(130)
     };
     for group in groups {
         // SAFETY: kill(2) on a process group this process created.
@@ -84,21 +109,44 @@ fn on_signal() {
     for guard in undos.into_iter().rev() {
         guard.undo();
     }
+    // An undo the main thread began (an engine started after the signal,
+    // torn down at once) ends before the process does.
+    let _undoing = UNDOING.lock();
     std::process::exit(130);
 }
 
+/// Marks the run interrupted and takes what is to be stopped and undone.
+fn interrupt() -> Option<(Vec<u32>, Vec<Guard>)> {
+    let mut registry = registry().lock().ok()?;
+    registry.interrupted = true;
+    Some((
+        std::mem::take(&mut registry.groups),
+        std::mem::take(&mut registry.undos),
+    ))
+}
+
 /// Runs `cmd` to the end in its own process group (inheriting output), so
-/// that a signal to xtask reaches it through the handler above.
+/// that a signal to xtask reaches it through the handler above. Refused
+/// once the run is interrupted.
 pub fn run_group(cmd: &mut Command) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let mut child: Child = cmd
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    let pid = child.id();
-    if let Ok(mut registry) = registry().lock() {
-        registry.groups.push(pid);
-    }
+    let mut child: Child;
+    let pid = {
+        // Spawned and registered under the lock: the handler either sees
+        // this group or has already refused it.
+        let mut registry = registry()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("teardown registry poisoned"))?;
+        if registry.interrupted {
+            anyhow::bail!("interrupted: not running {cmd:?}");
+        }
+        child = cmd
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot run {cmd:?}"))?;
+        registry.groups.push(child.id());
+        child.id()
+    };
     let status: std::io::Result<ExitStatus> = child.wait();
     if let Ok(mut registry) = registry().lock() {
         registry.groups.retain(|g| *g != pid);
@@ -108,4 +156,26 @@ pub fn run_group(cmd: &mut Command) -> Result<()> {
         anyhow::bail!("{cmd:?} failed: {status}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_test_command_starts_once_interrupted() {
+        run_group(&mut Command::new("true")).expect("runs before");
+        let marker = tempfile::tempdir().unwrap();
+        let touched = marker.path().join("ran");
+        assert!(interrupt().is_some());
+        let refused = run_group(Command::new("touch").arg(&touched));
+        assert!(refused.unwrap_err().to_string().contains("interrupted"));
+        assert!(!touched.exists(), "the command ran after the interrupt");
+        // Nothing new starts, and what registers late is undone at once.
+        assert!(ensure_running().is_err());
+        let undone = Arc::new(Mutex::new(false));
+        let flag = undone.clone();
+        register(Box::new(move || *flag.lock().unwrap() = true));
+        assert!(*undone.lock().unwrap(), "a late engine was left running");
+    }
 }

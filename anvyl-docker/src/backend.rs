@@ -424,15 +424,25 @@ impl Backend for DockerBackend {
     }
 
     async fn list_images(&self, query: &Query) -> Result<Vec<ImageSummary>> {
+        // Labels are matched here, not by the engine: the containerd image
+        // store (Docker 29's default) evaluates a label filter tag by tag,
+        // reading each image's config — on Docker 28.5, 2.6 s for one image
+        // with 1000 tags, against 0.06 s for the whole unfiltered listing,
+        // which carries every image's labels anyway.
+        let by_name = Query {
+            labels: Labels::new(),
+            name: query.name.clone(),
+        };
         let options = ListImagesOptionsBuilder::default()
             .all(false)
-            .filters(&filters(query, "reference"))
+            .filters(&filters(&by_name, "reference"))
             .build();
         let listed = settled(|| self.client.list_images(Some(options.clone())))
             .await
             .map_err(self.err("list images", "images"))?;
         Ok(listed
             .into_iter()
+            .filter(|i| (query.labels.iter()).all(|(k, v)| i.labels.get(k) == Some(v)))
             .map(|i| ImageSummary {
                 id: normalise_image_id(&i.id),
                 tags: ImageTag::parse_listing(IMPLICIT_PREFIX, &i.repo_tags),

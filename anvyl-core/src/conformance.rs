@@ -149,6 +149,35 @@ fn labels_of(ours: &Ownership, agent: &AgentName) -> Labels {
     ours.stamp(&Labels::new(), agent, &StartId::random())
 }
 
+/// A backend's tag listing drops exactly its engine's `implicit` prefix
+/// and keeps another engine's (`foreign`) as part of a user's repository.
+/// A plain function, not a check against an engine: each backend crate's
+/// unit tests call it with its own prefix.
+pub fn check_implicit_prefix(implicit: &str, foreign: &str) {
+    let tags = crate::backend::ImageTag::parse_listing(
+        implicit,
+        &[
+            "<none>:<none>".to_string(),
+            format!("{implicit}anvyl-agent-web:v1"),
+            format!("{foreign}anvyl-agent-web:latest"),
+            "registry:5000/x".to_string(),
+        ],
+    );
+    let parsed: Vec<(&str, &str)> = (tags.iter())
+        .map(|t| (t.repository.as_str(), t.tag.as_str()))
+        .collect();
+    let foreign_repository = format!("{foreign}anvyl-agent-web");
+    assert_eq!(
+        parsed,
+        [
+            ("anvyl-agent-web", "v1"),
+            (foreign_repository.as_str(), "latest"),
+            ("registry:5000/x", "latest"),
+        ]
+    );
+    assert_eq!(tags[0].reference, format!("{implicit}anvyl-agent-web:v1"));
+}
+
 /// The engine answers ping, reports a version, and names itself the same
 /// way each time (agents are recorded with that identity).
 pub async fn check_ping_and_version(backend: &dyn Backend, _: &Fixture) {

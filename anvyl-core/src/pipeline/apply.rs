@@ -227,10 +227,18 @@ impl Cleanup<'_> {
             return skipped(&i.display, &i.agent, SkipReason::ChangedSinceThePlan(why));
         }
         match now {
-            Ok(now) if now.id == i.image_id => {}
-            Ok(_) => return skipped(&i.display, &i.agent, SkipReason::ReplacedAfterPlan),
+            Ok(now) if now.id != i.image_id => {
+                return skipped(&i.display, &i.agent, SkipReason::ReplacedAfterPlan)
+            }
+            Ok(now) if i.is_untagged() && !now.tags.is_empty() => {
+                return skipped(&i.display, &i.agent, tagged_since_the_plan(now))
+            }
+            Ok(_) => {}
             Err(e) if e.is_not_found() => return item(&i.display, &i.agent, Outcome::AlreadyGone),
             Err(e) => return failed(&i.display, &i.agent, e),
+        }
+        if i.is_untagged() {
+            return self.remove_untagged(i).await;
         }
         let result = self
             .with_conflict_retry(|| self.backend.remove_image(&i.reference))
@@ -261,6 +269,60 @@ impl Cleanup<'_> {
                 skipped(&i.display, &i.agent, SkipReason::InUse(message))
             }
             Err(e) => failed(&i.display, &i.agent, &e),
+        }
+    }
+
+    /// Removes an untagged image of a start that did not succeed. Engines
+    /// remove an image named by id together with its one tag, so a tag a
+    /// user adds between the re-check above and the removal would go with
+    /// it. Instead the image gets its start's own tag back and that tag is
+    /// removed: an engine deletes the image only when that was its last
+    /// tag, and otherwise merely untags it — the user's tag, added at any
+    /// moment, keeps the image. A crash in between leaves an image under a
+    /// tag anvyl gives, which the next cleanup removes.
+    async fn remove_untagged(&self, i: &PlannedImage) -> ItemReport {
+        let engine = crate::backend::engine_name(self.backend);
+        let Some(start) = &i.start else {
+            // Untagged images are claimed by their start label only.
+            return skipped(&i.display, &i.agent, SkipReason::NoLongerOwned);
+        };
+        let handle = i.agent.start_tag(start);
+        // The start's tag may name another image of that start (a build
+        // retried after the engine's race): moving it would strand that one.
+        match self.backend.inspect_image(&handle).await {
+            Ok(other) if other.id != i.image_id => {
+                let why = format!("its start's tag {handle} names another image");
+                return skipped(&i.display, &i.agent, SkipReason::ChangedSinceThePlan(why));
+            }
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {
+                if let Err(e) = self.backend.tag_image(&i.image_id, &handle).await {
+                    return match e.is_not_found() {
+                        true => item(&i.display, &i.agent, Outcome::AlreadyGone),
+                        false => failed(&i.display, &i.agent, &e),
+                    };
+                }
+            }
+            Err(e) => return failed(&i.display, &i.agent, &e),
+        }
+        let removed = self
+            .with_conflict_retry(|| self.backend.remove_image(&handle))
+            .await;
+        // What counts is what is left of the image now.
+        match (removed, self.backend.inspect_image(&i.image_id).await) {
+            (_, Err(e)) if e.is_not_found() => {
+                tracing::info!("Removed {engine} image: {}", i.display);
+                item(&i.display, &i.agent, Outcome::Removed)
+            }
+            (Ok(()), Ok(now)) if !now.tags.is_empty() => {
+                skipped(&i.display, &i.agent, tagged_since_the_plan(&now))
+            }
+            (Err(BackendError::Conflict { message, .. }), _) => {
+                tracing::warn!("Kept {engine} image {}: in use: {message}", i.display);
+                skipped(&i.display, &i.agent, SkipReason::InUse(message))
+            }
+            (Err(e), _) | (Ok(()), Err(e)) => failed(&i.display, &i.agent, &e),
+            (Ok(()), Ok(_)) => failed(&i.display, &i.agent, &"the engine kept the image"),
         }
     }
 
@@ -374,6 +436,12 @@ fn changed(live: &Live, agent: &AgentName, start: Option<&StartId>) -> Option<St
             .contains(agent)
             .then(|| format!("agent '{agent}' has a live start")),
     }
+}
+
+/// An untagged image someone tagged after the plan is theirs to keep.
+fn tagged_since_the_plan(image: &crate::backend::ImageSummary) -> SkipReason {
+    let tags: Vec<String> = image.tags.iter().map(ToString::to_string).collect();
+    SkipReason::ChangedSinceThePlan(format!("tagged {} since the plan", tags.join(", ")))
 }
 
 fn item(target: &str, agent: &AgentName, outcome: Outcome) -> ItemReport {

@@ -145,6 +145,13 @@ pub struct PlannedImage {
     pub claim: Claim,
 }
 
+impl PlannedImage {
+    /// Whether the plan found the image untagged (its reference is its id).
+    pub fn is_untagged(&self) -> bool {
+        self.reference == self.image_id
+    }
+}
+
 /// A build directory the plan will remove.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedDir {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::OtherInstance;
 use super::*;
-use crate::backend::{ContainerSpec, ContainerState, Labels};
+use crate::backend::{ContainerSpec, ContainerState, ImageTag, Labels};
 use crate::build_root::BuildRoot;
 use crate::conformance::{self, Fixture};
 use crate::ids::InstanceId;
@@ -956,4 +956,88 @@ async fn an_agent_registered_on_another_engine_of_the_same_kind_is_not_judged_he
     // A record from before engines had ids names the kind only.
     assert!(crate::backend::same_engine("Memory", &identity));
     assert!(!crate::backend::same_engine("Docker", &identity));
+}
+
+/// An untagged image of an interrupted start of `web`, as a build that
+/// finished after its start was gone leaves it.
+async fn untagged_leftover(w: &World, web: &AgentName) -> String {
+    let broke = StartId::random();
+    w.state
+        .begin_start(web, &broke, std::path::Path::new("/b/web.b"))
+        .unwrap();
+    w.state.end_start(&broke, "interrupted").unwrap();
+    w.state
+        .force_status(web, AgentStatus::Stopped, None, None)
+        .unwrap();
+    w.engine
+        .seed_image(&[], w.ours().stamp(&Labels::new(), web, &broke))
+}
+
+fn skipped_as_changed(report: &Report) -> Vec<String> {
+    (report.items())
+        .filter(|(step, _)| *step == Step::Images)
+        .filter_map(|(_, i)| match &i.outcome {
+            Outcome::Skipped {
+                reason: SkipReason::ChangedSinceThePlan(why),
+            } => Some(why.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_untagged_image_tagged_while_the_prompt_waits_is_kept() {
+    let w = World::new();
+    let web = w.agent("web");
+    let image = untagged_leftover(&w, &web).await;
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert_eq!(plan.images.len(), 1, "{plan:?}");
+
+    // The user answers the [y/N] prompt only after tagging the image.
+    w.engine.tag_image(&image, "keep:mine").await.unwrap();
+    let report = cleanup.apply(&plan).await;
+
+    let kept = w.engine.inspect_image("keep:mine").await.unwrap();
+    assert_eq!(kept.id, image);
+    assert_eq!(kept.tags, vec![ImageTag::parse("keep:mine")]);
+    assert_eq!(
+        skipped_as_changed(&report),
+        vec!["tagged keep:mine since the plan".to_string()],
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_untagged_image_tagged_during_its_removal_keeps_the_tag() {
+    let w = World::new();
+    let web = w.agent("web");
+    let image = untagged_leftover(&w, &web).await;
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    // The tag lands after the re-check, while the removal is on its way to
+    // the engine: a removal by id would take it with the image.
+    let gate = crate::memory::Gate::new();
+    w.engine
+        .inject(Op::RemoveImage, None, Fault::Gate(gate.clone()), Some(1));
+    let apply = cleanup.apply(&plan);
+    let user = async {
+        gate.reached().await;
+        w.engine.tag_image(&image, "keep:mine").await.unwrap();
+        gate.open();
+    };
+    let (report, ()) = tokio::join!(apply, user);
+
+    let kept = w.engine.inspect_image("keep:mine").await.unwrap();
+    assert_eq!(kept.id, image, "{report:?}");
+    assert_eq!(kept.tags, vec![ImageTag::parse("keep:mine")]);
+    assert_eq!(skipped_as_changed(&report).len(), 1, "{report:?}");
+
+    // Untouched, the same leftover is removed, tag and image.
+    let again = untagged_leftover(&w, &web).await;
+    let report = cleanup
+        .apply(&cleanup.plan(Scope::All).await.unwrap())
+        .await;
+    assert!(w.engine.inspect_image(&again).await.is_err(), "{report:?}");
+    assert_eq!(report.count(|o| *o == Outcome::Removed), 1, "{report:?}");
 }

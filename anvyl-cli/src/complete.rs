@@ -7,7 +7,6 @@
 
 use std::ffi::OsStr;
 
-use anvyl_core::state::DATABASE_FILE;
 use anvyl_core::StateStore;
 use clap::Parser;
 use clap_complete::CompletionCandidate;
@@ -50,8 +49,6 @@ fn names(
 fn existing_store() -> Option<StateStore> {
     let cli = Cli::try_parse_from(["anvyl", "agent", "list"]).ok()?;
     let dir = Config::load(&cli).ok()?.state_dir().ok()?;
-    if !dir.join(DATABASE_FILE).is_file() {
-        return None;
-    }
-    StateStore::open(&dir).ok()
+    // Pressing Tab must not create, migrate or lock a store.
+    StateStore::open_current(&dir).ok().flatten()
 }

@@ -179,3 +179,26 @@ fn agent_and_host_names_complete_from_the_store_and_completing_creates_nothing()
         ["local"]
     );
 }
+
+#[test]
+fn completing_never_writes_a_store_that_is_empty_or_needs_migrating() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let database = state.join(anvyl_core::state::DATABASE_FILE);
+    // An empty file, then an older anvyl's header (schema version 1): a
+    // real SQLite page whose user_version (bytes 60..64) is below ours.
+    let mut old = vec![0u8; 4096];
+    old[..16].copy_from_slice(b"SQLite format 3\0");
+    old[16..18].copy_from_slice(&4096u16.to_be_bytes());
+    old[60..64].copy_from_slice(&1i32.to_be_bytes());
+    for contents in [Vec::new(), old] {
+        std::fs::write(&database, &contents).unwrap();
+        let offered = complete(&state, &["agent", "stop", ""]);
+        assert!(offered.iter().all(|o| o.starts_with('-')), "{offered:?}");
+        let now = std::fs::read(&database).unwrap();
+        assert!(now == contents, "completing wrote to the store");
+        let files: Vec<_> = std::fs::read_dir(&state).unwrap().collect();
+        assert_eq!(files.len(), 1, "completing wrote beside the store: {files:?}");
+    }
+}

@@ -253,33 +253,11 @@ where
         .await
 }
 
-/// Which engine `backend` is, as recorded with a registered agent: its kind
-/// and its own id (`Docker 3F2A:…`). Not the endpoint: one engine answers
-/// at many spellings of its socket (a symlink, a proxy), and a host's
-/// endpoint may reach another engine tomorrow (a relative path, a Docker
-/// context pointed elsewhere) — judged by that one, a running agent's
-/// container would look gone.
-pub async fn engine_identity(backend: &dyn Backend) -> Result<String> {
-    let id = backend.engine_id().await?;
-    Ok(format!("{} {id}", engine_name(backend)))
-}
-
 /// The product name of `backend`'s engine, for messages and identities;
 /// anvyl's own stand-ins (the in-memory engine, [`crate::no_engine::NoEngine`]) are
 /// `Memory`.
 pub fn engine_name(backend: &dyn Backend) -> &'static str {
     backend.kind().map_or("Memory", BackendKind::engine_name)
-}
-
-/// Whether an agent registered on `recorded` may be judged by `current`
-/// (both from [`engine_identity`]). Records made before engines were asked
-/// for their id name the kind alone, and are compared by kind.
-pub fn same_engine(recorded: &str, current: &str) -> bool {
-    if recorded.contains(' ') {
-        recorded == current
-    } else {
-        current.split(' ').next() == Some(recorded)
-    }
 }
 
 /// The innermost message of an error chain — "Connection refused", not
@@ -448,9 +426,19 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Engine and API versions.
     async fn version(&self) -> Result<EngineInfo>;
 
-    /// What tells this engine from every other one of its kind: Docker's
-    /// daemon ID, Podman's host name and storage root.
-    async fn engine_id(&self) -> Result<String>;
+    /// What the engine said of itself before anvyl marked engines (Docker's
+    /// daemon ID, Podman's host name and storage root): only to judge
+    /// agents recorded that way (see [`crate::identity`]).
+    async fn legacy_engine_id(&self) -> Result<String>;
+
+    /// The labels of the volume `name`; [`BackendError::NotFound`] when
+    /// there is none.
+    async fn volume_labels(&self, name: &str) -> Result<Labels>;
+
+    /// Creates the volume `name` with `labels`. One that exists already is
+    /// a [`BackendError::Conflict`], or — as Docker answers — success
+    /// without a change.
+    async fn create_volume(&self, name: &str, labels: &Labels) -> Result<()>;
 
     /// All containers (running or not) that match `query`.
     async fn list_containers(&self, query: &Query) -> Result<Vec<ContainerSummary>>;

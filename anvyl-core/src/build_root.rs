@@ -64,7 +64,7 @@ pub struct FoundDir {
 }
 
 /// What removing a build directory found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removal {
     /// Removed now.
     Removed,
@@ -72,6 +72,9 @@ pub enum Removal {
     Gone,
     /// Something else than a directory stands there (a link, a file): left.
     NotADirectory,
+    /// A mount lies at or below it (this path): everything else was
+    /// removed, the mounted files and the directories leading to them stay.
+    HoldsAMount(PathBuf),
 }
 
 /// The build root of a state directory.
@@ -226,13 +229,95 @@ impl BuildRoot {
             Ok(meta) if !meta.is_dir() || meta.is_symlink() => return Ok(Removal::NotADirectory),
             Ok(_) => {}
         }
-        // cap-std removes links inside the tree without following them.
-        match root.remove_dir_all(name) {
-            Ok(()) => Ok(Removal::Removed),
+        // The tree is walked relative to handles, links are removed, never
+        // followed, and the walk stops at any other mount, as `rm -r
+        // --one-file-system` does: a bind mount below a build directory is
+        // someone's data, not the build's.
+        let here = Filesystem::of(&root).map_err(self.io(self.path()))?;
+        match remove_tree(&root, name, &path, &here) {
+            Ok(None) => Ok(Removal::Removed),
+            Ok(Some(mount)) => Ok(Removal::HoldsAMount(mount)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Gone),
             Err(e) => Err(self.io(path)(e)),
         }
     }
+}
+
+/// Which mount a directory is on: its device and, where the kernel says
+/// (Linux 5.8 and later), its mount id — a bind mount of a directory of the
+/// same filesystem has the same device but its own mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Filesystem {
+    dev: u64,
+    mount: Option<u64>,
+}
+
+impl Filesystem {
+    fn of(dir: &Dir) -> io::Result<Self> {
+        use cap_std::fs::MetadataExt;
+        let dev = dir.dir_metadata()?.dev();
+        let mount = rustix::fs::statx(
+            dir,
+            "",
+            rustix::fs::AtFlags::EMPTY_PATH,
+            rustix::fs::StatxFlags::MNT_ID,
+        )
+        .ok()
+        .filter(|s| {
+            rustix::fs::StatxFlags::from_bits_retain(s.stx_mask)
+                .contains(rustix::fs::StatxFlags::MNT_ID)
+        })
+        .map(|s| s.stx_mnt_id);
+        Ok(Self { dev, mount })
+    }
+
+    fn holds(&self, other: &Self) -> bool {
+        self.dev == other.dev
+            && (self.mount.is_none() || other.mount.is_none() || self.mount == other.mount)
+    }
+}
+
+/// Removes the directory `name` below `parent` and everything in it that
+/// is on `fs`. Returns the first mount found (at `path` or below), which
+/// stays together with the directories leading to it.
+fn remove_tree(
+    parent: &Dir,
+    name: &str,
+    path: &Path,
+    fs: &Filesystem,
+) -> io::Result<Option<PathBuf>> {
+    let dir = parent.open_dir_nofollow(name)?;
+    if !fs.holds(&Filesystem::of(&dir)?) {
+        return Ok(Some(path.to_path_buf()));
+    }
+    let mut mount = None;
+    for entry in dir.entries()? {
+        let entry = entry?;
+        let child = entry.file_name();
+        let child_path = path.join(&child);
+        let is_dir = entry
+            .file_type()
+            .is_ok_and(|t| t.is_dir() && !t.is_symlink());
+        let found = if is_dir {
+            remove_tree(&dir, &child.to_string_lossy(), &child_path, fs)?
+        } else {
+            match dir.remove_file(&child) {
+                Ok(()) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                // A file bind-mounted over one of the build's.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                    Some(child_path)
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        mount = mount.or(found);
+    }
+    if mount.is_none() {
+        drop(dir);
+        parent.remove_dir(name)?;
+    }
+    Ok(mount)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::backend::{
     Backend, BackendError, BuildSpec, ContainerSpec, ContainerState, Labels, Query,
 };
 use crate::build_root::BuildRoot;
+use crate::identity::{EngineIdentity, LABEL_ENGINE, MARKER_VOLUME};
 use crate::ids::{InstanceId, StartId};
 use crate::name::AgentName;
 use crate::ownership::Ownership;
@@ -179,14 +180,46 @@ pub fn check_implicit_prefix(implicit: &str, foreign: &str) {
 }
 
 /// The engine answers ping, reports a version, and names itself the same
-/// way each time (agents are recorded with that identity).
+/// way each time (agents are recorded with that identity): the marker
+/// volume holds its labels, and a second create of it changes nothing.
 pub async fn check_ping_and_version(backend: &dyn Backend, _: &Fixture) {
     backend.ping().await.expect("ping");
     let info = backend.version().await.expect("version");
     assert!(!info.version.is_empty(), "engine version is empty");
-    let id = backend.engine_id().await.expect("engine id");
+    let id = backend.legacy_engine_id().await.expect("engine id");
     assert!(!id.trim().is_empty(), "engine id is empty");
-    assert_eq!(backend.engine_id().await.expect("engine id"), id);
+    let identity = EngineIdentity::of(backend);
+    let marked = identity.current().await.expect("identity").to_string();
+    assert_eq!(EngineIdentity::of(backend).current().await.unwrap(), marked);
+    assert!(identity.is(&marked).await.unwrap());
+    let other = Labels::from([(LABEL_ENGINE.to_string(), "someone-else".to_string())]);
+    match backend.create_volume(MARKER_VOLUME, &other).await {
+        Ok(()) => {}
+        Err(e) => assert!(e.is_conflict(), "a second create: {e}"),
+    }
+    assert_eq!(EngineIdentity::of(backend).current().await.unwrap(), marked);
+    let missing = format!("anvyl-no-such-volume-{}", StartId::random());
+    let err = backend.volume_labels(&missing).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}
+
+/// Two engines of one kind on one machine — whatever they say of
+/// themselves (every Docker 20.10 daemon of a machine reports one daemon
+/// ID) — have two identities, and neither judges what the other runs.
+pub async fn check_two_engines_are_told_apart(one: &dyn Backend, other: &dyn Backend) {
+    let on_one = EngineIdentity::of(one)
+        .current()
+        .await
+        .expect("identity")
+        .to_string();
+    let on_other = EngineIdentity::of(other)
+        .current()
+        .await
+        .expect("identity")
+        .to_string();
+    assert_ne!(on_one, on_other);
+    assert!(!EngineIdentity::of(other).is(&on_one).await.unwrap());
+    assert!(!EngineIdentity::of(one).is(&on_other).await.unwrap());
 }
 
 /// Labels and the exact name survive create and inspect.

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod build_root;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod identity;
 pub mod ids;
 pub mod lifecycle;
 #[cfg(any(test, feature = "memory"))]

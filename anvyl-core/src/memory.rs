@@ -38,6 +38,8 @@ pub enum Op {
     InspectImage,
     /// [`Backend::remove_image`].
     RemoveImage,
+    /// [`Backend::volume_labels`] and [`Backend::create_volume`].
+    Volume,
 }
 
 /// What an injected fault does.
@@ -121,6 +123,7 @@ struct Engine {
     next_id: u64,
     containers: BTreeMap<String, ContainerSummary>,
     images: BTreeMap<String, ImageSummary>,
+    volumes: BTreeMap<String, Labels>,
     hooks: Vec<Hook>,
     calls: Vec<(Op, String)>,
 }
@@ -163,7 +166,7 @@ impl Engine {
 #[derive(Debug)]
 pub struct MemoryBackend {
     engine: Mutex<Engine>,
-    /// Tells two in-memory engines apart, as a daemon ID does.
+    /// What the engine says of itself (see [`Backend::legacy_engine_id`]).
     id: String,
 }
 
@@ -184,6 +187,15 @@ impl MemoryBackend {
     /// An empty engine.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty engine that names itself `id`, as every Docker 20.10
+    /// daemon of one machine names itself the same.
+    pub fn with_legacy_id(id: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            ..Self::default()
+        }
     }
 
     fn engine(&self) -> MutexGuard<'_, Engine> {
@@ -340,9 +352,28 @@ impl Backend for MemoryBackend {
         })
     }
 
-    async fn engine_id(&self) -> Result<String> {
+    async fn legacy_engine_id(&self) -> Result<String> {
         self.enter(Op::Ping, "").await?;
         Ok(self.id.clone())
+    }
+
+    async fn volume_labels(&self, name: &str) -> Result<Labels> {
+        self.enter(Op::Volume, name).await?;
+        (self.engine().volumes.get(name).cloned())
+            .ok_or_else(|| not_found(&format!("volume {name}")))
+    }
+
+    async fn create_volume(&self, name: &str, labels: &Labels) -> Result<()> {
+        self.enter(Op::Volume, name).await?;
+        let mut engine = self.engine();
+        if engine.volumes.contains_key(name) {
+            return Err(BackendError::Conflict {
+                what: format!("volume {name}"),
+                message: "volume already exists".into(),
+            });
+        }
+        engine.volumes.insert(name.to_string(), labels.clone());
+        Ok(())
     }
 
     async fn list_containers(&self, query: &Query) -> Result<Vec<ContainerSummary>> {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::backend::{
     Backend, BackendError, BackendKind, BuildOutput, BuildProgress, BuildSpec, ContainerSpec,
-    ContainerSummary, EngineInfo, ImageSummary, LogSink, Query, Result,
+    ContainerSummary, EngineInfo, ImageSummary, Labels, LogSink, Query, Result,
 };
 
 /// An engine that holds nothing and accepts nothing.
@@ -46,8 +46,16 @@ impl Backend for NoEngine {
         Err(refused("version"))
     }
 
-    async fn engine_id(&self) -> Result<String> {
+    async fn legacy_engine_id(&self) -> Result<String> {
         Err(refused("engine id"))
+    }
+
+    async fn volume_labels(&self, name: &str) -> Result<Labels> {
+        Err(missing(name))
+    }
+
+    async fn create_volume(&self, _: &str, _: &Labels) -> Result<()> {
+        Err(refused("create volume"))
     }
 
     async fn list_containers(&self, _: &Query) -> Result<Vec<ContainerSummary>> {

@@ -272,9 +272,9 @@ impl Backend for DockerBackend {
         })
     }
 
-    async fn engine_id(&self) -> Result<String> {
-        // The daemon ID, made once per data root: another dockerd, even at
-        // the same socket path tomorrow, has another.
+    async fn legacy_engine_id(&self) -> Result<String> {
+        // The daemon ID: per data root on Docker 23 and later, but from
+        // /etc/docker/key.json — one per machine — on Docker 20.10.
         let info = self
             .client
             .info()
@@ -288,6 +288,30 @@ impl Backend for DockerBackend {
                 message: "the engine reports no ID".into(),
             }),
         }
+    }
+
+    async fn volume_labels(&self, name: &str) -> Result<Labels> {
+        let volume = self
+            .client
+            .inspect_volume(name)
+            .await
+            .map_err(self.err("inspect volume", &format!("volume {name}")))?;
+        Ok(volume.labels.into_iter().collect())
+    }
+
+    async fn create_volume(&self, name: &str, labels: &Labels) -> Result<()> {
+        // Docker answers a create of an existing name with that volume,
+        // unchanged: the caller reads the labels back.
+        let request = bollard::models::VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.client
+            .create_volume(request)
+            .await
+            .map(drop)
+            .map_err(self.err("create volume", &format!("volume {name}")))
     }
 
     async fn list_containers(&self, query: &Query) -> Result<Vec<ContainerSummary>> {

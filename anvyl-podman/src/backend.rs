@@ -20,6 +20,7 @@ use podman_api::models::{Namespace, PosixRlimit};
 use podman_api::opts::{
     ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter, ContainerListOpts,
     ContainerLogsOpts, ImageBuildOpts, ImageListFilter, ImageListOpts, ImageTagOpts, NetworkMode,
+    VolumeCreateOpts,
 };
 use podman_api::Podman;
 
@@ -253,9 +254,9 @@ impl Backend for PodmanBackend {
         })
     }
 
-    async fn engine_id(&self) -> Result<String> {
-        // Podman has no daemon ID: its machine and its storage root name
-        // the containers it holds.
+    async fn legacy_engine_id(&self) -> Result<String> {
+        // Podman has no daemon ID: its machine and its storage root, which
+        // machines cloned from one image share.
         let info = self.call("info", "engine", self.client.info()).await?;
         let host = info.host.and_then(|h| h.hostname).unwrap_or_default();
         let root = info.store.and_then(|s| s.graph_root).unwrap_or_default();
@@ -267,6 +268,39 @@ impl Backend for PodmanBackend {
             });
         }
         Ok(format!("{host}:{root}"))
+    }
+
+    async fn volume_labels(&self, name: &str) -> Result<Labels> {
+        let what = format!("volume {name}");
+        let volumes = self.client.volumes();
+        let volume = volumes.get(name);
+        let found = self
+            .read("inspect volume", &what, || volume.inspect())
+            .await?;
+        Ok(found.labels.into_iter().collect())
+    }
+
+    async fn create_volume(&self, name: &str, labels: &Labels) -> Result<()> {
+        let opts = VolumeCreateOpts::builder()
+            .name(name)
+            .labels(labels.clone())
+            .build();
+        let what = format!("volume {name}");
+        match self
+            .call("create volume", &what, self.client.volumes().create(&opts))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Podman 4.3 answers an existing name with a 500, not a 409:
+            // a refused create of a volume that exists now is the conflict.
+            Err(e) if !e.is_unreachable() && self.volume_labels(name).await.is_ok() => {
+                Err(BackendError::Conflict {
+                    what,
+                    message: e.to_string(),
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn list_containers(&self, query: &Query) -> Result<Vec<ContainerSummary>> {

@@ -747,3 +747,71 @@ fn an_ssh_host_is_reached_through_openssh_and_its_tunnel_ends_with_the_command()
     assert_eq!(row["reachable"], false, "{row}");
     a.ok(&["agent", "remove", &name, "--yes"]);
 }
+
+#[test]
+fn two_dockerds_of_one_machine_are_two_engines() {
+    // Docker 20.10's daemon ID comes from /etc/docker/key.json, which both
+    // dockerds here share: only anvyl's marker tells them apart.
+    let (local, far) = (
+        engine("ANVYL_ITEST_DOCKER_HOST", "docker"),
+        engine("ANVYL_ITEST_DOCKER2_HOST", "docker"),
+    );
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (one, other) = (local.connect().await, far.connect().await);
+        let said = (
+            one.legacy_engine_id().await.unwrap(),
+            other.legacy_engine_id().await.unwrap(),
+        );
+        println!(
+            "two dockerds: their own IDs are {}",
+            if said.0 == said.1 {
+                "the same"
+            } else {
+                "different"
+            }
+        );
+        anvyl_core::conformance::check_two_engines_are_told_apart(one.as_ref(), other.as_ref())
+            .await;
+    });
+
+    // An agent runs on `local`; then `local` is pointed at the other
+    // dockerd, and everything judged there must leave it alone.
+    let a = Installation::new("");
+    let web = format!("web-{}", std::process::id());
+    a.started(&web, "local");
+    let config = std::fs::read_to_string(&a.config).unwrap();
+    let moved = config.replace(
+        &required("ANVYL_ITEST_DOCKER_HOST"),
+        &required("ANVYL_ITEST_DOCKER2_HOST"),
+    );
+    std::fs::write(&a.config, &moved).unwrap();
+    let cleanup = a.anvyl(&["agent", "cleanup", "--yes"]);
+    assert!(cleanup.status.success(), "{}", text(&cleanup));
+    assert!(
+        !text(&cleanup).contains("Reset agent"),
+        "{}",
+        text(&cleanup)
+    );
+    assert_eq!(a.status(&web), "running");
+    let stop = a.anvyl(&["agent", "stop", &web]);
+    assert!(!stop.status.success(), "{}", text(&stop));
+    assert_eq!(a.status(&web), "running");
+
+    // Back on its own engine: still running, and a cleanup there keeps it.
+    std::fs::write(&a.config, &config).unwrap();
+    a.ok(&["agent", "cleanup", "--yes"]);
+    assert_eq!(a.status(&web), "running");
+    let running = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let backend = local.connect().await;
+        backend
+            .inspect_container(&format!("anvyl-agent-{web}"))
+            .await
+            .map(|c| c.state)
+    });
+    assert_eq!(
+        running.ok(),
+        Some(anvyl_core::ContainerState::Running),
+        "its container on the first dockerd"
+    );
+    a.ok(&["agent", "remove", &web, "--force", "--yes"]);
+}

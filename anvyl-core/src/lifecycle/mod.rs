@@ -34,7 +34,8 @@ pub use stop::{Removed, Stopped};
 pub trait Connector: Send + Sync {
     /// A client of the engine behind `host`. Making it may send nothing
     /// (Podman's client connects lazily); the first request, or
-    /// `engine_identity`, is what proves the engine answers.
+    /// asking its identity ([`crate::identity`]), is what proves the engine
+    /// answers.
     async fn connect(&self, host: &HostRecord) -> Result<DynBackend, BackendError>;
 }
 
@@ -334,7 +335,9 @@ impl<'a> Lifecycle<'a> {
             .map_err(|e| StartCause::Other(e.to_string()))?;
         let host = match own {
             Some(name) => hosts.into_iter().find(|h| h.name == name && h.enabled),
-            None => hosts.into_iter().find(|h| h.enabled),
+            // A host that cannot be used is no candidate for an agent of
+            // its own choosing.
+            None => (hosts.into_iter()).find(|h| h.enabled && h.unusable.is_none()),
         };
         host.ok_or(StartCause::NoHost)
     }

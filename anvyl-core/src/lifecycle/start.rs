@@ -14,7 +14,7 @@ use super::{Lifecycle, StartCause, StartError};
 use crate::backend::{
     Backend, BuildProgress, BuildSpec, ContainerSpec, ContainerState, DynBackend, Labels,
 };
-use crate::build_root::BuildRoot;
+use crate::build_root::{BuildRoot, Removal};
 use crate::ids::StartId;
 use crate::name::AgentName;
 use crate::no_engine::NoEngine;
@@ -162,12 +162,20 @@ impl Lifecycle<'_> {
         // Who the engine is, asked before anything is made there: it is
         // recorded with the agent, and an engine that does not answer fails
         // the start while nothing exists yet.
-        let identity = crate::backend::engine_identity(backend.as_ref())
+        let identity = crate::identity::EngineIdentity::of(backend.as_ref());
+        let identity = identity
+            .current()
             .await
             .map_err(|source| StartCause::Host {
                 host: host.name.clone(),
                 source,
-            })?;
+            })?
+            .to_string();
+        // The start's own record says where it went, whatever the agent's
+        // registration says of an earlier run.
+        self.state
+            .record_start_engine(start, &identity)
+            .map_err(|e| other(&e))?;
         *engine = Some(backend.clone());
         self.phase(super::Phase::Building);
         // 4. The build directory of this start, the Dockerfile, the image —
@@ -376,6 +384,10 @@ impl Lifecycle<'_> {
     /// The build directory of a start that succeeded: it served its purpose.
     fn remove_build_dir(&self, name: &AgentName, start: &StartId) {
         match self.build_root.remove(&BuildRoot::dir_name(name, start)) {
+            Ok(Removal::HoldsAMount(mount)) => tracing::warn!(
+                "Kept the build directory of start {start}: {} is a mount point",
+                mount.display()
+            ),
             Ok(_) => tracing::debug!("Removed the build directory of start {start}"),
             Err(e) => tracing::warn!("cannot remove the build directory of start {start}: {e}"),
         }

@@ -227,16 +227,17 @@ impl Lifecycle<'_> {
         let backend = self.connector.connect(&host).await?;
         // Judged by another engine, a running agent's container would look
         // gone: stop would reset it, remove would forget it, while it runs.
-        // A stopped agent's leftovers carry its labels wherever they are.
-        let live = matches!(agent.status, AgentStatus::Running | AgentStatus::Starting);
-        if let Some(recorded) = agent.engine.as_ref().filter(|_| live) {
-            let current = crate::backend::engine_identity(backend.as_ref()).await?;
-            if !crate::backend::same_engine(recorded, &current) {
+        // A stopped agent's leftovers carry its labels wherever they are,
+        // and so do a crashed start's (a live one was refused before).
+        let running = agent.status == AgentStatus::Running;
+        if let Some(recorded) = agent.engine.as_ref().filter(|_| running) {
+            let engine = crate::identity::EngineIdentity::of(backend.as_ref());
+            if !engine.is(recorded).await? {
                 return Err(LifecycleError::OtherEngine {
                     agent: agent.name.clone(),
                     host: host.name,
                     recorded: recorded.clone(),
-                    current,
+                    current: engine.current().await?.to_string(),
                 });
             }
         }

@@ -543,3 +543,79 @@ fn an_engine_error_is_not_prefixed_with_its_own_operation_again() {
         "{missing}"
     );
 }
+
+/// A start of `web` on this engine that was killed after it made its
+/// container, while the agent's row still names the engine of an earlier
+/// run (the configuration pointed `local` elsewhere then).
+async fn crashed_after_moving(w: &World, web: &AgentName) -> crate::ids::StartId {
+    let start = crate::ids::StartId::random();
+    let dir = w.build_root().make_dir(web, &start, &[]).unwrap();
+    w.state.begin_start_as(web, &start, &dir, 0).unwrap();
+    w.state
+        .conn()
+        .execute(
+            "UPDATE agents SET engine = 'Docker id:0123456789abcdef'",
+            [],
+        )
+        .unwrap();
+    let here = crate::identity::EngineIdentity::of(w.engine.as_ref());
+    let here = here.current().await.unwrap().to_string();
+    w.state.record_start_engine(&start, &here).unwrap();
+    let labels =
+        crate::Ownership::new(w.state.instance_id().clone()).stamp(&Labels::new(), web, &start);
+    w.engine
+        .seed_image(&[&web.start_tag(&start)], labels.clone());
+    let spec = crate::backend::ContainerSpec {
+        name: web.resource_name(),
+        image: web.start_tag(&start),
+        labels,
+        ..Default::default()
+    };
+    w.engine.create_container(&spec).await.unwrap();
+    start
+}
+
+#[tokio::test]
+async fn a_crashed_start_on_a_new_engine_is_cleaned_and_reset_there() {
+    let w = World::new();
+    let web = w.good("web");
+    let start = crashed_after_moving(&w, &web).await;
+    assert_eq!(
+        w.state.starts().unwrap()[0].engine.as_deref(),
+        Some(
+            crate::identity::EngineIdentity::of(w.engine.as_ref())
+                .current()
+                .await
+                .unwrap()
+        )
+    );
+
+    let cleanup = crate::pipeline::Cleanup::new(
+        w.engine.as_ref(),
+        &w.state,
+        w.build_root(),
+        crate::pipeline::CleanupSettings::default(),
+    );
+    let report = cleanup
+        .apply(&cleanup.plan(crate::pipeline::Scope::All).await.unwrap())
+        .await;
+    assert_eq!(report.remaining_owned(), 0, "{report:?}");
+    assert_eq!(w.remains(&web).await, 0, "{report:?}");
+    assert_eq!(w.build_dirs(), 0);
+    let agent = w.state.agent(&web).unwrap();
+    assert_eq!(
+        (agent.status, agent.current_start),
+        (AgentStatus::Stopped, Some(start))
+    );
+    w.start(&web).await.expect("starts again");
+}
+
+#[tokio::test]
+async fn a_crashed_start_on_a_new_engine_is_removed_by_force() {
+    let w = World::new();
+    let web = w.good("web");
+    crashed_after_moving(&w, &web).await;
+    w.lifecycle().remove(&web, true).await.expect("removed");
+    assert_eq!(w.remains(&web).await, 0);
+    assert!(w.state.agents().unwrap().is_empty());
+}

@@ -375,6 +375,11 @@ impl Cleanup<'_> {
             }
             Ok(Removal::Gone) => item(&target, &dir.agent, Outcome::AlreadyGone),
             Ok(Removal::NotADirectory) => skipped(&target, &dir.agent, SkipReason::NotABuildDir),
+            Ok(Removal::HoldsAMount(mount)) => {
+                let mount = mount.display().to_string();
+                tracing::warn!("Kept build directory {target}: {mount} is a mount point");
+                skipped(&target, &dir.agent, SkipReason::HoldsAMount(mount))
+            }
             Err(e) => failed(&target, &dir.agent, &e),
         }
     }

@@ -229,8 +229,9 @@ impl Cleanup<'_> {
     ) -> Result<(Live, Vec<PlannedReset>), CleanupError> {
         let mut live = Live::default();
         let mut resets = Vec::new();
-        // Asked only when an agent of this host carries a recorded engine.
-        let mut engine: Option<String> = None;
+        // Asked only when a running agent of this host carries a recorded
+        // engine.
+        let engine = crate::identity::EngineIdentity::of(self.backend);
         for agent in agents {
             let reset = |stale| PlannedReset {
                 agent: agent.name.clone(),
@@ -257,14 +258,17 @@ impl Cleanup<'_> {
             if agent.home(starts) != self.host {
                 continue;
             }
-            // Nor by another engine behind the same host name: `local`
-            // follows the configuration, which may point elsewhere today.
-            if let Some(recorded) = &agent.engine {
-                let current = match &engine {
-                    Some(current) => current,
-                    None => engine.insert(crate::backend::engine_identity(self.backend).await?),
-                };
-                if !crate::backend::same_engine(recorded, current) {
+            // Nor, while it runs, by another engine behind the same host
+            // name: `local` follows the configuration, which may point
+            // elsewhere today, and there its container would look gone.
+            // Any other status is safe to reset from anywhere: nothing runs,
+            // and a start in progress is kept by its lock below.
+            if let Some(recorded) = agent
+                .engine
+                .as_ref()
+                .filter(|_| agent.status == AgentStatus::Running)
+            {
+                if !engine.is(recorded).await? {
                     continue;
                 }
             }

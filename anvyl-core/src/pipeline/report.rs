@@ -19,6 +19,9 @@ pub enum SkipReason {
     InUse(String),
     /// The path is a symlink or not a directory below the build root.
     NotABuildDir,
+    /// A mount lies at or below the build directory (this path): nothing
+    /// of the mounted filesystem is removed; unmount it and clean again.
+    HoldsAMount(String),
     /// Its start became live, or its agent changed, after the plan: a race
     /// with another `anvyl` that costs at most a leftover for the next
     /// cleanup, never a live resource.
@@ -28,7 +31,7 @@ pub enum SkipReason {
 impl SkipReason {
     /// Whether something owned remains because of this skip.
     pub fn leaves_owned(&self) -> bool {
-        matches!(self, Self::InUse(_))
+        matches!(self, Self::InUse(_) | Self::HoldsAMount(_))
     }
 }
 
@@ -39,6 +42,9 @@ impl fmt::Display for SkipReason {
             Self::ReplacedAfterPlan => f.write_str("the tag names a newer image than planned"),
             Self::InUse(detail) => write!(f, "in use: {detail}"),
             Self::NotABuildDir => f.write_str("not a directory below the build root"),
+            Self::HoldsAMount(mount) => {
+                write!(f, "{mount} is a mount point: unmount it, then clean again")
+            }
             Self::ChangedSinceThePlan(detail) => write!(f, "changed since the plan: {detail}"),
         }
     }

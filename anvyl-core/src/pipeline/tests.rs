@@ -606,7 +606,7 @@ async fn an_agent_of_another_host_is_not_judged_by_this_engine() {
             "gpu",
             "c-on-gpu",
             &start,
-            &crate::backend::engine_identity(&w.engine).await.unwrap(),
+            &identity_of(&w.engine).await,
         )
         .unwrap();
     let labels = w.ours().stamp(&Labels::new(), &remote, &start);
@@ -810,9 +810,7 @@ async fn a_fleet_judges_each_agent_on_its_own_host_and_leaves_an_unreachable_one
     w.state
         .begin_start(&remote, &now, std::path::Path::new("/b/r"))
         .unwrap();
-    let far_engine = crate::backend::engine_identity(engines.far.as_ref())
-        .await
-        .unwrap();
+    let far_engine = identity_of(engines.far.as_ref()).await;
     w.state
         .register(&remote, "far", &live, &now, &far_engine)
         .unwrap();
@@ -937,11 +935,8 @@ async fn an_agent_registered_on_another_engine_of_the_same_kind_is_not_judged_he
         .begin_start(&remote, &start, std::path::Path::new("/b/m"))
         .unwrap();
     let elsewhere = MemoryBackend::new();
-    let identity = crate::backend::engine_identity(&elsewhere).await.unwrap();
-    assert_ne!(
-        identity,
-        crate::backend::engine_identity(&w.engine).await.unwrap()
-    );
+    let identity = identity_of(&elsewhere).await;
+    assert_ne!(identity, identity_of(&w.engine).await);
     w.state
         .register(
             &remote,
@@ -953,9 +948,12 @@ async fn an_agent_registered_on_another_engine_of_the_same_kind_is_not_judged_he
         .unwrap();
     let plan = w.cleanup().plan(Scope::All).await.unwrap();
     assert!(plan.resets.is_empty(), "{plan:?}");
-    // A record from before engines had ids names the kind only.
-    assert!(crate::backend::same_engine("Memory", &identity));
-    assert!(!crate::backend::same_engine("Docker", &identity));
+}
+
+/// The identity `backend`'s engine is recorded with.
+async fn identity_of(backend: &dyn crate::Backend) -> String {
+    let identity = crate::identity::EngineIdentity::of(backend);
+    identity.current().await.unwrap().to_string()
 }
 
 /// An untagged image of an interrupted start of `web`, as a build that

@@ -53,6 +53,21 @@ pub struct HostAccess {
 const HOST_COLUMNS: &str = "name, backend, endpoint, enabled, created, tls_dir, insecure, named";
 
 fn row_to_host(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRecord> {
+    // A row that cannot be read (a hand edit: `enabled = 'yes'`, a NULL
+    // name) makes that host unusable and reported, never the registry
+    // unreadable: every other host still works.
+    Ok(read_host(r).unwrap_or_else(|e| HostRecord {
+        name: super::key_text(r, 0),
+        backend: None,
+        unusable: Some(format!("its row in the state store cannot be read ({e})")),
+        endpoint: None,
+        enabled: true,
+        created: 0,
+        access: HostAccess::default(),
+    }))
+}
+
+fn read_host(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRecord> {
     // Read as text: one row with a backend this anvyl does not know must not
     // make the whole registry unreadable.
     let (backend, unusable) = match r

@@ -23,7 +23,7 @@ pub use status::{Fence, Fenced, Found};
 
 /// The schema this code writes; a store below it gets [`SCHEMA`] again
 /// (every statement is idempotent).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// File name of the database inside the state directory.
 pub const DATABASE_FILE: &str = "anvyl.db";
@@ -151,8 +151,7 @@ pub struct AgentRecord {
     pub current_start: Option<StartId>,
     /// Creation time, seconds since the epoch.
     pub created: i64,
-    /// The engine it was registered on (see
-    /// [`crate::backend::engine_identity`]): the `local` host follows the
+    /// The engine it was registered on (see [`crate::identity`]): the `local` host follows the
     /// configuration, so its name alone does not say which engine that was.
     pub engine: Option<String>,
 }
@@ -194,6 +193,8 @@ pub struct StartRecord {
     pub outcome: Option<String>,
     /// The host it resolved, once it did.
     pub host: Option<String>,
+    /// The engine it went to, once it asked (see [`crate::identity`]).
+    pub engine: Option<String>,
     /// The lock its process holds while it runs (see `liveness`).
     #[serde(skip)]
     pub lock: Option<PathBuf>,
@@ -338,6 +339,43 @@ impl StateStore {
         Self::init(conn, display, Some(state_dir.join(liveness::LOCKS)))
     }
 
+    /// Opens the store in `state_dir` only if it exists at this anvyl's
+    /// schema: `None` for no store, an empty file or one that an older
+    /// anvyl wrote. Nothing is created or migrated on the way — for
+    /// callers that must not write at all (shell completion). The schema
+    /// version is read from the file's header (`user_version`, bytes
+    /// 60–63), before SQLite is asked anything.
+    pub fn open_current(state_dir: &Path) -> Result<Option<Self>, StateError> {
+        use std::io::Read;
+        let path = state_dir.join(DATABASE_FILE);
+        let mut header = [0u8; 100];
+        let read = std::fs::File::open(&path).and_then(|mut f| f.read_exact(&mut header));
+        match read {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(source) => {
+                return Err(StateError::Directory {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        }
+        let version = i64::from(i32::from_be_bytes([
+            header[60], header[61], header[62], header[63],
+        ]));
+        if !header.starts_with(b"SQLite format 3\0") || version != SCHEMA_VERSION {
+            return Ok(None);
+        }
+        Self::open(state_dir).map(Some)
+    }
+
     /// A private in-memory store (tests, conformance checks).
     pub fn open_in_memory() -> Result<Self, StateError> {
         let conn = Connection::open_in_memory().map_err(|source| StateError::Database {
@@ -381,8 +419,10 @@ impl StateStore {
                 tx.execute_batch(SCHEMA).map_err(err)?;
                 // Version 2: the engine an agent was registered on. Version
                 // 3: how a host is reached (TLS, plain TCP, a named context).
+                // Version 4: the engine a start went to.
                 for (table, column, ty) in [
                     ("agents", "engine", "TEXT"),
+                    ("starts", "engine", "TEXT"),
                     ("hosts", "tls_dir", "TEXT"),
                     ("hosts", "insecure", "INTEGER NOT NULL DEFAULT 0"),
                     ("hosts", "named", "TEXT"),
@@ -507,7 +547,7 @@ impl StateStore {
             )
             .map_err(|e| self.db_err(e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, row_to_agent(r))))
+            .query_map([], |r| Ok((key_text(r, 0), row_to_agent(r))))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.db_err(e))?;
         Ok(readable(rows, "agent"))
@@ -525,6 +565,18 @@ impl StateStore {
             .execute(
                 "UPDATE starts SET host = COALESCE(?2, host), build_dir = COALESCE(?3, build_dir) WHERE id = ?1",
                 params![id.as_str(), host, build_dir.map(|p| p.display().to_string())],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Records the engine a start went to (see [`crate::identity`]), before
+    /// it makes anything there.
+    pub fn record_start_engine(&self, id: &StartId, engine: &str) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "UPDATE starts SET engine = ?2 WHERE id = ?1",
+                params![id.as_str(), engine],
             )
             .map_err(|e| self.db_err(e))?;
         Ok(())
@@ -550,10 +602,10 @@ impl StateStore {
     pub fn start_rows(&self) -> Result<Rows<StartRecord>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT id, agent, build_dir, pid, pid_start, ended, outcome, host FROM starts ORDER BY started, id")
+            .prepare("SELECT id, agent, build_dir, pid, pid_start, ended, outcome, host, engine FROM starts ORDER BY started, id")
             .map_err(|e| self.db_err(e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, row_to_start(r))))
+            .query_map([], |r| Ok((key_text(r, 0), row_to_start(r))))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.db_err(e))?;
         let mut rows = readable(rows, "start");
@@ -577,6 +629,7 @@ fn row_to_start(r: &rusqlite::Row<'_>) -> rusqlite::Result<StartRecord> {
         ended: r.get(5)?,
         outcome: r.get(6)?,
         host: r.get(7)?,
+        engine: r.get(8)?,
         lock: None,
     })
 }
@@ -619,6 +672,19 @@ fn readable<T>(rows: Vec<(String, rusqlite::Result<T>)>, what: &str) -> Rows<T> 
         }
     }
     sorted
+}
+
+/// A row's key as text for messages, whatever is stored there: SQLite
+/// takes NULL, a number or a blob even in a `TEXT PRIMARY KEY`.
+fn key_text(r: &rusqlite::Row<'_>, column: usize) -> String {
+    use rusqlite::types::ValueRef;
+    match r.get_ref(column) {
+        Ok(ValueRef::Text(text)) => String::from_utf8_lossy(text).into_owned(),
+        Ok(ValueRef::Integer(n)) => n.to_string(),
+        Ok(ValueRef::Real(x)) => x.to_string(),
+        Ok(ValueRef::Null) => "NULL".to_string(),
+        Ok(ValueRef::Blob(_)) | Err(_) => "a blob".to_string(),
+    }
 }
 
 fn read_instance(conn: &Connection) -> rusqlite::Result<Option<InstanceId>> {
@@ -709,6 +775,84 @@ mod tests {
             .map(|a| a.name.to_string())
             .collect();
         assert_eq!(names, vec!["web"]);
+    }
+
+    #[test]
+    fn a_store_to_migrate_is_not_opened_for_reading_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let listing = || {
+            let mut files: Vec<String> = (std::fs::read_dir(dir.path()).unwrap())
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            files
+        };
+        assert!(StateStore::open_current(dir.path()).unwrap().is_none());
+        assert!(listing().is_empty());
+        std::fs::write(dir.path().join(DATABASE_FILE), b"").unwrap();
+        assert!(StateStore::open_current(dir.path()).unwrap().is_none());
+        // An older anvyl's store: schema version 3, no starts.engine.
+        {
+            let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE agents (name TEXT PRIMARY KEY); PRAGMA user_version = 3;",
+            )
+            .unwrap();
+        }
+        let before = std::fs::read(dir.path().join(DATABASE_FILE)).unwrap();
+        assert!(StateStore::open_current(dir.path()).unwrap().is_none());
+        assert_eq!(
+            std::fs::read(dir.path().join(DATABASE_FILE)).unwrap(),
+            before
+        );
+        assert_eq!(listing(), vec![DATABASE_FILE]);
+        // Migrated by a command that may write, it is read.
+        StateStore::open(dir.path()).unwrap();
+        assert!(StateStore::open_current(dir.path()).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_null_key_or_a_mistyped_column_spoils_only_its_row() {
+        let store = StateStore::open_in_memory().unwrap();
+        store.ensure_local_host().unwrap();
+        store.create_agent(&web(), &AgentSpec::default()).unwrap();
+        let start = StartId::random();
+        store
+            .begin_start_as(&web(), &start, Path::new("/b/web.1"), 0)
+            .unwrap();
+        // SQLite takes NULL in a TEXT PRIMARY KEY, and any type anywhere.
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO agents (name, spec, status, created) VALUES (NULL, '{}', 'stopped', 0);
+                 INSERT INTO starts (id, agent, pid, started) VALUES (NULL, 'web', 1, 0);
+                 INSERT INTO hosts (name, backend, endpoint, enabled, created) VALUES ('gpu', 'docker', 'unix:///x', 'yes', 0);
+                 INSERT INTO hosts (name, backend, endpoint, enabled, created) VALUES (NULL, 'docker', 'unix:///y', 1, 0);",
+            )
+            .unwrap();
+
+        let agents = store.agent_rows().unwrap();
+        assert_eq!(agents.rows.len(), 1);
+        assert_eq!(agents.unreadable, vec!["NULL"]);
+        let starts = store.start_rows().unwrap();
+        assert_eq!(starts.rows.len(), 1);
+        assert_eq!(starts.unreadable, vec!["NULL"]);
+        let hosts = store.hosts().unwrap();
+        let usable: Vec<&str> = (hosts.iter())
+            .filter(|h| h.unusable.is_none())
+            .map(|h| h.name.as_str())
+            .collect();
+        assert_eq!(usable, vec![LOCAL_HOST]);
+        let spoiled: Vec<&str> = (hosts.iter())
+            .filter(|h| h.unusable.is_some())
+            .map(|h| h.name.as_str())
+            .collect();
+        assert_eq!(spoiled, vec!["NULL", "gpu"]);
+        assert!(hosts[1]
+            .unusable
+            .as_deref()
+            .unwrap()
+            .contains("cannot be read"));
     }
 
     #[test]

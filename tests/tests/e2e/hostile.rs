@@ -261,3 +261,65 @@ async fn a_users_image_built_from_anvyls_survives_even_untagged() {
     s.discard(&[], &[&mine, &ids[0]]).await;
     tally("hostile_cases", 1);
 }
+
+/// Unmounts when dropped, so a failing assertion leaves no mount behind.
+struct BindMount(std::path::PathBuf);
+
+impl BindMount {
+    fn new(source: &std::path::Path, target: &std::path::Path) -> Self {
+        let status = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(source)
+            .arg(target)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mount --bind needs root: run this through `cargo xtask itest`"
+        );
+        Self(target.to_path_buf())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A bind mount below a crashed start's build directory (a user's project
+/// mounted into the build context): the build's own files go, the mounted
+/// files stay, and the report names the mount as why the directory stays.
+#[tokio::test]
+async fn a_mount_below_a_build_directory_is_never_crossed() {
+    let s = Sandbox::new().await;
+    let web = s.agent(&unique("mount"));
+    let dir = s.build_dir(&web, "0123456789ab");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("src")).unwrap();
+    std::fs::write(project.path().join("src/main.rs"), "fn main() {}").unwrap();
+    std::fs::write(project.path().join("README"), "mine").unwrap();
+    std::fs::create_dir(dir.join("ctx")).unwrap();
+    let mount = BindMount::new(project.path(), &dir.join("ctx"));
+
+    let run = s.anvyl(&["--output", "json", "agent", "cleanup", "--yes"]);
+    drop(mount);
+
+    assert_eq!(run.code, Some(1), "the directory stays: {run:?}");
+    assert!(project.path().join("src/main.rs").exists(), "{run:?}");
+    assert!(project.path().join("README").exists(), "{run:?}");
+    assert!(
+        !dir.join("Dockerfile").exists(),
+        "the build's own file goes"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    let item = &doc["report"]["steps"][2]["items"][0];
+    assert_eq!(item["outcome"], "skipped", "{doc}");
+    assert_eq!(item["reason"], "holds-a-mount", "{doc}");
+    // Unmounted, the next cleanup finishes the job.
+    let again = s.anvyl(&["agent", "cleanup", "--yes"]);
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert!(!dir.exists());
+    assert!(project.path().join("src/main.rs").exists());
+    tally("hostile_cases", 1);
+}

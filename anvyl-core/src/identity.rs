@@ -1,0 +1,180 @@
+//! Which engine a host's endpoint reaches today. An agent is recorded with
+//! the engine it runs on, and only that engine may judge it: judged by
+//! another, a running agent's container looks gone, its status is reset and
+//! a later cleanup on its real engine removes it while it runs.
+//!
+//! Nothing an engine says about itself is unique to it: Docker 20.10's
+//! daemon ID comes from `/etc/docker/key.json`, shared by every rootful
+//! dockerd of a machine whatever its data root; Podman has no id at all (its
+//! host name and storage root repeat on machines cloned from one image).
+//! So anvyl writes the identity into the engine's own storage: a volume
+//! named [`MARKER_VOLUME`], labelled with a random id, made by the first
+//! anvyl that meets the engine. Another engine — another data root, another
+//! machine — holds no such volume, or its own with another id; the same
+//! engine reached at another socket path answers with the same one.
+//!
+//! Records made before the marker name the engine's own id (`Docker
+//! 3F2A:…`, `Podman host:/var/lib/containers/storage`) or only its kind
+//! (`Docker`); they are still judged as they were made.
+
+use tokio::sync::OnceCell;
+
+use crate::backend::{engine_name, Backend, BackendError, Labels, Result};
+use crate::ownership::{LABEL_MANAGED_BY, MANAGED_BY};
+
+/// The volume that carries an engine's identity.
+pub const MARKER_VOLUME: &str = "anvyl-engine-id";
+
+/// The label of [`MARKER_VOLUME`] holding the id.
+pub const LABEL_ENGINE: &str = "io.anvyl.engine";
+
+/// What marks an identity read from the marker, as opposed to a record made
+/// before it (`Docker id:5f…` against `Docker 3F2A:…`).
+const MARKED: &str = "id:";
+
+/// One engine's identity, asked at most once per command and host.
+#[derive(Debug)]
+pub struct EngineIdentity<'b> {
+    backend: &'b dyn Backend,
+    marked: OnceCell<String>,
+    legacy: OnceCell<String>,
+}
+
+impl<'b> EngineIdentity<'b> {
+    /// The identity of `backend`'s engine, not asked yet.
+    pub fn of(backend: &'b dyn Backend) -> Self {
+        Self {
+            backend,
+            marked: OnceCell::new(),
+            legacy: OnceCell::new(),
+        }
+    }
+
+    /// The identity to record with what is made on this engine now:
+    /// `Docker id:<marker>`. The first call may create the marker.
+    pub async fn current(&self) -> Result<&str> {
+        self.marked
+            .get_or_try_init(|| async {
+                let id = marker(self.backend).await?;
+                Ok(format!("{} {MARKED}{id}", engine_name(self.backend)))
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    /// Whether what was recorded as `recorded` is this engine.
+    pub async fn is(&self, recorded: &str) -> Result<bool> {
+        let name = engine_name(self.backend);
+        match recorded.split_once(' ') {
+            // Made before engines were asked at all: by kind.
+            None => Ok(recorded == name),
+            Some((_, id)) if id.starts_with(MARKED) => Ok(recorded == self.current().await?),
+            Some(_) => {
+                let legacy = self
+                    .legacy
+                    .get_or_try_init(|| async {
+                        let id = self.backend.legacy_engine_id().await?;
+                        Ok::<_, BackendError>(format!("{name} {id}"))
+                    })
+                    .await?;
+                Ok(recorded == legacy)
+            }
+        }
+    }
+}
+
+/// The id in the engine's marker volume, made when there is none. Two
+/// commands meeting a new engine at once may both create it: the engine
+/// keeps one volume (the second create is refused, or answered with the
+/// existing volume), and both read the id back from what it kept.
+async fn marker(backend: &dyn Backend) -> Result<String> {
+    match backend.volume_labels(MARKER_VOLUME).await {
+        Ok(labels) => return id_of(&labels),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e),
+    }
+    let labels = Labels::from([
+        (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+        (
+            LABEL_ENGINE.to_string(),
+            crate::ids::InstanceId::random().to_string(),
+        ),
+    ]);
+    match backend.create_volume(MARKER_VOLUME, &labels).await {
+        Ok(()) => {}
+        Err(e) if e.is_conflict() => {}
+        Err(e) => return Err(e),
+    }
+    id_of(&backend.volume_labels(MARKER_VOLUME).await?)
+}
+
+fn id_of(labels: &Labels) -> Result<String> {
+    match labels.get(LABEL_ENGINE).filter(|id| !id.trim().is_empty()) {
+        Some(id) => Ok(id.clone()),
+        None => Err(BackendError::Local {
+            operation: "identify the engine",
+            message: format!(
+                "volume {MARKER_VOLUME} exists but carries no {LABEL_ENGINE} label: \
+                 it is not anvyl's; rename or remove it"
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryBackend;
+
+    #[tokio::test]
+    async fn an_engine_keeps_its_identity_and_another_engine_has_its_own() {
+        let a = MemoryBackend::new();
+        let b = MemoryBackend::new();
+        let first = EngineIdentity::of(&a).current().await.unwrap().to_string();
+        // Asked again by another command, through another connection.
+        let again = EngineIdentity::of(&a).current().await.unwrap().to_string();
+        assert_eq!(first, again);
+        assert!(first.starts_with("Memory id:"), "{first}");
+        assert!(EngineIdentity::of(&a).is(&first).await.unwrap());
+        assert!(!EngineIdentity::of(&b).is(&first).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn two_engines_that_say_the_same_id_are_still_two() {
+        // Docker 20.10: every dockerd of a machine reports one daemon ID.
+        let a = MemoryBackend::with_legacy_id("3F2A:SAME");
+        let b = MemoryBackend::with_legacy_id("3F2A:SAME");
+        let on_a = EngineIdentity::of(&a).current().await.unwrap().to_string();
+        assert!(!EngineIdentity::of(&b).is(&on_a).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn records_made_before_the_marker_are_judged_as_they_were_made() {
+        let a = MemoryBackend::with_legacy_id("3F2A:A");
+        let judge = EngineIdentity::of(&a);
+        assert!(judge.is("Memory 3F2A:A").await.unwrap());
+        assert!(!judge.is("Memory 3F2A:B").await.unwrap());
+        assert!(judge.is("Memory").await.unwrap());
+        assert!(!judge.is("Docker").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_volume_of_that_name_without_the_label_is_not_taken_for_the_marker() {
+        let a = MemoryBackend::new();
+        a.create_volume(MARKER_VOLUME, &Labels::new())
+            .await
+            .unwrap();
+        let err = EngineIdentity::of(&a).current().await.unwrap_err();
+        assert!(err.to_string().contains("not anvyl's"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn two_first_commands_racing_agree_on_one_identity() {
+        let a = MemoryBackend::new();
+        let (one, two) = tokio::join!(
+            async { EngineIdentity::of(&a).current().await.unwrap().to_string() },
+            async { EngineIdentity::of(&a).current().await.unwrap().to_string() },
+        );
+        assert_eq!(one, two);
+    }
+}

@@ -209,3 +209,45 @@ async fn a_piped_cleanup_matches_its_snapshot() {
     ];
     assert_shown(&s, "cleanup_piped", &shown(&s, &steps, false));
 }
+
+/// An untagged image of an interrupted start, tagged by its user while
+/// the `[y/N]` prompt waits: answering "y" must not take the tag with it.
+#[tokio::test]
+async fn a_tag_added_while_the_prompt_waits_survives() {
+    let s = Sandbox::new().await;
+    let web = s.agent(&unique("tagged"));
+    let start = anvyl_core::StartId::random();
+    let state = s.state();
+    let dir = s.build_dir(&web, start.as_str());
+    state.begin_start_as(&web, &start, &dir, 0).unwrap();
+    state.end_start(&start, "interrupted").unwrap();
+    s.set_status(&web, anvyl_core::AgentStatus::Stopped, None);
+    // The build finished after its start was gone, and lost its tag to a
+    // newer image: an untagged image with the start's labels.
+    let labels = s.ownership.stamp(&Default::default(), &web, &start);
+    let scratch = format!("scratch-{web}:1");
+    let untagged = s.image(&scratch, labels).await;
+    let newer = s.image(&scratch, Default::default()).await;
+    s.discard(&[], &[&scratch]).await;
+    assert_ne!(untagged, newer);
+
+    let mut p = in_terminal(&s, &["agent", "cleanup", web.as_str()]);
+    let asked = plain(&p.exp_string("[y/N]").expect("the prompt"));
+    assert!(
+        asked.contains("<none>"),
+        "the plan lists the untagged image: {asked}"
+    );
+    let mine = format!("keep-{web}:mine");
+    s.engine.tag_image(&untagged, &mine).await.unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    p.send("y").expect("answer");
+    p.flush().expect("answer");
+    let screen = plain(&p.exp_eof().expect("anvyl ends"));
+
+    let kept = s.engine.inspect_image(&mine).await;
+    assert_eq!(kept.map(|i| i.id).ok(), Some(untagged.clone()), "{screen}");
+    assert!(screen.contains("changed since the plan"), "{screen}");
+    assert_eq!(exit_code(&p), Some(0), "{screen}");
+    assert!(!dir.exists(), "the rest of the plan ran: {screen}");
+    s.discard(&[], &[&mine]).await;
+}

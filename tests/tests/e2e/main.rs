@@ -10,6 +10,7 @@ mod lifecycle;
 mod lookalikes;
 mod output;
 mod races;
+mod secrets;
 mod stress;
 mod terminal;
 

@@ -7,6 +7,7 @@ mod crashes;
 mod faults;
 mod hostile;
 mod lifecycle;
+mod logs;
 mod lookalikes;
 mod output;
 mod races;

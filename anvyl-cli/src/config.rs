@@ -281,6 +281,77 @@ mod tests {
         });
     }
 
+    /// What a user sees on stderr for `--config anvyl.toml` holding `text`.
+    fn printed_for(jail: &mut Jail, text: &str) -> figment::error::Result<String> {
+        jail.create_file("anvyl.toml", text)?;
+        let err = load(&["--config", "anvyl.toml"]).unwrap_err();
+        assert_eq!(err.exit_status(), crate::error::EXIT_USAGE, "{err}");
+        Ok(err.printed())
+    }
+
+    #[test]
+    fn a_syntax_error_is_one_line_then_the_source_line_and_a_caret() {
+        Jail::expect_with(|jail| {
+            jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
+            let cases = [
+                (
+                    "syntax_missing_equals",
+                    "backend = \"docker\"\nparallelism 4\n",
+                ),
+                (
+                    "syntax_unterminated_string",
+                    "backend = \"podman\nparallelism = 4\n",
+                ),
+                ("syntax_escape_and_tab", "\tbackend = \"do\x1b[31mcker\"\n"),
+                (
+                    "syntax_on_the_last_line_without_a_newline",
+                    "parallelism = 4\nbackend = ",
+                ),
+            ];
+            for (name, text) in cases {
+                let printed = printed_for(jail, text)?;
+                let lines: Vec<&str> = printed.lines().collect();
+                assert_eq!(lines.len(), 3, "{printed}");
+                assert!(
+                    lines[0].starts_with("error: configuration: anvyl.toml:")
+                        && lines[0].contains(": invalid TOML: ")
+                        && !lines[0].contains("``"),
+                    "{printed}"
+                );
+                assert!(
+                    !printed.chars().any(|c| c.is_control() && c != '\n'),
+                    "{printed:?}"
+                );
+                insta::assert_snapshot!(name, printed);
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn control_characters_in_a_key_or_a_value_are_escaped() {
+        Jail::expect_with(|jail| {
+            jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
+            // TOML escapes: the key and the value hold a real ESC and tab.
+            let key = printed_for(jail, "\"paral\\u001b[2Jlelism\" = 4\n")?;
+            assert!(
+                key.starts_with(
+                    "error: configuration: anvyl.toml:1:1: unknown key `paral\\u{1b}[2Jlelism`"
+                ),
+                "{key}"
+            );
+            let value = printed_for(jail, "backend = \"\\u001b[31mlxc\\t\"\n")?;
+            assert!(value.contains("`\\u{1b}[31mlxc\\t`"), "{value}");
+            for printed in [key, value] {
+                assert!(
+                    !printed.chars().any(|c| c.is_control() && c != '\n'),
+                    "{printed:?}"
+                );
+            }
+            Ok(())
+        });
+    }
+
     #[test]
     fn defaults_agree_with_the_core() {
         let ours = Config::default();

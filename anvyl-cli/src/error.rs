@@ -87,20 +87,28 @@ impl CliError {
         said_once(self)
     }
 
-    /// Prints the error as one line on stderr — followed by the indented
-    /// context lines it carries (a failed build's or an exited command's
-    /// last output) — and returns the exit status.
+    /// Prints the error on stderr as [`printed`](Self::printed) says, and
+    /// returns the exit status.
     pub fn report(&self) -> ExitCode {
+        eprint!("{}", self.printed());
+        ExitCode::from(self.exit_status())
+    }
+
+    /// The error as one line — followed by the indented context lines it
+    /// carries (a failed build's or an exited command's last output, a
+    /// configuration file's line and caret) — each ended by a newline.
+    pub(crate) fn printed(&self) -> String {
         let text = self.rendered();
         let (line, context) = one_line(&text);
-        match self {
-            Self::Declined(_) => eprintln!("{line}"),
-            _ => eprintln!("error: {line}"),
-        }
+        let mut printed = match self {
+            Self::Declined(_) => format!("{line}\n"),
+            _ => format!("error: {line}\n"),
+        };
         for context in context {
-            eprintln!("{context}");
+            printed.push_str(context);
+            printed.push('\n');
         }
-        ExitCode::from(self.exit_status())
+        printed
     }
 }
 

@@ -191,12 +191,31 @@ async fn logs(
             LogStream::Stderr => std::io::stderr().write_all(bytes),
         };
     };
-    tokio::select! {
-        result = backend.logs(&container, follow, tail, &sink) => result?,
-        () = super::interrupted() => {}
-    }
+    let printed = backend.logs(&container, follow, tail, &sink);
+    let outcome = until_interrupted(name, printed, super::interrupted()).await;
     let _ = std::io::stdout().flush();
-    Ok(ExitCode::SUCCESS)
+    outcome
+}
+
+/// The outcome of printing `name`'s logs: success when they end, exit 130
+/// when `interrupted` comes first. Ctrl-C is how a `-f` usually ends, yet it
+/// is an interruption as for every other command, so that a script (`anvyl
+/// agent logs -f web | grep -m1 ready`, a supervisor's SIGTERM) can tell
+/// logs cut short from logs that ended with the agent.
+async fn until_interrupted(
+    name: &AgentName,
+    printed: impl std::future::Future<Output = Result<(), anvyl_core::BackendError>>,
+    interrupted: impl std::future::Future<Output = ()>,
+) -> Result<ExitCode, CliError> {
+    tokio::select! {
+        result = printed => {
+            result?;
+            Ok(ExitCode::SUCCESS)
+        }
+        () = interrupted => Err(CliError::Interrupted(format!(
+            "stopped printing the logs of agent '{name}'"
+        ))),
+    }
 }
 
 /// One row of `agent list`.
@@ -284,7 +303,38 @@ fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError>
 
 #[cfg(test)]
 mod tests {
-    use super::age;
+    use std::future::{pending, ready};
+    use std::process::ExitCode;
+
+    use anvyl_core::{AgentName, BackendError};
+
+    use super::{age, until_interrupted};
+    use crate::error::{EXIT_FAILED, EXIT_INTERRUPTED};
+
+    #[tokio::test]
+    async fn logs_cut_short_by_a_signal_exit_130_and_logs_that_end_exit_0() {
+        let web = AgentName::new("web").unwrap();
+        let cut = until_interrupted(&web, pending(), ready(())).await;
+        let cut = cut.unwrap_err();
+        assert_eq!(cut.exit_status(), EXIT_INTERRUPTED, "{cut}");
+        assert_eq!(
+            cut.to_string(),
+            "interrupted: stopped printing the logs of agent 'web'"
+        );
+        let ended = until_interrupted(&web, ready(Ok(())), pending()).await;
+        assert_eq!(ended.unwrap(), ExitCode::SUCCESS);
+        let failed = until_interrupted(
+            &web,
+            ready(Err(BackendError::Engine {
+                operation: "container logs",
+                status: Some(500),
+                message: "boom".into(),
+            })),
+            pending(),
+        )
+        .await;
+        assert_eq!(failed.unwrap_err().exit_status(), EXIT_FAILED);
+    }
 
     #[test]
     fn created_reads_as_an_age() {

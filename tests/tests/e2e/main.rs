@@ -7,9 +7,11 @@ mod crashes;
 mod faults;
 mod hostile;
 mod lifecycle;
+mod logs;
 mod lookalikes;
 mod output;
 mod races;
+mod secrets;
 mod stress;
 mod terminal;
 

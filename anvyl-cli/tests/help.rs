@@ -199,6 +199,10 @@ fn completing_never_writes_a_store_that_is_empty_or_needs_migrating() {
         let now = std::fs::read(&database).unwrap();
         assert!(now == contents, "completing wrote to the store");
         let files: Vec<_> = std::fs::read_dir(&state).unwrap().collect();
-        assert_eq!(files.len(), 1, "completing wrote beside the store: {files:?}");
+        assert_eq!(
+            files.len(),
+            1,
+            "completing wrote beside the store: {files:?}"
+        );
     }
 }

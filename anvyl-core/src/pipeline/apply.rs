@@ -191,13 +191,42 @@ impl Cleanup<'_> {
             .collect()
             .await;
         // Tags of one image are removed one after another: Podman loses one
-        // of two untags of the same image that run at once.
-        let mut by_image: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        // of two untags of the same image that run at once. Untagged images
+        // come after every tag, since each is removed through its start's
+        // tag (see `remove_untagged`): a tagged image of the same start that
+        // is planned too must have given that tag up first — and two of one
+        // start take turns with it.
+        let mut tagged: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut untagged: BTreeMap<Option<&StartId>, Vec<usize>> = BTreeMap::new();
         for (n, (i, _)) in current.iter().enumerate() {
-            by_image.entry(i.image_id.as_str()).or_default().push(n);
+            match i.is_untagged() {
+                false => tagged.entry(i.image_id.as_str()).or_default().push(n),
+                true => untagged.entry(i.start.as_ref()).or_default().push(n),
+            }
         }
-        let groups: Vec<Vec<usize>> = by_image.into_values().collect();
-        let current = &current;
+        let mut reports = self
+            .remove_image_groups(&current, tagged.into_values(), live)
+            .await;
+        reports.extend(
+            self.remove_image_groups(&current, untagged.into_values(), live)
+                .await,
+        );
+        reports.sort_by_key(|(n, _)| *n);
+        reports.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Removes the planned images of each group one after another, the
+    /// groups side by side; returns each report with its plan position.
+    async fn remove_image_groups(
+        &self,
+        current: &[(
+            &PlannedImage,
+            Result<crate::backend::ImageSummary, BackendError>,
+        )],
+        groups: impl Iterator<Item = Vec<usize>>,
+        live: &Live,
+    ) -> Vec<(usize, ItemReport)> {
+        let groups: Vec<Vec<usize>> = groups.collect();
         let done: Vec<Vec<(usize, ItemReport)>> = stream::iter(&groups)
             .map(|group| async move {
                 let mut reports = Vec::with_capacity(group.len());
@@ -211,9 +240,7 @@ impl Cleanup<'_> {
             .buffer_unordered(self.settings.parallelism.max(1))
             .collect()
             .await;
-        let mut reports: Vec<(usize, ItemReport)> = done.into_iter().flatten().collect();
-        reports.sort_by_key(|(n, _)| *n);
-        reports.into_iter().map(|(_, r)| r).collect()
+        done.into_iter().flatten().collect()
     }
 
     async fn remove_image(

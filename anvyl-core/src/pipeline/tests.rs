@@ -1039,3 +1039,41 @@ async fn an_untagged_image_tagged_during_its_removal_keeps_the_tag() {
     assert!(w.engine.inspect_image(&again).await.is_err(), "{report:?}");
     assert_eq!(report.count(|o| *o == Outcome::Removed), 1, "{report:?}");
 }
+
+#[tokio::test]
+async fn an_untagged_image_waits_for_its_starts_tag_to_be_given_up() {
+    // A start whose build was retried left its first image untagged; the
+    // second holds the start's tag, and both are planned.
+    let w = World::new();
+    let web = w.agent("web");
+    let first = untagged_leftover(&w, &web).await;
+    let start = StartId::from_stored(
+        w.engine.inspect_image(&first).await.unwrap().labels[crate::ownership::LABEL_START].clone(),
+    );
+    let labels = w.ours().stamp(&Labels::new(), &web, &start);
+    let second = w.engine.seed_image(&[&web.start_tag(&start)], labels);
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert_eq!(plan.images.len(), 2, "{plan:?}");
+    // The tag's removal is slow to come back.
+    let gate = crate::memory::Gate::new();
+    w.engine.inject(
+        Op::RemoveImage,
+        Some(&web.start_tag(&start)),
+        Fault::Gate(gate.clone()),
+        Some(1),
+    );
+    let apply = cleanup.apply(&plan);
+    let slow = async {
+        gate.reached().await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        gate.open();
+    };
+    let (report, ()) = tokio::join!(apply, slow);
+
+    assert!(w.engine.inspect_image(&second).await.is_err(), "{report:?}");
+    assert!(w.engine.inspect_image(&first).await.is_err(), "{report:?}");
+    assert_eq!(report.remaining_owned(), 0, "{report:?}");
+}

@@ -13,13 +13,18 @@
 //! machine — holds no such volume, or its own with another id; the same
 //! engine reached at another socket path answers with the same one.
 //!
+//! Every container anvyl makes carries the id too ([`LABEL_ENGINE`]): an
+//! engine whose marker was pruned gets its id back from them, so the agents
+//! that run there are not stranded under a new identity.
+//!
 //! Records made before the marker name the engine's own id (`Docker
 //! 3F2A:…`, `Podman host:/var/lib/containers/storage`) or only its kind
 //! (`Docker`); they are still judged as they were made.
 
 use tokio::sync::OnceCell;
 
-use crate::backend::{engine_name, Backend, BackendError, Labels, Result};
+use crate::backend::{engine_name, Backend, BackendError, Labels, Query, Result};
+use crate::name::RESOURCE_PREFIX;
 use crate::ownership::{LABEL_MANAGED_BY, MANAGED_BY};
 
 /// The volume that carries an engine's identity.
@@ -83,6 +88,12 @@ impl<'b> EngineIdentity<'b> {
     }
 }
 
+/// The marker id in an identity of [`EngineIdentity::current`]: what the
+/// containers anvyl makes on that engine carry as [`LABEL_ENGINE`].
+pub fn marker_of(identity: &str) -> Option<&str> {
+    identity.split_once(' ')?.1.strip_prefix(MARKED)
+}
+
 /// The id in the engine's marker volume, made when there is none. Two
 /// commands meeting a new engine at once may both create it: the engine
 /// keeps one volume (the second create is refused, or answered with the
@@ -93,12 +104,13 @@ async fn marker(backend: &dyn Backend) -> Result<String> {
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e),
     }
+    let id = match recorded_in_containers(backend).await? {
+        Some(id) => id,
+        None => crate::ids::InstanceId::random().to_string(),
+    };
     let labels = Labels::from([
         (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
-        (
-            LABEL_ENGINE.to_string(),
-            crate::ids::InstanceId::random().to_string(),
-        ),
+        (LABEL_ENGINE.to_string(), id),
     ]);
     match backend.create_volume(MARKER_VOLUME, &labels).await {
         Ok(()) => {}
@@ -106,6 +118,25 @@ async fn marker(backend: &dyn Backend) -> Result<String> {
         Err(e) => return Err(e),
     }
     id_of(&backend.volume_labels(MARKER_VOLUME).await?)
+}
+
+/// The id an engine whose marker is gone (a `docker volume prune`, which
+/// on Docker 20.10 and Podman takes every unused volume) had before: the
+/// containers anvyl made there carry it. Containers do not move between
+/// engines, so the id they carry is this engine's, and its running agents
+/// stay judged by it rather than stranded under a new one.
+async fn recorded_in_containers(backend: &dyn Backend) -> Result<Option<String>> {
+    let ours = Query::labelled(Labels::from([(
+        LABEL_MANAGED_BY.to_string(),
+        MANAGED_BY.to_string(),
+    )]));
+    let containers = backend.list_containers(&ours).await?;
+    Ok(containers
+        .iter()
+        .filter(|c| c.name.starts_with(RESOURCE_PREFIX))
+        .find_map(|c| c.labels.get(LABEL_ENGINE))
+        .filter(|id| !id.trim().is_empty())
+        .cloned())
 }
 
 fn id_of(labels: &Labels) -> Result<String> {
@@ -156,6 +187,35 @@ mod tests {
         assert!(!judge.is("Memory 3F2A:B").await.unwrap());
         assert!(judge.is("Memory").await.unwrap());
         assert!(!judge.is("Docker").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_pruned_marker_comes_back_from_the_containers_anvyl_made() {
+        let a = MemoryBackend::new();
+        a.seed_image(&["x"], Labels::new());
+        let before = EngineIdentity::of(&a).current().await.unwrap().to_string();
+        let labels = Labels::from([
+            (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+            (
+                LABEL_ENGINE.to_string(),
+                marker_of(&before).unwrap().to_string(),
+            ),
+        ]);
+        let spec = crate::backend::ContainerSpec {
+            name: format!("{RESOURCE_PREFIX}web"),
+            image: "x".into(),
+            labels,
+            ..Default::default()
+        };
+        a.create_container(&spec).await.unwrap();
+        a.remove_volume(MARKER_VOLUME);
+        let after = EngineIdentity::of(&a).current().await.unwrap().to_string();
+        assert_eq!(after, before);
+        // With no container of anvyl's to tell, a new id is made.
+        let b = MemoryBackend::new();
+        let first = EngineIdentity::of(&b).current().await.unwrap().to_string();
+        b.remove_volume(MARKER_VOLUME);
+        assert_ne!(EngineIdentity::of(&b).current().await.unwrap(), first);
     }
 
     #[tokio::test]

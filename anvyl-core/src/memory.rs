@@ -234,6 +234,11 @@ impl MemoryBackend {
         });
     }
 
+    /// Removes a volume, as `docker volume prune` does behind anvyl's back.
+    pub fn remove_volume(&self, name: &str) {
+        self.engine().volumes.remove(name);
+    }
+
     /// Every call made so far, with its target.
     pub fn calls(&self) -> Vec<(Op, String)> {
         self.engine().calls.clone()

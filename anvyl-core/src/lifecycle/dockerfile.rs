@@ -20,6 +20,33 @@ fn is_one_line(text: &str) -> bool {
     !text.trim().is_empty() && !text.contains(['\n', '\r', '\0'])
 }
 
+/// Whether a `RUN` line would open a Dockerfile heredoc: `<<` (not a
+/// here-string's `<<<`), an optional `-`, blanks and quote, then a word.
+/// Builders that read heredocs take every following line up to that word
+/// as the heredoc's body, anvyl's final `LABEL` included — the image would
+/// not carry its ownership labels. Erring on the side of refusing: a shift
+/// like `$((1<<3))` is refused too, and reads as well as `$((1*8))`.
+fn opens_a_heredoc(step: &str) -> bool {
+    let bytes = step.as_bytes();
+    (0..bytes.len().saturating_sub(1)).any(|i| {
+        if &bytes[i..i + 2] != b"<<" || (i > 0 && bytes[i - 1] == b'<') {
+            return false;
+        }
+        let mut rest = bytes[i + 2..].iter().peekable();
+        if rest.peek() == Some(&&b'<') {
+            return false;
+        }
+        let rest: Vec<u8> = rest
+            .copied()
+            .skip_while(|b| *b == b'-')
+            .skip_while(u8::is_ascii_whitespace)
+            .skip_while(|b| *b == b'"' || *b == b'\'')
+            .collect();
+        rest.first()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    })
+}
+
 /// Checks a spec before anything is recorded.
 pub fn validate_spec(spec: &AgentSpec) -> Result<(), InvalidSpec> {
     let bad = |why: String| Err(InvalidSpec(why));
@@ -40,6 +67,13 @@ pub fn validate_spec(spec: &AgentSpec) -> Result<(), InvalidSpec> {
                 "setup command {step:?} ends with a backslash, which would join it to the next line"
             ));
         }
+    }
+    if let Some(step) = spec.setup.iter().find(|s| opens_a_heredoc(s)) {
+        return bad(format!(
+            "setup command {step:?} opens a heredoc (<<WORD), which a builder that reads heredocs \
+             (Podman 5, BuildKit) fills with the lines after it — the other steps and anvyl's \
+             labels; write the text with printf or echo instead"
+        ));
     }
     if let Some(command) = &spec.command {
         if !is_one_line(command) {
@@ -174,6 +208,22 @@ mod tests {
                 ..ok.clone()
             },
             AgentSpec {
+                setup: vec!["cat > /etc/motd <<EOF".into()],
+                ..ok.clone()
+            },
+            AgentSpec {
+                setup: vec!["python3 - <<-'PY'".into()],
+                ..ok.clone()
+            },
+            AgentSpec {
+                setup: vec!["echo $((1<<3))".into()],
+                ..ok.clone()
+            },
+            AgentSpec {
+                setup: vec!["cat << EOF".into()],
+                ..ok.clone()
+            },
+            AgentSpec {
                 command: Some("serve\r".into()),
                 ..ok.clone()
             },
@@ -191,6 +241,13 @@ mod tests {
             },
         ] {
             assert!(validate_spec(&bad).is_err(), "{bad:?}");
+        }
+        for fine in ["cat <<< 'here-string'", "echo '<<'", "test 1 -lt 2"] {
+            let spec = AgentSpec {
+                setup: vec![fine.into()],
+                ..ok.clone()
+            };
+            assert!(validate_spec(&spec).is_ok(), "{fine:?}");
         }
     }
 }

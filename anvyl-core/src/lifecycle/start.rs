@@ -237,6 +237,12 @@ impl Lifecycle<'_> {
 
         // 5. The container.
         self.phase(super::Phase::Creating);
+        // The container also carries the engine's marker id, from which a
+        // pruned marker is restored (see `crate::identity`).
+        let mut labels = labels;
+        if let Some(marker) = crate::identity::marker_of(&identity) {
+            labels.insert(crate::identity::LABEL_ENGINE.into(), marker.into());
+        }
         let container = ContainerSpec {
             name: name.resource_name(),
             // This start's own tag: `:latest` may move to a newer build.

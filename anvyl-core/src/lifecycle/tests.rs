@@ -619,3 +619,22 @@ async fn a_crashed_start_on_a_new_engine_is_removed_by_force() {
     assert_eq!(w.remains(&web).await, 0);
     assert!(w.state.agents().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_running_agent_is_still_judged_here_after_the_engines_marker_was_pruned() {
+    let w = World::new();
+    let web = w.good("web");
+    let started = w.start(&web).await.unwrap();
+    // `docker volume prune` on Docker 20.10 takes the unused marker volume.
+    w.engine.remove_volume(crate::identity::MARKER_VOLUME);
+    w.lifecycle()
+        .stop(&web)
+        .await
+        .expect("stopped here, not 'another engine'");
+    assert!(w
+        .engine
+        .inspect_container(&started.container_id)
+        .await
+        .is_err());
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Stopped);
+}

@@ -75,6 +75,24 @@ impl Live {
         live
     }
 
+    /// Keeps what runs of an adopted installation. Its liveness is in its
+    /// own state store, which this one cannot read: a running container of
+    /// it may be that installation's live agent, so it stays, with its image
+    /// and everything of its start. Only a stopped installation is adopted
+    /// whole; a cleanup run then removes what has stopped since.
+    fn keep_running(&mut self, containers: &[ContainerSummary], theirs: &Ownership) {
+        for c in containers {
+            if c.state != ContainerState::Running || theirs.labelled_agent(&c.labels).is_none() {
+                continue;
+            }
+            self.containers.insert(c.id.clone());
+            self.images.insert(c.image_id.clone());
+            if let Some(start) = c.labels.get(LABEL_START) {
+                self.starts.insert(StartId::from_stored(start.as_str()));
+            }
+        }
+    }
+
     /// Why nothing of `agent` can be judged, if so.
     pub(super) fn unreadable(&self, agent: &AgentName) -> Option<String> {
         self.unreadable.contains(agent).then(|| {
@@ -191,6 +209,9 @@ impl Cleanup<'_> {
         live.starting = of_state.starting;
         live.agents = of_state.agents;
         live.unreadable = of_state.unreadable;
+        if adopting {
+            live.keep_running(&containers, &self.ownership);
+        }
 
         let mut plan = Plan {
             scope: scope.clone(),

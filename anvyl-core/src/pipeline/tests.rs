@@ -1077,3 +1077,77 @@ async fn an_untagged_image_waits_for_its_starts_tag_to_be_given_up() {
     assert!(w.engine.inspect_image(&first).await.is_err(), "{report:?}");
     assert_eq!(report.remaining_owned(), 0, "{report:?}");
 }
+
+#[tokio::test]
+async fn adopting_a_live_installation_keeps_what_runs_of_it() {
+    // `--instance` names an installation whose state this one cannot read:
+    // its agent that runs may well be live.
+    let w = World::new();
+    let alive = InstanceId::random();
+    let theirs = Ownership::new(alive.clone());
+    let (runs, stopped) = (
+        AgentName::new("runs").unwrap(),
+        AgentName::new("gone").unwrap(),
+    );
+    let start = StartId::random();
+    let labels = theirs.stamp(&Labels::new(), &runs, &start);
+    w.engine.seed_image(
+        &[&runs.image_tag(), &runs.start_tag(&start)],
+        labels.clone(),
+    );
+    let running = w
+        .container(&runs.resource_name(), &runs.image_tag(), labels)
+        .await;
+    w.engine.start_container(&running).await.unwrap();
+    let old = theirs.stamp(&Labels::new(), &stopped, &StartId::random());
+    w.engine.seed_image(&[&stopped.image_tag()], old.clone());
+    let leftover = w
+        .container(&stopped.resource_name(), &stopped.image_tag(), old)
+        .await;
+
+    let adopting = w.cleanup_with(CleanupSettings {
+        adopt: Some(alive),
+        ..CleanupSettings::default()
+    });
+    let plan = adopting.plan(Scope::All).await.unwrap();
+    assert_eq!(
+        plan.kept.len(),
+        3,
+        "the container and its 2 tags: {:?}",
+        plan.kept
+    );
+    let report = adopting.apply(&plan).await;
+
+    assert!(w.exists(&running).await, "{report:?}");
+    assert!(w.engine.inspect_image(&runs.image_tag()).await.is_ok());
+    assert!(w
+        .engine
+        .inspect_image(&runs.start_tag(&start))
+        .await
+        .is_ok());
+    assert!(!w.exists(&leftover).await, "{report:?}");
+    assert!(w.engine.inspect_image(&stopped.image_tag()).await.is_err());
+}
+
+#[tokio::test]
+async fn an_adopted_container_started_again_after_the_plan_is_kept() {
+    let w = World::new();
+    let alive = InstanceId::random();
+    let theirs = Ownership::new(alive.clone());
+    let web = AgentName::new("web").unwrap();
+    let labels = theirs.stamp(&Labels::new(), &web, &StartId::random());
+    w.engine.seed_image(&[&web.image_tag()], labels.clone());
+    let container = w
+        .container(&web.resource_name(), &web.image_tag(), labels)
+        .await;
+    let adopting = w.cleanup_with(CleanupSettings {
+        adopt: Some(alive),
+        ..CleanupSettings::default()
+    });
+    let plan = adopting.plan(Scope::All).await.unwrap();
+    assert_eq!(plan.containers.len(), 1);
+    // That installation starts it again while the prompt waits.
+    w.engine.start_container(&container).await.unwrap();
+    let report = adopting.apply(&plan).await;
+    assert!(w.exists(&container).await, "{report:?}");
+}

@@ -182,8 +182,23 @@ async fn a_setup_step_ending_in_a_backslash_is_refused() {
     ]);
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("backslash"), "{run:?}");
+    // A heredoc: Podman 5's builder would read the following lines, anvyl's
+    // final LABEL among them, into it and build an image without labels.
+    let run = s.anvyl(&[
+        "agent",
+        "create",
+        &name,
+        "--image",
+        &base,
+        "--setup",
+        "cat > /motd <<EOF",
+        "--command",
+        "sleep 600",
+    ]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("heredoc"), "{run:?}");
     assert!(s.state().agents().unwrap().is_empty());
-    tally("hostile_cases", 1);
+    tally("hostile_cases", 2);
 }
 
 /// A lost state store makes a new installation id; the old one's leftovers

@@ -163,42 +163,32 @@ async fn two_installations_with_the_same_names_stay_apart() {
     tally("hostile_cases", 1);
 }
 
-/// A spec that cannot make a working Dockerfile is refused at create.
+/// A spec that cannot make a working Dockerfile is refused at create: a
+/// trailing backslash joins the next line to a step, and a heredoc — which
+/// Podman 5's builder reads — takes the following lines, anvyl's final
+/// LABEL among them, so the image would carry no ownership labels.
 #[tokio::test]
-async fn a_setup_step_ending_in_a_backslash_is_refused() {
+async fn a_setup_step_that_would_swallow_the_next_lines_is_refused() {
     let s = Sandbox::new().await;
     let name = unique("slash");
     let base = s.itest.base_image.clone();
-    let run = s.anvyl(&[
-        "agent",
-        "create",
-        &name,
-        "--image",
-        &base,
-        "--setup",
-        "echo a \\",
-        "--command",
-        "sleep 600",
-    ]);
-    assert_eq!(run.code, Some(2), "{run:?}");
-    assert!(run.stderr.contains("backslash"), "{run:?}");
-    // A heredoc: Podman 5's builder would read the following lines, anvyl's
-    // final LABEL among them, into it and build an image without labels.
-    let run = s.anvyl(&[
-        "agent",
-        "create",
-        &name,
-        "--image",
-        &base,
-        "--setup",
-        "cat > /motd <<EOF",
-        "--command",
-        "sleep 600",
-    ]);
-    assert_eq!(run.code, Some(2), "{run:?}");
-    assert!(run.stderr.contains("heredoc"), "{run:?}");
-    assert!(s.state().agents().unwrap().is_empty());
-    tally("hostile_cases", 2);
+    for (step, why) in [("echo a \\", "backslash"), ("cat > /motd <<EOF", "heredoc")] {
+        let run = s.anvyl(&[
+            "agent",
+            "create",
+            &name,
+            "--image",
+            &base,
+            "--setup",
+            step,
+            "--command",
+            "sleep 600",
+        ]);
+        assert_eq!(run.code, Some(2), "{run:?}");
+        assert!(run.stderr.contains(why), "{run:?}");
+        assert!(s.state().agents().unwrap().is_empty());
+        tally("hostile_cases", 1);
+    }
 }
 
 /// A lost state store makes a new installation id; the old one's leftovers
@@ -336,5 +326,45 @@ async fn a_mount_below_a_build_directory_is_never_crossed() {
     assert_eq!(again.code, Some(0), "{again:?}");
     assert!(!dir.exists());
     assert!(project.path().join("src/main.rs").exists());
+    tally("hostile_cases", 1);
+}
+
+/// Rows SQLite accepts but anvyl never writes — a NULL name or start id in
+/// a TEXT PRIMARY KEY, `enabled = 'yes'` — as a hand edit leaves them:
+/// every command still works for everything else, and names what it skips.
+#[tokio::test]
+async fn a_hand_edited_row_spoils_only_itself() {
+    let s = Sandbox::new().await;
+    let good = s.create(&unique("good"));
+    let database = s.state_dir.path().join(anvyl_core::state::DATABASE_FILE);
+    rusqlite::Connection::open(&database)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO agents (name, spec, status, created) VALUES (NULL, '{}', 'stopped', 0);
+             INSERT INTO starts (id, agent, pid, started) VALUES (NULL, 'ghost', 1, 0);
+             INSERT INTO hosts (name, backend, endpoint, enabled, created)
+                 VALUES ('edited', 'docker', 'unix:///nowhere.sock', 'yes', 0);",
+        )
+        .unwrap();
+
+    for args in [
+        vec!["agent", "list"],
+        vec!["host", "list"],
+        vec!["agent", "start", good.as_str()],
+        vec!["agent", "stop", good.as_str()],
+        vec!["agent", "remove", good.as_str(), "--yes"],
+    ] {
+        let run = s.anvyl(&args);
+        assert_eq!(run.code, Some(0), "{args:?}: {run:?}");
+    }
+    let listed = s.anvyl(&["host", "list"]);
+    assert!(listed.stdout.contains("edited"), "{listed:?}");
+    // The unusable host is reported by a fleet cleanup, which says so.
+    let run = s.anvyl(&["agent", "cleanup", "--yes"]);
+    assert!(
+        run.stderr.contains("NULL") || run.stdout.contains("edited"),
+        "{run:?}"
+    );
+    assert_eq!(s.owned_leftovers().await, Vec::<String>::new());
     tally("hostile_cases", 1);
 }

@@ -20,7 +20,7 @@ use super::{
     Cleanup, ItemReport, Outcome, Plan, PlannedContainer, PlannedDir, PlannedImage, PlannedReset,
     Report, Scope, SkipReason, Step, StepReport,
 };
-use crate::backend::{BackendError, ContainerState};
+use crate::backend::BackendError;
 use crate::build_root::Removal;
 use crate::ids::StartId;
 use crate::name::AgentName;
@@ -145,10 +145,11 @@ impl Cleanup<'_> {
         // not the plan's memory: a container whose labels or name no
         // longer make it this agent's is left alone.
         match self.backend.inspect_container(&c.id).await {
-            // An adopted installation's container that runs now may be its
-            // live agent again (see `Live::keep_running`).
-            Ok(now) if self.settings.adopt.is_some() && now.state == ContainerState::Running => {
-                let why = "it runs now, and its installation may be alive".to_string();
+            // An adopted installation's container that runs now, or was
+            // created again, may be its live agent's (see `Live::keep_running`).
+            Ok(now) if self.settings.adopt.is_some() && super::plan::may_be_live(&now) => {
+                let why =
+                    "it runs or was created again, and its installation may be alive".to_string();
                 return skipped(&c.name, &c.agent, SkipReason::ChangedSinceThePlan(why));
             }
             Ok(now) => match self.ownership.container_owner(&now, known) {

@@ -32,6 +32,10 @@ pub(super) struct Live {
     pub(super) agents: BTreeSet<AgentName>,
     /// Agents whose state row cannot be read: nothing of them can be judged.
     pub(super) unreadable: BTreeSet<AgentName>,
+    /// When a row's key itself is no agent name (NULL, a number): the
+    /// agents the state does list, whose resources alone can be judged —
+    /// that row may have been any other agent's.
+    pub(super) only_listed: Option<BTreeSet<AgentName>>,
 }
 
 impl Live {
@@ -43,10 +47,13 @@ impl Live {
         starts: &Rows<StartRecord>,
         own: Option<&StartId>,
     ) -> Self {
+        let nameless =
+            (agents.unreadable.iter()).any(|name| AgentName::new(name.as_str()).is_err());
         let mut live = Live {
             unreadable: (agents.unreadable.iter())
                 .filter_map(|name| AgentName::new(name.as_str()).ok())
                 .collect(),
+            only_listed: nameless.then(|| agents.rows.iter().map(|a| a.name.clone()).collect()),
             starts: (starts.unreadable.iter())
                 .map(StartId::from_stored)
                 .filter(|s| Some(s) != own)
@@ -77,12 +84,13 @@ impl Live {
 
     /// Keeps what runs of an adopted installation. Its liveness is in its
     /// own state store, which this one cannot read: a running container of
-    /// it may be that installation's live agent, so it stays, with its image
-    /// and everything of its start. Only a stopped installation is adopted
+    /// it may be that installation's live agent, and a created one the
+    /// container of its start in progress, so it stays, with its image and
+    /// everything of its start. Only a stopped installation is adopted
     /// whole; a cleanup run then removes what has stopped since.
     fn keep_running(&mut self, containers: &[ContainerSummary], theirs: &Ownership) {
         for c in containers {
-            if c.state != ContainerState::Running || theirs.labelled_agent(&c.labels).is_none() {
+            if !may_be_live(c) || theirs.labelled_agent(&c.labels).is_none() {
                 continue;
             }
             self.containers.insert(c.id.clone());
@@ -95,6 +103,15 @@ impl Live {
 
     /// Why nothing of `agent` can be judged, if so.
     pub(super) fn unreadable(&self, agent: &AgentName) -> Option<String> {
+        if self
+            .only_listed
+            .as_ref()
+            .is_some_and(|l| !l.contains(agent))
+        {
+            return Some(format!(
+                "a state row whose name cannot be read may be agent '{agent}''s; nothing of it is judged"
+            ));
+        }
         self.unreadable.contains(agent).then(|| {
             format!("the state row of agent '{agent}' cannot be read; nothing of it is judged")
         })
@@ -122,6 +139,13 @@ impl Live {
         (in_use || start.is_some_and(|s| self.starts.contains(s)))
             .then(|| format!("in use by running agent '{agent}'"))
     }
+}
+
+/// Whether a container may belong to a live agent or start of an
+/// installation whose state cannot be read: running (or paused), or created
+/// and not yet started.
+pub(super) fn may_be_live(c: &ContainerSummary) -> bool {
+    matches!(c.state, ContainerState::Running | ContainerState::Created)
 }
 
 /// What the state said, to judge each listed resource by.
@@ -209,6 +233,7 @@ impl Cleanup<'_> {
         live.starting = of_state.starting;
         live.agents = of_state.agents;
         live.unreadable = of_state.unreadable;
+        live.only_listed = of_state.only_listed;
         if adopting {
             live.keep_running(&containers, &self.ownership);
         }

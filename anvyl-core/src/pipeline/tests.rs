@@ -509,6 +509,8 @@ async fn another_installations_leftovers_are_listed_and_removed_only_when_adopte
     let orphan = w
         .container(&other.resource_name(), &other.image_tag(), labels)
         .await;
+    // What a lost installation leaves: its agent's container has exited.
+    w.engine.set_state(&orphan, ContainerState::Exited);
     w.state
         .force_status(&web, AgentStatus::Failed, None, None)
         .unwrap();
@@ -1104,6 +1106,7 @@ async fn adopting_a_live_installation_keeps_what_runs_of_it() {
     let leftover = w
         .container(&stopped.resource_name(), &stopped.image_tag(), old)
         .await;
+    w.engine.set_state(&leftover, ContainerState::Exited);
 
     let adopting = w.cleanup_with(CleanupSettings {
         adopt: Some(alive),
@@ -1130,6 +1133,33 @@ async fn adopting_a_live_installation_keeps_what_runs_of_it() {
 }
 
 #[tokio::test]
+async fn adopting_keeps_a_container_created_by_a_start_in_progress() {
+    let w = World::new();
+    let alive = InstanceId::random();
+    let theirs = Ownership::new(alive.clone());
+    let job = AgentName::new("job").unwrap();
+    let start = StartId::random();
+    let labels = theirs.stamp(&Labels::new(), &job, &start);
+    w.engine
+        .seed_image(&[&job.image_tag(), &job.start_tag(&start)], labels.clone());
+    // That installation's start created its container and is about to
+    // start it.
+    let created = w
+        .container(&job.resource_name(), &job.start_tag(&start), labels)
+        .await;
+    let adopting = w.cleanup_with(CleanupSettings {
+        adopt: Some(alive),
+        ..CleanupSettings::default()
+    });
+    let report = adopting
+        .apply(&adopting.plan(Scope::All).await.unwrap())
+        .await;
+    assert!(w.exists(&created).await, "{report:?}");
+    assert!(w.engine.inspect_image(&job.start_tag(&start)).await.is_ok());
+    assert!(w.engine.inspect_image(&job.image_tag()).await.is_ok());
+}
+
+#[tokio::test]
 async fn an_adopted_container_started_again_after_the_plan_is_kept() {
     let w = World::new();
     let alive = InstanceId::random();
@@ -1140,6 +1170,7 @@ async fn an_adopted_container_started_again_after_the_plan_is_kept() {
     let container = w
         .container(&web.resource_name(), &web.image_tag(), labels)
         .await;
+    w.engine.set_state(&container, ContainerState::Exited);
     let adopting = w.cleanup_with(CleanupSettings {
         adopt: Some(alive),
         ..CleanupSettings::default()
@@ -1150,4 +1181,38 @@ async fn an_adopted_container_started_again_after_the_plan_is_kept() {
     w.engine.start_container(&container).await.unwrap();
     let report = adopting.apply(&plan).await;
     assert!(w.exists(&container).await, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_row_whose_name_cannot_be_read_keeps_what_may_be_its_own() {
+    for edit in [
+        "UPDATE agents SET name = CAST(name AS BLOB) WHERE name = 'k'",
+        "UPDATE agents SET name = NULL WHERE name = 'k'",
+    ] {
+        let w = World::new();
+        let k = w.agent("k");
+        let start = StartId::random();
+        let (container, _) = w.leftovers(&k, &start).await;
+        w.engine.start_container(&container).await.unwrap();
+        w.state
+            .begin_start(&k, &start, std::path::Path::new("/b/k"))
+            .unwrap();
+        w.state.ensure_local_host().unwrap();
+        w.state
+            .register(&k, crate::state::LOCAL_HOST, &container, &start, "Memory")
+            .unwrap();
+        // A forgotten agent's leftovers are still cleaned when every row
+        // reads; here one row's name does not.
+        w.state.conn().execute(edit, []).unwrap();
+
+        let cleanup = w.cleanup();
+        let report = cleanup
+            .apply(&cleanup.plan(Scope::All).await.unwrap())
+            .await;
+        assert!(w.exists(&container).await, "{edit}: {report:?}");
+        assert!(
+            w.engine.inspect_image(&k.image_tag()).await.is_ok(),
+            "{edit}"
+        );
+    }
 }

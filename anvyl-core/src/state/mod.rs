@@ -25,6 +25,14 @@ pub use status::{Fence, Fenced, Found};
 /// (every statement is idempotent).
 const SCHEMA_VERSION: i64 = 4;
 
+/// How a store is opened: by commands, which may set it up or migrate it,
+/// or only read (shell completion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
 /// File name of the database inside the state directory.
 pub const DATABASE_FILE: &str = "anvyl.db";
 
@@ -336,7 +344,12 @@ impl StateStore {
             path: display.clone(),
             source,
         })?;
-        Self::init(conn, display, Some(state_dir.join(liveness::LOCKS)))
+        Self::init(
+            conn,
+            display,
+            Some(state_dir.join(liveness::LOCKS)),
+            Access::ReadWrite,
+        )
     }
 
     /// Opens the store in `state_dir` only if it exists at this anvyl's
@@ -373,7 +386,22 @@ impl StateStore {
         if !header.starts_with(b"SQLite format 3\0") || version != SCHEMA_VERSION {
             return Ok(None);
         }
-        Self::open(state_dir).map(Some)
+        // Read-only: not even the journal mode is set on the way.
+        let display = path.display().to_string();
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(&path, flags).map_err(|source| StateError::Database {
+                path: display.clone(),
+                source,
+            })?;
+        Self::init(
+            conn,
+            display,
+            Some(state_dir.join(liveness::LOCKS)),
+            Access::ReadOnly,
+        )
+        .map(Some)
     }
 
     /// A private in-memory store (tests, conformance checks).
@@ -382,10 +410,15 @@ impl StateStore {
             path: ":memory:".into(),
             source,
         })?;
-        Self::init(conn, ":memory:".into(), None)
+        Self::init(conn, ":memory:".into(), None, Access::ReadWrite)
     }
 
-    fn init(conn: Connection, path: String, locks: Option<PathBuf>) -> Result<Self, StateError> {
+    fn init(
+        conn: Connection,
+        path: String,
+        locks: Option<PathBuf>,
+        access: Access,
+    ) -> Result<Self, StateError> {
         let err = |source| StateError::Database {
             path: path.clone(),
             source,
@@ -397,7 +430,7 @@ impl StateStore {
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(err)?;
-        if !mode.eq_ignore_ascii_case("wal") && path != ":memory:" {
+        if !mode.eq_ignore_ascii_case("wal") && path != ":memory:" && access == Access::ReadWrite {
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(err)?;
         }
@@ -683,7 +716,8 @@ fn key_text(r: &rusqlite::Row<'_>, column: usize) -> String {
         Ok(ValueRef::Integer(n)) => n.to_string(),
         Ok(ValueRef::Real(x)) => x.to_string(),
         Ok(ValueRef::Null) => "NULL".to_string(),
-        Ok(ValueRef::Blob(_)) | Err(_) => "a blob".to_string(),
+        Ok(ValueRef::Blob(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        Err(_) => "unreadable".to_string(),
     }
 }
 
@@ -809,6 +843,31 @@ mod tests {
         // Migrated by a command that may write, it is read.
         StateStore::open(dir.path()).unwrap();
         assert!(StateStore::open_current(dir.path()).unwrap().is_some());
+        // A current store is read without a write — not even its journal
+        // mode is set.
+        let dir = tempfile::tempdir().unwrap();
+        StateStore::open(dir.path())
+            .unwrap()
+            .create_agent(&web(), &AgentSpec::default())
+            .unwrap();
+        {
+            let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "delete");
+        }
+        let before = std::fs::read(dir.path().join(DATABASE_FILE)).unwrap();
+        let store = StateStore::open_current(dir.path())
+            .unwrap()
+            .expect("current");
+        assert_eq!(store.agents().unwrap().len(), 1);
+        drop(store);
+        assert!(std::fs::read(dir.path().join(DATABASE_FILE)).unwrap() == before);
+        let files: Vec<String> = (std::fs::read_dir(dir.path()).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, vec![DATABASE_FILE]);
     }
 
     #[test]

@@ -198,6 +198,27 @@ async fn a_lost_state_store_adopts_its_leftovers_only_when_asked() {
     let s = Sandbox::new().await;
     let web = s.agent(&unique("lost"));
     let (container, _) = s.leftovers(&web).await;
+    // The lost installation's agent ran and exited (its command is `true`).
+    s.engine.start_container(&container).await.expect("start");
+    for _ in 0..50 {
+        let state = s
+            .engine
+            .inspect_container(&container)
+            .await
+            .expect("inspect")
+            .state;
+        if state == anvyl_core::ContainerState::Exited {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // And one of its agents still runs: adopting must not take it.
+    let live = s.agent(&unique("alive"));
+    let live_labels = s.labels(&live);
+    let live_image = s.image(&live.image_tag(), live_labels.clone()).await;
+    let running = s
+        .running_container(&live.resource_name(), &live_image, live_labels)
+        .await;
     let old = s.ownership.instance().to_string();
     for file in ["anvyl.db", "anvyl.db-wal", "anvyl.db-shm"] {
         let _ = std::fs::remove_file(s.state_dir.path().join(file));
@@ -217,6 +238,12 @@ async fn a_lost_state_store_adopts_its_leftovers_only_when_asked() {
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(!s.has_container(&container).await, "{run:?}");
     assert!(!s.has_image(&web.image_tag()).await, "{run:?}");
+    assert!(
+        s.has_container(&running).await,
+        "a running agent was adopted: {run:?}"
+    );
+    assert!(s.has_image(&live.image_tag()).await, "{run:?}");
+    s.discard(&[&running], &[&live.image_tag()]).await;
     tally("hostile_cases", 1);
 }
 

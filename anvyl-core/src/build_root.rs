@@ -234,7 +234,17 @@ impl BuildRoot {
         // --one-file-system` does: a bind mount below a build directory is
         // someone's data, not the build's.
         let here = Filesystem::of(&root).map_err(self.io(self.path()))?;
-        match remove_tree(&root, name, &path, &here) {
+        // The kernel's list of mount points too: before Linux 5.8 statx
+        // gives no mount id, and a bind mount of the same filesystem has
+        // the same device.
+        let walk = Walk {
+            fs: here,
+            mounts: mount_points(),
+        };
+        let real = std::fs::canonicalize(self.path())
+            .map(|root| root.join(name))
+            .unwrap_or_else(|_| path.clone());
+        match remove_tree(&root, name, &path, &real, &walk) {
             Ok(None) => Ok(Removal::Removed),
             Ok(Some(mount)) => Ok(Removal::HoldsAMount(mount)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Removal::Gone),
@@ -277,17 +287,64 @@ impl Filesystem {
     }
 }
 
+/// What a removal must not cross: the build root's filesystem, and the
+/// mount points the kernel lists.
+struct Walk {
+    fs: Filesystem,
+    mounts: std::collections::BTreeSet<PathBuf>,
+}
+
+/// Every mount point of this process's mount namespace, from
+/// `/proc/self/mountinfo` (its fifth field, with `\040`-style escapes);
+/// none where there is no such file.
+fn mount_points() -> std::collections::BTreeSet<PathBuf> {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Default::default();
+    };
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mount_point(field)))
+        .collect()
+}
+
+/// Undoes the kernel's octal escapes of space, tab, newline and backslash.
+fn unescape_mount_point(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Removes the directory `name` below `parent` and everything in it that
-/// is on `fs`. Returns the first mount found (at `path` or below), which
-/// stays together with the directories leading to it.
+/// is on the build root's filesystem. `path` names it for reports, `real`
+/// is its path without links (as the mount table names mounts). Returns the
+/// first mount found (at `path` or below), which stays together with the
+/// directories leading to it.
 fn remove_tree(
     parent: &Dir,
     name: &str,
     path: &Path,
-    fs: &Filesystem,
+    real: &Path,
+    walk: &Walk,
 ) -> io::Result<Option<PathBuf>> {
     let dir = parent.open_dir_nofollow(name)?;
-    if !fs.holds(&Filesystem::of(&dir)?) {
+    if walk.mounts.contains(real) || !walk.fs.holds(&Filesystem::of(&dir)?) {
         return Ok(Some(path.to_path_buf()));
     }
     let mut mount = None;
@@ -299,7 +356,11 @@ fn remove_tree(
             .file_type()
             .is_ok_and(|t| t.is_dir() && !t.is_symlink());
         let found = if is_dir {
-            remove_tree(&dir, &child.to_string_lossy(), &child_path, fs)?
+            let real = real.join(&child);
+            remove_tree(&dir, &child.to_string_lossy(), &child_path, &real, walk)?
+        } else if walk.mounts.contains(&real.join(&child)) {
+            // A file bind-mounted over one of the build's.
+            Some(child_path)
         } else {
             match dir.remove_file(&child) {
                 Ok(()) => None,
@@ -326,6 +387,15 @@ mod tests {
 
     fn web() -> AgentName {
         AgentName::new("web").unwrap()
+    }
+
+    #[test]
+    fn mount_points_are_read_as_the_kernel_escapes_them() {
+        assert_eq!(unescape_mount_point("/a\\040b/c\\011d"), "/a b/c\td");
+        assert_eq!(unescape_mount_point("/x\\134y"), "/x\\y");
+        assert_eq!(unescape_mount_point("/plain\\z"), "/plain\\z");
+        // This process's root is always mounted.
+        assert!(mount_points().contains(Path::new("/")));
     }
 
     #[test]

@@ -173,6 +173,18 @@ impl Sandbox {
         cmd
     }
 
+    /// Runs `anvyl ARGS` under `wrapper` (e.g. `strace -e inject=…`), or
+    /// alone when `wrapper` is empty.
+    pub fn anvyl_under(&self, wrapper: &[&str], args: &[&str]) -> Run {
+        let Some((program, options)) = wrapper.split_first() else {
+            return self.anvyl(args);
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(options).arg(&self.itest.anvyl).args(args);
+        self.environment(&mut cmd);
+        cmd.output().expect("run anvyl").into()
+    }
+
     /// Runs `anvyl ARGS` with extra environment.
     pub fn anvyl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = self.command(args);

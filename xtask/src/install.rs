@@ -12,7 +12,8 @@ use crate::suite::Suite;
 
 /// The Debian packages the real-daemon tests need (OpenSSH for the
 /// `ssh://` host test: a private sshd, reached with the ssh client;
-/// debootstrap for the newer suites' engines).
+/// debootstrap for the newer suites' engines; strace to take statx away
+/// from a cleanup, as a kernel before 5.8 does).
 pub const PACKAGES: &[&str] = &[
     "docker.io",
     "podman",
@@ -20,6 +21,7 @@ pub const PACKAGES: &[&str] = &[
     "openssh-client",
     "openssh-server",
     "debootstrap",
+    "strace",
 ];
 
 /// The statically linked busybox `busybox-static` installs.
@@ -69,6 +71,7 @@ pub fn ensure_engines(engines: &[crate::engines::Kind], suites: &[Suite]) -> Res
         || !busybox_is_static()
         || !on_path("ssh")
         || !on_path("sshd")
+        || !on_path("strace")
         || (chroots && !on_path("debootstrap"));
     if !missing {
         return Ok(());

@@ -322,38 +322,67 @@ impl Drop for BindMount {
 /// A bind mount below a crashed start's build directory (a user's project
 /// mounted into the build context): the build's own files go, the mounted
 /// files stay, and the report names the mount as why the directory stays.
+/// Also with statx taken away (strace), as on a kernel before 5.8 that has
+/// no mount id for it: a bind mount of the same filesystem has the same
+/// device, and only the kernel's mount table still tells it.
 #[tokio::test]
 async fn a_mount_below_a_build_directory_is_never_crossed() {
     let s = Sandbox::new().await;
     let web = s.agent(&unique("mount"));
-    let dir = s.build_dir(&web, "0123456789ab");
-    let project = tempfile::tempdir().unwrap();
-    std::fs::create_dir(project.path().join("src")).unwrap();
-    std::fs::write(project.path().join("src/main.rs"), "fn main() {}").unwrap();
-    std::fs::write(project.path().join("README"), "mine").unwrap();
-    std::fs::create_dir(dir.join("ctx")).unwrap();
-    let mount = BindMount::new(project.path(), &dir.join("ctx"));
+    for (n, wrapper) in [
+        vec![],
+        vec![
+            "strace",
+            "-f",
+            "-o",
+            "/dev/null",
+            "-e",
+            "inject=statx:error=ENOSYS",
+        ],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = s.build_dir(&web, &format!("0123456789a{n}"));
+        // On the state directory's own filesystem.
+        let project = tempfile::tempdir_in(s.state_dir.path()).unwrap();
+        std::fs::create_dir(project.path().join("src")).unwrap();
+        std::fs::write(project.path().join("src/main.rs"), "fn main() {}").unwrap();
+        std::fs::write(project.path().join("README"), "mine").unwrap();
+        std::fs::create_dir(dir.join("ctx")).unwrap();
+        let mount = BindMount::new(project.path(), &dir.join("ctx"));
 
-    let run = s.anvyl(&["--output", "json", "agent", "cleanup", "--yes"]);
-    drop(mount);
+        let run = s.anvyl_under(&wrapper, &["--output", "json", "agent", "cleanup", "--yes"]);
+        drop(mount);
 
-    assert_eq!(run.code, Some(1), "the directory stays: {run:?}");
-    assert!(project.path().join("src/main.rs").exists(), "{run:?}");
-    assert!(project.path().join("README").exists(), "{run:?}");
-    assert!(
-        !dir.join("Dockerfile").exists(),
-        "the build's own file goes"
-    );
-    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
-    let item = &doc["report"]["steps"][2]["items"][0];
-    assert_eq!(item["outcome"], "skipped", "{doc}");
-    assert_eq!(item["reason"], "holds-a-mount", "{doc}");
-    // Unmounted, the next cleanup finishes the job.
-    let again = s.anvyl(&["agent", "cleanup", "--yes"]);
-    assert_eq!(again.code, Some(0), "{again:?}");
-    assert!(!dir.exists());
-    assert!(project.path().join("src/main.rs").exists());
-    tally("hostile_cases", 1);
+        assert_eq!(
+            run.code,
+            Some(1),
+            "the directory stays: {wrapper:?} {run:?}"
+        );
+        assert!(
+            project.path().join("src/main.rs").exists(),
+            "{wrapper:?} {run:?}"
+        );
+        assert!(
+            project.path().join("README").exists(),
+            "{wrapper:?} {run:?}"
+        );
+        assert!(
+            !dir.join("Dockerfile").exists(),
+            "the build's own file goes"
+        );
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+        let item = &doc["report"]["steps"][2]["items"][0];
+        assert_eq!(item["outcome"], "skipped", "{doc}");
+        assert_eq!(item["reason"], "holds-a-mount", "{doc}");
+        // Unmounted, the next cleanup finishes the job.
+        let again = s.anvyl(&["agent", "cleanup", "--yes"]);
+        assert_eq!(again.code, Some(0), "{again:?}");
+        assert!(!dir.exists());
+        assert!(project.path().join("src/main.rs").exists());
+        tally("hostile_cases", 1);
+    }
 }
 
 /// Rows SQLite accepts but anvyl never writes — a NULL name or start id in

@@ -426,11 +426,6 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Engine and API versions.
     async fn version(&self) -> Result<EngineInfo>;
 
-    /// What the engine said of itself before anvyl marked engines (Docker's
-    /// daemon ID, Podman's host name and storage root): only to judge
-    /// agents recorded that way (see [`crate::identity`]).
-    async fn legacy_engine_id(&self) -> Result<String>;
-
     /// The labels of the volume `name`; [`BackendError::NotFound`] when
     /// there is none.
     async fn volume_labels(&self, name: &str) -> Result<Labels>;

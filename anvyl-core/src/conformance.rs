@@ -186,8 +186,6 @@ pub async fn check_ping_and_version(backend: &dyn Backend, _: &Fixture) {
     backend.ping().await.expect("ping");
     let info = backend.version().await.expect("version");
     assert!(!info.version.is_empty(), "engine version is empty");
-    let id = backend.legacy_engine_id().await.expect("engine id");
-    assert!(!id.trim().is_empty(), "engine id is empty");
     let identity = EngineIdentity::of(backend);
     let marked = identity.current().await.expect("identity").to_string();
     assert_eq!(EngineIdentity::of(backend).current().await.unwrap(), marked);

@@ -18,14 +18,15 @@
 //! that run there are not stranded under a new identity.
 //!
 //! Records made before the marker name the engine's own id (`Docker
-//! 3F2A:…`, `Podman host:/var/lib/containers/storage`) or only its kind
-//! (`Docker`); they are still judged as they were made.
+//! 3F2A:…`, `Podman host:/var/lib/containers/storage`), only its kind
+//! (`Docker`) or nothing: such a running agent is judged by the engine that
+//! holds its container (see [`EngineIdentity::judges`]).
 
 use tokio::sync::OnceCell;
 
 use crate::backend::{engine_name, Backend, BackendError, Labels, Query, Result};
 use crate::name::RESOURCE_PREFIX;
-use crate::ownership::{LABEL_MANAGED_BY, MANAGED_BY};
+use crate::ownership::{LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY};
 
 /// The volume that carries an engine's identity.
 pub const MARKER_VOLUME: &str = "anvyl-engine-id";
@@ -42,7 +43,6 @@ const MARKED: &str = "id:";
 pub struct EngineIdentity<'b> {
     backend: &'b dyn Backend,
     marked: OnceCell<String>,
-    legacy: OnceCell<String>,
 }
 
 impl<'b> EngineIdentity<'b> {
@@ -51,7 +51,6 @@ impl<'b> EngineIdentity<'b> {
         Self {
             backend,
             marked: OnceCell::new(),
-            legacy: OnceCell::new(),
         }
     }
 
@@ -67,25 +66,40 @@ impl<'b> EngineIdentity<'b> {
             .map(String::as_str)
     }
 
-    /// Whether what was recorded as `recorded` is this engine.
+    /// Whether what was recorded as `recorded` is this engine: only an
+    /// identity read from a marker can say so.
     pub async fn is(&self, recorded: &str) -> Result<bool> {
-        let name = engine_name(self.backend);
         match recorded.split_once(' ') {
-            // Made before engines were asked at all: by kind.
-            None => Ok(recorded == name),
             Some((_, id)) if id.starts_with(MARKED) => Ok(recorded == self.current().await?),
-            Some(_) => {
-                let legacy = self
-                    .legacy
-                    .get_or_try_init(|| async {
-                        let id = self.backend.legacy_engine_id().await?;
-                        Ok::<_, BackendError>(format!("{name} {id}"))
-                    })
-                    .await?;
-                Ok(recorded == legacy)
-            }
+            _ => Ok(false),
         }
     }
+
+    /// Whether this engine judges a running agent recorded on `recorded`
+    /// with its container `container`. A record made before engines were
+    /// marked (`Docker 3F2A:…`, `Docker`, or none) names nothing another
+    /// engine cannot share — Docker 20.10's daemon ID is every dockerd's of
+    /// a machine — so such an agent is judged here only if its very
+    /// container is here, in whatever state: container ids are random, and
+    /// containers do not move between engines.
+    pub async fn judges(&self, recorded: Option<&str>, container: Option<&str>) -> Result<bool> {
+        match recorded {
+            Some(recorded) if is_marked(recorded) => self.is(recorded).await,
+            _ => match container {
+                Some(id) => match self.backend.inspect_container(id).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.is_not_found() => Ok(false),
+                    Err(e) => Err(e),
+                },
+                None => Ok(false),
+            },
+        }
+    }
+}
+
+/// Whether an identity was read from a marker (not made before markers).
+pub fn is_marked(identity: &str) -> bool {
+    marker_of(identity).is_some()
 }
 
 /// The marker id in an identity of [`EngineIdentity::current`]: what the
@@ -124,19 +138,47 @@ async fn marker(backend: &dyn Backend) -> Result<String> {
 /// on Docker 20.10 and Podman takes every unused volume) had before: the
 /// containers anvyl made there carry it. Containers do not move between
 /// engines, so the id they carry is this engine's, and its running agents
-/// stay judged by it rather than stranded under a new one.
+/// stay judged by it rather than stranded under a new one. Only a
+/// container anvyl made counts — named exactly for the agent its labels
+/// name, its label not inherited from its image (`docker commit` of an
+/// agent's container, carried to another engine, would bring another
+/// engine's id) — and only when all such containers agree.
 async fn recorded_in_containers(backend: &dyn Backend) -> Result<Option<String>> {
     let ours = Query::labelled(Labels::from([(
         LABEL_MANAGED_BY.to_string(),
         MANAGED_BY.to_string(),
     )]));
-    let containers = backend.list_containers(&ours).await?;
-    Ok(containers
-        .iter()
-        .filter(|c| c.name.starts_with(RESOURCE_PREFIX))
-        .find_map(|c| c.labels.get(LABEL_ENGINE))
-        .filter(|id| !id.trim().is_empty())
-        .cloned())
+    let mut found = std::collections::BTreeSet::new();
+    for c in backend.list_containers(&ours).await? {
+        let named_for_its_agent = c
+            .labels
+            .get(LABEL_AGENT)
+            .is_some_and(|agent| c.name == format!("{RESOURCE_PREFIX}{agent}"));
+        let Some(id) = c
+            .labels
+            .get(LABEL_ENGINE)
+            .filter(|id| !id.trim().is_empty())
+        else {
+            continue;
+        };
+        if !named_for_its_agent {
+            continue;
+        }
+        let inherited = match backend.inspect_image(&c.image_id).await {
+            Ok(image) => image.labels.contains_key(LABEL_ENGINE),
+            Err(e) if e.is_not_found() => false,
+            Err(e) => return Err(e),
+        };
+        if !inherited {
+            found.insert(id.clone());
+        }
+    }
+    Ok(match found.len() {
+        1 => found.pop_first(),
+        // None, or containers that disagree: a new identity, under which
+        // an agent running here is refused rather than misjudged.
+        _ => None,
+    })
 }
 
 fn id_of(labels: &Labels) -> Result<String> {
@@ -171,22 +213,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn two_engines_that_say_the_same_id_are_still_two() {
-        // Docker 20.10: every dockerd of a machine reports one daemon ID.
-        let a = MemoryBackend::with_legacy_id("3F2A:SAME");
-        let b = MemoryBackend::with_legacy_id("3F2A:SAME");
-        let on_a = EngineIdentity::of(&a).current().await.unwrap().to_string();
-        assert!(!EngineIdentity::of(&b).is(&on_a).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn records_made_before_the_marker_are_judged_as_they_were_made() {
-        let a = MemoryBackend::with_legacy_id("3F2A:A");
-        let judge = EngineIdentity::of(&a);
-        assert!(judge.is("Memory 3F2A:A").await.unwrap());
-        assert!(!judge.is("Memory 3F2A:B").await.unwrap());
-        assert!(judge.is("Memory").await.unwrap());
-        assert!(!judge.is("Docker").await.unwrap());
+    async fn a_record_made_before_markers_is_judged_where_its_container_is() {
+        let (a, b) = (MemoryBackend::new(), MemoryBackend::new());
+        a.seed_image(&["x"], Labels::new());
+        let spec = crate::backend::ContainerSpec {
+            name: format!("{RESOURCE_PREFIX}web"),
+            image: "x".into(),
+            ..Default::default()
+        };
+        let id = a.create_container(&spec).await.unwrap();
+        // Two dockerds of one machine both said `Docker 3F2A:SAME`.
+        for recorded in [Some("Memory 3F2A:SAME"), Some("Memory"), None] {
+            assert!(EngineIdentity::of(&a)
+                .judges(recorded, Some(&id))
+                .await
+                .unwrap());
+            assert!(!EngineIdentity::of(&b)
+                .judges(recorded, Some(&id))
+                .await
+                .unwrap());
+            assert!(!EngineIdentity::of(&a).judges(recorded, None).await.unwrap());
+        }
+        let marked = EngineIdentity::of(&a).current().await.unwrap().to_string();
+        assert!(EngineIdentity::of(&a)
+            .judges(Some(&marked), None)
+            .await
+            .unwrap());
+        assert!(!EngineIdentity::of(&b)
+            .judges(Some(&marked), Some(&id))
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
@@ -196,6 +252,7 @@ mod tests {
         let before = EngineIdentity::of(&a).current().await.unwrap().to_string();
         let labels = Labels::from([
             (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+            (LABEL_AGENT.to_string(), "web".to_string()),
             (
                 LABEL_ENGINE.to_string(),
                 marker_of(&before).unwrap().to_string(),
@@ -211,6 +268,37 @@ mod tests {
         a.remove_volume(MARKER_VOLUME);
         let after = EngineIdentity::of(&a).current().await.unwrap().to_string();
         assert_eq!(after, before);
+        // A container that is not anvyl's: made from a committed image of
+        // an agent's container elsewhere, under another name.
+        let poisoned = MemoryBackend::new();
+        let elsewhere = Labels::from([
+            (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+            (LABEL_AGENT.to_string(), "web".to_string()),
+            (LABEL_ENGINE.to_string(), "another-engines-id".to_string()),
+        ]);
+        poisoned.seed_image(&["snapshot:1"], elsewhere.clone());
+        let own = EngineIdentity::of(&poisoned)
+            .current()
+            .await
+            .unwrap()
+            .to_string();
+        for name in ["anvyl-agent-web-snapshot", "anvyl-agent-web"] {
+            let spec = crate::backend::ContainerSpec {
+                name: name.into(),
+                image: "snapshot:1".into(),
+                labels: elsewhere.clone(),
+                ..Default::default()
+            };
+            poisoned.create_container(&spec).await.unwrap();
+        }
+        poisoned.remove_volume(MARKER_VOLUME);
+        let after = EngineIdentity::of(&poisoned)
+            .current()
+            .await
+            .unwrap()
+            .to_string();
+        assert!(!after.contains("another-engines-id"), "{after}");
+        assert_ne!(after, own, "with nothing to tell, a new id");
         // With no container of anvyl's to tell, a new id is made.
         let b = MemoryBackend::new();
         let first = EngineIdentity::of(&b).current().await.unwrap().to_string();

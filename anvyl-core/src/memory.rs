@@ -163,20 +163,9 @@ impl Engine {
 }
 
 /// The in-memory backend.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct MemoryBackend {
     engine: Mutex<Engine>,
-    /// What the engine says of itself (see [`Backend::legacy_engine_id`]).
-    id: String,
-}
-
-impl Default for MemoryBackend {
-    fn default() -> Self {
-        Self {
-            engine: Mutex::default(),
-            id: crate::ids::StartId::random().to_string(),
-        }
-    }
 }
 
 fn matches(labels: &Labels, query: &Query) -> bool {
@@ -187,15 +176,6 @@ impl MemoryBackend {
     /// An empty engine.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// An empty engine that names itself `id`, as every Docker 20.10
-    /// daemon of one machine names itself the same.
-    pub fn with_legacy_id(id: &str) -> Self {
-        Self {
-            id: id.to_string(),
-            ..Self::default()
-        }
     }
 
     fn engine(&self) -> MutexGuard<'_, Engine> {
@@ -355,11 +335,6 @@ impl Backend for MemoryBackend {
             version: "0".into(),
             api_version: "0".into(),
         })
-    }
-
-    async fn legacy_engine_id(&self) -> Result<String> {
-        self.enter(Op::Ping, "").await?;
-        Ok(self.id.clone())
     }
 
     async fn volume_labels(&self, name: &str) -> Result<Labels> {

@@ -46,10 +46,6 @@ impl Backend for NoEngine {
         Err(refused("version"))
     }
 
-    async fn legacy_engine_id(&self) -> Result<String> {
-        Err(refused("engine id"))
-    }
-
     async fn volume_labels(&self, name: &str) -> Result<Labels> {
         Err(missing(name))
     }

@@ -272,24 +272,6 @@ impl Backend for DockerBackend {
         })
     }
 
-    async fn legacy_engine_id(&self) -> Result<String> {
-        // The daemon ID: per data root on Docker 23 and later, but from
-        // /etc/docker/key.json — one per machine — on Docker 20.10.
-        let info = self
-            .client
-            .info()
-            .await
-            .map_err(self.err("info", "engine"))?;
-        match info.id.filter(|id| !id.is_empty()) {
-            Some(id) => Ok(id),
-            None => Err(BackendError::Engine {
-                operation: "info",
-                status: None,
-                message: "the engine reports no ID".into(),
-            }),
-        }
-    }
-
     async fn volume_labels(&self, name: &str) -> Result<Labels> {
         let volume = self
             .client

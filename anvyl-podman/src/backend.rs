@@ -254,22 +254,6 @@ impl Backend for PodmanBackend {
         })
     }
 
-    async fn legacy_engine_id(&self) -> Result<String> {
-        // Podman has no daemon ID: its machine and its storage root, which
-        // machines cloned from one image share.
-        let info = self.call("info", "engine", self.client.info()).await?;
-        let host = info.host.and_then(|h| h.hostname).unwrap_or_default();
-        let root = info.store.and_then(|s| s.graph_root).unwrap_or_default();
-        if root.is_empty() {
-            return Err(BackendError::Engine {
-                operation: "info",
-                status: None,
-                message: "the engine reports no storage root".into(),
-            });
-        }
-        Ok(format!("{host}:{root}"))
-    }
-
     async fn volume_labels(&self, name: &str) -> Result<Labels> {
         let what = format!("volume {name}");
         let volumes = self.client.volumes();

@@ -758,18 +758,6 @@ fn two_dockerds_of_one_machine_are_two_engines() {
     );
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let (one, other) = (local.connect().await, far.connect().await);
-        let said = (
-            one.legacy_engine_id().await.unwrap(),
-            other.legacy_engine_id().await.unwrap(),
-        );
-        println!(
-            "two dockerds: their own IDs are {}",
-            if said.0 == said.1 {
-                "the same"
-            } else {
-                "different"
-            }
-        );
         anvyl_core::conformance::check_two_engines_are_told_apart(one.as_ref(), other.as_ref())
             .await;
     });

@@ -94,6 +94,21 @@ impl Lifecycle<'_> {
             Ok(report) => Ok(Removed::Cleaned(report)),
             // One dropped or stalled request is not a host that is down:
             // forgetting is for a host that still does not answer.
+            // Recorded before engines were marked, its container is not on
+            // the engine its host reaches: nothing of it is here to remove,
+            // and no engine can be proven its own. Forced, it is forgotten;
+            // its resources keep their labels for a cleanup where they are.
+            Err(LifecycleError::OtherEngine {
+                recorded, current, ..
+            }) if force && !crate::identity::is_marked(&recorded) => {
+                let cause = BackendError::Local {
+                    operation: "find the agent's engine",
+                    message: format!(
+                        "it was recorded on {recorded}, before engines were marked, and its container is not on {current}"
+                    ),
+                };
+                self.forget(name, cause)
+            }
             Err(e) if force => match e.unreachable_engine() {
                 Some(cause) if !self.host_answers(name).await => self.forget(name, cause.clone()),
                 _ => Err(e),
@@ -229,17 +244,19 @@ impl Lifecycle<'_> {
         // gone: stop would reset it, remove would forget it, while it runs.
         // A stopped agent's leftovers carry its labels wherever they are,
         // and so do a crashed start's (a live one was refused before).
-        let running = agent.status == AgentStatus::Running;
-        if let Some(recorded) = agent.engine.as_ref().filter(|_| running) {
-            let engine = crate::identity::EngineIdentity::of(backend.as_ref());
-            if !engine.is(recorded).await? {
-                return Err(LifecycleError::OtherEngine {
-                    agent: agent.name.clone(),
-                    host: host.name,
-                    recorded: recorded.clone(),
-                    current: engine.current().await?.to_string(),
-                });
-            }
+        let engine = crate::identity::EngineIdentity::of(backend.as_ref());
+        if agent.status == AgentStatus::Running
+            && !engine
+                .judges(agent.engine.as_deref(), agent.container_id.as_deref())
+                .await?
+        {
+            return Err(LifecycleError::OtherEngine {
+                agent: agent.name.clone(),
+                host: host.name,
+                recorded: (agent.engine.clone())
+                    .unwrap_or_else(|| "an engine it did not record".into()),
+                current: engine.current().await?.to_string(),
+            });
         }
         Ok((host.name, backend))
     }

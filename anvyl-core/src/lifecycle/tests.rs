@@ -411,10 +411,14 @@ async fn an_agent_running_on_another_engine_is_not_stopped_here() {
     let w = World::new();
     let web = w.good("web");
     let started = w.start(&web).await.unwrap();
-    // As if it had been started while the configuration reached Podman.
+    // As if it had been started while the configuration reached another
+    // engine, marked as anvyl marks every engine.
     w.state
         .conn()
-        .execute("UPDATE agents SET engine = 'Podman'", [])
+        .execute(
+            "UPDATE agents SET engine = 'Podman id:0123456789abcdef'",
+            [],
+        )
         .unwrap();
     let err = w.lifecycle().stop(&web).await.unwrap_err();
     assert!(matches!(err, LifecycleError::OtherEngine { .. }), "{err:?}");
@@ -637,4 +641,51 @@ async fn a_running_agent_is_still_judged_here_after_the_engines_marker_was_prune
         .await
         .is_err());
     assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Stopped);
+}
+
+#[tokio::test]
+async fn an_agent_recorded_before_engines_were_marked_is_judged_where_its_container_is() {
+    let w = World::new();
+    let web = w.good("web");
+    let started = w.start(&web).await.unwrap();
+    let cleanup = crate::pipeline::Cleanup::new(
+        w.engine.as_ref(),
+        &w.state,
+        w.build_root(),
+        crate::pipeline::CleanupSettings::default(),
+    );
+    // Recorded by an older anvyl: the daemon ID every dockerd of a machine
+    // shares, or nothing at all. Its container is here: judged here.
+    for legacy in ["'Docker 3F2A:SAME'", "NULL"] {
+        w.state
+            .conn()
+            .execute(&format!("UPDATE agents SET engine = {legacy}"), [])
+            .unwrap();
+        let plan = cleanup.plan(crate::pipeline::Scope::All).await.unwrap();
+        assert!(
+            plan.resets.is_empty() && plan.containers.is_empty(),
+            "{plan:?}"
+        );
+    }
+    // Its container is not on this engine: not judged here.
+    w.state
+        .conn()
+        .execute("UPDATE agents SET container_id = 'elsewhere'", [])
+        .unwrap();
+    let err = w.lifecycle().stop(&web).await.unwrap_err();
+    assert!(matches!(err, LifecycleError::OtherEngine { .. }), "{err:?}");
+    let plan = cleanup.plan(crate::pipeline::Scope::All).await.unwrap();
+    assert!(plan.resets.is_empty(), "{plan:?}");
+    assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Running);
+    // Forced, it is forgotten, and nothing is removed here.
+    assert!(matches!(
+        w.lifecycle().remove(&web, true).await.unwrap(),
+        Removed::Forgotten { .. }
+    ));
+    assert!(w.state.agents().unwrap().is_empty());
+    assert!(w
+        .engine
+        .inspect_container(&started.container_id)
+        .await
+        .is_ok());
 }

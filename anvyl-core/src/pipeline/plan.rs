@@ -275,8 +275,7 @@ impl Cleanup<'_> {
     ) -> Result<(Live, Vec<PlannedReset>), CleanupError> {
         let mut live = Live::default();
         let mut resets = Vec::new();
-        // Asked only when a running agent of this host carries a recorded
-        // engine.
+        // Asked only when a running agent of this host is judged.
         let engine = crate::identity::EngineIdentity::of(self.backend);
         for agent in agents {
             let reset = |stale| PlannedReset {
@@ -309,14 +308,13 @@ impl Cleanup<'_> {
             // elsewhere today, and there its container would look gone.
             // Any other status is safe to reset from anywhere: nothing runs,
             // and a start in progress is kept by its lock below.
-            if let Some(recorded) = agent
-                .engine
-                .as_ref()
-                .filter(|_| agent.status == AgentStatus::Running)
+            let running = agent.status == AgentStatus::Running;
+            if running
+                && !engine
+                    .judges(agent.engine.as_deref(), agent.container_id.as_deref())
+                    .await?
             {
-                if !engine.is(recorded).await? {
-                    continue;
-                }
+                continue;
             }
             match agent.status {
                 AgentStatus::Stopped => {}

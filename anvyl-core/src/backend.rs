@@ -270,6 +270,15 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     inner.to_string()
 }
 
+/// A volume as inspected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Volume {
+    /// Labels.
+    pub labels: Labels,
+    /// Where the engine keeps its files: below the engine's data root.
+    pub mountpoint: String,
+}
+
 /// A container to create.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerSpec {
@@ -426,9 +435,8 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Engine and API versions.
     async fn version(&self) -> Result<EngineInfo>;
 
-    /// The labels of the volume `name`; [`BackendError::NotFound`] when
-    /// there is none.
-    async fn volume_labels(&self, name: &str) -> Result<Labels>;
+    /// The volume `name`; [`BackendError::NotFound`] when there is none.
+    async fn volume(&self, name: &str) -> Result<Volume>;
 
     /// Creates the volume `name` with `labels`. One that exists already is
     /// a [`BackendError::Conflict`], or — as Docker answers — success

@@ -197,7 +197,7 @@ pub async fn check_ping_and_version(backend: &dyn Backend, _: &Fixture) {
     }
     assert_eq!(EngineIdentity::of(backend).current().await.unwrap(), marked);
     let missing = format!("anvyl-no-such-volume-{}", StartId::random());
-    let err = backend.volume_labels(&missing).await.unwrap_err();
+    let err = backend.volume(&missing).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
 }
 

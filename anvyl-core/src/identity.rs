@@ -24,7 +24,7 @@
 
 use tokio::sync::OnceCell;
 
-use crate::backend::{engine_name, Backend, BackendError, Labels, Query, Result};
+use crate::backend::{engine_name, Backend, BackendError, Labels, Query, Result, Volume};
 use crate::name::RESOURCE_PREFIX;
 use crate::ownership::{LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY};
 
@@ -105,7 +105,8 @@ pub fn is_marked(identity: &str) -> bool {
 /// The marker id in an identity of [`EngineIdentity::current`]: what the
 /// containers anvyl makes on that engine carry as [`LABEL_ENGINE`].
 pub fn marker_of(identity: &str) -> Option<&str> {
-    identity.split_once(' ')?.1.strip_prefix(MARKED)
+    let marked = identity.split_once(' ')?.1.strip_prefix(MARKED)?;
+    Some(marked.split_once('@').map_or(marked, |(id, _)| id))
 }
 
 /// The id in the engine's marker volume, made when there is none. Two
@@ -113,8 +114,8 @@ pub fn marker_of(identity: &str) -> Option<&str> {
 /// keeps one volume (the second create is refused, or answered with the
 /// existing volume), and both read the id back from what it kept.
 async fn marker(backend: &dyn Backend) -> Result<String> {
-    match backend.volume_labels(MARKER_VOLUME).await {
-        Ok(labels) => return id_of(&labels),
+    match backend.volume(MARKER_VOLUME).await {
+        Ok(volume) => return id_of(&volume),
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e),
     }
@@ -131,7 +132,7 @@ async fn marker(backend: &dyn Backend) -> Result<String> {
         Err(e) if e.is_conflict() => {}
         Err(e) => return Err(e),
     }
-    id_of(&backend.volume_labels(MARKER_VOLUME).await?)
+    id_of(&backend.volume(MARKER_VOLUME).await?)
 }
 
 /// The id an engine whose marker is gone (a `docker volume prune`, which
@@ -181,9 +182,16 @@ async fn recorded_in_containers(backend: &dyn Backend) -> Result<Option<String>>
     })
 }
 
-fn id_of(labels: &Labels) -> Result<String> {
-    match labels.get(LABEL_ENGINE).filter(|id| !id.trim().is_empty()) {
-        Some(id) => Ok(id.clone()),
+/// The marker's id and where the engine keeps the volume: a copy of an
+/// engine's data root at another path (a second daemon made from it) holds
+/// the same id but answers with its own path.
+fn id_of(volume: &Volume) -> Result<String> {
+    match volume
+        .labels
+        .get(LABEL_ENGINE)
+        .filter(|id| !id.trim().is_empty())
+    {
+        Some(id) => Ok(format!("{id}@{}", volume.mountpoint)),
         None => Err(BackendError::Local {
             operation: "identify the engine",
             message: format!(
@@ -243,6 +251,30 @@ mod tests {
             .judges(Some(&marked), Some(&id))
             .await
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_copy_of_an_engines_data_root_at_another_path_is_another_engine() {
+        let original = MemoryBackend::rooted("/var/lib/docker");
+        let on_original = EngineIdentity::of(&original)
+            .current()
+            .await
+            .unwrap()
+            .to_string();
+        // The data root copied for a second daemon: the marker comes along.
+        let copy = MemoryBackend::rooted("/srv/docker-copy");
+        let marker = original.volume(MARKER_VOLUME).await.unwrap();
+        copy.create_volume(MARKER_VOLUME, &marker.labels)
+            .await
+            .unwrap();
+        let on_copy = EngineIdentity::of(&copy)
+            .current()
+            .await
+            .unwrap()
+            .to_string();
+        assert_eq!(marker_of(&on_copy), marker_of(&on_original));
+        assert_ne!(on_copy, on_original);
+        assert!(!EngineIdentity::of(&copy).is(&on_original).await.unwrap());
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use crate::backend::{
     Backend, BackendError, BackendKind, BuildOutput, BuildProgress, BuildSpec, ContainerSpec,
     ContainerState, ContainerSummary, EngineInfo, ImageSummary, ImageTag, Labels, LogSink,
-    LogStream, Query, Result,
+    LogStream, Query, Result, Volume,
 };
 
 /// The operations faults can be attached to.
@@ -38,7 +38,7 @@ pub enum Op {
     InspectImage,
     /// [`Backend::remove_image`].
     RemoveImage,
-    /// [`Backend::volume_labels`] and [`Backend::create_volume`].
+    /// [`Backend::volume`] and [`Backend::create_volume`].
     Volume,
 }
 
@@ -166,6 +166,8 @@ impl Engine {
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
     engine: Mutex<Engine>,
+    /// Its data root, below which its volumes live ("" for `/memory`).
+    root: String,
 }
 
 fn matches(labels: &Labels, query: &Query) -> bool {
@@ -176,6 +178,14 @@ impl MemoryBackend {
     /// An empty engine.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn root_dir(&self) -> &str {
+        if self.root.is_empty() {
+            "/memory"
+        } else {
+            &self.root
+        }
     }
 
     fn engine(&self) -> MutexGuard<'_, Engine> {
@@ -212,6 +222,15 @@ impl MemoryBackend {
             remaining: times,
             fired: false,
         });
+    }
+
+    /// An empty engine whose data root is `root`: another daemon made
+    /// from a copy of one engine's data root lives at another path.
+    pub fn rooted(root: &str) -> Self {
+        Self {
+            root: root.to_string(),
+            ..Self::default()
+        }
     }
 
     /// Removes a volume, as `docker volume prune` does behind anvyl's back.
@@ -337,10 +356,14 @@ impl Backend for MemoryBackend {
         })
     }
 
-    async fn volume_labels(&self, name: &str) -> Result<Labels> {
+    async fn volume(&self, name: &str) -> Result<Volume> {
         self.enter(Op::Volume, name).await?;
-        (self.engine().volumes.get(name).cloned())
-            .ok_or_else(|| not_found(&format!("volume {name}")))
+        let labels = (self.engine().volumes.get(name).cloned())
+            .ok_or_else(|| not_found(&format!("volume {name}")))?;
+        Ok(Volume {
+            labels,
+            mountpoint: format!("{}/volumes/{name}/_data", self.root_dir()),
+        })
     }
 
     async fn create_volume(&self, name: &str, labels: &Labels) -> Result<()> {

@@ -46,7 +46,7 @@ impl Backend for NoEngine {
         Err(refused("version"))
     }
 
-    async fn volume_labels(&self, name: &str) -> Result<Labels> {
+    async fn volume(&self, name: &str) -> Result<crate::backend::Volume> {
         Err(missing(name))
     }
 

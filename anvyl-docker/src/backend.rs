@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anvyl_core::backend::{
-    normalise_image_id, BuildOutput, BuildProgress, LogSink, LogStream, Result,
+    normalise_image_id, BuildOutput, BuildProgress, LogSink, LogStream, Result, Volume,
 };
 use anvyl_core::{
     Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
@@ -272,13 +272,16 @@ impl Backend for DockerBackend {
         })
     }
 
-    async fn volume_labels(&self, name: &str) -> Result<Labels> {
+    async fn volume(&self, name: &str) -> Result<Volume> {
         let volume = self
             .client
             .inspect_volume(name)
             .await
             .map_err(self.err("inspect volume", &format!("volume {name}")))?;
-        Ok(volume.labels.into_iter().collect())
+        Ok(Volume {
+            labels: volume.labels.into_iter().collect(),
+            mountpoint: volume.mountpoint,
+        })
     }
 
     async fn create_volume(&self, name: &str, labels: &Labels) -> Result<()> {

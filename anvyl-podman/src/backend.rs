@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anvyl_core::backend::{
-    normalise_image_id, BuildOutput, BuildProgress, LogSink, LogStream, Result,
+    normalise_image_id, BuildOutput, BuildProgress, LogSink, LogStream, Result, Volume,
 };
 use anvyl_core::lifecycle::{labelled_dockerfile, LABELLED_DOCKERFILE};
 use anvyl_core::{
@@ -254,14 +254,17 @@ impl Backend for PodmanBackend {
         })
     }
 
-    async fn volume_labels(&self, name: &str) -> Result<Labels> {
+    async fn volume(&self, name: &str) -> Result<Volume> {
         let what = format!("volume {name}");
         let volumes = self.client.volumes();
         let volume = volumes.get(name);
         let found = self
             .read("inspect volume", &what, || volume.inspect())
             .await?;
-        Ok(found.labels.into_iter().collect())
+        Ok(Volume {
+            labels: found.labels.into_iter().collect(),
+            mountpoint: found.mountpoint,
+        })
     }
 
     async fn create_volume(&self, name: &str, labels: &Labels) -> Result<()> {
@@ -277,7 +280,7 @@ impl Backend for PodmanBackend {
             Ok(_) => Ok(()),
             // Podman 4.3 answers an existing name with a 500, not a 409:
             // a refused create of a volume that exists now is the conflict.
-            Err(e) if !e.is_unreachable() && self.volume_labels(name).await.is_ok() => {
+            Err(e) if !e.is_unreachable() && self.volume(name).await.is_ok() => {
                 Err(BackendError::Conflict {
                     what,
                     message: e.to_string(),

@@ -87,8 +87,8 @@ impl CliError {
         said_once(self)
     }
 
-    /// Prints the error on stderr as [`printed`](Self::printed) says, and
-    /// returns the exit status.
+    /// Prints the error on stderr — one line, then any indented context
+    /// lines — and returns the exit status.
     pub fn report(&self) -> ExitCode {
         eprint!("{}", self.printed());
         ExitCode::from(self.exit_status())

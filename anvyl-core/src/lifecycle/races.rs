@@ -8,19 +8,10 @@ use super::*;
 use crate::backend::{Backend, ContainerState, Labels};
 use crate::memory::{Fault, Gate, Op};
 use crate::ownership::Ownership;
-use crate::pipeline::{Cleanup, CleanupSettings, Scope};
+use crate::pipeline::Scope;
 use crate::state::AgentStatus;
 
 impl World {
-    fn cleanup(&self) -> Cleanup<'_> {
-        Cleanup::new(
-            self.engine.as_ref(),
-            &self.state,
-            self.build_root(),
-            CleanupSettings::default(),
-        )
-    }
-
     /// What a start that crashed (kill -9) after building leaves: a failed
     /// agent, an image tagged `:latest` and `:<start>`, a build directory.
     async fn crashed_start(&self, name: &AgentName) -> StartId {

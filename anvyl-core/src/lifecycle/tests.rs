@@ -50,6 +50,16 @@ impl World {
         crate::build_root::BuildRoot::new(self.root.path()).unwrap()
     }
 
+    /// The cleanup of this world's engine and state, default settings.
+    pub(super) fn cleanup(&self) -> crate::pipeline::Cleanup<'_> {
+        crate::pipeline::Cleanup::new(
+            self.engine.as_ref(),
+            &self.state,
+            self.build_root(),
+            crate::pipeline::CleanupSettings::default(),
+        )
+    }
+
     pub(super) fn lifecycle(&self) -> Lifecycle<'_> {
         self.lifecycle_with(LifecycleSettings {
             settle: Duration::from_millis(50),
@@ -594,12 +604,7 @@ async fn a_crashed_start_on_a_new_engine_is_cleaned_and_reset_there() {
         )
     );
 
-    let cleanup = crate::pipeline::Cleanup::new(
-        w.engine.as_ref(),
-        &w.state,
-        w.build_root(),
-        crate::pipeline::CleanupSettings::default(),
-    );
+    let cleanup = w.cleanup();
     let report = cleanup
         .apply(&cleanup.plan(crate::pipeline::Scope::All).await.unwrap())
         .await;
@@ -648,12 +653,7 @@ async fn an_agent_recorded_before_engines_were_marked_is_judged_where_its_contai
     let w = World::new();
     let web = w.good("web");
     let started = w.start(&web).await.unwrap();
-    let cleanup = crate::pipeline::Cleanup::new(
-        w.engine.as_ref(),
-        &w.state,
-        w.build_root(),
-        crate::pipeline::CleanupSettings::default(),
-    );
+    let cleanup = w.cleanup();
     // Recorded by an older anvyl: the daemon ID every dockerd of a machine
     // shares, or nothing at all. Its container is here: judged here.
     for legacy in ["'Docker 3F2A:SAME'", "NULL"] {

@@ -338,18 +338,7 @@ impl StateStore {
             path: state_dir.display().to_string(),
             source,
         })?;
-        let path = state_dir.join(DATABASE_FILE);
-        let display = path.display().to_string();
-        let conn = Connection::open(&path).map_err(|source| StateError::Database {
-            path: display.clone(),
-            source,
-        })?;
-        Self::init(
-            conn,
-            display,
-            Some(state_dir.join(liveness::LOCKS)),
-            Access::ReadWrite,
-        )
+        Self::open_file(state_dir, Access::ReadWrite)
     }
 
     /// Opens the store in `state_dir` only if it exists at this anvyl's
@@ -387,21 +376,24 @@ impl StateStore {
             return Ok(None);
         }
         // Read-only: not even the journal mode is set on the way.
+        Self::open_file(state_dir, Access::ReadOnly).map(Some)
+    }
+
+    /// Opens the database file of `state_dir` for `access`.
+    fn open_file(state_dir: &Path, access: Access) -> Result<Self, StateError> {
+        use rusqlite::OpenFlags;
+        let path = state_dir.join(DATABASE_FILE);
         let display = path.display().to_string();
-        let flags =
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = match access {
+            Access::ReadWrite => OpenFlags::default(),
+            Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        };
         let conn =
             Connection::open_with_flags(&path, flags).map_err(|source| StateError::Database {
                 path: display.clone(),
                 source,
             })?;
-        Self::init(
-            conn,
-            display,
-            Some(state_dir.join(liveness::LOCKS)),
-            Access::ReadOnly,
-        )
-        .map(Some)
+        Self::init(conn, display, Some(state_dir.join(liveness::LOCKS)), access)
     }
 
     /// A private in-memory store (tests, conformance checks).

@@ -25,7 +25,7 @@
 use tokio::sync::OnceCell;
 
 use crate::backend::{engine_name, Backend, BackendError, Labels, Query, Result, Volume};
-use crate::name::RESOURCE_PREFIX;
+use crate::name::AgentName;
 use crate::ownership::{LABEL_AGENT, LABEL_MANAGED_BY, MANAGED_BY};
 
 /// The volume that carries an engine's identity.
@@ -69,10 +69,7 @@ impl<'b> EngineIdentity<'b> {
     /// Whether what was recorded as `recorded` is this engine: only an
     /// identity read from a marker can say so.
     pub async fn is(&self, recorded: &str) -> Result<bool> {
-        match recorded.split_once(' ') {
-            Some((_, id)) if id.starts_with(MARKED) => Ok(recorded == self.current().await?),
-            _ => Ok(false),
-        }
+        Ok(is_marked(recorded) && recorded == self.current().await?)
     }
 
     /// Whether this engine judges a running agent recorded on `recorded`
@@ -84,7 +81,7 @@ impl<'b> EngineIdentity<'b> {
     /// containers do not move between engines.
     pub async fn judges(&self, recorded: Option<&str>, container: Option<&str>) -> Result<bool> {
         match recorded {
-            Some(recorded) if is_marked(recorded) => self.is(recorded).await,
+            Some(recorded) if is_marked(recorded) => Ok(recorded == self.current().await?),
             _ => match container {
                 Some(id) => match self.backend.inspect_container(id).await {
                     Ok(_) => Ok(true),
@@ -151,20 +148,15 @@ async fn recorded_in_containers(backend: &dyn Backend) -> Result<Option<String>>
     )]));
     let mut found = std::collections::BTreeSet::new();
     for c in backend.list_containers(&ours).await? {
-        let named_for_its_agent = c
-            .labels
-            .get(LABEL_AGENT)
-            .is_some_and(|agent| c.name == format!("{RESOURCE_PREFIX}{agent}"));
-        let Some(id) = c
+        let named_for_its_agent = AgentName::from_resource_name(&c.name)
+            .is_some_and(|a| c.labels.get(LABEL_AGENT).map(String::as_str) == Some(a.as_str()));
+        let id = c
             .labels
             .get(LABEL_ENGINE)
-            .filter(|id| !id.trim().is_empty())
-        else {
+            .filter(|id| !id.trim().is_empty());
+        let Some(id) = id.filter(|_| named_for_its_agent) else {
             continue;
         };
-        if !named_for_its_agent {
-            continue;
-        }
         let inherited = match backend.inspect_image(&c.image_id).await {
             Ok(image) => image.labels.contains_key(LABEL_ENGINE),
             Err(e) if e.is_not_found() => false,
@@ -225,7 +217,7 @@ mod tests {
         let (a, b) = (MemoryBackend::new(), MemoryBackend::new());
         a.seed_image(&["x"], Labels::new());
         let spec = crate::backend::ContainerSpec {
-            name: format!("{RESOURCE_PREFIX}web"),
+            name: "anvyl-agent-web".into(),
             image: "x".into(),
             ..Default::default()
         };
@@ -291,7 +283,7 @@ mod tests {
             ),
         ]);
         let spec = crate::backend::ContainerSpec {
-            name: format!("{RESOURCE_PREFIX}web"),
+            name: "anvyl-agent-web".into(),
             image: "x".into(),
             labels,
             ..Default::default()

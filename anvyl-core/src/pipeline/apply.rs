@@ -146,7 +146,7 @@ impl Cleanup<'_> {
         // longer make it this agent's is left alone.
         match self.backend.inspect_container(&c.id).await {
             // An adopted installation's container that runs now, or was
-            // created again, may be its live agent's (see `Live::keep_running`).
+            // created again, may be its live agent's (see `Live::keep_possibly_live`).
             Ok(now) if self.settings.adopt.is_some() && super::plan::may_be_live(&now) => {
                 let why =
                     "it runs or was created again, and its installation may be alive".to_string();

@@ -88,7 +88,7 @@ impl Live {
     /// container of its start in progress, so it stays, with its image and
     /// everything of its start. Only a stopped installation is adopted
     /// whole; a cleanup run then removes what has stopped since.
-    fn keep_running(&mut self, containers: &[ContainerSummary], theirs: &Ownership) {
+    fn keep_possibly_live(&mut self, containers: &[ContainerSummary], theirs: &Ownership) {
         for c in containers {
             if !may_be_live(c) || theirs.labelled_agent(&c.labels).is_none() {
                 continue;
@@ -235,7 +235,7 @@ impl Cleanup<'_> {
         live.unreadable = of_state.unreadable;
         live.only_listed = of_state.only_listed;
         if adopting {
-            live.keep_running(&containers, &self.ownership);
+            live.keep_possibly_live(&containers, &self.ownership);
         }
 
         let mut plan = Plan {

@@ -122,9 +122,22 @@ impl Sandbox {
                 left.push(format!("container {}", c.name));
             }
         }
+        // An image says which start made it and how the state says that
+        // start ended: what decides whether a cleanup may take it.
+        let starts = self.state().starts().expect("starts");
         for i in self.engine.list_images(&query).await.expect("list") {
             if !live_images.contains(&i.id) {
-                left.push(format!("image {} {:?}", i.id, i.tags));
+                let start = i.labels.get(anvyl_core::ownership::LABEL_START);
+                let ended = start.map(|s| {
+                    starts
+                        .iter()
+                        .find(|r| r.id.as_str() == s.as_str())
+                        .map_or("no record".to_string(), |r| format!("{:?}", r.outcome))
+                });
+                left.push(format!(
+                    "image {} {:?} start {start:?} outcome {ended:?}",
+                    i.id, i.tags
+                ));
             }
         }
         for entry in std::fs::read_dir(self.build_root()).into_iter().flatten() {

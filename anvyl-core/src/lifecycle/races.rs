@@ -137,6 +137,53 @@ async fn a_restart_while_a_stale_agent_is_cleaned_keeps_the_new_start() {
     w.lifecycle().stop(&web).await.unwrap();
 }
 
+/// A restart while a cleanup removes a stopped agent's image: the new
+/// build moves `:latest` to itself and keeps it, and the old image goes
+/// whole. Were the old start's own tag removed before `:latest`, and
+/// `:latest` judged by an answer from before the restart, the new build
+/// would lose `:latest` and the old image would be left untagged — of a
+/// start that succeeded, which no cleanup takes (the stress test met it on
+/// Podman 4.3).
+#[tokio::test]
+async fn a_restart_during_the_image_removals_keeps_latest_and_strands_nothing() {
+    let w = World::new();
+    let web = w.good("web");
+    let first = w.start(&web).await.unwrap();
+    w.lifecycle().stop(&web).await.unwrap();
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert_eq!(plan.images.len(), 2, "both tags of the old build: {plan:?}");
+
+    // Apply waits right before it removes the old start's own tag.
+    let gate = Gate::new();
+    w.engine.inject(
+        Op::RemoveImage,
+        Some(&web.start_tag(&first.start)),
+        Fault::Gate(gate.clone()),
+        Some(1),
+    );
+    let (report, started) = tokio::join!(cleanup.apply(&plan), async {
+        gate.reached().await;
+        let started = w.start(&web).await;
+        gate.open();
+        started
+    });
+    let started = started.unwrap();
+
+    w.assert_alive(&started).await;
+    let latest = w.engine.inspect_image(&web.image_tag()).await;
+    assert_eq!(
+        latest.map(|i| i.id).ok().as_ref(),
+        Some(&started.image_id),
+        "`:latest` stays on the new build: {report:?}"
+    );
+    assert!(
+        w.engine.inspect_image(&first.image_id).await.is_err(),
+        "the old image is gone whole: {report:?}"
+    );
+    assert_eq!(report.remaining_owned(), 0, "{report:?}");
+}
+
 /// A start that begins after the cleanup began listing — its image built,
 /// its build directory made — is seen as live when the state is read.
 #[tokio::test]

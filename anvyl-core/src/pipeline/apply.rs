@@ -211,6 +211,15 @@ impl Cleanup<'_> {
                 true => untagged.entry(i.start.as_ref()).or_default().push(n),
             }
         }
+        // Of one image, `:latest` goes first and the start's own tag last: a
+        // new start may move `:latest` to its build at any moment, and were
+        // the start's tag removed first, an image left only with a
+        // `:latest` that then moved would be untagged, of a start that
+        // succeeded — no cleanup's to take (see `plan::owned_references`).
+        // Removed last, the start's tag takes the image with it.
+        for group in tagged.values_mut() {
+            group.sort_by_key(|&n| !current[n].0.is_latest());
+        }
         let mut reports = self
             .remove_image_groups(&current, tagged.into_values(), live)
             .await;
@@ -260,6 +269,16 @@ impl Cleanup<'_> {
         if let Some(why) = changed(live, &i.agent, i.start.as_ref()) {
             return skipped(&i.display, &i.agent, SkipReason::ChangedSinceThePlan(why));
         }
+        // `:latest` is asked again right before it goes: the answer from
+        // before the first removal may be stale by now, and removing a
+        // `:latest` that moved would untag a newer start's build.
+        let again;
+        let now = if i.is_latest() {
+            again = self.backend.inspect_image(&i.reference).await;
+            &again
+        } else {
+            now
+        };
         match now {
             Ok(now) if now.id != i.image_id => {
                 return skipped(&i.display, &i.agent, SkipReason::ReplacedAfterPlan)

@@ -150,6 +150,12 @@ impl PlannedImage {
     pub fn is_untagged(&self) -> bool {
         self.reference == self.image_id
     }
+
+    /// Whether it is the agent's `:latest`: the one tag of anvyl's that
+    /// moves, to each new build of the agent, while nothing holds a lock.
+    pub fn is_latest(&self) -> bool {
+        self.display == self.agent.image_tag()
+    }
 }
 
 /// A build directory the plan will remove.

@@ -94,12 +94,19 @@ pub enum AgentCommand {
     /// has kept running for the settle time. If any step fails, or on Ctrl-C,
     /// the container, image and build directory of this start are removed and
     /// the agent is reset to stopped.
+    ///
+    /// An agent that only looks running or starting — its start was killed,
+    /// its container exited or was removed — is cleaned up first, as `agent
+    /// cleanup NAME` would, and then started.
     Start {
         /// The agent
         #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
         name: String,
     },
     /// Stop a running agent and remove its container
+    ///
+    /// An agent whose container already exited, or whose start was killed, is
+    /// cleaned up and stopped all the same, and the command says what it found.
     Stop {
         /// The agent
         #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
@@ -117,10 +124,18 @@ pub enum AgentCommand {
         #[arg(long, value_name = "N")]
         tail: Option<usize>,
     },
-    /// List agents
+    /// List agents as they are
+    ///
+    /// STATUS is what each agent's host says now, not only what anvyl
+    /// recorded: running, starting, stopped, failed, "exited (137) 2 minutes
+    /// ago", "container gone", "start crashed", or "unknown (host
+    /// unreachable)" when its host does not answer within 5 s. The next
+    /// `agent start`, `stop` or `remove` of a dead agent cleans it up; a
+    /// listing changes nothing. With --output json each row carries `status`
+    /// (as shown), `recorded` and `observed` (state, exit code, exit time).
     #[command(visible_aliases = ["ls", "ps"])]
     List {
-        /// Only running agents
+        /// Only agents that run now
         #[arg(long)]
         running: bool,
     },

@@ -25,17 +25,21 @@ pub fn table(header: &[&str]) -> Table {
     table
 }
 
-/// A status, coloured as people scan for it: running green, failed red,
-/// starting yellow.
-pub fn status_cell(status: anvyl_core::AgentStatus) -> comfy_table::Cell {
-    use anvyl_core::AgentStatus;
+/// An observed status, coloured as people scan for it: running green,
+/// failed or dead red, starting or unknown yellow.
+pub fn status_cell(observed: &anvyl_core::lifecycle::Observed, text: &str) -> comfy_table::Cell {
+    use anvyl_core::lifecycle::Observed;
     use comfy_table::Color;
-    let cell = comfy_table::Cell::new(status.as_str());
-    match status {
-        AgentStatus::Running => cell.fg(Color::Green),
-        AgentStatus::Failed => cell.fg(Color::Red),
-        AgentStatus::Starting => cell.fg(Color::Yellow),
-        AgentStatus::Stopped => cell,
+    let cell = comfy_table::Cell::new(text);
+    match observed {
+        Observed::Running => cell.fg(Color::Green),
+        Observed::Starting { .. } => cell.fg(Color::Yellow),
+        Observed::Failed
+        | Observed::StartCrashed { .. }
+        | Observed::Exited { .. }
+        | Observed::ContainerGone => cell.fg(Color::Red),
+        Observed::Unknown { .. } => cell.fg(Color::Yellow),
+        Observed::Stopped => cell,
     }
 }
 

@@ -154,6 +154,9 @@ pub struct ContainerSummary {
     /// The main process's exit code, when it has exited and the answer
     /// says (an inspection does; a listing does not).
     pub exit_code: Option<i64>,
+    /// When its main process last exited (seconds since the epoch), when
+    /// it has and an inspection says.
+    pub finished: Option<i64>,
 }
 
 /// One tag of an image.

@@ -425,6 +425,7 @@ impl Backend for MemoryBackend {
                 labels,
                 state: ContainerState::Created,
                 exit_code: None,
+                finished: None,
             },
         );
         Ok(id)

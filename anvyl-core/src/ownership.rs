@@ -182,6 +182,7 @@ mod tests {
             labels,
             state: ContainerState::Exited,
             exit_code: None,
+            finished: None,
         }
     }
 

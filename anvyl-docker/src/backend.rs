@@ -325,6 +325,7 @@ impl Backend for DockerBackend {
                 labels: labels(c.labels),
                 state: summary_state(c.state),
                 exit_code: None,
+                finished: None,
             })
             .collect())
     }
@@ -345,6 +346,13 @@ impl Backend for DockerBackend {
             image_id: c.image.map(|i| normalise_image_id(&i)).unwrap_or_default(),
             labels: labels(c.config.and_then(|c| c.labels)),
             exit_code: c.state.as_ref().and_then(|s| s.exit_code),
+            // "0001-01-01T00:00:00Z" until it first exits: before the epoch,
+            // which `humantime` refuses.
+            finished: (c.state.as_ref())
+                .and_then(|s| s.finished_at.as_deref())
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64),
             state: inspect_state(c.state.and_then(|s| s.status)),
         })
     }

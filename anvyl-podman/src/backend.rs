@@ -322,6 +322,7 @@ impl Backend for PodmanBackend {
                 labels: labels(c.labels),
                 state: state(c.state.as_deref()),
                 exit_code: None,
+                finished: None,
             })
             .collect())
     }
@@ -338,6 +339,11 @@ impl Backend for PodmanBackend {
             image_id: c.image.map(|i| normalise_image_id(&i)).unwrap_or_default(),
             labels: labels(c.config.and_then(|c| c.labels)),
             exit_code: c.state.as_ref().and_then(|s| s.exit_code).map(i64::from),
+            // Year 1 until it first exits.
+            finished: (c.state.as_ref())
+                .and_then(|s| s.finished_at)
+                .map(|t| t.timestamp())
+                .filter(|&t| t > 0),
             state: state(c.state.and_then(|s| s.status).as_deref()),
         })
     }

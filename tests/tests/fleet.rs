@@ -130,13 +130,23 @@ impl Installation {
         self.ok(&["agent", "stop", name]);
     }
 
+    /// The agent's status as recorded in the state store.
     fn status(&self, name: &str) -> String {
+        self.listed(name, "recorded")
+    }
+
+    /// The agent's status as `agent list` shows it: observed on its host.
+    fn shown(&self, name: &str) -> String {
+        self.listed(name, "status")
+    }
+
+    fn listed(&self, name: &str, field: &str) -> String {
         let (_, rows) = self.json(&["agent", "list"]);
         rows.as_array()
             .unwrap()
             .iter()
             .find(|r| r["name"] == name)
-            .map(|r| r["status"].as_str().unwrap().to_string())
+            .map(|r| r[field].as_str().unwrap().to_string())
             .unwrap_or_else(|| panic!("{name} is not listed: {rows}"))
     }
 
@@ -332,8 +342,10 @@ fn a_host_that_stops_answering_is_reported_and_a_rerun_converges() {
     );
     assert_eq!(owned(&local, &instance), Vec::<String>::new());
     assert_eq!(owned(&pod, &instance), Vec::<String>::new());
-    // Its agent keeps its recorded status, and nothing changes by stopping it.
+    // Its agent keeps its recorded status, and nothing changes by stopping
+    // it; a listing shows what it can tell, and guesses nothing.
     assert_eq!(a.status(&live), "running");
+    assert_eq!(a.shown(&live), "unknown (host unreachable)");
     let stop = a.anvyl(&["agent", "stop", &live]);
     assert_eq!(stop.status.code(), Some(3), "{}", text(&stop));
     assert_eq!(a.status(&live), "running");
@@ -787,11 +799,17 @@ fn two_dockerds_of_one_machine_are_two_engines() {
     let stop = a.anvyl(&["agent", "stop", &web]);
     assert!(!stop.status.success(), "{}", text(&stop));
     assert_eq!(a.status(&web), "running");
+    assert!(
+        a.shown(&web).starts_with("unknown (agent '"),
+        "the other engine cannot tell: {}",
+        a.shown(&web)
+    );
 
     // Back on its own engine: still running, and a cleanup there keeps it.
     std::fs::write(&a.config, &config).unwrap();
     a.ok(&["agent", "cleanup", "--yes"]);
     assert_eq!(a.status(&web), "running");
+    assert_eq!(a.shown(&web), "running");
     let running = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let backend = local.connect().await;
         backend

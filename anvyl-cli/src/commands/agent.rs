@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anvyl_core::lifecycle::{validate_spec, LifecycleError, StartCause, StartError};
+use anvyl_core::lifecycle::{validate_spec, LifecycleError, Observed, StartCause, StartError};
 use anvyl_core::{AgentName, AgentRecord, AgentSpec, AgentStatus, LogStream};
 use serde::Serialize;
 
@@ -26,6 +26,7 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
             let name = AgentName::new(name.as_str())?;
             let session = Session::open(config)?;
             let stopped = session.lifecycle().stop(&name).await?;
+            // A dead agent's stop is said by core, in the cleanup's words.
             if let anvyl_core::lifecycle::Stopped::NotRunning(status) = stopped {
                 tracing::info!(
                     "Agent '{name}' is not running ({}): nothing to stop",
@@ -37,13 +38,17 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
         AgentCommand::Logs { name, follow, tail } => {
             logs(config, &AgentName::new(name.as_str())?, *follow, *tail).await
         }
-        AgentCommand::List { running } => list(cli, config, *running),
+        AgentCommand::List { running } => list(cli, config, *running).await,
         AgentCommand::Remove { name, force, yes } => {
             let name = AgentName::new(name.as_str())?;
             let session = Session::open(config)?;
             let agent = session.state.agent(&name)?;
-            // Refused before the question, not after a "yes".
-            if agent.status == anvyl_core::AgentStatus::Running && !force {
+            // Refused before the question, not after a "yes" — unless it
+            // only looks running: its container died or vanished.
+            if agent.status == anvyl_core::AgentStatus::Running
+                && !force
+                && !session.lifecycle().observe(&agent).await?.is_dead()
+            {
                 return Err(LifecycleError::Running(name).into());
             }
             if !yes {
@@ -133,6 +138,19 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
             Ok(ExitCode::SUCCESS)
         }
         Err(StartError::Refused(e)) => Err(e.into()),
+        // Its host's error decides the status (3 when it does not answer).
+        Err(StartError::Unhealed {
+            agent,
+            finding,
+            source,
+        }) => Err(match CliError::from(*source) {
+            CliError::Engine(e) if e.is_unreachable() => CliError::Unreachable(format!(
+                "agent '{agent}' is not running ({finding}), and its host does not answer: {e}"
+            )),
+            other => CliError::Failed(format!(
+                "agent '{agent}' is not running ({finding}), and what it left cannot be cleaned up: {other}"
+            )),
+        }),
         // Nothing was recorded or created: the user fixes the environment.
         Err(StartError::Precondition(why)) => Err(CliError::Usage(why)),
         Err(e @ StartError::Interrupted { .. }) => Err(CliError::Interrupted(format!(
@@ -224,7 +242,13 @@ struct Row<'a> {
     name: &'a str,
     provider: Option<&'a str>,
     model: Option<&'a str>,
-    status: AgentStatus,
+    /// What is, in the table's words: `running`, `exited (137)`,
+    /// `container gone`, `start crashed`, `unknown (host unreachable)`.
+    status: String,
+    /// What the state store records.
+    recorded: AgentStatus,
+    /// What is, with its details (exit code, exit time).
+    observed: &'a Observed,
     host: Option<&'a str>,
     /// RFC 3339 in JSON; the table shows the age.
     created: String,
@@ -250,24 +274,42 @@ fn age(secs: i64, now: i64) -> String {
     format!("{n} {unit}s ago")
 }
 
-fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError> {
+/// The status `agent list` shows: what was observed, an exit with its age.
+fn shown(observed: &Observed, now: i64) -> String {
+    match observed {
+        Observed::Exited {
+            finished: Some(at), ..
+        } => format!("{observed} {}", age(*at, now)),
+        _ => observed.to_string(),
+    }
+}
+
+/// Lists the agents as they are: each running or starting one is looked at
+/// on its host (hosts side by side, each within a few seconds), and shown
+/// as found — never repaired here, so a listing writes nothing and waits
+/// for no other process; the next command that acts on a dead agent
+/// cleans it up.
+async fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError> {
     let session = Session::reading(config)?;
     let agents: Vec<AgentRecord> = (session.state)
         .agents()?
         .into_iter()
         .filter(|a| !running || a.status == AgentStatus::Running)
         .collect();
+    let observed = session.lifecycle().observe_all(&agents).await?;
     let now = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let mut rows: Vec<Row> = agents
-        .iter()
-        .map(|a| Row {
+    let mut rows: Vec<Row> = (agents.iter().zip(&observed))
+        .filter(|(_, o)| !running || o.is_running())
+        .map(|(a, o)| Row {
             age: age(a.created, now),
             name: a.name.as_str(),
             provider: a.spec.provider.as_deref(),
             model: a.spec.model.as_deref(),
-            status: a.status,
+            status: shown(o, now),
+            recorded: a.status,
+            observed: o,
             host: a.host.as_deref(),
             created: created(a.created),
         })
@@ -292,7 +334,7 @@ fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError>
             comfy_table::Cell::new(r.name),
             comfy_table::Cell::new(r.provider.unwrap_or("-")),
             comfy_table::Cell::new(r.model.unwrap_or("-")),
-            crate::output::status_cell(r.status),
+            crate::output::status_cell(r.observed, &r.status),
             comfy_table::Cell::new(r.host.unwrap_or("-")),
             comfy_table::Cell::new(&r.age),
         ]);

@@ -4,6 +4,7 @@
 //! created removed by the cleanup pipeline and the agent back to `stopped`.
 
 mod dockerfile;
+mod observe;
 #[cfg(test)]
 mod races;
 mod start;
@@ -25,6 +26,7 @@ use crate::state::{HostRecord, StateError, StateStore};
 pub use dockerfile::{
     labelled_dockerfile, render_dockerfile, validate_spec, InvalidSpec, LABELLED_DOCKERFILE,
 };
+pub use observe::{Observed, OBSERVE_TIMEOUT};
 pub use start::Started;
 pub use stop::{Removed, Stopped};
 
@@ -185,6 +187,18 @@ pub enum StartError {
         /// What the cleanup did.
         report: Report,
     },
+    /// The agent was dead (a crashed start, a container that died or
+    /// vanished) and what it left could not be cleaned up; nothing was
+    /// started.
+    #[error("agent '{agent}' is not running ({finding}), and what it left cannot be cleaned up: {source}")]
+    Unhealed {
+        /// The agent.
+        agent: AgentName,
+        /// What was found.
+        finding: String,
+        /// Why it could not be cleaned up.
+        source: Box<LifecycleError>,
+    },
     /// Interrupted (SIGINT/SIGTERM); everything created was cleaned up.
     #[error("start of agent '{agent}' was interrupted")]
     Interrupted {
@@ -202,7 +216,7 @@ impl StartError {
     pub fn report(&self) -> Option<&Report> {
         match self {
             Self::Failed { report, .. } | Self::Interrupted { report, .. } => Some(report),
-            Self::Refused(_) | Self::Precondition(_) => None,
+            Self::Refused(_) | Self::Precondition(_) | Self::Unhealed { .. } => None,
         }
     }
 }

@@ -46,7 +46,20 @@ impl Lifecycle<'_> {
         progress: BuildProgress<'_>,
         cancel: impl Future<Output = ()>,
     ) -> Result<Started, StartError> {
+        // A dead agent — its start crashed, its container died or vanished —
+        // is cleaned up first, as `agent cleanup` would, and then started.
         let agent = self.state.agent(name)?;
+        let agent = match self.heal(&agent).await {
+            Ok(Some(_)) => self.state.agent(name)?,
+            Ok(None) => agent,
+            Err((finding, source)) => {
+                return Err(StartError::Unhealed {
+                    agent: name.clone(),
+                    finding,
+                    source: Box::new(source),
+                })
+            }
+        };
         // Refused as a running agent before a missing key is complained of;
         // `begin_start` checks the status again, atomically.
         if !matches!(agent.status, AgentStatus::Stopped | AgentStatus::Failed) {

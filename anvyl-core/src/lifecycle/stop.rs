@@ -6,13 +6,17 @@ use super::{Lifecycle, LifecycleError};
 use crate::backend::{Backend, BackendError};
 use crate::name::AgentName;
 use crate::pipeline::{Cleanup, Report, Scope};
-use crate::state::{AgentRecord, AgentStatus, Fence, Fenced, StateError};
+use crate::state::{AgentRecord, AgentStatus, Fence, Fenced, HostRecord, StateError};
 
 /// What `stop` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stopped {
     /// The agent ran and is stopped now.
     Now,
+    /// The agent was recorded as running or starting, but was not (what
+    /// was found: "its container had exited with code 137"); what it left
+    /// is removed and it is stopped now.
+    Dead(String),
     /// It was not running (stopped, failed, or a start that crashed):
     /// nothing was done.
     NotRunning(AgentStatus),
@@ -41,11 +45,28 @@ impl Lifecycle<'_> {
     pub async fn stop(&self, name: &AgentName) -> Result<Stopped, LifecycleError> {
         let agent = self.state.agent(name)?;
         self.refuse_if_starting(&agent)?;
-        if agent.status != AgentStatus::Running {
-            return Ok(Stopped::NotRunning(agent.status));
+        match agent.status {
+            // Not live (refused above): a start that crashed.
+            AgentStatus::Starting => {
+                return match self.heal(&agent).await {
+                    Ok(Some(finding)) => Ok(Stopped::Dead(finding)),
+                    Ok(None) => Ok(Stopped::NotRunning(agent.status)),
+                    Err((_, e)) => Err(e),
+                }
+            }
+            AgentStatus::Stopped | AgentStatus::Failed => {
+                return Ok(Stopped::NotRunning(agent.status))
+            }
+            AgentStatus::Running => {}
         }
+        let mut found = None;
         if let Some(id) = &agent.container_id {
             let (_, backend) = self.engine_of(&agent).await?;
+            // What it was, to say so: a container that died is removed
+            // all the same.
+            found = super::observe::container_of(backend.as_ref(), &agent)
+                .await
+                .finding();
             let timeout = self.settings.stop_timeout;
             gone_or(backend.stop_container(id, timeout).await)?;
             let removed = backend.remove_container(id, timeout).await;
@@ -76,6 +97,10 @@ impl Lifecycle<'_> {
                     found,
                 })
             }
+        }
+        if let Some(finding) = found {
+            tracing::info!("Agent '{name}' was not running: {finding}; stopped it");
+            return Ok(Stopped::Dead(finding));
         }
         tracing::info!("Stopped agent '{name}'");
         Ok(Stopped::Now)
@@ -160,23 +185,15 @@ impl Lifecycle<'_> {
         let mut agent = self.state.agent(name)?;
         self.refuse_if_starting(&agent)?;
         if agent.status == AgentStatus::Running {
-            if !force {
+            // An agent whose container died is not running: no force needed.
+            if !force && !self.observe(&agent).await?.is_dead() {
                 return Err(LifecycleError::Running(name.clone()));
             }
             self.stop(name).await?;
             agent = self.state.agent(name)?;
         }
         let fence = Fence::at(agent.status, agent.current_start.as_ref());
-        let (host, backend) = self.engine_of(&agent).await?;
-        let cleanup = Cleanup::new(
-            backend.as_ref(),
-            self.state,
-            self.build_root.clone(),
-            self.settings.cleanup.clone(),
-        )
-        .on_host(&host);
-        let plan = cleanup.plan(Scope::Agent(name.clone())).await?;
-        let report = cleanup.apply(&plan).await;
+        let report = self.clean_agent(&agent).await?;
         let remaining = report.remaining_owned();
         if remaining > 0 {
             return Err(LifecycleError::Remaining {
@@ -189,6 +206,21 @@ impl Lifecycle<'_> {
         self.delete_fenced(name, &fence)?;
         tracing::info!("Removed agent '{name}'");
         Ok(report)
+    }
+
+    /// Runs the cleanup pipeline for `agent` on its own host: everything of
+    /// it that is not live goes, and a stale or crashed record is reset.
+    pub(super) async fn clean_agent(&self, agent: &AgentRecord) -> Result<Report, LifecycleError> {
+        let (host, backend) = self.engine_of(agent).await?;
+        let cleanup = Cleanup::new(
+            backend.as_ref(),
+            self.state,
+            self.build_root.clone(),
+            self.settings.cleanup.clone(),
+        )
+        .on_host(&host);
+        let plan = cleanup.plan(Scope::Agent(agent.name.clone())).await?;
+        Ok(cleanup.apply(&plan).await)
     }
 
     fn refuse_if_starting(&self, agent: &AgentRecord) -> Result<(), LifecycleError> {
@@ -211,10 +243,20 @@ impl Lifecycle<'_> {
     /// The agent's host and its engine: the host it was registered on — never
     /// another one, whose listings would say nothing of it — or, for an
     /// agent that never ran, the first available host.
-    async fn engine_of(
+    pub(super) async fn engine_of(
         &self,
         agent: &AgentRecord,
     ) -> Result<(String, crate::backend::DynBackend), LifecycleError> {
+        let host = self.home_of(agent)?;
+        let backend = self.connector.connect(&host).await?;
+        let engine = crate::identity::EngineIdentity::of(backend.as_ref());
+        check_engine(agent, &host.name, &engine).await?;
+        Ok((host.name, backend))
+    }
+
+    /// The registered host an agent's resources are on (see
+    /// [`Self::engine_of`]).
+    pub(super) fn home_of(&self, agent: &AgentRecord) -> Result<HostRecord, LifecycleError> {
         let unavailable = |message: String| {
             LifecycleError::Backend(BackendError::Local {
                 operation: "resolve host",
@@ -224,12 +266,12 @@ impl Lifecycle<'_> {
         let starts = self.state.starts()?;
         let home = agent.home(&starts);
         let registered = self.state.hosts()?.into_iter().find(|h| h.name == home);
-        let host = match registered {
-            Some(host) => host,
+        match registered {
+            Some(host) => Ok(host),
             // Its resources are on a host the registry forgot: another host
             // would see none of them and forget the agent.
             None if agent.host.is_some() || home != crate::state::LOCAL_HOST => {
-                return Err(unavailable(format!(
+                Err(unavailable(format!(
                     "agent '{}' belongs to host '{home}', which is not registered",
                     agent.name
                 )))
@@ -237,29 +279,35 @@ impl Lifecycle<'_> {
             // It never ran and `local` was removed: where a start would go.
             None => self
                 .resolve_host(None)
-                .map_err(|cause| unavailable(cause.to_string()))?,
-        };
-        let backend = self.connector.connect(&host).await?;
-        // Judged by another engine, a running agent's container would look
-        // gone: stop would reset it, remove would forget it, while it runs.
-        // A stopped agent's leftovers carry its labels wherever they are,
-        // and so do a crashed start's (a live one was refused before).
-        let engine = crate::identity::EngineIdentity::of(backend.as_ref());
-        if agent.status == AgentStatus::Running
-            && !engine
-                .judges(agent.engine.as_deref(), agent.container_id.as_deref())
-                .await?
-        {
-            return Err(LifecycleError::OtherEngine {
-                agent: agent.name.clone(),
-                host: host.name,
-                recorded: (agent.engine.clone())
-                    .unwrap_or_else(|| "an engine it did not record".into()),
-                current: engine.current().await?.to_string(),
-            });
+                .map_err(|cause| unavailable(cause.to_string())),
         }
-        Ok((host.name, backend))
     }
+}
+
+/// Refuses an engine that cannot judge a running agent. Judged by another
+/// engine, a running agent's container would look gone: stop would reset
+/// it, remove would forget it, while it runs. A stopped agent's leftovers
+/// carry its labels wherever they are, and so do a crashed start's (a live
+/// one was refused before).
+pub(super) async fn check_engine(
+    agent: &AgentRecord,
+    host: &str,
+    engine: &crate::identity::EngineIdentity<'_>,
+) -> Result<(), LifecycleError> {
+    if agent.status == AgentStatus::Running
+        && !engine
+            .judges(agent.engine.as_deref(), agent.container_id.as_deref())
+            .await?
+    {
+        return Err(LifecycleError::OtherEngine {
+            agent: agent.name.clone(),
+            host: host.to_string(),
+            recorded: (agent.engine.clone())
+                .unwrap_or_else(|| "an engine it did not record".into()),
+            current: engine.current().await?.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// A 404 reaches the goal of a stop or a removal.

@@ -14,7 +14,7 @@ use crate::unique;
 
 /// Runs `args` through a proxy that holds the `nth` call of `method` whose
 /// path contains `part`, kills `anvyl` there, and lets the call go.
-async fn kill_at(s: &Sandbox, args: &[&str], method: &str, part: &str, nth: usize) {
+pub(crate) async fn kill_at(s: &Sandbox, args: &[&str], method: &str, part: &str, nth: usize) {
     let proxy = FaultProxy::start(&s.itest.endpoint);
     let hold = Hold::new();
     proxy.inject_matching(method, part, nth, Fault::Hold(hold.clone()));

@@ -14,6 +14,7 @@ mod races;
 mod secrets;
 mod stress;
 mod terminal;
+mod truth;
 
 /// A unique agent name with a readable stem.
 pub fn unique(stem: &str) -> String {

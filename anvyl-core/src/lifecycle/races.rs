@@ -184,6 +184,35 @@ async fn a_restart_during_the_image_removals_keeps_latest_and_strands_nothing() 
     assert_eq!(report.remaining_owned(), 0, "{report:?}");
 }
 
+/// `remove` of an agent whose container died, while another `anvyl`
+/// starts it again (healing it first): the removal acts on the dead start
+/// it judged, and the new start keeps its container, image and record.
+#[tokio::test]
+async fn a_restart_while_a_dead_agent_is_removed_keeps_the_new_start() {
+    let w = World::new();
+    let web = w.good("web");
+    let first = w.start(&web).await.unwrap();
+    w.engine
+        .set_state(&first.container_id, ContainerState::Exited);
+
+    // The removal waits right before it removes the dead container.
+    let gate = w.gate(Op::RemoveContainer);
+    let remover = w.lifecycle();
+    let (removed, started) = tokio::join!(remover.remove(&web, false), async {
+        gate.reached().await;
+        let started = w.start(&web).await;
+        gate.open();
+        started
+    });
+    let started = started.unwrap();
+
+    assert!(
+        matches!(removed, Err(LifecycleError::Changed { .. })),
+        "{removed:?}"
+    );
+    w.assert_alive(&started).await;
+}
+
 /// A start that begins after the cleanup began listing — its image built,
 /// its build directory made — is seen as live when the state is read.
 #[tokio::test]

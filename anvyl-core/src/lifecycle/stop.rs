@@ -43,7 +43,15 @@ impl Lifecycle<'_> {
     /// only if it still runs the start this command found. Like `docker
     /// stop`, stopping an agent that does not run succeeds and says so.
     pub async fn stop(&self, name: &AgentName) -> Result<Stopped, LifecycleError> {
-        let agent = self.state.agent(name)?;
+        self.stop_as_read(self.state.agent(name)?).await
+    }
+
+    /// Stops the agent as `agent` records it: the container it names, and
+    /// the status reset only while it is still that start's. A caller that
+    /// judged the agent by an earlier read (remove, after observing it
+    /// dead) acts on what it judged, never on a start begun since.
+    async fn stop_as_read(&self, agent: AgentRecord) -> Result<Stopped, LifecycleError> {
+        let name = &agent.name;
         self.refuse_if_starting(&agent)?;
         match agent.status {
             // Not live (refused above): a start that crashed.
@@ -189,8 +197,21 @@ impl Lifecycle<'_> {
             if !force && !self.observe(&agent).await?.is_dead() {
                 return Err(LifecycleError::Running(name.clone()));
             }
-            self.stop(name).await?;
+            // The start just judged, not one that began since.
+            let judged = agent.current_start.clone();
+            self.stop_as_read(agent).await?;
             agent = self.state.agent(name)?;
+            // Stopped, another `anvyl` may have started it again at once:
+            // that start is not this removal's to forget.
+            if agent.current_start != judged {
+                return Err(LifecycleError::Changed {
+                    agent: name.clone(),
+                    found: crate::state::Found {
+                        status: agent.status,
+                        start: agent.current_start,
+                    },
+                });
+            }
         }
         let fence = Fence::at(agent.status, agent.current_start.as_ref());
         let report = self.clean_agent(&agent).await?;

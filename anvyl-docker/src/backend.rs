@@ -422,7 +422,7 @@ impl Backend for DockerBackend {
         spec: &BuildSpec,
         progress: BuildProgress<'_>,
     ) -> Result<BuildOutput> {
-        anvyl_core::backend::retry_build_races(&spec.tag, BUILD_RACES, || {
+        anvyl_core::backend::retry_build_races(self, &spec.tag, BUILD_RACES, || {
             self.build_once(spec, progress)
         })
         .await

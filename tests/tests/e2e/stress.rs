@@ -32,6 +32,11 @@ fn pick(seed: &mut u64, n: usize) -> usize {
 /// database, never a panic, and only the exit statuses that operation may
 /// give under contention (2: refused — already running, starting, exists).
 fn judge(op: &str, run: &Run) {
+    // What went wrong in passing (a build race retried, an image kept in
+    // use) is what explains a leftover when a round's check fails.
+    for line in run.stderr.lines().filter(|l| l.starts_with("warning:")) {
+        eprintln!("stress: {op}: {line}");
+    }
     assert!(
         !run.stderr.contains("database is locked") && !run.stderr.contains("panicked"),
         "{op}: {run:?}"

@@ -279,34 +279,15 @@ fn unknown(group: &[usize], reason: &str) -> Vec<(usize, Observed)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Labels, Query};
-    use crate::ids::StartId;
+    use crate::backend::Query;
     use crate::lifecycle::tests::World;
     use crate::lifecycle::{StartError, Stopped};
     use crate::name::AgentName;
-    use crate::ownership::Ownership;
 
     impl World {
         async fn observed(&self, name: &AgentName) -> Observed {
             let agent = self.state.agent(name).unwrap();
             self.lifecycle().observe(&agent).await.unwrap()
-        }
-
-        /// A start killed with -9 after its build: recorded as starting,
-        /// its process gone, its image and build directory left.
-        fn killed_start(&self, name: &AgentName) -> (StartId, String) {
-            let start = StartId::random();
-            let dir = self.build_root().dir_path(name, &start);
-            // pid 0 is no process, and nothing holds its lock.
-            self.state.begin_start_as(name, &start, &dir, 0).unwrap();
-            let labels = Ownership::new(self.state.instance_id().clone()).stamp(
-                &Labels::new(),
-                name,
-                &start,
-            );
-            let image = self.engine.seed_image(&[&name.start_tag(&start)], labels);
-            self.build_root().make_dir(name, &start, &[]).unwrap();
-            (start, image)
         }
 
         async fn containers(&self) -> usize {
@@ -392,9 +373,7 @@ mod tests {
     async fn stop_and_remove_of_dead_agents_say_what_they_found() {
         let w = World::new();
         let d = w.good("d");
-        let first = w.start(&d).await.unwrap();
-        w.engine
-            .set_state(&first.container_id, ContainerState::Exited);
+        w.died(&d).await;
         let stopped = w.lifecycle().stop(&d).await.unwrap();
         assert_eq!(stopped, Stopped::Dead("its container had exited".into()));
         assert_eq!(w.observed(&d).await, Observed::Stopped);

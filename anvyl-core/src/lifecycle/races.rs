@@ -5,27 +5,24 @@
 
 use super::tests::World;
 use super::*;
-use crate::backend::{Backend, ContainerState, Labels};
+use crate::backend::{Backend, ContainerState};
 use crate::memory::{Fault, Gate, Op};
-use crate::ownership::Ownership;
 use crate::pipeline::Scope;
 use crate::state::AgentStatus;
 
 impl World {
-    /// What a start that crashed (kill -9) after building leaves: a failed
-    /// agent, an image tagged `:latest` and `:<start>`, a build directory.
+    /// What a start that crashed (kill -9) after building leaves, once
+    /// marked failed: an image tagged `:latest` and `:<start>`, a build
+    /// directory.
     async fn crashed_start(&self, name: &AgentName) -> StartId {
-        let start = StartId::random();
-        let dir = self.build_root().dir_path(name, &start);
-        self.state.begin_start_as(name, &start, &dir, 0).unwrap();
+        let (start, image) = self.killed_start(name);
+        self.engine
+            .tag_image(&image, &name.image_tag())
+            .await
+            .unwrap();
         self.state
             .force_status(name, AgentStatus::Failed, None, None)
             .unwrap();
-        let labels =
-            Ownership::new(self.state.instance_id().clone()).stamp(&Labels::new(), name, &start);
-        self.engine
-            .seed_image(&[&name.image_tag(), &name.start_tag(&start)], labels);
-        self.build_root().make_dir(name, &start, &[]).unwrap();
         start
     }
 
@@ -104,9 +101,7 @@ async fn a_start_between_plan_and_apply_survives() {
 async fn a_restart_while_a_stale_agent_is_cleaned_keeps_the_new_start() {
     let w = World::new();
     let web = w.good("web");
-    let first = w.start(&web).await.unwrap();
-    w.engine
-        .set_state(&first.container_id, ContainerState::Exited);
+    w.died(&web).await;
     let cleanup = w.cleanup();
     let plan = cleanup.plan(Scope::All).await.unwrap();
     assert!(plan.resets.iter().any(|r| r.stale), "{plan:?}");
@@ -191,9 +186,7 @@ async fn a_restart_during_the_image_removals_keeps_latest_and_strands_nothing() 
 async fn a_restart_while_a_dead_agent_is_removed_keeps_the_new_start() {
     let w = World::new();
     let web = w.good("web");
-    let first = w.start(&web).await.unwrap();
-    w.engine
-        .set_state(&first.container_id, ContainerState::Exited);
+    w.died(&web).await;
 
     // The removal waits right before it removes the dead container.
     let gate = w.gate(Op::RemoveContainer);

@@ -102,6 +102,34 @@ impl World {
         )
     }
 
+    /// A start killed with -9 after its build: recorded as starting, its
+    /// process gone, its image (tagged for the start) and build directory
+    /// left.
+    pub(super) fn killed_start(&self, name: &AgentName) -> (StartId, String) {
+        let start = StartId::random();
+        let dir = self.build_root().dir_path(name, &start);
+        // pid 0 is no process, and nothing holds its lock.
+        self.state.begin_start_as(name, &start, &dir, 0).unwrap();
+        let labels = crate::ownership::Ownership::new(self.state.instance_id().clone()).stamp(
+            &Labels::new(),
+            name,
+            &start,
+        );
+        let image = self.engine.seed_image(&[&name.start_tag(&start)], labels);
+        self.build_root().make_dir(name, &start, &[]).unwrap();
+        (start, image)
+    }
+
+    /// An agent started, whose container then exited.
+    pub(super) async fn died(&self, name: &AgentName) -> Started {
+        let started = self.start(name).await.unwrap();
+        (self.engine).set_state(
+            &started.container_id,
+            crate::backend::ContainerState::Exited,
+        );
+        started
+    }
+
     pub(super) async fn start(&self, name: &AgentName) -> Result<Started, StartError> {
         self.lifecycle()
             .start(name, &|_| {}, std::future::pending())

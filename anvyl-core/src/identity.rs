@@ -43,6 +43,9 @@ const MARKED: &str = "id:";
 pub struct EngineIdentity<'b> {
     backend: &'b dyn Backend,
     marked: OnceCell<String>,
+    /// Whether a missing marker may be made here (not by a command that
+    /// only looks, such as `agent list`).
+    may_mark: bool,
 }
 
 impl<'b> EngineIdentity<'b> {
@@ -51,6 +54,17 @@ impl<'b> EngineIdentity<'b> {
         Self {
             backend,
             marked: OnceCell::new(),
+            may_mark: true,
+        }
+    }
+
+    /// The identity of `backend`'s engine for a command that only looks:
+    /// an engine without a marker (and no container to restore it from)
+    /// is not marked by it, and has no identity to tell.
+    pub fn reading(backend: &'b dyn Backend) -> Self {
+        Self {
+            may_mark: false,
+            ..Self::of(backend)
         }
     }
 
@@ -59,7 +73,7 @@ impl<'b> EngineIdentity<'b> {
     pub async fn current(&self) -> Result<&str> {
         self.marked
             .get_or_try_init(|| async {
-                let id = marker(self.backend).await?;
+                let id = marker(self.backend, self.may_mark).await?;
                 Ok(format!("{} {MARKED}{id}", engine_name(self.backend)))
             })
             .await
@@ -110,9 +124,15 @@ pub fn marker_of(identity: &str) -> Option<&str> {
 /// commands meeting a new engine at once may both create it: the engine
 /// keeps one volume (the second create is refused, or answered with the
 /// existing volume), and both read the id back from what it kept.
-async fn marker(backend: &dyn Backend) -> Result<String> {
+async fn marker(backend: &dyn Backend, may_mark: bool) -> Result<String> {
     match backend.volume(MARKER_VOLUME).await {
         Ok(volume) => return id_of(&volume),
+        Err(e) if e.is_not_found() && !may_mark => {
+            return Err(crate::backend::BackendError::Local {
+                operation: "identify the engine",
+                message: format!("the engine has no {MARKER_VOLUME} volume"),
+            })
+        }
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e),
     }

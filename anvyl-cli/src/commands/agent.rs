@@ -138,19 +138,24 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
             Ok(ExitCode::SUCCESS)
         }
         Err(StartError::Refused(e)) => Err(e.into()),
-        // Its host's error decides the status (3 when it does not answer).
+        // The cause decides the status, as it would for `agent cleanup
+        // NAME`: 3 when the host does not answer, 2 when another `anvyl`
+        // changed the agent or it runs on another engine, else 1.
         Err(StartError::Unhealed {
             agent,
             finding,
             source,
-        }) => Err(match CliError::from(*source) {
-            CliError::Engine(e) if e.is_unreachable() => CliError::Unreachable(format!(
-                "agent '{agent}' is not running ({finding}), and its host does not answer: {e}"
-            )),
-            other => CliError::Failed(format!(
-                "agent '{agent}' is not running ({finding}), and what it left cannot be cleaned up: {other}"
-            )),
-        }),
+        }) => {
+            let cause = CliError::from(*source);
+            let message = format!(
+                "agent '{agent}' is not running ({finding}), and what it left cannot be cleaned up: {cause}"
+            );
+            Err(match cause.exit_status() {
+                crate::error::EXIT_UNREACHABLE => CliError::Unreachable(message),
+                crate::error::EXIT_USAGE => CliError::Usage(message),
+                _ => CliError::Failed(message),
+            })
+        }
         // Nothing was recorded or created: the user fixes the environment.
         Err(StartError::Precondition(why)) => Err(CliError::Usage(why)),
         Err(e @ StartError::Interrupted { .. }) => Err(CliError::Interrupted(format!(

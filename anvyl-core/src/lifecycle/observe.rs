@@ -121,18 +121,30 @@ pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
 const INSPECTS_AT_ONCE: usize = 8;
 
 impl Lifecycle<'_> {
-    /// What `agent` really is.
+    /// What `agent` really is, for a command about to act on it: an engine
+    /// whose marker was pruned gets it back here, as any acting command's
+    /// would (see [`crate::identity`]).
     pub async fn observe(&self, agent: &AgentRecord) -> Result<Observed, LifecycleError> {
-        let mut observed = self.observe_all(std::slice::from_ref(agent)).await?;
+        let agents = std::slice::from_ref(agent);
+        let mut observed = self.observe_marking(agents, true).await?;
         Ok(observed.pop().expect("one agent, one observation"))
     }
 
-    /// What each of `agents` really is, in their order: each host is
-    /// connected once and asked for its agents side by side with the other
-    /// hosts, within [`OBSERVE_TIMEOUT`].
+    /// What each of `agents` really is, in their order, for a command that
+    /// only looks (it marks no engine): each host is connected once and
+    /// asked for its agents side by side with the other hosts, within
+    /// [`OBSERVE_TIMEOUT`].
     pub async fn observe_all(
         &self,
         agents: &[AgentRecord],
+    ) -> Result<Vec<Observed>, LifecycleError> {
+        self.observe_marking(agents, false).await
+    }
+
+    async fn observe_marking(
+        &self,
+        agents: &[AgentRecord],
+        may_mark: bool,
     ) -> Result<Vec<Observed>, LifecycleError> {
         let starts = self.state.starts()?;
         let mut observed = Vec::with_capacity(agents.len());
@@ -148,6 +160,11 @@ impl Lifecycle<'_> {
                         .find(|s| Some(&s.id) == agent.current_start.as_ref())
                     {
                         Some(s) if s.is_live() => Observed::Starting { pid: s.pid },
+                        // It ended after the agent was read (ran, or failed
+                        // and was cleaned up): the record read is merely
+                        // old, not dead. Only a start that never ended and
+                        // whose process is gone crashed.
+                        Some(s) if s.ended.is_some() => Observed::Starting { pid: s.pid },
                         Some(s) => Observed::StartCrashed { pid: s.pid },
                         // Recorded as starting with no start: nothing holds
                         // it, as after a crash.
@@ -167,7 +184,7 @@ impl Lifecycle<'_> {
         }
         let answers: Vec<Vec<(usize, Observed)>> = stream::iter(by_host.into_values())
             .map(|group| async move {
-                let asked = self.ask_host(agents, &group);
+                let asked = self.ask_host(agents, &group, may_mark);
                 match tokio::time::timeout(OBSERVE_TIMEOUT, asked).await {
                     Ok(answers) => answers,
                     Err(_) => unknown(&group, "host unreachable"),
@@ -183,7 +200,12 @@ impl Lifecycle<'_> {
     }
 
     /// Asks one host for its running agents `group` (indices into `agents`).
-    async fn ask_host(&self, agents: &[AgentRecord], group: &[usize]) -> Vec<(usize, Observed)> {
+    async fn ask_host(
+        &self,
+        agents: &[AgentRecord],
+        group: &[usize],
+        may_mark: bool,
+    ) -> Vec<(usize, Observed)> {
         let host = match self.home_of(&agents[group[0]]) {
             Ok(host) => host,
             Err(e) => return unknown(group, &e.to_string()),
@@ -192,7 +214,12 @@ impl Lifecycle<'_> {
             Ok(backend) => backend,
             Err(e) => return unknown(group, &reason(&e.into())),
         };
-        let engine = EngineIdentity::of(backend.as_ref());
+        // Looking marks nothing: an engine whose marker is gone stays
+        // unmarked until a command that acts meets it.
+        let engine = match may_mark {
+            true => EngineIdentity::of(backend.as_ref()),
+            false => EngineIdentity::reading(backend.as_ref()),
+        };
         let (engine, backend, host) = (&engine, backend.as_ref(), host.name.as_str());
         stream::iter(group)
             .map(|&n| async move {
@@ -222,21 +249,34 @@ impl Lifecycle<'_> {
         &self,
         agent: &AgentRecord,
     ) -> Result<Option<String>, (String, LifecycleError)> {
-        if !matches!(agent.status, AgentStatus::Running | AgentStatus::Starting) {
-            return Ok(None);
-        }
-        let observed = (self.observe(agent).await).map_err(|e| ("unknown".to_string(), e))?;
-        let Some(finding) = observed.finding() else {
-            return Ok(None);
+        let (observed, finding) = match agent.status {
+            AgentStatus::Stopped => return Ok(None),
+            // A failed agent may still have its container (a cleanup killed
+            // after it marked the agent failed): the start would meet it
+            // under the same name.
+            AgentStatus::Failed => (Observed::Failed, "its last run had failed".to_string()),
+            AgentStatus::Running | AgentStatus::Starting => {
+                let observed = self.observe(agent).await;
+                let observed = observed.map_err(|e| ("unknown".to_string(), e))?;
+                match observed.finding() {
+                    Some(finding) => (observed, finding),
+                    None => return Ok(None),
+                }
+            }
         };
         let name = &agent.name;
         tracing::info!("Agent '{name}' is not running: {finding}");
         if matches!(observed, Observed::StartCrashed { .. }) {
             tracing::info!("Cleaning up failed startup for agent '{name}'");
         }
-        self.clean_agent(agent)
-            .await
-            .map_err(|e| (finding.clone(), e))?;
+        let report = (self.clean_agent(agent).await).map_err(|e| (finding.clone(), e))?;
+        // What could not be removed would be met again (the container's
+        // name by the next start): not healed.
+        let remaining = report.remaining_owned();
+        if remaining > 0 {
+            let agent = name.clone();
+            return Err((finding, LifecycleError::Remaining { agent, remaining }));
+        }
         Ok(Some(finding))
     }
 }
@@ -421,5 +461,109 @@ mod tests {
         );
         assert_eq!(observed[1], Observed::Stopped);
         assert_eq!(observed[0].finding(), None, "unknown is not dead");
+    }
+
+    /// A heal that cannot remove what the dead agent left is no heal: the
+    /// stop fails, and the start says why it did not start (not a name
+    /// conflict with the container it could not remove).
+    #[tokio::test]
+    async fn a_heal_that_leaves_something_fails_the_command() {
+        let w = World::new();
+        let k = w.good("k");
+        let (_, image) = w.killed_start(&k);
+        w.engine.inject(
+            crate::memory::Op::RemoveImage,
+            None,
+            crate::memory::Fault::Fail("boom".into()),
+            Some(1),
+        );
+        let stopped = w.lifecycle().stop(&k).await;
+        assert!(
+            matches!(stopped, Err(LifecycleError::Remaining { .. })),
+            "{stopped:?}"
+        );
+        assert!(w.engine.inspect_image(&image).await.is_ok());
+
+        let d = w.good("d");
+        let dead = w.died(&d).await;
+        w.engine.inject(
+            crate::memory::Op::RemoveContainer,
+            Some(&dead.container_id),
+            crate::memory::Fault::Fail("boom".into()),
+            Some(1),
+        );
+        let err = w.start(&d).await.unwrap_err();
+        assert!(matches!(err, StartError::Unhealed { .. }), "{err:?}");
+    }
+
+    /// A record read while its start ran, observed once that start ended:
+    /// old, not crashed — nothing is healed, and a stop says it changed.
+    #[tokio::test]
+    async fn a_start_that_ended_since_the_read_is_not_crashed() {
+        let w = World::new();
+        let web = w.good("web");
+        let creating = crate::memory::Gate::new();
+        w.engine.inject(
+            crate::memory::Op::CreateContainer,
+            None,
+            crate::memory::Fault::Gate(creating.clone()),
+            Some(1),
+        );
+        let (started, read) = tokio::join!(w.start(&web), async {
+            creating.reached().await;
+            let read = w.state.agent(&web).unwrap();
+            creating.open();
+            read
+        });
+        let started = started.unwrap();
+        assert_eq!(read.status, AgentStatus::Starting);
+        assert!(!w.lifecycle().observe(&read).await.unwrap().is_dead());
+        assert_eq!(w.lifecycle().heal(&read).await.unwrap(), None);
+        assert!(w
+            .engine
+            .inspect_container(&started.container_id)
+            .await
+            .is_ok());
+    }
+
+    /// A failed agent whose container was left (a cleanup killed between
+    /// marking it failed and removing the container) starts again.
+    #[tokio::test]
+    async fn a_failed_agent_with_its_container_left_starts_again() {
+        let w = World::new();
+        let d = w.good("d");
+        let dead = w.died(&d).await;
+        w.state.mark_failed(&d, Some(&dead.start)).unwrap();
+        let again = w.start(&d).await.unwrap();
+        assert!(w
+            .engine
+            .inspect_container(&dead.container_id)
+            .await
+            .is_err());
+        assert_eq!(w.observed(&d).await, Observed::Running);
+        assert_ne!(again.container_id, dead.container_id);
+    }
+
+    /// A listing marks no engine: with the marker pruned and nothing to
+    /// restore it from, the running agent is unknown, and the engine is
+    /// left as it was.
+    #[tokio::test]
+    async fn a_listing_marks_no_engine() {
+        let w = World::new();
+        let web = w.good("web");
+        let dead = w.died(&web).await;
+        (w.engine
+            .remove_container(&dead.container_id, Duration::ZERO))
+        .await
+        .unwrap();
+        w.engine.remove_volume(crate::identity::MARKER_VOLUME);
+        let agents = [w.state.agent(&web).unwrap()];
+        let observed = w.lifecycle().observe_all(&agents).await.unwrap();
+        assert!(
+            matches!(&observed[0], Observed::Unknown { .. }),
+            "{observed:?}"
+        );
+        let marker = w.engine.volume(crate::identity::MARKER_VOLUME).await;
+        assert!(marker.is_err(), "a listing made the marker: {marker:?}");
     }
 }

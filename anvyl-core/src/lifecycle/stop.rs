@@ -58,9 +58,10 @@ impl Lifecycle<'_> {
             AgentStatus::Starting => {
                 return match self.heal(&agent).await {
                     Ok(Some(finding)) => Ok(Stopped::Dead(finding)),
-                    Ok(None) => Ok(Stopped::NotRunning(agent.status)),
+                    // Its start ended since it was read: judge it anew.
+                    Ok(None) => Err(self.changed_since(&agent)?),
                     Err((_, e)) => Err(e),
-                }
+                };
             }
             AgentStatus::Stopped | AgentStatus::Failed => {
                 return Ok(Stopped::NotRunning(agent.status))
@@ -204,13 +205,7 @@ impl Lifecycle<'_> {
             // Stopped, another `anvyl` may have started it again at once:
             // that start is not this removal's to forget.
             if agent.current_start != judged {
-                return Err(LifecycleError::Changed {
-                    agent: name.clone(),
-                    found: crate::state::Found {
-                        status: agent.status,
-                        start: agent.current_start,
-                    },
-                });
+                return Err(self.changed_since(&agent)?);
             }
         }
         let fence = Fence::at(agent.status, agent.current_start.as_ref());
@@ -227,6 +222,18 @@ impl Lifecycle<'_> {
         self.delete_fenced(name, &fence)?;
         tracing::info!("Removed agent '{name}'");
         Ok(report)
+    }
+
+    /// Why an agent read as `read` is not that any more, as an error.
+    fn changed_since(&self, read: &AgentRecord) -> Result<LifecycleError, LifecycleError> {
+        let now = self.state.agent(&read.name)?;
+        Ok(LifecycleError::Changed {
+            agent: read.name.clone(),
+            found: crate::state::Found {
+                status: now.status,
+                start: now.current_start,
+            },
+        })
     }
 
     /// Runs the cleanup pipeline for `agent` on its own host: everything of

@@ -59,7 +59,9 @@ pub fn hold(locks: &Path, start: &StartId) -> io::Result<StartLock> {
 /// the file is there unheld (its process ended), `None` without a file.
 pub fn held(path: &Path) -> Option<bool> {
     let file = File::open(path).ok()?;
-    match file.try_lock() {
+    // A shared probe: two commands probing at once (a listing, a stop) do
+    // not see each other's probe as the start's own exclusive lock.
+    match file.try_lock_shared() {
         Ok(()) => Some(false),
         Err(TryLockError::WouldBlock) => Some(true),
         // A lock that cannot be tested is taken as held: spare it.
@@ -84,6 +86,11 @@ mod tests {
         assert_eq!(held(&path), None, "the file goes with the guard");
         // A holder that died (kill -9) leaves the file, unlocked.
         File::create(&path).unwrap();
+        assert_eq!(held(&path), Some(false));
+        // Another command probing it at the same moment (a listing) does
+        // not make it look held.
+        let probe = File::open(&path).unwrap();
+        probe.try_lock_shared().unwrap();
         assert_eq!(held(&path), Some(false));
     }
 }

@@ -28,6 +28,7 @@ use crate::errors::map;
 use crate::image_store::settled;
 use crate::version;
 use anvyl_core::backend::root_cause;
+use anvyl_core::lifecycle::{pack_labelled_context, LABELLED_DOCKERFILE};
 
 /// The endpoint when configuration names none: `DOCKER_HOST`, else the
 /// system socket.
@@ -550,9 +551,9 @@ impl DockerBackend {
         progress: BuildProgress<'_>,
     ) -> Result<BuildOutput> {
         // The labels go into the Dockerfile as one instruction: see `context`.
-        let context = crate::context::pack_labelled_context(&spec.context_dir, &spec.labels)?;
+        let context = pack_labelled_context(&spec.context_dir, &spec.labels)?;
         let mut options = BuildImageOptionsBuilder::default()
-            .dockerfile(crate::context::LABELLED_DOCKERFILE)
+            .dockerfile(LABELLED_DOCKERFILE)
             .t(&spec.tag)
             .rm(true)
             .forcerm(true);

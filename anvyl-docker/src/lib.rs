@@ -4,10 +4,8 @@
 //! with each engine and carried in every request's path (see [`version`]).
 
 mod backend;
-mod context;
 mod errors;
 mod image_store;
 pub mod version;
 
 pub use backend::{default_endpoint, DockerBackend, Tls};
-pub use context::pack_context;

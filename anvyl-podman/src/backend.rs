@@ -8,7 +8,7 @@ use std::time::Duration;
 use anvyl_core::backend::{
     normalise_image_id, BuildOutput, BuildProgress, LogSink, LogStream, Result, Volume,
 };
-use anvyl_core::lifecycle::{labelled_dockerfile, LABELLED_DOCKERFILE};
+use anvyl_core::lifecycle::{pack_labelled_context, LABELLED_DOCKERFILE};
 use anvyl_core::{
     Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
     EngineInfo, ImageSummary, ImageTag, Labels, Query,
@@ -580,37 +580,6 @@ impl Backend for PodmanBackend {
     }
 }
 
-/// Writes [`LABELLED_DOCKERFILE`] into the context: its `Dockerfile` and one
-/// final `LABEL`. An entry already there (a link included) is replaced, not
-/// followed.
-fn write_labelled_dockerfile(dir: &std::path::Path, labels: &Labels) -> Result<()> {
-    let local = |operation: &'static str| {
-        move |e: std::io::Error| BackendError::Local {
-            operation,
-            message: format!("{}: {e}", dir.display()),
-        }
-    };
-    let dockerfile =
-        std::fs::read_to_string(dir.join("Dockerfile")).map_err(local("read Dockerfile"))?;
-    let target = dir.join(LABELLED_DOCKERFILE);
-    match std::fs::remove_file(&target) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(local("write labelled Dockerfile")(e))
-        }
-        _ => {}
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&target)
-        .map_err(local("write labelled Dockerfile"))?;
-    std::io::Write::write_all(
-        &mut file,
-        labelled_dockerfile(&dockerfile, labels).as_bytes(),
-    )
-    .map_err(local("write labelled Dockerfile"))
-}
-
 impl PodmanBackend {
     /// One build attempt (see `build_image`).
     async fn build_once(
@@ -622,8 +591,9 @@ impl PodmanBackend {
         // Docker's builder, makes one step per `labels` entry, and the
         // half-labelled step images became build cache shared between
         // starts ("layer not known" when one agent's removal pruned them).
-        write_labelled_dockerfile(&spec.context_dir, &spec.labels)?;
-        let mut opts = ImageBuildOpts::builder(spec.context_dir.display().to_string())
+        // The context is packed here, not by podman-api: see `build`.
+        let context = pack_labelled_context(&spec.context_dir, &spec.labels)?;
+        let mut opts = ImageBuildOpts::builder(".")
             .dockerfile(LABELLED_DOCKERFILE)
             .tag(&spec.tag)
             .remove(true)
@@ -636,24 +606,8 @@ impl PodmanBackend {
                 other => NetworkMode::Custom(other.to_string()),
             });
         }
-        let opts = opts.build();
-        let images = self.client.images();
-        let mut stream = images
-            .build(&opts)
-            .map_err(|e| map("build image", &spec.tag, &self.endpoint, e))?;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(chunk) => {
-                    let line = chunk.stream.trim_end();
-                    if !line.is_empty() {
-                        progress(line);
-                    }
-                }
-                // libpod reports a failing step as an error document in
-                // the stream: `map` makes it `BuildFailed`, said once.
-                Err(e) => return Err(map("build image", &spec.tag, &self.endpoint, e)),
-            }
-        }
+        let query = crate::build::query(&opts.build());
+        crate::build::post(&self.endpoint, &query, context, progress).await?;
         // libpod names the image `localhost/<tag>`; the id comes from it.
         Ok(BuildOutput {
             image_id: self.inspect_image(&spec.tag).await?.id,

@@ -24,9 +24,9 @@ fn message(e: &Error) -> String {
 
 /// A failed build's message once: libpod sends it both as `error` and as
 /// `errorDetail.message`, and podman-api's display joins the two with `-`.
-/// The fields are private to podman-api; its serde form names them.
-fn build_error(answer: &podman_api::models::JsonError) -> String {
-    let fields = serde_json::to_value(answer).unwrap_or_default();
+/// `fields` is the answer's JSON form (podman-api's `JsonError` keeps its
+/// fields private; its serde form names them).
+pub(crate) fn build_error(fields: &serde_json::Value) -> String {
     let error = fields["error"].as_str().unwrap_or_default().trim();
     let detail = fields["errorDetail"]["message"]
         .as_str()
@@ -65,7 +65,7 @@ pub(crate) fn map(operation: &'static str, what: &str, endpoint: &str, e: Error)
                 message: root_cause(&e),
             },
             Error::ServerError(answer) => BackendError::BuildFailed {
-                message: build_error(&answer),
+                message: build_error(&serde_json::to_value(&answer).unwrap_or_default()),
             },
             other => BackendError::Engine {
                 operation,
@@ -82,8 +82,7 @@ mod tests {
 
     #[test]
     fn a_build_error_is_said_once() {
-        let answer =
-            |json: &str| -> podman_api::models::JsonError { serde_json::from_str(json).unwrap() };
+        let answer = |json: &str| -> serde_json::Value { serde_json::from_str(json).unwrap() };
         let same = answer(
             r#"{"error":"building at STEP \"RUN false\": exit status 1","errorDetail":{"message":"building at STEP \"RUN false\": exit status 1"}}"#,
         );

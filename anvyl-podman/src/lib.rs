@@ -2,9 +2,10 @@
 //! `podman-api`. The endpoint comes from configuration, else
 //! `CONTAINER_HOST`, else the rootless socket, else the rootful one. Podman's
 //! differences from Docker — ulimits, removal timeouts, `localhost/` image
-//! names, loose reference filters, status codes — stay inside this crate.
+//! names, a build context it must pack itself, loose reference filters, status codes — stay inside this crate.
 
 mod backend;
+mod build;
 mod errors;
 
 pub use backend::{default_endpoint, Limits, PodmanBackend};

@@ -3,6 +3,7 @@
 //! hosts registry, or — on any failure or interruption — with everything it
 //! created removed by the cleanup pipeline and the agent back to `stopped`.
 
+mod context;
 mod dockerfile;
 mod observe;
 #[cfg(test)]
@@ -23,6 +24,7 @@ use crate::name::AgentName;
 use crate::pipeline::{CleanupSettings, Report};
 use crate::state::{HostRecord, StateError, StateStore};
 
+pub use context::{pack_context, pack_labelled_context};
 pub use dockerfile::{
     labelled_dockerfile, render_dockerfile, validate_spec, InvalidSpec, LABELLED_DOCKERFILE,
 };

@@ -28,6 +28,11 @@ pub struct Args {
     /// Leave the engines running afterwards, for a look by hand
     #[arg(long)]
     keep: bool,
+    /// How many suites run side by side (each with its own engines); 1
+    /// runs them one after another. Two lanes: sid in one, bookworm then
+    /// trixie in the other
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    lanes: u32,
     /// Run only the end-to-end tests whose names contain one of these
     #[arg(last = true, value_name = "FILTER")]
     filter: Vec<String>,
@@ -37,6 +42,7 @@ struct Options {
     suites: Vec<Suite>,
     engines: Vec<Kind>,
     keep: bool,
+    lanes: u32,
     filter: Vec<String>,
 }
 
@@ -46,6 +52,7 @@ impl From<Args> for Options {
             suites: args.engines.0,
             engines: args.backend.0,
             keep: args.keep,
+            lanes: args.lanes,
             filter: args.filter,
         }
     }
@@ -105,16 +112,37 @@ pub fn run(args: Args) -> Result<()> {
             .args(["build", "-p", "anvyl-cli"]),
     )?;
     let anvyl = root.join("target").join("debug").join("anvyl");
-    let mut rows = Vec::new();
-    for suite in &options.suites {
-        let suite_began = Instant::now();
-        rows.extend(test_suite(*suite, &options, &anvyl));
-        eprintln!(
-            "xtask: {} done in {:.0}s",
-            suite.name(),
-            suite_began.elapsed().as_secs_f64()
-        );
-    }
+    let lanes = lanes(&options.suites, options.lanes);
+    let prefixed = lanes.len() > 1;
+    let mut rows: Vec<(usize, Vec<Row>)> = std::thread::scope(|scope| {
+        let running: Vec<_> = (lanes.into_iter())
+            .map(|lane| {
+                let (options, anvyl) = (&options, &anvyl);
+                scope.spawn(move || {
+                    let mut rows = Vec::new();
+                    for suite in lane {
+                        if prefixed {
+                            crate::teardown::set_lane(suite.name());
+                        }
+                        let suite_began = Instant::now();
+                        let order = options.suites.iter().position(|s| *s == suite);
+                        rows.push((order.unwrap_or(0), test_suite(suite, options, anvyl)));
+                        eprintln!(
+                            "xtask: {} done in {:.0}s",
+                            suite.name(),
+                            suite_began.elapsed().as_secs_f64()
+                        );
+                    }
+                    rows
+                })
+            })
+            .collect();
+        (running.into_iter())
+            .flat_map(|lane| lane.join().expect("a lane's thread panicked"))
+            .collect()
+    });
+    rows.sort_by_key(|(order, _)| *order);
+    let rows: Vec<Row> = rows.into_iter().flat_map(|(_, rows)| rows).collect();
     eprintln!(
         "xtask: itest finished in {:.0}s\n{}",
         began.elapsed().as_secs_f64(),
@@ -128,6 +156,26 @@ pub fn run(args: Args) -> Result<()> {
         bail!("real-daemon tests failed on: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// `suites` in at most `n` lanes that run side by side, heaviest first,
+/// each to the lane with the least weight so far; a lane keeps the order
+/// the suites were given in.
+fn lanes(suites: &[Suite], n: u32) -> Vec<Vec<Suite>> {
+    let mut lanes: Vec<Vec<Suite>> = vec![Vec::new(); (n as usize).min(suites.len()).max(1)];
+    let mut heaviest = suites.to_vec();
+    heaviest.sort_by_key(|s| std::cmp::Reverse(s.weight()));
+    for suite in heaviest {
+        let lightest = (lanes.iter_mut())
+            .min_by_key(|lane| lane.iter().map(|s| s.weight()).sum::<u32>())
+            .expect("at least one lane");
+        lightest.push(suite);
+    }
+    for lane in &mut lanes {
+        lane.sort_by_key(|s| suites.iter().position(|t| t == s));
+    }
+    lanes.retain(|lane| !lane.is_empty());
+    lanes
 }
 
 /// Every test against one suite's engines: each engine alone, then the
@@ -313,4 +361,20 @@ fn test_hosts(engines: &[Engine], far: &Engine, anvyl: &Path) -> Result<()> {
         cmd.env(var, engine.endpoint());
     }
     run_group(&mut cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sid_gets_a_lane_of_its_own() {
+        assert_eq!(
+            lanes(&Suite::ALL, 2),
+            vec![vec![Suite::Sid], vec![Suite::Bookworm, Suite::Trixie]]
+        );
+        assert_eq!(lanes(&Suite::ALL, 1), vec![Suite::ALL.to_vec()]);
+        assert_eq!(lanes(&[Suite::Trixie], 2), vec![vec![Suite::Trixie]]);
+        assert_eq!(lanes(&Suite::ALL, 5).len(), 3);
+    }
 }

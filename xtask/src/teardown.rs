@@ -125,11 +125,47 @@ fn interrupt() -> Option<(Vec<u32>, Vec<Guard>)> {
     ))
 }
 
-/// Runs `cmd` to the end in its own process group (inheriting output), so
-/// that a signal to xtask reaches it through the handler above. Refused
-/// once the run is interrupted.
+thread_local! {
+    /// The lane this thread runs, when suites run side by side: the test
+    /// commands' output lines then begin with `[lane] `.
+    static LANE: std::cell::RefCell<Option<&'static str>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Marks this thread's test commands' output with `[lane] ` from now on.
+pub fn set_lane(lane: &'static str) {
+    LANE.with(|l| *l.borrow_mut() = Some(lane));
+}
+
+/// Copies `from` line by line to `to`, each line after `prefix`.
+fn prefix_lines(
+    from: impl std::io::Read + Send + 'static,
+    mut to: impl std::io::Write + Send + 'static,
+    prefix: &'static str,
+) -> std::thread::JoinHandle<()> {
+    use std::io::BufRead;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(from).split(b'\n') {
+            let Ok(line) = line else { break };
+            let mut whole = format!("[{prefix}] ").into_bytes();
+            whole.extend_from_slice(&line);
+            whole.push(b'\n');
+            // One write per line: lines of two lanes never interleave.
+            let _ = to.write_all(&whole);
+        }
+    })
+}
+
+/// Runs `cmd` to the end in its own process group (inheriting output, or
+/// with each line marked by its lane, see [`set_lane`]), so that a signal
+/// to xtask reaches it through the handler above. Refused once the run is
+/// interrupted.
 pub fn run_group(cmd: &mut Command) -> Result<()> {
     use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let lane = LANE.with(|l| *l.borrow());
+    if lane.is_some() {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
     let mut child: Child;
     let pid = {
         // Spawned and registered under the lock: the handler either sees
@@ -147,7 +183,17 @@ pub fn run_group(cmd: &mut Command) -> Result<()> {
         registry.groups.push(child.id());
         child.id()
     };
+    let copies: Vec<_> = match lane {
+        Some(lane) => vec![
+            (child.stdout.take()).map(|out| prefix_lines(out, std::io::stdout(), lane)),
+            (child.stderr.take()).map(|err| prefix_lines(err, std::io::stderr(), lane)),
+        ],
+        None => Vec::new(),
+    };
     let status: std::io::Result<ExitStatus> = child.wait();
+    for copy in copies.into_iter().flatten() {
+        let _ = copy.join();
+    }
     if let Ok(mut registry) = registry().lock() {
         registry.groups.retain(|g| *g != pid);
     }

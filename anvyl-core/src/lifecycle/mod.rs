@@ -12,6 +12,7 @@ mod start;
 mod stop;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub use dockerfile::{
 pub use observe::{Observed, OBSERVE_TIMEOUT};
 pub use start::Started;
 pub use stop::{Removed, Stopped};
+pub use watch::{Watch, WatchAction, CONFIRM, RETRY};
 
 /// Connects the engine of a registered host. The CLI knows how to build
 /// Docker and Podman clients; core only asks for one.

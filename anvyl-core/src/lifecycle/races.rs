@@ -339,3 +339,59 @@ async fn a_cleanup_during_a_stop_does_not_fail_the_stop() {
     assert_eq!(report.remaining_owned(), 0, "{report:?}");
     assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Stopped);
 }
+
+/// The user restarts a dead agent while the watcher takes its second look
+/// at the dead run: the watcher's mark is fenced by the start it saw, so
+/// the new start is not marked failed, reset or cleaned.
+#[tokio::test(start_paused = true)]
+async fn a_restart_while_the_watcher_looks_runs_on() {
+    let w = World::new();
+    let web = w.good("web");
+    w.died(&web).await;
+    let mut watch = Watch::new(Duration::ZERO);
+    let lifecycle = w.lifecycle();
+    assert_eq!(lifecycle.watch_pass(&mut watch).await.unwrap(), vec![]);
+    tokio::time::advance(CONFIRM).await;
+    let looking = w.gate(Op::InspectContainer);
+    let pass = lifecycle.watch_pass(&mut watch);
+    tokio::pin!(pass);
+    tokio::select! {
+        _ = &mut pass => panic!("the pass should wait at its look"),
+        () = looking.reached() => {}
+    }
+    // The start heals the dead run (its container goes) and runs anew.
+    let again = w.start(&web).await.unwrap();
+    looking.open();
+    let actions = pass.await.unwrap();
+    assert_eq!(actions, vec![], "the watcher acted on the new start");
+    w.assert_alive(&again).await;
+}
+
+/// A failed agent's grace ends while the user starts it again: the
+/// watcher's cleanup, listing when the start begins, keeps the new start.
+#[tokio::test(start_paused = true)]
+async fn a_start_while_the_watcher_cleans_a_failed_agent_is_kept() {
+    let w = World::new();
+    let web = w.good("web");
+    w.crashed_start(&web).await;
+    let mut watch = Watch::new(Duration::ZERO);
+    let listing = w.gate(Op::ListContainers);
+    let creating = w.gate(Op::CreateContainer);
+    let lifecycle = w.lifecycle();
+    let (actions, started) = tokio::join!(
+        async {
+            let actions = lifecycle.watch_pass(&mut watch).await.unwrap();
+            creating.open();
+            actions
+        },
+        w.start_while_listing(&web, &listing, &creating)
+    );
+    let started = started.unwrap();
+    w.assert_alive(&started).await;
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, WatchAction::Failed { .. })),
+        "{actions:?}"
+    );
+}

@@ -137,7 +137,7 @@ impl World {
     }
 
     /// Containers and images carrying the agent's label or exact name.
-    async fn remains(&self, name: &AgentName) -> usize {
+    pub(super) async fn remains(&self, name: &AgentName) -> usize {
         let mut labels = Labels::new();
         labels.insert(LABEL_AGENT.into(), name.to_string());
         let containers = self

@@ -355,6 +355,21 @@ pub enum LogStream {
 /// Receives container log chunks as they arrive.
 pub type LogSink<'a> = &'a (dyn Fn(LogStream, &[u8]) + Send + Sync);
 
+/// Something that happened to a container, as an engine's event stream
+/// says it: a reason to look again, never a truth to act on (see
+/// [`Backend::container_events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// What happened: `start`, `die`, `destroy`, … as the engine names it.
+    pub action: String,
+    /// The container's id, when the engine says.
+    pub container: String,
+}
+
+/// An engine's container events, until its connection ends.
+pub type EventStream<'a> =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<ContainerEvent>> + Send + 'a>>;
+
 /// The one error type of every backend. Engine client errors never cross it;
 /// they are mapped by HTTP status, never by message text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -511,6 +526,16 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Number of dangling (`<none>`) images, for the prune hint.
     async fn count_dangling_images(&self) -> Result<usize>;
+
+    /// The events of containers whose labels `query` selects, from now on,
+    /// until the connection ends (an engine that restarts ends it; the
+    /// caller connects again). A watcher looks again at what is true on
+    /// each event; one lost costs only the wait for its next resync. The
+    /// default sends none: such an engine is watched by resync alone.
+    fn container_events(&self, query: &Query) -> EventStream<'_> {
+        let _ = query;
+        Box::pin(futures::stream::pending())
+    }
 
     /// Sends a container's logs to `sink`: the last `tail` lines (all when
     /// `None`), then, with `follow`, new output until the container stops.

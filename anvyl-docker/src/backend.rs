@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anvyl_core::backend::{
-    normalise_image_id, BuildOutput, BuildProgress, LogSink, LogStream, Result, Volume,
+    normalise_image_id, BuildOutput, BuildProgress, ContainerEvent, EventStream, LogSink,
+    LogStream, Result, Volume,
 };
 use anvyl_core::{
     Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
@@ -17,9 +18,10 @@ use bollard::models::{
     ContainerCreateBody, ContainerStateStatusEnum, ContainerSummaryStateEnum, HostConfig,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, StopContainerOptionsBuilder, TagImageOptionsBuilder,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
+    TagImageOptionsBuilder,
 };
 use bollard::{ClientVersion, Docker};
 use futures::StreamExt;
@@ -508,6 +510,21 @@ impl Backend for DockerBackend {
             .await
             .map(|i| i.len())
             .map_err(self.err("list images", "dangling images"))
+    }
+
+    fn container_events(&self, query: &Query) -> EventStream<'_> {
+        let mut filters = filters(query, "container");
+        filters.insert("type".into(), vec!["container".into()]);
+        let options = EventsOptionsBuilder::default().filters(&filters).build();
+        // The stream lasts as long as the watcher: no request timeout.
+        let events = self.long_running().events(Some(options));
+        Box::pin(events.map(|event| match event {
+            Ok(event) => Ok(ContainerEvent {
+                action: event.action.unwrap_or_default(),
+                container: event.actor.and_then(|a| a.id).unwrap_or_default(),
+            }),
+            Err(e) => Err(map("watch events", "containers", &self.endpoint, e)),
+        }))
     }
 
     async fn logs(

@@ -6,7 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use anvyl_core::backend::{
-    normalise_image_id, BuildOutput, BuildProgress, LogSink, LogStream, Result, Volume,
+    normalise_image_id, BuildOutput, BuildProgress, ContainerEvent, EventStream, LogSink,
+    LogStream, Result, Volume,
 };
 use anvyl_core::lifecycle::{pack_labelled_context, LABELLED_DOCKERFILE};
 use anvyl_core::{
@@ -550,6 +551,36 @@ impl Backend for PodmanBackend {
         self.read("list images", "dangling images", || images.list(&opts))
             .await
             .map(|i| i.len())
+    }
+
+    fn container_events(&self, query: &Query) -> EventStream<'_> {
+        let mut labels: Vec<String> = (query.labels.iter())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.sort();
+        let filters = [
+            ("type".to_string(), vec!["container".to_string()]),
+            ("label".to_string(), labels),
+        ];
+        let opts = podman_api::opts::EventsOpts::builder()
+            .stream(true)
+            .filters(filters)
+            .build();
+        // podman-api reads the stream line by line; an event it cannot parse
+        // (its model lags some versions' fields) is still an event to look
+        // again at.
+        let events = self.client.events(&opts).map(|event| match event {
+            Ok(event) => Ok(ContainerEvent {
+                action: event.action,
+                container: event.actor.id,
+            }),
+            Err(podman_api::Error::SerdeJsonError(_)) => Ok(ContainerEvent {
+                action: "unknown".into(),
+                container: String::new(),
+            }),
+            Err(e) => Err(map("watch events", "containers", &self.endpoint, e)),
+        });
+        Box::pin(events)
     }
 
     async fn logs(

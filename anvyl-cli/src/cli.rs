@@ -243,7 +243,7 @@ pub enum HostCommand {
 }
 
 /// Arguments of `anvyl agent cleanup`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct CleanupArgs {
     /// Only this agent's orphans, on its own host (default: every agent's,
     /// on every enabled host)
@@ -274,6 +274,45 @@ pub struct CleanupArgs {
     /// its resources on this engine are taken as orphans
     #[arg(long, value_name = "ID")]
     pub instance: Option<String>,
+
+    /// Clean up once, then keep watching every enabled host until Ctrl-C or
+    /// SIGTERM: an agent whose container dies becomes failed (within about
+    /// two seconds of its engine's event) and its leftovers go after
+    /// --grace; a crashed start is cleaned up at once. Implies --yes; one
+    /// line (or JSON object) per action
+    #[arg(long, conflicts_with_all = ["name", "dry_run", "instance", "include_unlabelled"])]
+    pub watch: bool,
+
+    /// With --watch: how long a failed agent's container stays (for `agent
+    /// logs`) before it is removed; 0 removes it at once
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration, requires = "watch")]
+    pub grace: std::time::Duration,
+
+    /// With --watch: how often every agent is looked at again, events or
+    /// not (lost events, an engine that restarted, a host that came back)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = positive_duration, requires = "watch")]
+    pub resync: std::time::Duration,
+
+    /// Set for the cleanup a watcher opens with: its JSON document is one
+    /// line of the watcher's stream (`"action": "cleanup"`).
+    #[arg(skip)]
+    pub opening: bool,
+}
+
+/// A duration as `humantime` writes it: `0`, `30s`, `5m`, `1h 30m`.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (for example 30s, 5m, 1h)"))
+}
+
+/// A duration above zero.
+fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match duration(text)? {
+        d if d.is_zero() => Err("must be above zero (for example 10s)".into()),
+        d => Ok(d),
+    }
 }
 
 #[cfg(test)]
@@ -284,5 +323,35 @@ mod tests {
     #[test]
     fn the_grammar_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The watcher's options: durations as people write them, refused
+    /// where they mean nothing.
+    #[test]
+    fn watch_options_parse_or_are_refused() {
+        use clap::Parser;
+        let parse = |args: &str| {
+            let argv = ["anvyl", "agent", "cleanup"]
+                .into_iter()
+                .chain(args.split_whitespace());
+            Cli::try_parse_from(argv)
+        };
+        let cleanup = |cli: Cli| match cli.command {
+            Command::Agent(AgentCommand::Cleanup(args)) => args,
+            _ => unreachable!("parsed as agent cleanup"),
+        };
+        let args = cleanup(parse("--watch").unwrap());
+        assert_eq!((args.grace.as_secs(), args.resync.as_secs()), (300, 60));
+        let args = cleanup(parse("--watch --grace 0 --resync 1m30s").unwrap());
+        assert_eq!((args.grace.as_secs(), args.resync.as_secs()), (0, 90));
+        for refused in [
+            "--grace 5m",
+            "--watch --dry-run",
+            "--watch web",
+            "--watch --resync 0",
+            "--watch --grace soon",
+        ] {
+            assert!(parse(refused).is_err(), "{refused} was accepted");
+        }
     }
 }

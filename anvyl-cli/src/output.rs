@@ -444,6 +444,24 @@ pub struct CleanupDocument<'a> {
     remaining_owned: usize,
 }
 
+/// The opening cleanup of `agent cleanup --watch`, as a line of its stream.
+#[derive(Debug, Serialize)]
+pub struct Opening<'a> {
+    action: &'static str,
+    #[serde(flatten)]
+    document: CleanupDocument<'a>,
+}
+
+impl<'a> Opening<'a> {
+    /// `document` as the `cleanup` action.
+    pub fn new(document: CleanupDocument<'a>) -> Self {
+        Self {
+            action: "cleanup",
+            document,
+        }
+    }
+}
+
 impl<'a> CleanupDocument<'a> {
     /// The document of `plan`, and of `report` once applied.
     pub fn new(dry_run: bool, plan: &'a FleetPlan, report: Option<&'a FleetReport>) -> Self {
@@ -510,6 +528,22 @@ impl<'a> CleanupDocument<'a> {
 /// Pretty JSON with a trailing newline.
 pub fn json<T: Serialize>(value: &T) -> String {
     let mut text = serde_json::to_string_pretty(value).expect("output types always serialise");
+    text.push('\n');
+    text
+}
+
+/// `value` as one JSON object on one line, after the time it is said: the
+/// event stream `agent cleanup --watch` writes, a line per action.
+pub fn json_line<T: Serialize>(value: &T) -> String {
+    #[derive(Serialize)]
+    struct Line<'a, T> {
+        time: String,
+        #[serde(flatten)]
+        value: &'a T,
+    }
+    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let mut text =
+        serde_json::to_string(&Line { time, value }).expect("output types always serialise");
     text.push('\n');
     text
 }

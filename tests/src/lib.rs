@@ -213,6 +213,16 @@ impl Sandbox {
             .expect("spawn anvyl")
     }
 
+    /// Sends `signal` (`-INT`, `-TERM`, as `kill` takes it) to a command
+    /// started with [`Sandbox::spawn_anvyl`].
+    pub fn signal(child: &std::process::Child, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {}", child.id());
+    }
+
     /// Build directories of `agent` below the build root.
     pub fn build_dirs_of(&self, agent: &AgentName) -> Vec<PathBuf> {
         let prefix = format!("{agent}.");

@@ -13,6 +13,9 @@ use crate::error::CliError;
 use crate::output;
 
 pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitCode, CliError> {
+    if args.watch {
+        return Box::pin(super::watch::run(cli, config, args)).await;
+    }
     // The name and the instance id are checked before any state or engine
     // is touched.
     let scope = match &args.name {
@@ -39,10 +42,15 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
     let plan = fleet.plan(scope).await?;
     let json = cli.output == OutputFormat::Json;
     let emit = |text: String| super::emit(&text);
+    // A watcher's opening cleanup is one line of its stream.
+    let document = |document: output::CleanupDocument| match args.opening {
+        true => output::json_line(&output::Opening::new(document)),
+        false => output::json(&document),
+    };
 
     if plan.is_empty() || args.dry_run {
         if json {
-            emit(output::json(&output::CleanupDocument::new(
+            emit(document(output::CleanupDocument::new(
                 args.dry_run,
                 &plan,
                 None,
@@ -80,7 +88,7 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
     };
     drop(bar);
     if json {
-        emit(output::json(&output::CleanupDocument::new(
+        emit(document(output::CleanupDocument::new(
             false,
             &plan,
             Some(&report),

@@ -5,6 +5,7 @@ mod agent;
 mod cleanup;
 mod host;
 mod session;
+mod watch;
 
 pub(crate) use session::Session;
 

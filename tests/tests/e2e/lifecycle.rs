@@ -204,11 +204,7 @@ async fn interrupt_slow_start(s: &Sandbox, agent: &AgentName, signal: &str) -> R
     let child = s.spawn_anvyl(&["agent", "start", agent.as_str()]);
     wait_for_the_slow_step(s, agent).await;
     let began = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    Sandbox::signal(&child, signal);
     let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()

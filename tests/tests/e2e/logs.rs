@@ -22,11 +22,7 @@ async fn follow_then_signal(s: &Sandbox, name: &str, signal: &str) -> Run {
     .unwrap()
     .expect("read the first line");
     assert_eq!(first, "ready\n", "{signal}: anvyl did not follow the logs");
-    let status = std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    Sandbox::signal(&child, signal);
     let output = tokio::task::spawn_blocking(move || {
         let mut rest = String::new();
         stdout.read_to_string(&mut rest)?;

@@ -15,6 +15,7 @@ mod secrets;
 mod stress;
 mod terminal;
 mod truth;
+mod watch;
 
 /// A unique agent name with a readable stem.
 pub fn unique(stem: &str) -> String {

@@ -18,6 +18,7 @@ const FIGURES: &[(&str, &str, bool)] = &[
     ("crash_points", "crash points", false),
     ("concurrent_ops", "concurrent operations", false),
     ("hostile_cases", "hostile cases", false),
+    ("watcher_actions", "watcher actions", false),
     ("live_removed", "live resources removed", true),
     ("foreign_removed", "non-owned resources removed", true),
     ("owned_leftovers", "owned leftovers after convergence", true),

@@ -16,8 +16,9 @@ use crate::config::Config;
 use crate::error::CliError;
 
 /// How long `host list` waits for each engine: a listing must not hang on
-/// a host that is down.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// a host that is down — as long as `agent list` waits for one (an SSH
+/// host's tunnel alone took over 3 s on a loaded machine).
+const PROBE_TIMEOUT: Duration = anvyl_core::lifecycle::OBSERVE_TIMEOUT;
 
 /// One row of `host list`.
 #[derive(Debug, Serialize)]

@@ -33,7 +33,7 @@ use crate::state::{AgentRecord, AgentStatus, Fenced};
 
 /// How long a death must last before the watcher believes it: a second
 /// look this much later must find the same start dead.
-pub const CONFIRM: Duration = Duration::from_secs(1);
+pub const CONFIRM: Duration = Duration::from_millis(500);
 
 /// How long after a cleanup that left something the watcher tries again.
 pub const RETRY: Duration = Duration::from_secs(30);

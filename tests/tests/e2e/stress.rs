@@ -4,7 +4,8 @@
 //! locked" or panic; at each round's end, with everything quiet, the state
 //! must agree with the engine (a running agent has its container and
 //! image), one cleanup must leave nothing owned but the live, and the
-//! look-alikes that are not anvyl's must all still be there.
+//! look-alikes that are not anvyl's must all still be there — all with an
+//! `agent cleanup --watch --grace 0` alive throughout.
 
 use std::sync::Arc;
 
@@ -74,6 +75,10 @@ async fn eight_processes_mixing_commands_keep_state_and_engine_in_agreement() {
             .await,
     ];
 
+    // A watcher alive through every round, cleaning at once whatever dies
+    // and passing every second: it may never touch a live agent or what is
+    // not anvyl's either, nor make a command fail.
+    let watcher = crate::watch::Watcher::spawn(&s, "1s");
     let mut operations = 0;
     for round in 0..ROUNDS {
         let workers: Vec<_> = (0..WORKERS)
@@ -164,6 +169,8 @@ async fn eight_processes_mixing_commands_keep_state_and_engine_in_agreement() {
         eprintln!("stress: round {round} done, {operations} operations so far");
     }
     tally("concurrent_ops", operations);
+    let (code, _, said) = watcher.terminate();
+    assert_eq!(code, Some(0), "the watcher: {said:?}");
     assert_eq!(s.converge().await, Vec::<String>::new());
     let foreign: Vec<&str> = foreign.iter().map(String::as_str).collect();
     s.discard(&foreign, &[]).await;

@@ -11,20 +11,21 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anvyl_core::{AgentName, AgentStatus};
+use anvyl_tests::reliability::tally;
 use anvyl_tests::Sandbox;
 
 use crate::crashes::kill_at;
 use crate::unique;
 
 /// A watcher in the background and the JSON lines it said.
-struct Watcher {
+pub(crate) struct Watcher {
     child: Child,
     lines: Receiver<serde_json::Value>,
     said: Vec<serde_json::Value>,
 }
 
 impl Watcher {
-    fn spawn(s: &Sandbox, resync: &str) -> Self {
+    pub(crate) fn spawn(s: &Sandbox, resync: &str) -> Self {
         let args = ["--output", "json", "agent", "cleanup", "--watch"];
         let mut child = s.spawn_anvyl(&[&args[..], &["--grace", "0", "--resync", resync]].concat());
         let stdout = child.stdout.take().expect("stdout");
@@ -82,13 +83,20 @@ impl Watcher {
         }
     }
 
-    /// SIGTERM, then the exit status and how long it took.
-    fn terminate(mut self) -> (Option<i32>, Duration, Vec<serde_json::Value>) {
+    /// SIGTERM, then the exit status and how long it took; what it did
+    /// counts in the reliability summary.
+    pub(crate) fn terminate(mut self) -> (Option<i32>, Duration, Vec<serde_json::Value>) {
         let began = Instant::now();
         Sandbox::signal(&self.child, "-TERM");
         let status = self.child.wait().expect("reap the watcher");
         let took = began.elapsed();
         self.said.extend(self.lines.try_iter());
+        let acted = self
+            .said
+            .iter()
+            .filter(|l| l["action"] != "cleanup")
+            .count();
+        tally("watcher_actions", acted);
         (status.code(), took, self.said)
     }
 }

@@ -4,7 +4,7 @@
 //! dropped connection, a stall past the request timeout, an answer lost
 //! after the engine acted), a fresh world
 //! runs the command with that fault on the call's first, second and third
-//! occurrence (as many as the clean run made). The
+//! occurrence (as many as the clean run made), two worlds at a time. The
 //! command must report it as the CLI promises (no panic, one error line,
 //! a documented exit status), lose no state, and one ordinary cleanup
 //! afterwards must converge to nothing owned left.
@@ -121,79 +121,104 @@ async fn every_fault_on_every_call_of(command: Command) {
         calls.len()
     );
 
-    let (mut injected, mut survived) = (0, 0);
-    let occurrences = calls
+    // Each case is a world of its own: two run at a time, so one's waits
+    // (a stall past the timeout, a start's settle) overlap the other's work.
+    let cases: Vec<(String, usize, Fault)> = calls
         .iter()
-        .flat_map(|(call, n)| (1..=(*n).min(3)).map(move |nth| (call, nth)));
-    for (call, nth) in occurrences {
-        for fault in faults() {
-            let (s, args) = command.prepare().await;
-            let agent = s.state().agents().expect("agents")[0].name.clone();
-            let proxy = FaultProxy::start(&s.itest.endpoint);
-            proxy.inject(call, nth, fault.clone());
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let run = s.anvyl_via(&proxy, &args);
-            if proxy.injected() == 0 {
-                // The call happens only on some paths (a retry, a second
-                // settle poll): nothing was injected, nothing to judge.
-                continue;
-            }
-            injected += 1;
-            let what = format!("{command:?} with {} on {call} #{nth}", fault.name());
-            assert_clean_failure(&run, &[0, 1, 3]);
-            // No state lost: the agent is still known unless a removal
-            // really completed, and never left `starting` by a process
-            // that has exited.
-            match s.state().agent(&agent) {
-                Ok(record) => assert_ne!(
-                    record.status,
-                    AgentStatus::Starting,
-                    "{what}: left starting: {run:?}"
-                ),
-                Err(StateError::UnknownAgent(_)) => assert!(
-                    matches!(command, Command::Remove) && run.code == Some(0),
-                    "{what}: the agent was forgotten: {run:?}"
-                ),
-                Err(e) => panic!("{what}: {e}"),
-            }
-            if run.code == Some(0) {
-                // A fault the command absorbed (a retried 409, a removal
-                // that happened after all) must not hide a failure: exit 0
-                // means the command's goal holds.
-                command.assert_done(&s, &agent, &what, &run).await;
-            } else {
-                assert!(
-                    run.stderr.lines().any(|l| l.starts_with("error:")),
-                    "{what}: failed without saying why: {run:?}"
-                );
-            }
-            let left = s.converge().await;
-            assert_eq!(left, Vec::<String>::new(), "{what}: {run:?}");
-            survived += 1;
+        .flat_map(|(call, n)| (1..=(*n).min(3)).map(move |nth| (call.clone(), nth)))
+        .flat_map(|(call, nth)| faults().map(move |fault| (call.clone(), nth, fault)))
+        .collect();
+    let mut running = tokio::task::JoinSet::new();
+    let mut injected = 0;
+    for (call, nth, fault) in cases {
+        if running.len() == CASES_AT_ONCE {
+            injected += joined(running.join_next().await);
         }
+        running.spawn(one_case(command, call, nth, fault));
     }
-    eprintln!("faults: {command:?}: {injected} injected, {survived} survived");
+    while let Some(case) = running.join_next().await {
+        injected += joined(Some(case));
+    }
+    eprintln!("faults: {command:?}: {injected} injected, {injected} survived");
     tally("faults_injected", injected);
-    tally("faults_survived", survived);
+    tally("faults_survived", injected);
     tally("owned_leftovers", 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// How many fault cases run side by side.
+const CASES_AT_ONCE: usize = 2;
+
+/// Whether a finished case injected its fault; a case that broke a promise
+/// fails the test with its own message.
+fn joined(case: Option<Result<bool, tokio::task::JoinError>>) -> usize {
+    match case.expect("a case was running") {
+        Ok(injected) => usize::from(injected),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("a fault case was cancelled: {e}"),
+    }
+}
+
+/// Runs `command` in a fresh world with `fault` on the `nth` `call`, and
+/// judges it (see the module's words). Whether the fault was injected: the
+/// call happens only on some paths (a retry, a second settle poll).
+async fn one_case(command: Command, call: String, nth: usize, fault: Fault) -> bool {
+    let (s, args) = command.prepare().await;
+    let agent = s.state().agents().expect("agents")[0].name.clone();
+    let proxy = FaultProxy::start(&s.itest.endpoint);
+    proxy.inject(&call, nth, fault.clone());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = s.anvyl_via(&proxy, &args);
+    if proxy.injected() == 0 {
+        return false;
+    }
+    let what = format!("{command:?} with {} on {call} #{nth}", fault.name());
+    assert_clean_failure(&run, &[0, 1, 3]);
+    // No state lost: the agent is still known unless a removal really
+    // completed, and never left `starting` by a process that has exited.
+    match s.state().agent(&agent) {
+        Ok(record) => assert_ne!(
+            record.status,
+            AgentStatus::Starting,
+            "{what}: left starting: {run:?}"
+        ),
+        Err(StateError::UnknownAgent(_)) => assert!(
+            matches!(command, Command::Remove) && run.code == Some(0),
+            "{what}: the agent was forgotten: {run:?}"
+        ),
+        Err(e) => panic!("{what}: {e}"),
+    }
+    if run.code == Some(0) {
+        // A fault the command absorbed (a retried 409, a removal that
+        // happened after all) must not hide a failure: exit 0 means the
+        // command's goal holds.
+        command.assert_done(&s, &agent, &what, &run).await;
+    } else {
+        assert!(
+            run.stderr.lines().any(|l| l.starts_with("error:")),
+            "{what}: failed without saying why: {run:?}"
+        );
+    }
+    let left = s.converge().await;
+    assert_eq!(left, Vec::<String>::new(), "{what}: {run:?}");
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_fault_on_every_call_of_start() {
     every_fault_on_every_call_of(Command::Start).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_fault_on_every_call_of_cleanup() {
     every_fault_on_every_call_of(Command::Cleanup).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_fault_on_every_call_of_stop() {
     every_fault_on_every_call_of(Command::Stop).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_fault_on_every_call_of_remove() {
     every_fault_on_every_call_of(Command::Remove).await;
 }

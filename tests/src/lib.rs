@@ -213,6 +213,21 @@ impl Sandbox {
             .expect("spawn anvyl")
     }
 
+    /// `agent start NAME`, which must succeed; the container it recorded.
+    pub fn started(&self, agent: &AgentName) -> String {
+        let run = self.anvyl(&["agent", "start", agent.as_str()]);
+        assert_eq!(run.code, Some(0), "{run:?}");
+        self.container_of(agent)
+    }
+
+    /// A running agent's container id, as recorded.
+    pub fn container_of(&self, agent: &AgentName) -> String {
+        let record = self.state().agent(agent).expect("agent");
+        record
+            .container_id
+            .expect("a running agent has a container")
+    }
+
     /// Sends `signal` (`-INT`, `-TERM`, as `kill` takes it) to a command
     /// started with [`Sandbox::spawn_anvyl`].
     pub fn signal(child: &std::process::Child, signal: &str) {

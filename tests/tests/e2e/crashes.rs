@@ -5,7 +5,7 @@
 //! container exists, while it settles; a cleanup between its image
 //! removals; a stop between stopping and removing; a remove midway.
 
-use anvyl_core::{AgentName, AgentStatus};
+use anvyl_core::AgentStatus;
 use anvyl_tests::proxy::{Fault, FaultProxy, Hold};
 use anvyl_tests::reliability::tally;
 use anvyl_tests::Sandbox;
@@ -49,11 +49,6 @@ async fn assert_converges(s: &Sandbox, point: &str) {
     tally("owned_leftovers", left.len());
 }
 
-fn started(s: &Sandbox, agent: &AgentName) {
-    let run = s.anvyl(&["agent", "start", agent.as_str()]);
-    assert_eq!(run.code, Some(0), "{run:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_killed_at_any_stage_is_cleaned_by_the_next_cleanup() {
     let points = [
@@ -74,7 +69,7 @@ async fn a_start_killed_at_any_stage_is_cleaned_by_the_next_cleanup() {
         );
         assert_converges(&s, &format!("start killed while {point}")).await;
         // And the agent starts again afterwards.
-        started(&s, &agent);
+        s.started(&agent);
         assert_eq!(s.converge().await, Vec::<String>::new());
     }
 }
@@ -84,7 +79,7 @@ async fn cleanup_stop_and_remove_killed_midway_converge() {
     // A cleanup killed between two image removals.
     let s = Sandbox::new().await;
     let agent = s.create(&unique("crashc"));
-    started(&s, &agent);
+    s.started(&agent);
     let run = s.anvyl(&["agent", "stop", agent.as_str()]);
     assert_eq!(run.code, Some(0), "{run:?}");
     // Its image has two tags (:latest and the start's): hold the second.
@@ -94,7 +89,7 @@ async fn cleanup_stop_and_remove_killed_midway_converge() {
     // A stop killed after stopping, before removing the container.
     let s = Sandbox::new().await;
     let agent = s.create(&unique("crashs"));
-    started(&s, &agent);
+    s.started(&agent);
     kill_at(
         &s,
         &["agent", "stop", agent.as_str()],
@@ -108,7 +103,7 @@ async fn cleanup_stop_and_remove_killed_midway_converge() {
     // A remove killed while removing images: the agent stays recorded.
     let s = Sandbox::new().await;
     let agent = s.create(&unique("crashr"));
-    started(&s, &agent);
+    s.started(&agent);
     let args = ["agent", "remove", agent.as_str(), "--yes", "--force"];
     kill_at(&s, &args, "DELETE", "/images/", 1).await;
     assert_converges(&s, "remove killed while removing images").await;

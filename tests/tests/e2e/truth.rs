@@ -31,14 +31,6 @@ fn ok(run: Run, what: &str) -> Run {
     run
 }
 
-/// The running agent's container id, as recorded.
-fn container_of(s: &Sandbox, agent: &AgentName) -> String {
-    let record = s.state().agent(agent).expect("agent");
-    record
-        .container_id
-        .expect("a running agent has a container")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_agent_shows_as_it_is_and_the_next_command_heals_it() {
     let s = Sandbox::new().await;
@@ -68,7 +60,7 @@ async fn a_dead_agent_shows_as_it_is_and_the_next_command_heals_it() {
     // the code, stopped with what was found, and started again.
     let d = s.create(&unique("died"));
     ok(s.anvyl(&["agent", "start", d.as_str()]), "start");
-    let first = container_of(&s, &d);
+    let first = s.container_of(&d);
     s.engine
         .stop_container(&first, Duration::ZERO)
         .await
@@ -96,7 +88,7 @@ async fn a_dead_agent_shows_as_it_is_and_the_next_command_heals_it() {
         "start after a death",
     );
     assert!(!s.has_container(&first).await, "the dead container is gone");
-    let again = container_of(&s, &d);
+    let again = s.container_of(&d);
     assert_ne!(again, first);
     s.engine
         .stop_container(&again, Duration::ZERO)
@@ -118,7 +110,7 @@ async fn a_dead_agent_shows_as_it_is_and_the_next_command_heals_it() {
     let r = s.create(&unique("removed"));
     ok(s.anvyl(&["agent", "start", r.as_str()]), "start");
     s.engine
-        .remove_container(&container_of(&s, &r), Duration::ZERO)
+        .remove_container(&s.container_of(&r), Duration::ZERO)
         .await
         .expect("docker rm -f");
     assert_eq!(listed(&s, &r)["status"], "container gone");
@@ -128,7 +120,7 @@ async fn a_dead_agent_shows_as_it_is_and_the_next_command_heals_it() {
     );
     assert_eq!(listed(&s, &r)["status"], "running");
     s.engine
-        .stop_container(&container_of(&s, &r), Duration::ZERO)
+        .stop_container(&s.container_of(&r), Duration::ZERO)
         .await
         .expect("kill");
     ok(

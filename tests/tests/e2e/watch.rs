@@ -117,23 +117,13 @@ impl WaitNow for Child {
     }
 }
 
-fn started(s: &Sandbox, agent: &AgentName) -> String {
-    let run = s.anvyl(&["agent", "start", agent.as_str()]);
-    assert_eq!(run.code, Some(0), "{run:?}");
-    s.state()
-        .agent(agent)
-        .expect("agent")
-        .container_id
-        .expect("a running agent has a container")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watcher_fails_a_dead_agent_on_its_event_and_ends_on_sigterm() {
     let s = Sandbox::new().await;
     let live = s.create(&unique("live"));
-    let live_container = started(&s, &live);
+    let live_container = s.started(&live);
     let dies = s.create(&unique("dies"));
-    let dying = started(&s, &dies);
+    let dying = s.started(&dies);
 
     // A resync of a minute: what happens sooner came from an event.
     let mut watcher = Watcher::spawn(&s, "60s");
@@ -210,7 +200,7 @@ async fn a_start_killed_under_the_watcher_is_reaped_and_never_touched_while_it_r
         AgentStatus::Stopped
     );
     // A start while the watcher runs is not the watcher's.
-    let again = started(&s, &crashed);
+    let again = s.started(&crashed);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (code, _, said) = watcher.terminate();
     assert_eq!(code, Some(0), "said {said:?}");

@@ -275,12 +275,15 @@ mod tests {
             }]
         );
         assert_eq!(w.status(&web), AgentStatus::Failed);
-        // Its container stays for `agent logs` until the grace ends.
+        // Its container stays, named by its record, for `agent logs` until
+        // the grace ends.
         assert!(w
             .engine
             .inspect_container(&started.container_id)
             .await
             .is_ok());
+        let recorded = w.state.agent(&web).unwrap().container_id;
+        assert_eq!(recorded.as_deref(), Some(started.container_id.as_str()));
         assert_eq!(w.pass(&mut watch).await, vec![]);
         assert_eq!(watch.next_due(), Some(Instant::now() + GRACE));
         tokio::time::advance(GRACE).await;

@@ -138,7 +138,9 @@ impl StateStore {
     }
 
     /// A running agent whose container is gone or exited becomes `failed`,
-    /// only if it still runs the start the caller saw.
+    /// only if it still runs the start the caller saw. Its container's id
+    /// stays: `agent logs` reads the dead container until a cleanup (the
+    /// watcher's, after its grace) removes it and resets the agent.
     pub fn mark_failed(
         &self,
         name: &AgentName,
@@ -147,7 +149,7 @@ impl StateStore {
         self.fenced_update(
             name,
             &Fence::at(AgentStatus::Running, start),
-            "UPDATE agents SET status = 'failed', container_id = NULL WHERE name = ?1",
+            "UPDATE agents SET status = 'failed' WHERE name = ?1",
         )
     }
 
@@ -369,7 +371,12 @@ mod tests {
         ));
         assert_eq!(store.agent(&web()).unwrap().status, AgentStatus::Running);
         assert_eq!(store.mark_failed(&web(), Some(&b)).unwrap(), Fenced::Done);
-        assert_eq!(store.agent(&web()).unwrap().status, AgentStatus::Failed);
+        let agent = store.agent(&web()).unwrap();
+        assert_eq!(
+            (agent.status, agent.container_id.as_deref()),
+            (AgentStatus::Failed, Some("c1")),
+            "failed, its dead container still named for `agent logs`"
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! that names no backend or endpoint (the local host) follows the
 //! configuration, so changing `backend` moves it too. Each host's route —
 //! socket, TLS, plain TCP, SSH, a Docker context or Podman connection — is
-//! decided by [`crate::remote`]; SSH tunnels live as long as the connector.
+//! decided by [`crate::remote`]; an SSH host's tunnel is opened once and
+//! serves every connection to it for as long as the connector lives (a
+//! watcher connects on every pass), and is opened again if its ssh ended.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,8 @@ use crate::remote::{Access, Route};
 /// their SSH tunnels open until it is dropped.
 pub struct HostConnector<'a> {
     config: &'a Config,
-    tunnels: Mutex<Vec<Tunnel>>,
+    /// Open tunnels, by where they lead (the target and the identity).
+    tunnels: Mutex<Vec<(String, Tunnel)>>,
 }
 
 impl<'a> HostConnector<'a> {
@@ -33,6 +36,24 @@ impl<'a> HostConnector<'a> {
             config,
             tunnels: Mutex::new(Vec::new()),
         }
+    }
+}
+
+impl HostConnector<'_> {
+    fn tunnels(&self) -> std::sync::MutexGuard<'_, Vec<(String, Tunnel)>> {
+        self.tunnels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The endpoint of the open tunnel that `key` names; tunnels whose ssh
+    /// ended are closed here (their directory goes with them).
+    fn open_tunnel(&self, key: &str) -> Option<String> {
+        let mut tunnels = self.tunnels();
+        tunnels.retain_mut(|(_, tunnel)| tunnel.is_open());
+        (tunnels.iter())
+            .find(|(k, _)| k == key)
+            .map(|(_, tunnel)| tunnel.endpoint())
     }
 }
 
@@ -53,20 +74,23 @@ impl Connector for HostConnector<'_> {
                     .split_whitespace()
                     .map(str::to_string)
                     .collect();
-                let wait = timeout.min(Duration::from_secs(30));
-                let tunnel = Tunnel::open(target, &words, identity.as_deref(), wait)
-                    .await
-                    .map_err(|message| BackendError::Unreachable {
-                        engine: backend.engine_name(),
-                        endpoint: target.to_string(),
-                        message,
-                    })?;
-                let endpoint = tunnel.endpoint();
-                self.tunnels
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .push(tunnel);
-                endpoint
+                let key = format!("{target} {identity:?}");
+                match self.open_tunnel(&key) {
+                    Some(endpoint) => endpoint,
+                    None => {
+                        let wait = timeout.min(Duration::from_secs(30));
+                        let tunnel = Tunnel::open(target, &words, identity.as_deref(), wait)
+                            .await
+                            .map_err(|message| BackendError::Unreachable {
+                                engine: backend.engine_name(),
+                                endpoint: target.to_string(),
+                                message,
+                            })?;
+                        let endpoint = tunnel.endpoint();
+                        self.tunnels().push((key, tunnel));
+                        endpoint
+                    }
+                }
             }
             Route::Socket(endpoint) | Route::Plain(endpoint) | Route::Tls { endpoint, .. } => {
                 endpoint.clone()

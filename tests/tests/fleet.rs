@@ -652,6 +652,24 @@ fn an_ssh_host_is_reached_through_openssh_and_its_tunnel_ends_with_the_command()
     assert_eq!(a.status(&name), "running");
     let logs = a.anvyl(&["agent", "logs", &name]);
     assert!(logs.status.success(), "{}", text(&logs));
+
+    // A watcher passes every second over the running agent: one tunnel
+    // serves them all, and it ends with the watcher.
+    let mut watcher = a
+        .command(&[
+            "agent", "cleanup", "--watch", "--resync", "1s", "--host", "sshpod",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let open = tunnels_to(sshd.port);
+    assert!(kill(watcher.id() as i32, "TERM"), "signal the watcher");
+    let status = watcher.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the watcher's exit");
+    assert_eq!(open, 1, "tunnels of a watcher after five passes");
+    assert_eq!(a.status(&name), "running", "the watcher left it running");
     a.ok(&["agent", "stop", &name]);
 
     // Ctrl-C at the terminal reaches the whole foreground process group:

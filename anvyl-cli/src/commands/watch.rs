@@ -32,6 +32,10 @@ const MOST_BACKOFF: Duration = Duration::from_secs(30);
 
 pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitCode, CliError> {
     let json = cli.output == OutputFormat::Json;
+    // Taken now, so that a SIGTERM during the opening cleanup is not lost
+    // between its handler and this one.
+    let stop =
+        stop_signals().map_err(|e| CliError::Failed(format!("cannot watch for SIGTERM: {e}")))?;
     // The opening cleanup is the ordinary one, without a prompt. A host
     // that does not answer is the watcher's to retry, not a reason to end.
     let opening = CleanupArgs {
@@ -56,19 +60,23 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         .collect();
     let ours = Ownership::new(session.state.instance_id().clone()).selector(None, None);
     let wake = Notify::new();
-    let listeners = futures::future::join_all(
-        (hosts.iter()).map(|host| listen(&session, host, Query::labelled(ours.clone()), &wake)),
-    );
+    // With no enabled host there is nothing to listen to: passes go on.
+    let listeners = async {
+        futures::future::join_all(
+            (hosts.iter()).map(|host| listen(&session, host, Query::labelled(ours.clone()), &wake)),
+        )
+        .await;
+        std::future::pending::<()>().await
+    };
     let lifecycle = session.lifecycle();
     let watching = watch(&lifecycle, args, &wake, json);
-    let stop = super::interrupted();
     tracing::info!(
         "Watching {} host(s); a failed agent's leftovers go after {}",
         hosts.len(),
         humantime::format_duration(args.grace)
     );
     tokio::select! {
-        _ = listeners => unreachable!("listeners listen until the end"),
+        () = listeners => unreachable!("listeners listen until the end"),
         ended = watching => ended.map(|()| ExitCode::SUCCESS),
         () = stop => Ok(ExitCode::SUCCESS),
     }
@@ -82,7 +90,7 @@ async fn watch(
     wake: &Notify,
     json: bool,
 ) -> Result<(), CliError> {
-    let mut watch = Watch::new(args.grace);
+    let mut watch = Watch::new(args.grace).on_host(args.host.clone());
     let mut resync = Instant::now() + args.resync;
     loop {
         for action in lifecycle.watch_pass(&mut watch).await? {
@@ -149,4 +157,18 @@ async fn listen(session: &Session<'_>, host: &HostRecord, query: Query, wake: &N
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MOST_BACKOFF);
     }
+}
+
+/// Resolves on the first SIGINT or SIGTERM from now on (one that came
+/// while the opening cleanup ran included).
+fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }

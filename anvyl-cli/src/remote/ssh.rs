@@ -195,6 +195,11 @@ impl Tunnel {
     pub fn endpoint(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
+
+    /// Whether its ssh process still runs (and so still forwards).
+    pub fn is_open(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
 }
 
 impl Drop for Tunnel {

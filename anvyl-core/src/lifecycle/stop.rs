@@ -68,6 +68,12 @@ impl Lifecycle<'_> {
             }
             AgentStatus::Running => {}
         }
+        // While it removes the container, the start's lock says so: a
+        // watcher that finds the container gone before the record is reset
+        // knows it is a stop, not a death. A lock that another stop holds,
+        // or that cannot be made, costs only that hint: the stop goes on.
+        let _stopping = (agent.current_start.as_ref())
+            .and_then(|start| self.state.hold_start(start).ok().flatten());
         let mut found = None;
         if let Some(id) = &agent.container_id {
             let (_, backend) = self.engine_of(&agent).await?;

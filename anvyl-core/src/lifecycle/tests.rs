@@ -34,15 +34,26 @@ pub(super) struct World {
 
 impl World {
     pub(super) fn new() -> Self {
+        Self::with_state(|_| StateStore::open_in_memory().unwrap())
+    }
+
+    /// A world whose state store is on disk, with the start locks that
+    /// other processes see.
+    pub(super) fn on_disk() -> Self {
+        Self::with_state(|root| StateStore::open(root).unwrap())
+    }
+
+    fn with_state(open: impl FnOnce(&std::path::Path) -> StateStore) -> Self {
         let engine = Arc::new(MemoryBackend::new());
         engine.seed_image(&[BASE], Labels::new());
-        let state = StateStore::open_in_memory().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let state = open(root.path());
         state.ensure_local_host().unwrap();
         Self {
             connector: Memory(engine.clone()),
             engine,
             state,
-            root: tempfile::tempdir().unwrap(),
+            root,
         }
     }
 

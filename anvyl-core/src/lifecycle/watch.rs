@@ -56,6 +56,11 @@ pub enum WatchAction {
         /// What was found.
         finding: String,
     },
+    /// A failed agent's container runs again: it is `running`.
+    Revived {
+        /// The agent.
+        agent: AgentName,
+    },
     /// A dead agent's leftovers could not all be removed; the next pass
     /// tries again.
     NotCleaned {
@@ -85,6 +90,7 @@ impl std::fmt::Display for WatchAction {
             Self::Cleaned { agent, finding } => {
                 write!(f, "Cleaned up agent '{agent}' ({finding}); it is stopped")
             }
+            Self::Revived { agent } => write!(f, "Agent '{agent}' runs again"),
             Self::NotCleaned { agent, error } => {
                 write!(f, "Could not clean up agent '{agent}': {error}")
             }
@@ -107,8 +113,12 @@ pub struct Watch {
     suspect: BTreeMap<AgentName, (Option<StartId>, Instant)>,
     /// Failed agents: the start, and when their leftovers are due to go.
     failed: BTreeMap<AgentName, (Option<StartId>, Instant)>,
+    /// Crashed starts whose cleanup left something: when to try again.
+    retry: BTreeMap<AgentName, Instant>,
     /// Hosts reported as not answering.
     down: BTreeSet<String>,
+    /// The one host watched, when not all.
+    host: Option<String>,
 }
 
 impl Watch {
@@ -118,8 +128,16 @@ impl Watch {
             grace,
             suspect: BTreeMap::new(),
             failed: BTreeMap::new(),
+            retry: BTreeMap::new(),
             down: BTreeSet::new(),
+            host: None,
         }
+    }
+
+    /// Watches the agents of `host` only (`agent cleanup --watch --host`).
+    pub fn on_host(mut self, host: Option<String>) -> Self {
+        self.host = host;
+        self
     }
 
     /// When the next pass has something to do without an event: a death to
@@ -127,7 +145,8 @@ impl Watch {
     pub fn next_due(&self) -> Option<Instant> {
         let confirms = self.suspect.values().map(|(_, at)| *at + CONFIRM);
         let graces = self.failed.values().map(|(_, due)| *due);
-        confirms.chain(graces).min()
+        let retries = self.retry.values().copied();
+        confirms.chain(graces).chain(retries).min()
     }
 }
 
@@ -136,9 +155,12 @@ impl Lifecycle<'_> {
     /// A failure to read the state store ends it; anything about one agent
     /// or host is an action and the pass goes on.
     pub async fn watch_pass(&self, watch: &mut Watch) -> Result<Vec<WatchAction>, LifecycleError> {
-        let agents = self.state.agents()?;
-        let observed = self.observe_all(&agents).await?;
         let starts = self.state.starts()?;
+        let mut agents = self.state.agents()?;
+        if let Some(host) = &watch.host {
+            agents.retain(|a| a.home(&starts) == host);
+        }
+        let observed = self.observe_all(&agents).await?;
         let now = Instant::now();
         let mut actions = Vec::new();
         let mut down = BTreeSet::new();
@@ -146,6 +168,7 @@ impl Lifecycle<'_> {
         let seen: BTreeSet<&AgentName> = agents.iter().map(|a| &a.name).collect();
         watch.suspect.retain(|name, _| seen.contains(name));
         watch.failed.retain(|name, _| seen.contains(name));
+        watch.retry.retain(|name, _| seen.contains(name));
         for (agent, observed) in agents.iter().zip(observed) {
             let name = &agent.name;
             let start = agent.current_start.clone();
@@ -155,10 +178,16 @@ impl Lifecycle<'_> {
             if agent.status != AgentStatus::Failed {
                 watch.failed.remove(name);
             }
+            if !matches!(observed, Observed::StartCrashed { .. }) {
+                watch.retry.remove(name);
+            }
             match &observed {
                 Observed::Exited { .. } | Observed::ContainerGone => {
                     let first = watch.suspect.get(name).filter(|(s, _)| *s == start);
                     match first {
+                        // A stop holds the start's lock while it removes
+                        // the container: not a death, whatever it looks.
+                        Some(_) if start.as_ref().is_some_and(|s| self.state.start_busy(s)) => {}
                         Some((_, at)) if now >= *at + CONFIRM => {
                             watch.suspect.remove(name);
                             let finding = observed.finding().unwrap_or_default();
@@ -178,8 +207,28 @@ impl Lifecycle<'_> {
                         }
                     }
                 }
-                Observed::StartCrashed { .. } => actions.extend(self.clean(agent).await),
+                Observed::StartCrashed { .. }
+                    if watch.retry.get(name).is_none_or(|at| now >= *at) =>
+                {
+                    let cleaned = self.clean(agent).await;
+                    if let Some(WatchAction::NotCleaned { .. }) = cleaned {
+                        watch.retry.insert(name.clone(), now + RETRY);
+                    }
+                    actions.extend(cleaned);
+                }
                 Observed::Failed => {
+                    // Its container runs again (`docker restart`, or an
+                    // engine's restart policy): it is running, not failed.
+                    if self.runs_again(agent).await {
+                        if self.state.revive(name, start.as_ref())? == Fenced::Done {
+                            tracing::info!("Agent '{name}' runs again");
+                            actions.push(WatchAction::Revived {
+                                agent: name.clone(),
+                            });
+                        }
+                        watch.failed.remove(name);
+                        continue;
+                    }
                     let due = (watch.failed.entry(name.clone()))
                         .or_insert((start.clone(), now + watch.grace));
                     if due.0 != start {
@@ -220,14 +269,36 @@ impl Lifecycle<'_> {
         Ok(actions)
     }
 
-    /// Heals a dead agent, as the action that says how it went.
+    /// Whether a failed agent's recorded container runs, as its engine says.
+    async fn runs_again(&self, agent: &AgentRecord) -> bool {
+        if agent.container_id.is_none() {
+            return false;
+        }
+        match self.engine_of(agent).await {
+            Ok((_, backend)) => super::observe::container_of(backend.as_ref(), agent)
+                .await
+                .is_running(),
+            Err(_) => false,
+        }
+    }
+
+    /// Heals a dead agent, as the action that says how it went: `Cleaned`
+    /// only when the agent is stopped now under the start that was seen (a
+    /// start another `anvyl` began meanwhile kept everything, and the next
+    /// pass judges it).
     async fn clean(&self, agent: &AgentRecord) -> Option<WatchAction> {
         let name = agent.name.clone();
+        let still_its = |now: Result<AgentRecord, _>| {
+            now.is_ok_and(|now: AgentRecord| {
+                now.status == AgentStatus::Stopped && now.current_start == agent.current_start
+            })
+        };
         match self.heal(agent).await {
-            Ok(Some(finding)) => Some(WatchAction::Cleaned {
+            Ok(Some(finding)) if still_its(self.state.agent(&name)) => Some(WatchAction::Cleaned {
                 agent: name,
                 finding,
             }),
+            Ok(Some(_)) => None,
             // Its record changed since it was read: the next pass judges it.
             Ok(None) => None,
             Err((_, LifecycleError::Changed { .. })) => None,
@@ -336,6 +407,34 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(container.state, ContainerState::Running);
+    }
+
+    /// `docker restart` of a dead agent's container: the watcher had it
+    /// failed, and finds it running again before its grace ends.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_agent_whose_container_runs_again_is_running() {
+        let w = World::new();
+        let web = w.good("web");
+        let started = w.died(&web).await;
+        let mut watch = Watch::new(GRACE);
+        w.pass(&mut watch).await;
+        tokio::time::advance(CONFIRM).await;
+        let failed = w.pass(&mut watch).await;
+        assert!(
+            matches!(&failed[..], [WatchAction::Failed { .. }]),
+            "{failed:?}"
+        );
+        w.engine
+            .set_state(&started.container_id, ContainerState::Running);
+        assert_eq!(
+            w.pass(&mut watch).await,
+            vec![WatchAction::Revived { agent: web.clone() }]
+        );
+        assert_eq!(w.status(&web), AgentStatus::Running);
+        tokio::time::advance(GRACE * 2).await;
+        assert_eq!(w.pass(&mut watch).await, vec![]);
+        let container = w.engine.inspect_container(&started.container_id).await;
+        assert_eq!(container.unwrap().state, ContainerState::Running);
     }
 
     #[tokio::test(start_paused = true)]

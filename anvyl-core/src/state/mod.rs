@@ -510,6 +510,15 @@ impl StateStore {
             })
     }
 
+    /// Whether another process holds `start`'s lock now: a start in
+    /// progress, or a stop removing that start's container. An in-memory
+    /// store has no locks: never.
+    pub fn start_busy(&self, start: &StartId) -> bool {
+        (self.locks.as_deref())
+            .and_then(|locks| liveness::held(&liveness::lock_path(locks, start)))
+            .unwrap_or(false)
+    }
+
     /// This installation's id.
     pub fn instance_id(&self) -> &InstanceId {
         &self.instance

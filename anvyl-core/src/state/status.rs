@@ -153,6 +153,16 @@ impl StateStore {
         )
     }
 
+    /// A failed agent whose recorded container runs again becomes
+    /// `running`, only if it is still failed under the start the caller saw.
+    pub fn revive(&self, name: &AgentName, start: Option<&StartId>) -> Result<Fenced, StateError> {
+        self.fenced_update(
+            name,
+            &Fence::at(AgentStatus::Failed, start),
+            "UPDATE agents SET status = 'running' WHERE name = ?1 AND container_id IS NOT NULL",
+        )
+    }
+
     /// Forgets an agent, only if it is still as `fence` says: an agent that
     /// a start took meanwhile is not forgotten under it.
     pub fn delete_agent(&self, name: &AgentName, fence: &Fence) -> Result<Fenced, StateError> {

@@ -6,6 +6,7 @@
 //! serves every connection to it for as long as the connector lives (a
 //! watcher connects on every pass), and is opened again if its ssh ended.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,35 +26,29 @@ use crate::remote::{Access, Route};
 /// their SSH tunnels open until it is dropped.
 pub struct HostConnector<'a> {
     config: &'a Config,
-    /// Open tunnels, by where they lead (the target and the identity).
-    tunnels: Mutex<Vec<(String, Tunnel)>>,
+    /// A slot per place a tunnel leads (the target and the identity): one
+    /// connect at a time opens it, the others wait and use it.
+    tunnels: Mutex<HashMap<String, TunnelSlot>>,
 }
+
+type TunnelSlot = Arc<tokio::sync::Mutex<Option<Tunnel>>>;
 
 impl<'a> HostConnector<'a> {
     /// A connector of `config`'s hosts.
     pub fn new(config: &'a Config) -> Self {
         Self {
             config,
-            tunnels: Mutex::new(Vec::new()),
+            tunnels: Mutex::new(HashMap::new()),
         }
     }
-}
 
-impl HostConnector<'_> {
-    fn tunnels(&self) -> std::sync::MutexGuard<'_, Vec<(String, Tunnel)>> {
-        self.tunnels
+    /// The slot of the tunnel that `key` names.
+    fn slot(&self, key: &str) -> TunnelSlot {
+        let mut slots = self
+            .tunnels
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The endpoint of the open tunnel that `key` names; tunnels whose ssh
-    /// ended are closed here (their directory goes with them).
-    fn open_tunnel(&self, key: &str) -> Option<String> {
-        let mut tunnels = self.tunnels();
-        tunnels.retain_mut(|(_, tunnel)| tunnel.is_open());
-        (tunnels.iter())
-            .find(|(k, _)| k == key)
-            .map(|(_, tunnel)| tunnel.endpoint())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.entry(key.to_string()).or_default().clone()
     }
 }
 
@@ -74,23 +69,23 @@ impl Connector for HostConnector<'_> {
                     .split_whitespace()
                     .map(str::to_string)
                     .collect();
-                let key = format!("{target} {identity:?}");
-                match self.open_tunnel(&key) {
-                    Some(endpoint) => endpoint,
-                    None => {
-                        let wait = timeout.min(Duration::from_secs(30));
-                        let tunnel = Tunnel::open(target, &words, identity.as_deref(), wait)
-                            .await
-                            .map_err(|message| BackendError::Unreachable {
-                                engine: backend.engine_name(),
-                                endpoint: target.to_string(),
-                                message,
-                            })?;
-                        let endpoint = tunnel.endpoint();
-                        self.tunnels().push((key, tunnel));
-                        endpoint
-                    }
+                let slot = self.slot(&format!("{target} {identity:?}"));
+                let mut tunnel = slot.lock().await;
+                // One whose ssh ended is closed (its directory goes with it)
+                // and opened again.
+                if !tunnel.as_mut().is_some_and(Tunnel::is_open) {
+                    *tunnel = None;
+                    let wait = timeout.min(Duration::from_secs(30));
+                    let opened = Tunnel::open(target, &words, identity.as_deref(), wait)
+                        .await
+                        .map_err(|message| BackendError::Unreachable {
+                            engine: backend.engine_name(),
+                            endpoint: target.to_string(),
+                            message,
+                        })?;
+                    *tunnel = Some(opened);
                 }
+                tunnel.as_ref().expect("a tunnel is open").endpoint()
             }
             Route::Socket(endpoint) | Route::Plain(endpoint) | Route::Tls { endpoint, .. } => {
                 endpoint.clone()

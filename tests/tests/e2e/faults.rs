@@ -2,7 +2,8 @@
 //! remove), one clean run through the proxy records the calls it makes;
 //! then, for every one of those calls and every fault kind (500, 409, a
 //! dropped connection, a stall past the request timeout, an answer lost
-//! after the engine acted), a fresh world
+//! after the engine acted; on a later occurrence 500 and a lost answer
+//! only), a fresh world
 //! runs the command with that fault on the call's first, second and third
 //! occurrence (as many as the clean run made), two worlds at a time. The
 //! command must report it as the CLI promises (no panic, one error line,
@@ -90,14 +91,24 @@ impl Command {
     }
 }
 
-fn faults() -> [Fault; 5] {
-    [
+/// The faults for the `nth` occurrence of a call: every kind on the first;
+/// on a later one (the second image, the next settle poll) the two that
+/// differ in what the engine did — it refused, or it acted and the answer
+/// was lost. A dropped connection, a stall and a 409 behave there as on
+/// the first occurrence, and each case costs a world and an engine build
+/// (the matrix was the largest part of a 54-minute CI run).
+fn faults(nth: usize) -> Vec<Fault> {
+    let every = [
         Fault::Status(500),
         Fault::Status(409),
         Fault::Drop,
         Fault::Stall(Duration::from_secs(REQUEST_TIMEOUT_S + 1)),
         Fault::LoseAnswer,
-    ]
+    ];
+    match nth {
+        1 => every.to_vec(),
+        _ => vec![Fault::Status(500), Fault::LoseAnswer],
+    }
 }
 
 async fn every_fault_on_every_call_of(command: Command) {
@@ -126,7 +137,11 @@ async fn every_fault_on_every_call_of(command: Command) {
     let cases: Vec<(String, usize, Fault)> = calls
         .iter()
         .flat_map(|(call, n)| (1..=(*n).min(3)).map(move |nth| (call.clone(), nth)))
-        .flat_map(|(call, nth)| faults().map(move |fault| (call.clone(), nth, fault)))
+        .flat_map(|(call, nth)| {
+            faults(nth)
+                .into_iter()
+                .map(move |fault| (call.clone(), nth, fault))
+        })
         .collect();
     let mut running = tokio::task::JoinSet::new();
     let mut injected = 0;

@@ -148,6 +148,13 @@ impl World {
     }
 
     /// Containers and images carrying the agent's label or exact name.
+    /// Asserts that the container `id` is on the engine and runs.
+    pub(super) async fn assert_runs(&self, id: &str) {
+        let container = self.engine.inspect_container(id).await;
+        let state = container.map(|c| c.state);
+        assert_eq!(state, Ok(crate::backend::ContainerState::Running), "{id}");
+    }
+
     pub(super) async fn remains(&self, name: &AgentName) -> usize {
         let mut labels = Labels::new();
         labels.insert(LABEL_AGENT.into(), name.to_string());

@@ -401,12 +401,7 @@ mod tests {
         tokio::time::advance(CONFIRM).await;
         assert_eq!(w.pass(&mut watch).await, vec![]);
         assert_eq!(w.status(&web), AgentStatus::Running);
-        let container = w
-            .engine
-            .inspect_container(&again.container_id)
-            .await
-            .unwrap();
-        assert_eq!(container.state, ContainerState::Running);
+        w.assert_runs(&again.container_id).await;
     }
 
     /// `docker restart` of a dead agent's container: the watcher had it
@@ -433,8 +428,7 @@ mod tests {
         assert_eq!(w.status(&web), AgentStatus::Running);
         tokio::time::advance(GRACE * 2).await;
         assert_eq!(w.pass(&mut watch).await, vec![]);
-        let container = w.engine.inspect_container(&started.container_id).await;
-        assert_eq!(container.unwrap().state, ContainerState::Running);
+        w.assert_runs(&started.container_id).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -455,11 +449,6 @@ mod tests {
         tokio::time::advance(GRACE * 2).await;
         assert_eq!(w.pass(&mut watch).await, vec![]);
         assert_eq!(w.status(&live), AgentStatus::Running);
-        let container = w
-            .engine
-            .inspect_container(&running.container_id)
-            .await
-            .unwrap();
-        assert_eq!(container.state, ContainerState::Running);
+        w.assert_runs(&running.container_id).await;
     }
 }

@@ -82,6 +82,15 @@ impl CliError {
         }
     }
 
+    /// `message` (which says this error) with this error's exit status.
+    pub(crate) fn within(&self, message: String) -> CliError {
+        match self.exit_status() {
+            EXIT_UNREACHABLE => CliError::Unreachable(message),
+            EXIT_USAGE => CliError::Usage(message),
+            _ => CliError::Failed(message),
+        }
+    }
+
     /// The error and its causes, each said once.
     fn rendered(&self) -> String {
         said_once(self)

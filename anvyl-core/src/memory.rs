@@ -224,6 +224,11 @@ impl MemoryBackend {
         });
     }
 
+    /// Removes every injected fault: the engine answers again.
+    pub fn clear_faults(&self) {
+        self.engine().hooks.clear();
+    }
+
     /// An empty engine whose data root is `root`: another daemon made
     /// from a copy of one engine's data root lives at another path.
     pub fn rooted(root: &str) -> Self {

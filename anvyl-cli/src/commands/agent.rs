@@ -147,14 +147,17 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
             source,
         }) => {
             let cause = CliError::from(*source);
-            let message = format!(
+            Err(cause.within(format!(
                 "agent '{agent}' is not running ({finding}), and what it left cannot be cleaned up: {cause}"
-            );
-            Err(match cause.exit_status() {
-                crate::error::EXIT_UNREACHABLE => CliError::Unreachable(message),
-                crate::error::EXIT_USAGE => CliError::Usage(message),
-                _ => CliError::Failed(message),
-            })
+            )))
+        }
+        // Neither dead nor alive: as the cause says (its host does not
+        // answer: 3; another engine behind it: 2).
+        Err(StartError::Unobserved { agent, source }) => {
+            let cause = CliError::from(*source);
+            Err(cause.within(format!(
+                "agent '{agent}' is recorded as running, but whether it runs cannot be told, so nothing was changed: {cause}"
+            )))
         }
         // Nothing was recorded or created: the user fixes the environment.
         Err(StartError::Precondition(why)) => Err(CliError::Usage(why)),

@@ -203,6 +203,16 @@ pub enum StartError {
         /// Why it could not be cleaned up.
         source: Box<LifecycleError>,
     },
+    /// Recorded as running, and it could not be observed (its host does
+    /// not answer, another engine is behind it): a host that does not
+    /// answer is not a dead agent, nor a live one. Nothing was done.
+    #[error("agent '{agent}' is recorded as running, but whether it runs cannot be told, so nothing was changed: {source}")]
+    Unobserved {
+        /// The agent.
+        agent: AgentName,
+        /// Why it could not be observed.
+        source: Box<LifecycleError>,
+    },
     /// Interrupted (SIGINT/SIGTERM); everything created was cleaned up.
     #[error("start of agent '{agent}' was interrupted")]
     Interrupted {
@@ -220,7 +230,10 @@ impl StartError {
     pub fn report(&self) -> Option<&Report> {
         match self {
             Self::Failed { report, .. } | Self::Interrupted { report, .. } => Some(report),
-            Self::Refused(_) | Self::Precondition(_) | Self::Unhealed { .. } => None,
+            Self::Refused(_)
+            | Self::Precondition(_)
+            | Self::Unhealed { .. }
+            | Self::Unobserved { .. } => None,
         }
     }
 }

@@ -113,6 +113,10 @@ impl fmt::Display for Observed {
     }
 }
 
+/// Why an agent is unknown when its host does not answer (or not in
+/// time).
+const HOST_UNREACHABLE: &str = "host unreachable";
+
 /// How long one host may take to answer for its agents before they are
 /// shown as unknown: a listing must not hang on a host that went away.
 pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -187,7 +191,7 @@ impl Lifecycle<'_> {
                 let asked = self.ask_host(agents, &group, may_mark);
                 match tokio::time::timeout(OBSERVE_TIMEOUT, asked).await {
                     Ok(answers) => answers,
-                    Err(_) => unknown(&group, "host unreachable"),
+                    Err(_) => unknown(&group, HOST_UNREACHABLE),
                 }
             })
             .buffer_unordered(INSPECTS_AT_ONCE)
@@ -242,13 +246,10 @@ impl Lifecycle<'_> {
     /// on its own host — what is left is removed and it is reset to
     /// `stopped`, fenced by its start id as every cleanup is, so a start
     /// that began meanwhile keeps everything. Returns what was found; `None`
-    /// when the record holds, or when nothing could be told (a host that
-    /// does not answer is not a dead agent). On failure: what was found,
-    /// and why it could not be cleaned up.
-    pub(super) async fn heal(
-        &self,
-        agent: &AgentRecord,
-    ) -> Result<Option<String>, (String, LifecycleError)> {
+    /// when the record holds. An agent that cannot be observed (its host
+    /// does not answer, another engine is behind it) is neither dead nor
+    /// alive: [`NotHealed::Unobserved`], with the typed cause.
+    pub(super) async fn heal(&self, agent: &AgentRecord) -> Result<Option<String>, NotHealed> {
         let (observed, finding) = match agent.status {
             AgentStatus::Stopped => return Ok(None),
             // A failed agent may still have its container (a cleanup killed
@@ -256,8 +257,13 @@ impl Lifecycle<'_> {
             // under the same name.
             AgentStatus::Failed => (Observed::Failed, "its last run had failed".to_string()),
             AgentStatus::Running | AgentStatus::Starting => {
-                let observed = self.observe(agent).await;
-                let observed = observed.map_err(|e| ("unknown".to_string(), e))?;
+                let observed = self.observe(agent).await.map_err(NotHealed::Unobserved)?;
+                let observed = match observed {
+                    Observed::Unknown { .. } => {
+                        (self.observe_or_why(agent).await).map_err(NotHealed::Unobserved)?
+                    }
+                    observed => observed,
+                };
                 match observed.finding() {
                     Some(finding) => (observed, finding),
                     None => return Ok(None),
@@ -269,40 +275,76 @@ impl Lifecycle<'_> {
         if matches!(observed, Observed::StartCrashed { .. }) {
             tracing::info!("Cleaning up failed startup for agent '{name}'");
         }
-        let report = (self.clean_agent(agent).await).map_err(|e| (finding.clone(), e))?;
+        let report =
+            (self.clean_agent(agent).await).map_err(|e| NotHealed::Unhealed(finding.clone(), e))?;
         // What could not be removed would be met again (the container's
         // name by the next start): not healed.
         let remaining = report.remaining_owned();
         if remaining > 0 {
             let agent = name.clone();
-            return Err((finding, LifecycleError::Remaining { agent, remaining }));
+            let e = LifecycleError::Remaining { agent, remaining };
+            return Err(NotHealed::Unhealed(finding, e));
         }
         Ok(Some(finding))
     }
 }
 
+impl Lifecycle<'_> {
+    /// A running agent observed once more, the way a command that acts
+    /// reaches it, for an observation that came back unknown: what it is
+    /// if its host answers now, else why not, typed — another engine
+    /// behind its host, a host that does not answer, an inspection that
+    /// failed — where the observation has only words.
+    pub(super) async fn observe_or_why(
+        &self,
+        agent: &AgentRecord,
+    ) -> Result<Observed, LifecycleError> {
+        let (_, backend) = self.engine_of(agent).await?;
+        Ok(inspected(backend.as_ref(), agent).await?)
+    }
+}
+
+/// Why [`Lifecycle::heal`] did not heal.
+#[derive(Debug)]
+pub(super) enum NotHealed {
+    /// The agent could not be observed: nothing was done.
+    Unobserved(LifecycleError),
+    /// It was found dead (what was found), and what it left could not be
+    /// cleaned up.
+    Unhealed(String, LifecycleError),
+}
+
 /// A running agent's container, inspected on its own engine.
 pub(super) async fn container_of(backend: &dyn Backend, agent: &AgentRecord) -> Observed {
+    (inspected(backend, agent).await).unwrap_or_else(|e| Observed::Unknown {
+        reason: reason(&e.into()),
+    })
+}
+
+/// A running agent's container as its engine answers for it; an answer
+/// that says nothing of it is the error.
+async fn inspected(
+    backend: &dyn Backend,
+    agent: &AgentRecord,
+) -> Result<Observed, crate::backend::BackendError> {
     let Some(id) = &agent.container_id else {
-        return Observed::ContainerGone;
+        return Ok(Observed::ContainerGone);
     };
     match backend.inspect_container(id).await {
-        Ok(c) if c.state == ContainerState::Running => Observed::Running,
-        Ok(c) => Observed::Exited {
+        Ok(c) if c.state == ContainerState::Running => Ok(Observed::Running),
+        Ok(c) => Ok(Observed::Exited {
             code: c.exit_code,
             finished: c.finished,
-        },
-        Err(e) if e.is_not_found() => Observed::ContainerGone,
-        Err(e) => Observed::Unknown {
-            reason: reason(&e.into()),
-        },
+        }),
+        Err(e) if e.is_not_found() => Ok(Observed::ContainerGone),
+        Err(e) => Err(e),
     }
 }
 
 /// Why a host could not tell, in the few words a listing has room for.
 fn reason(e: &LifecycleError) -> String {
     match e.unreachable_engine() {
-        Some(_) => "host unreachable".into(),
+        Some(_) => HOST_UNREACHABLE.into(),
         None => e.to_string(),
     }
 }
@@ -494,6 +536,36 @@ mod tests {
         );
         let err = w.start(&d).await.unwrap_err();
         assert!(matches!(err, StartError::Unhealed { .. }), "{err:?}");
+    }
+
+    /// A start of an agent recorded as running, whose host does not answer
+    /// (or answers an error): refused with that cause, typed (the CLI's
+    /// exit 3 for the first), never as "running" — and nothing is changed.
+    /// A removal without --force is refused with the cause too.
+    #[tokio::test]
+    async fn a_start_on_a_silent_host_is_unobserved_and_changes_nothing() {
+        let w = World::new();
+        let web = w.good("web");
+        let running = w.start(&web).await.unwrap();
+        for (fault, unreachable) in [
+            (crate::memory::Fault::Unreachable, true),
+            (crate::memory::Fault::Fail("boom".into()), false),
+        ] {
+            w.engine
+                .inject(crate::memory::Op::InspectContainer, None, fault, None);
+            let err = w.start(&web).await.unwrap_err();
+            let StartError::Unobserved { source, .. } = &err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(source.unreachable_engine().is_some(), unreachable, "{err}");
+            let err = w.lifecycle().remove(&web, false).await.unwrap_err();
+            assert_eq!(err.unreachable_engine().is_some(), unreachable, "{err}");
+            w.engine.clear_faults();
+            let record = w.state.agent(&web).unwrap();
+            assert_eq!(record.status, AgentStatus::Running);
+            assert_eq!(record.current_start, Some(running.start.clone()));
+            assert_eq!(w.observed(&web).await, Observed::Running);
+        }
     }
 
     /// A record read while its start ran, observed once that start ended:

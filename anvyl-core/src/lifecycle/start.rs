@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::observe::NotHealed;
 use super::{Lifecycle, StartCause, StartError};
 use crate::backend::{
     Backend, BuildProgress, BuildSpec, ContainerSpec, ContainerState, DynBackend, Labels,
@@ -52,7 +53,13 @@ impl Lifecycle<'_> {
         let agent = match self.heal(&agent).await {
             Ok(Some(_)) => self.state.agent(name)?,
             Ok(None) => agent,
-            Err((finding, source)) => {
+            Err(NotHealed::Unobserved(source)) => {
+                return Err(StartError::Unobserved {
+                    agent: name.clone(),
+                    source: Box::new(source),
+                })
+            }
+            Err(NotHealed::Unhealed(finding, source)) => {
                 return Err(StartError::Unhealed {
                     agent: name.clone(),
                     finding,

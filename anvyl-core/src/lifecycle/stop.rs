@@ -2,7 +2,8 @@
 //! stays until a cleanup, as a cache); removing also runs the cleanup for
 //! the agent and forgets it. A running agent is only removed with force.
 
-use super::{Lifecycle, LifecycleError};
+use super::observe::NotHealed;
+use super::{Lifecycle, LifecycleError, Observed};
 use crate::backend::{Backend, BackendError};
 use crate::name::AgentName;
 use crate::pipeline::{Cleanup, Report, Scope};
@@ -60,7 +61,7 @@ impl Lifecycle<'_> {
                     Ok(Some(finding)) => Ok(Stopped::Dead(finding)),
                     // Its start ended since it was read: judge it anew.
                     Ok(None) => Err(self.changed_since(&agent)?),
-                    Err((_, e)) => Err(e),
+                    Err(NotHealed::Unobserved(e) | NotHealed::Unhealed(_, e)) => Err(e),
                 };
             }
             AgentStatus::Stopped | AgentStatus::Failed => {
@@ -200,9 +201,18 @@ impl Lifecycle<'_> {
         let mut agent = self.state.agent(name)?;
         self.refuse_if_starting(&agent)?;
         if agent.status == AgentStatus::Running {
-            // An agent whose container died is not running: no force needed.
-            if !force && !self.observe(&agent).await?.is_dead() {
-                return Err(LifecycleError::Running(name.clone()));
+            // An agent whose container died is not running: no force
+            // needed. One that cannot be observed is not said to run: the
+            // removal fails with why (a host that does not answer: --force
+            // forgets it).
+            if !force {
+                let observed = match self.observe(&agent).await? {
+                    Observed::Unknown { .. } => self.observe_or_why(&agent).await?,
+                    observed => observed,
+                };
+                if !observed.is_dead() {
+                    return Err(LifecycleError::Running(name.clone()));
+                }
             }
             // The start just judged, not one that began since.
             let judged = agent.current_start.clone();

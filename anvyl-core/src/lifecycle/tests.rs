@@ -480,6 +480,16 @@ async fn an_agent_running_on_another_engine_is_not_stopped_here() {
     assert!(matches!(err, LifecycleError::OtherEngine { .. }), "{err:?}");
     let err = w.lifecycle().remove(&web, true).await.unwrap_err();
     assert!(matches!(err, LifecycleError::OtherEngine { .. }), "{err:?}");
+    // Nor said to run (a start, a removal without --force): the cause is
+    // the other engine.
+    let err = w.lifecycle().remove(&web, false).await.unwrap_err();
+    assert!(matches!(err, LifecycleError::OtherEngine { .. }), "{err:?}");
+    let err = w.start(&web).await.unwrap_err();
+    assert!(
+        matches!(&err, StartError::Unobserved { source, .. }
+            if matches!(**source, LifecycleError::OtherEngine { .. })),
+        "{err:?}"
+    );
     assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Running);
     assert!(w
         .engine

@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::observe::NotHealed;
 use super::{Lifecycle, LifecycleError, Observed};
 use crate::ids::StartId;
 use crate::name::AgentName;
@@ -301,10 +302,14 @@ impl Lifecycle<'_> {
             Ok(Some(_)) => None,
             // Its record changed since it was read: the next pass judges it.
             Ok(None) => None,
-            Err((_, LifecycleError::Changed { .. })) => None,
-            Err((finding, e)) => Some(WatchAction::NotCleaned {
+            Err(NotHealed::Unhealed(_, LifecycleError::Changed { .. })) => None,
+            Err(NotHealed::Unhealed(finding, e)) => Some(WatchAction::NotCleaned {
                 agent: name,
                 error: format!("{finding}: {e}"),
+            }),
+            Err(NotHealed::Unobserved(e)) => Some(WatchAction::NotCleaned {
+                agent: name,
+                error: e.to_string(),
             }),
         }
     }

@@ -22,12 +22,20 @@ pub(crate) struct Watcher {
     child: Child,
     lines: Receiver<serde_json::Value>,
     said: Vec<serde_json::Value>,
+    /// Said, and not yet awaited by [`Watcher::expect`].
+    unclaimed: Vec<serde_json::Value>,
 }
 
 impl Watcher {
+    /// A watcher with `--grace 0`: what fails is removed at once.
     pub(crate) fn spawn(s: &Sandbox, resync: &str) -> Self {
+        Self::spawn_with_grace(s, resync, "0")
+    }
+
+    pub(crate) fn spawn_with_grace(s: &Sandbox, resync: &str, grace: &str) -> Self {
         let args = ["--output", "json", "agent", "cleanup", "--watch"];
-        let mut child = s.spawn_anvyl(&[&args[..], &["--grace", "0", "--resync", resync]].concat());
+        let mut child =
+            s.spawn_anvyl(&[&args[..], &["--grace", grace, "--resync", resync]].concat());
         let stdout = child.stdout.take().expect("stdout");
         let (send, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -44,30 +52,38 @@ impl Watcher {
             child,
             lines,
             said: Vec::new(),
+            unclaimed: Vec::new(),
         };
         watcher.expect("cleanup", None, Duration::from_secs(60));
         watcher
     }
 
-    /// Waits up to `within` for the action `action` (of `agent`, when
-    /// given); returns it.
-    fn expect(
+    /// The first action `action` (of `agent`, when given) not awaited yet:
+    /// one said already, or the next within `within`.
+    pub(crate) fn expect(
         &mut self,
         action: &str,
         agent: Option<&AgentName>,
         within: Duration,
     ) -> serde_json::Value {
+        let wanted = |line: &serde_json::Value| {
+            line["action"] == action && agent.is_none_or(|a| line["agent"] == a.as_str())
+        };
+        // Said earlier, while another action was awaited.
+        if let Some(at) = self.unclaimed.iter().position(wanted) {
+            return self.unclaimed.remove(at);
+        }
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
+                    assert!(line["time"].is_string(), "{line}");
                     self.said.push(line.clone());
-                    let of_agent = agent.is_none_or(|a| line["agent"] == a.as_str());
-                    if line["action"] == action && of_agent {
-                        assert!(line["time"].is_string(), "{line}");
+                    if wanted(&line) {
                         return line;
                     }
+                    self.unclaimed.push(line);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     panic!(
@@ -81,6 +97,19 @@ impl Watcher {
                 }
             }
         }
+    }
+
+    /// What it said of `agent` so far (taking what came meanwhile), and
+    /// leaves it to [`Watcher::expect`].
+    pub(crate) fn said_of(&mut self, agent: &AgentName) -> Vec<serde_json::Value> {
+        for line in self.lines.try_iter() {
+            self.said.push(line.clone());
+            self.unclaimed.push(line);
+        }
+        (self.said.iter())
+            .filter(|l| l["agent"] == agent.as_str())
+            .cloned()
+            .collect()
     }
 
     /// SIGTERM, then the exit status and how long it took; what it did

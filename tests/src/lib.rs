@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub mod proxy;
 pub mod reliability;
+pub mod restart;
 
 use anvyl_core::backend::{BuildSpec, ContainerSpec, Labels};
 use anvyl_core::{AgentName, AgentSpec, AgentStatus, DynBackend, Ownership, StartId, StateStore};
@@ -27,7 +28,7 @@ pub struct Itest {
     pub anvyl: PathBuf,
 }
 
-fn required(var: &str) -> String {
+pub(crate) fn required(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: run the end-to-end tests through `cargo xtask itest`")
     })

@@ -13,6 +13,8 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -71,11 +73,8 @@ pub struct Engine {
     pub suite: Suite,
     dir: PathBuf,
     socket: PathBuf,
-    /// The engine's own CLI, as words (a suite root's CLI, entered through
-    /// the engine's namespace).
-    cli: Vec<String>,
-    /// The daemon's process id as this machine sees it.
-    daemon_pid: u32,
+    /// The daemon as it runs now (a restart replaces its processes).
+    live: Arc<Live>,
     /// "28.5.2 (API 1.51, refuses below 1.44)".
     version: String,
     tls: Option<TlsSetup>,
@@ -208,7 +207,7 @@ impl Daemon {
                     env.push("PODMAN_IGNORE_CGROUPSV1_WARNING=1".into());
                 }
                 argv.push("podman".into());
-                argv.extend(podman_storage_args(dir));
+                argv.extend(podman_storage_args(dir, suite.is_chroot()));
                 argv.extend(["system", "service", "--time=0"].map(String::from));
                 argv.push(format!("unix://{}", socket.display()));
             }
@@ -281,7 +280,7 @@ impl Engine {
             .then(|| crate::tls::generate(&dir.join("tls")))
             .transpose()?;
         let socket = dir.join(format!("{}.sock", kind.name()));
-        let log = fs::File::create(dir.join("engine.log"))?;
+        fs::File::create(dir.join("engine.log"))?;
         // dockerd leaves its cgroup parent behind in every hierarchy: a
         // name of this engine's own, removed at teardown.
         let cgroup = format!(
@@ -291,81 +290,44 @@ impl Engine {
         );
         let daemon = Daemon::new(kind, suite, &dir, &socket, tls.as_ref(), &cgroup)?;
         let label = format!("{} ({})", kind.name(), suite.name());
-        let mut child = daemon
-            .command(root.as_deref(), &dir, keep)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("cannot start {label}"))?;
-        let ready = wait_until_ready(kind, &socket, &mut child, &dir, &label);
-        // The namespace's PID 1 and the daemon, as this machine sees them.
-        let init = root
-            .as_ref()
-            .and_then(|_| children(child.id()).first().copied());
-        let daemon_pid = match init {
-            Some(init) => children(init).first().copied().unwrap_or(init),
-            None => child.id(),
-        };
-        let endpoint = format!("unix://{}", socket.display());
-        let mut cli: Vec<String> = Vec::new();
-        match init {
-            Some(init) => {
-                cli.extend(["nsenter".into(), "-t".into(), init.to_string()]);
-                cli.extend(
-                    [
-                        "-m",
-                        "-p",
-                        "-r",
-                        "--",
-                        "/usr/bin/env",
-                        "-i",
-                        CHROOT_PATH,
-                        "HOME=/root",
-                    ]
-                    .map(String::from),
-                );
-            }
-            None => cli.push("env".into()),
-        }
-        if kind == Kind::Podman {
-            cli.extend(daemon.env.iter().cloned());
-        }
-        match kind {
-            Kind::Docker => cli.extend(["docker".into(), "-H".into(), endpoint.clone()]),
-            Kind::Podman => cli.extend([
-                "podman".into(),
-                "--remote".into(),
-                "--url".into(),
-                endpoint.clone(),
-            ]),
-        }
-        let live = Live {
+        let live = Arc::new(Live {
             kind,
-            cli: cli.clone(),
-            child,
-            init,
+            daemon,
+            root,
             dir: dir.clone(),
+            socket: socket.clone(),
+            keep,
             cgroup,
             label: label.clone(),
-        };
+            process: Mutex::new(None),
+            cli: Mutex::new(Vec::new()),
+            ended: AtomicBool::new(false),
+        });
+        // Registered before the daemon starts: one that never answers is
+        // torn down all the same.
         let teardown = if keep {
-            eprintln!(
-                "xtask: --keep: {label} will be left running at {endpoint} (pid {daemon_pid})"
-            );
-            std::mem::forget(live);
             None
         } else {
-            Some(teardown::register(Box::new(move || live.stop())))
+            let live = live.clone();
+            Some(teardown::register(Box::new(move || live.tear_down())))
         };
+        let ready = live.start();
+        {
+            let live = live.clone();
+            std::thread::spawn(move || serve_restarts(&live));
+        }
+        if keep {
+            eprintln!(
+                "xtask: --keep: {label} will be left running at {}",
+                live.endpoint()
+            );
+        }
         let mut engine = Self {
             kind,
             suite,
             dir,
             socket,
-            cli,
-            daemon_pid,
+            live,
             version: String::new(),
             tls,
             teardown,
@@ -415,6 +377,23 @@ impl Engine {
         })
     }
 
+    /// Starts the daemon again if a test left it stopped.
+    pub fn ensure_started(&self) -> Result<()> {
+        let stopped = (self
+            .live
+            .process
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+        .is_none();
+        match stopped {
+            true => {
+                let _ = fs::remove_file(restart_file(&self.dir));
+                self.live.start()
+            }
+            false => Ok(()),
+        }
+    }
+
     /// "docker (sid)".
     pub fn label(&self) -> String {
         format!("{} ({})", self.kind.name(), self.suite.name())
@@ -434,7 +413,15 @@ impl Engine {
     /// tests that freeze it; dockerd's own pid file holds its namespace's).
     pub fn pid_file(&self) -> Result<PathBuf> {
         let file = self.dir.join("host.pid");
-        fs::write(&file, self.daemon_pid.to_string())?;
+        let pid = (self
+            .live
+            .process
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+        .as_ref()
+        .map(|p| p.daemon_pid)
+        .context("the engine is stopped")?;
+        fs::write(&file, pid.to_string())?;
         Ok(file)
     }
 
@@ -451,12 +438,12 @@ impl Engine {
     /// The engine's own CLI, pointed at this engine: a suite's root brings
     /// its own (Debian 12's docker CLI is refused by Docker 29's floor).
     pub fn cli(&self) -> Command {
-        cli_command(&self.cli)
+        cli_command(&self.live.cli())
     }
 
     /// The same CLI as one line for `sh -c`.
     pub fn cli_line(&self) -> String {
-        self.cli.join(" ")
+        self.live.cli().join(" ")
     }
 
     /// Builds the base image: `FROM scratch` plus a static busybox.
@@ -520,21 +507,127 @@ fn wait_until_ready(
     bail!("{label} did not answer within 60 s")
 }
 
-/// What tearing an engine down needs, owned by its teardown.
+/// A private engine's daemon: how it is started, and its processes while
+/// it runs. Its teardown, and a test that restarts it, share it.
 struct Live {
     kind: Kind,
-    cli: Vec<String>,
-    child: Child,
-    init: Option<u32>,
+    daemon: Daemon,
+    /// The suite's root, for an engine run in a namespace of its own.
+    root: Option<PathBuf>,
     dir: PathBuf,
+    socket: PathBuf,
+    keep: bool,
     cgroup: String,
     label: String,
+    /// `None` while a test holds it stopped, and once torn down.
+    process: Mutex<Option<Process>>,
+    /// The engine's own CLI, as words (a suite root's CLI enters the
+    /// namespace of the daemon's latest start).
+    cli: Mutex<Vec<String>>,
+    /// Torn down: never started again.
+    ended: AtomicBool,
+}
+
+/// The processes of one start of the daemon.
+struct Process {
+    child: Child,
+    /// The namespace's PID 1, for a suite's root.
+    init: Option<u32>,
+    /// The daemon's process id as this machine sees it.
+    daemon_pid: u32,
 }
 
 impl Live {
-    fn stop(mut self) {
-        self.remove_running_containers();
-        match self.init {
+    fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    fn cli(&self) -> Vec<String> {
+        self.cli
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Starts the daemon on its directory's data (kept from a previous
+    /// start), unless it runs, and waits until it answers. A daemon that
+    /// does not answer stays recorded, for the teardown to stop.
+    fn start(&self) -> Result<()> {
+        let mut slot = self.process.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.ended.load(Ordering::SeqCst) {
+            bail!("{} is torn down", self.label);
+        }
+        match slot.as_mut().map(|p| p.child.try_wait()) {
+            // It runs: nothing to start.
+            Some(Ok(None)) => return Ok(()),
+            // A start that never answered, or a daemon that died since.
+            Some(_) => *slot = None,
+            None => {}
+        }
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("engine.log"))?;
+        let mut child = (self.daemon)
+            .command(self.root.as_deref(), &self.dir, self.keep)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.label))?;
+        let ready = wait_until_ready(self.kind, &self.socket, &mut child, &self.dir, &self.label);
+        // The namespace's PID 1 and the daemon, as this machine sees them.
+        let init = (self.root.as_ref()).and_then(|_| children(child.id()).first().copied());
+        let daemon_pid = match init {
+            Some(init) => children(init).first().copied().unwrap_or(init),
+            None => child.id(),
+        };
+        let mut cli: Vec<String> = Vec::new();
+        match init {
+            Some(init) => {
+                cli.extend(["nsenter".into(), "-t".into(), init.to_string()]);
+                cli.extend(
+                    [
+                        "-m",
+                        "-p",
+                        "-r",
+                        "--",
+                        "/usr/bin/env",
+                        "-i",
+                        CHROOT_PATH,
+                        "HOME=/root",
+                    ]
+                    .map(String::from),
+                );
+            }
+            None => cli.push("env".into()),
+        }
+        if self.kind == Kind::Podman {
+            cli.extend(self.daemon.env.iter().cloned());
+        }
+        match self.kind {
+            Kind::Docker => cli.extend(["docker".into(), "-H".into(), self.endpoint()]),
+            Kind::Podman => cli.extend([
+                "podman".into(),
+                "--remote".into(),
+                "--url".into(),
+                self.endpoint(),
+            ]),
+        }
+        *self.cli.lock().unwrap_or_else(PoisonError::into_inner) = cli;
+        *slot = Some(Process {
+            child,
+            init,
+            daemon_pid,
+        });
+        ready
+    }
+
+    /// Stops the daemon as a host's service manager would: SIGTERM, and
+    /// what the engine does with running containers then is the engine's
+    /// (dockerd stops them; a Podman service leaves them to conmon).
+    fn stop(process: &mut Process) {
+        match process.init {
             // SIGTERM to the namespace's PID 1 (unshare ignores it); if the
             // daemon is not gone in time, killing unshare kills PID 1, and
             // with it every process of the namespace.
@@ -542,14 +635,32 @@ impl Live {
                 // SAFETY: kill(2) on the namespace's PID 1, our grandchild.
                 unsafe { libc::kill(init as i32, libc::SIGTERM) };
                 let deadline = Instant::now() + Duration::from_secs(20);
-                while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                while Instant::now() < deadline && matches!(process.child.try_wait(), Ok(None)) {
                     sleep(Duration::from_millis(100));
                 }
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                let _ = process.child.kill();
+                let _ = process.child.wait();
             }
-            None => stop(&mut self.child, Duration::from_secs(20)),
+            None => stop(&mut process.child, Duration::from_secs(20)),
         }
+    }
+
+    /// Containers, daemon, cgroups, directory: all of it, once.
+    fn tear_down(&self) {
+        // A test holds it stopped: started again, so that its containers
+        // are removed through it (a Podman's run on under conmon).
+        if self.process.lock().map(|p| p.is_none()).unwrap_or(false) {
+            let _ = self.start();
+        }
+        let mut slot = self.process.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(mut process) = slot.take() {
+            self.remove_running_containers();
+            Self::stop(&mut process);
+        }
+        // Only now: a daemon that the restart thread started dies with that
+        // thread (PR_SET_PDEATHSIG), which ends once this is set.
+        self.ended.store(true, Ordering::SeqCst);
+        drop(slot);
         remove_cgroups(&self.cgroup);
         remove_tree(&self.dir);
         eprintln!("xtask: private {} stopped and removed", self.label);
@@ -559,15 +670,54 @@ impl Live {
         // Shutdown otherwise waits each running container's stop timeout.
         // Stopped ones cost nothing at shutdown and go with the directory
         // (removing a benchmark's thousand of them one by one takes minutes).
-        let ids = output(cli_command(&self.cli).args(["ps", "-q"])).unwrap_or_default();
+        let ids = output(cli_command(&self.cli()).args(["ps", "-q"])).unwrap_or_default();
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if !ids.is_empty() {
-            let mut rm = cli_command(&self.cli);
+            let mut rm = cli_command(&self.cli());
             rm.args(["rm", "-f"]);
             if self.kind == Kind::Podman {
                 rm.args(["-t", "0"]);
             }
             let _ = run(rm.args(&ids).stdout(Stdio::null()));
+        }
+    }
+}
+
+/// Where a test asks for the engine to be stopped and started again
+/// (`ANVYL_ITEST_RESTART`): it writes `stop` there and waits for
+/// `stopped`, then writes `start` and waits for the file to go, which it
+/// does once the engine answers again (or it says `failed: …`).
+pub fn restart_file(dir: &Path) -> PathBuf {
+    dir.join("restart")
+}
+
+/// Answers restart requests until the engine is torn down.
+fn serve_restarts(live: &Live) {
+    let file = restart_file(&live.dir);
+    let answer = |text: &str| {
+        let partial = file.with_extension("answer");
+        let _ = fs::write(&partial, text).and_then(|()| fs::rename(&partial, &file));
+    };
+    while !live.ended.load(Ordering::SeqCst) {
+        sleep(Duration::from_millis(100));
+        match fs::read_to_string(&file).as_deref().map(str::trim) {
+            Ok("stop") => {
+                // Locked until it is down: a teardown meanwhile waits.
+                let mut slot = live.process.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(mut process) = slot.take() {
+                    Live::stop(&mut process);
+                }
+                drop(slot);
+                eprintln!("xtask: {} stopped for a test", live.label);
+                answer("stopped");
+            }
+            Ok("start") => match live.start() {
+                Ok(()) => {
+                    let _ = fs::remove_file(&file);
+                }
+                Err(e) => answer(&format!("failed: {e:#}")),
+            },
+            _ => {}
         }
     }
 }
@@ -602,14 +752,24 @@ fn remove_cgroups(name: &str) {
     }
 }
 
-fn podman_storage_args(dir: &Path) -> Vec<String> {
+/// Podman's storage below `dir`. In a suite's namespace, its run root and
+/// tmpdir are on the namespace's own tmpfs, as a host's are on /run: the
+/// namespace's end kills every container, as a reboot would, and a
+/// restarted Podman must see the reboot (no `alive` file) and refresh its
+/// containers' states — not trust states whose processes are gone, as it
+/// would with both kept on disk.
+fn podman_storage_args(dir: &Path, in_namespace: bool) -> Vec<String> {
+    let volatile = match in_namespace {
+        true => PathBuf::from("/run/anvyl-itest"),
+        false => dir.to_path_buf(),
+    };
     vec![
         "--root".into(),
         dir.join("root").display().to_string(),
         "--runroot".into(),
-        dir.join("run").display().to_string(),
+        volatile.join("run").display().to_string(),
         "--tmpdir".into(),
-        dir.join("tmp").display().to_string(),
+        volatile.join("tmp").display().to_string(),
     ]
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::engines::{Engine, Kind, Kinds, BASE_IMAGE};
+use crate::engines::{restart_file, Engine, Kind, Kinds, BASE_IMAGE};
 use crate::install::ensure_engines;
 use crate::suite::{Suite, Suites};
 use crate::teardown::run_group;
@@ -57,6 +57,9 @@ impl From<Args> for Options {
         }
     }
 }
+
+/// The end-to-end tests that stop and start their engine.
+const RESTART_TESTS: &str = "restart::";
 
 /// One row of the matrix: which tests passed on which engine.
 struct Row {
@@ -301,15 +304,42 @@ fn test_against(engine: &Engine, anvyl: &Path, filter: &[String], row: &mut Row)
     }
     row.conformance = Some(conformance.is_ok());
 
-    let mut e2e = Command::new(env!("CARGO"));
     // --nocapture: the tests print start-to-clean timings and look-alike counts.
     let args = "test -p anvyl-tests --features itest --test e2e -- --nocapture";
-    e2e.args(args.split(' ')).args(filter);
-    with_env(&mut e2e);
     let summary = engine.dir().join("reliability.txt");
     let _ = std::fs::remove_file(&summary);
+    // The tests share the engine, side by side; those that restart it
+    // (module `restart`) run afterwards, one at a time, alone with it.
+    let mut e2e = Command::new(env!("CARGO"));
+    e2e.args(args.split(' '))
+        .args(filter)
+        .args(["--skip", RESTART_TESTS]);
+    with_env(&mut e2e);
     e2e.env("ANVYL_ITEST_SUMMARY", &summary);
-    let e2e = run_group(&mut e2e).context("end-to-end tests");
+    let mut e2e = run_group(&mut e2e).context("end-to-end tests");
+    let restarts: Vec<&str> = match filter.is_empty() {
+        true => vec![RESTART_TESTS],
+        false => (filter.iter())
+            .filter(|f| f.contains("restart"))
+            .map(String::as_str)
+            .collect(),
+    };
+    if !restarts.is_empty() {
+        let mut alone = Command::new(env!("CARGO"));
+        alone
+            .args(args.split(' '))
+            .args(["--test-threads", "1"])
+            .args(restarts);
+        with_env(&mut alone);
+        alone
+            .env("ANVYL_ITEST_SUMMARY", &summary)
+            .env("ANVYL_ITEST_RESTART", restart_file(engine.dir()))
+            .env("ANVYL_ITEST_RESTART_KEEPS", keeps_containers(engine));
+        let alone = run_group(&mut alone).context("end-to-end tests that restart the engine");
+        // A test that failed with its engine stopped left it so.
+        let alone = alone.and(engine.ensure_started());
+        e2e = e2e.and(alone);
+    }
     // Printed even when a test failed: the figures say how far it got.
     let reliability =
         crate::reliability::summary_line(&engine.label(), &summary).and_then(|line| {
@@ -321,6 +351,17 @@ fn test_against(engine: &Engine, anvyl: &Path, filter: &[String], row: &mut Row)
         row.e2e = Some(false);
     } else {
         row.e2e = Some(true);
+    }
+}
+
+/// Whether the engine's containers outlive its restart: a Podman service's
+/// do (conmon keeps them); a dockerd stops them on its way down (no live
+/// restore), and a suite's namespace ends with every process in it, as a
+/// reboot would. "1" or "0", for the restart tests to assert.
+fn keeps_containers(engine: &Engine) -> &'static str {
+    match engine.kind == Kind::Podman && !engine.suite.is_chroot() {
+        true => "1",
+        false => "0",
     }
 }
 

@@ -11,6 +11,7 @@ mod logs;
 mod lookalikes;
 mod output;
 mod races;
+mod restart;
 mod secrets;
 mod stress;
 mod terminal;

@@ -8,7 +8,9 @@
 //! It also times the dry run with nothing to clean, the largest N without
 //! the unrelated crowd (anvyl and prune), and `anvyl agent start` against `build` + `run`.
 //! The fleet case times one cleanup of three hosts against the slowest of
-//! them alone (`--only fleet|engines` runs one part).
+//! them alone; the watcher's case (`watcher.rs`) measures `agent cleanup
+//! --watch` beside 100 running agents (`--only fleet|engines|watcher` runs
+//! one part).
 //! Results: a Markdown report on stdout, `target/bench/results.json` and
 //! `target/bench/cleanup.svg`.
 
@@ -16,6 +18,7 @@ mod fleet;
 mod measure;
 mod populate;
 mod report;
+mod watcher;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +38,9 @@ use measure::{measure, Sample};
 /// Leftovers per host in the fleet case.
 const FLEET_SIZE: usize = 100;
 
+/// Running agents in the watcher's case.
+const WATCHED: usize = 100;
+
 /// How many unrelated containers, and image tags, share the engine.
 const UNRELATED: usize = 1000;
 const LABEL: &str = "io.anvyl.managed-by=anvyl";
@@ -44,9 +50,11 @@ struct Options {
     suites: Vec<Suite>,
     sizes: Vec<usize>,
     runs: usize,
-    /// Per-engine cases, the fleet case, or both (the default).
+    /// Per-engine cleanup cases, the fleet case, the watcher's case: any
+    /// one, or all (the default).
     per_engine: bool,
     fleet: bool,
+    watcher: bool,
 }
 
 /// `cargo xtask bench`.
@@ -65,7 +73,8 @@ pub struct Args {
     /// Runs per measurement
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
-    /// Only the per-engine cases, or only the fleet case (default: both)
+    /// Only the per-engine cases, only the fleet case, or only the
+    /// watcher's case (default: all three)
     #[arg(long, value_enum)]
     only: Option<Only>,
 }
@@ -77,6 +86,8 @@ enum Only {
     Fleet,
     /// Each engine alone
     Engines,
+    /// The watcher beside 100 running agents, on each engine
+    Watcher,
 }
 
 impl From<Args> for Options {
@@ -86,8 +97,9 @@ impl From<Args> for Options {
             suites: args.engines.0,
             sizes: args.sizes.into_iter().map(|n| n as usize).collect(),
             runs: args.runs as usize,
-            per_engine: args.only != Some(Only::Fleet),
-            fleet: args.only != Some(Only::Engines),
+            per_engine: args.only.is_none_or(|o| o == Only::Engines),
+            fleet: args.only.is_none_or(|o| o == Only::Fleet),
+            watcher: args.only.is_none_or(|o| o == Only::Watcher),
         }
     }
 }
@@ -191,6 +203,18 @@ impl Bench<'_> {
             sample.cpu,
             sample.rss_mib
         );
+        self.push(case, method, n, unrelated, sample);
+    }
+
+    /// Records a sample without a line of its own.
+    fn push(
+        &mut self,
+        case: &'static str,
+        method: &str,
+        n: usize,
+        unrelated: bool,
+        sample: Sample,
+    ) {
         self.records.push(Record {
             engine: self.engine.label(),
             case,
@@ -323,7 +347,12 @@ async fn connect(engine: &Engine) -> Result<DynBackend> {
     })
 }
 
-async fn bench_engine(engine: &Engine, anvyl: &Path, options: &Options) -> Result<Vec<Record>> {
+/// One engine's records, and the watcher's figures when its case ran.
+async fn bench_engine(
+    engine: &Engine,
+    anvyl: &Path,
+    options: &Options,
+) -> Result<(Vec<Record>, Option<watcher::Figures>)> {
     engine.build_base_image()?;
     // Inside the engine's directory: a suite's engine and CLI see it at the
     // same path (their /tmp is their own).
@@ -342,38 +371,48 @@ async fn bench_engine(engine: &Engine, anvyl: &Path, options: &Options) -> Resul
         anvyl: anvyl.to_path_buf(),
         records: Vec::new(),
     };
-    let largest = *options.sizes.iter().max().expect("at least one size");
-    eprintln!(
-        "bench: {}: N={largest} without unrelated resources",
-        engine.kind.name()
-    );
-    // Prune too, so the engine's own sensitivity to the crowd is on record.
-    bench
-        .cleanup_series(
+    if options.per_engine {
+        bench.cleanups(options).await?;
+    }
+    let figures = match options.watcher {
+        true => Some(bench.watcher(WATCHED).await?),
+        false => None,
+    };
+    Ok((bench.records, figures))
+}
+
+impl Bench<'_> {
+    /// The cleanup, dry-run and start cases.
+    async fn cleanups(&mut self, options: &Options) -> Result<()> {
+        let kind = self.engine.kind.name();
+        let largest = *options.sizes.iter().max().expect("at least one size");
+        eprintln!("bench: {kind}: N={largest} without unrelated resources");
+        // Prune too, so the engine's own sensitivity to the crowd is on record.
+        self.cleanup_series(
             &[largest],
             options.runs,
             &[Method::Anvyl, Method::Prune],
             false,
         )
         .await?;
-    eprintln!(
-        "bench: {}: adding {UNRELATED} unrelated containers and image tags",
-        engine.kind.name()
-    );
-    populate::unrelated(
-        &bench.client,
-        &bench.context,
-        BASE_IMAGE,
-        UNRELATED,
-        UNRELATED,
-    )
-    .await?;
-    bench
-        .cleanup_series(&options.sizes, options.runs, &Method::ALL, true)
+        eprintln!(
+            "bench: {}: adding {UNRELATED} unrelated containers and image tags",
+            kind
+        );
+        populate::unrelated(
+            &self.client,
+            &self.context,
+            BASE_IMAGE,
+            UNRELATED,
+            UNRELATED,
+        )
         .await?;
-    bench.dry_run_latency(options.runs.max(5))?;
-    bench.start_overhead(options.runs)?;
-    Ok(bench.records)
+        self.cleanup_series(&options.sizes, options.runs, &Method::ALL, true)
+            .await?;
+        self.dry_run_latency(options.runs.max(5))?;
+        self.start_overhead(options.runs)?;
+        Ok(())
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -392,12 +431,16 @@ pub fn run(args: Args) -> Result<()> {
     let anvyl = root.join("target/release/anvyl");
     let runtime = tokio::runtime::Runtime::new()?;
     let mut records = Vec::new();
-    for suite in options.suites.iter().filter(|_| options.per_engine) {
+    let mut watched = Vec::new();
+    for suite in (options.suites.iter()).filter(|_| options.per_engine || options.watcher) {
         for kind in &options.engines {
             let dir = format!("bench-{}-{}", suite.name(), kind.name());
             let engine =
                 Engine::start(*kind, *suite, crate::itest::engines_dir().join(dir), false)?;
-            records.extend(runtime.block_on(bench_engine(&engine, &anvyl, &options))?);
+            let (engine_records, figures) =
+                runtime.block_on(bench_engine(&engine, &anvyl, &options))?;
+            records.extend(engine_records);
+            watched.extend(figures.map(|f| (engine.label(), f)));
         }
     }
     // The fleet needs both kinds of engine (two Docker, one Podman).
@@ -419,13 +462,16 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::write(out.join("cleanup.svg"), report::svg(&records))?;
     if options.per_engine {
         let per_engine: Vec<Record> = (records.iter())
-            .filter(|r| r.engine != "fleet")
+            .filter(|r| r.engine != "fleet" && !r.case.starts_with("watch"))
             .cloned()
             .collect();
         print!(
             "{}",
             report::markdown(&per_engine, &options.sizes, options.runs)
         );
+    }
+    for (engine, figures) in &watched {
+        print!("{}", figures.markdown(engine));
     }
     if let Some((all, single, slowest, ratio)) = fleet::ratio(&records) {
         println!(

@@ -9,20 +9,24 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use clap_complete::ArgValueCompleter;
 
-/// Run AI agents as containers on Docker or Podman, and never leak them.
-///
-/// Everything anvyl creates carries the labels io.anvyl.managed-by=anvyl,
-/// io.anvyl.agent, io.anvyl.instance and io.anvyl.start; cleanup removes only
-/// resources with this installation's labels, or named exactly
-/// anvyl-agent-<name> for an agent it knows.
-///
-/// Exit status: 0 done, 1 failed or owned resources remain, 2 bad input or
-/// configuration, 3 engine unreachable, 130 interrupted.
 /// The help heading of the options every command takes.
 const GLOBAL: &str = "Global options";
 
+/// What `anvyl --help` and `-h` say below the options: what anvyl owns,
+/// and the exit statuses.
+const AFTER_HELP: &str = "\
+Everything anvyl creates carries the labels io.anvyl.managed-by=anvyl, io.anvyl.agent, \
+io.anvyl.instance and io.anvyl.start; cleanup removes only resources with this installation's \
+labels, or named exactly anvyl-agent-<name> for an agent it knows.
+
+Exit status: 0 done, 1 failed or owned resources remain, 2 bad input or configuration, \
+3 engine unreachable, 4 declined at a prompt (nothing changed), 130 interrupted.";
+
+/// Run AI agents as containers on Docker or Podman, and never leak them.
+// The rest of the description is `AFTER_HELP`: a longer doc comment here
+// would be a long help, which clap lays out one option per three lines.
 #[derive(Debug, Parser)]
-#[command(name = "anvyl", version, max_term_width = 100)]
+#[command(name = "anvyl", version, max_term_width = 100, after_help = AFTER_HELP)]
 pub struct Cli {
     // Global options: under their own heading in every subcommand's help,
     // one line each (the values are named in the text, not listed).
@@ -66,7 +70,8 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Top-level commands.
+// The top-level commands (a doc comment here would become the
+// program's description in `--help`, in place of `Cli`'s).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Manage agents

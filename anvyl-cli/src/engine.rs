@@ -79,7 +79,7 @@ impl Connector for HostConnector<'_> {
                     let opened = Tunnel::open(target, &words, identity.as_deref(), wait)
                         .await
                         .map_err(|message| BackendError::Unreachable {
-                            engine: backend.engine_name(),
+                            engine: Some(backend),
                             endpoint: target.to_string(),
                             message,
                         })?;

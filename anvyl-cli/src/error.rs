@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anvyl_core::lifecycle::LifecycleError;
 use anvyl_core::pipeline::CleanupError;
-use anvyl_core::{BackendError, InvalidAgentName, StateError};
+use anvyl_core::{BackendError, BackendKind, InvalidAgentName, StateError};
 
 /// Exit status 1: the operation failed, or owned resources remain.
 pub const EXIT_FAILED: u8 = 1;
@@ -187,10 +187,16 @@ fn unreachable_hint(e: &BackendError) -> &'static str {
         return "";
     }
     match e {
-        anvyl_core::BackendError::Unreachable { engine: "Docker", .. } => {
+        BackendError::Unreachable {
+            engine: Some(BackendKind::Docker),
+            ..
+        } => {
             " (is dockerd running? anvyl uses [docker] endpoint, else DOCKER_HOST, else /var/run/docker.sock; --backend podman for Podman)"
         }
-        anvyl_core::BackendError::Unreachable { engine: "Podman", .. } => {
+        BackendError::Unreachable {
+            engine: Some(BackendKind::Podman),
+            ..
+        } => {
             " (is `podman system service` running? anvyl uses [podman] endpoint, else CONTAINER_HOST, else the rootless, else the rootful socket; --backend docker for Docker)"
         }
         _ => " (the engine did not answer; request_timeout sets how long anvyl waits)",
@@ -282,7 +288,7 @@ mod tests {
             ),
             (
                 CliError::from(LifecycleError::Backend(BackendError::Unreachable {
-                    engine: "Docker",
+                    engine: Some(BackendKind::Docker),
                     endpoint: "unix:///d.sock".into(),
                     message: "connection refused".into(),
                 })),
@@ -305,7 +311,7 @@ mod tests {
         }
         // An agent command's engine error keeps the hint of what to check.
         let down = CliError::from(LifecycleError::Backend(BackendError::Unreachable {
-            engine: "Docker",
+            engine: Some(BackendKind::Docker),
             endpoint: "unix:///d.sock".into(),
             message: "connection refused".into(),
         }));

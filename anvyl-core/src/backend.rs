@@ -376,10 +376,13 @@ pub type EventStream<'a> =
 #[non_exhaustive]
 pub enum BackendError {
     /// The engine cannot be reached at `endpoint`.
-    #[error("cannot reach the {engine} engine at {endpoint}: {message}")]
+    #[error(
+        "cannot reach the {} engine at {endpoint}: {message}",
+        .engine.map_or("container", BackendKind::engine_name)
+    )]
     Unreachable {
-        /// Engine name.
-        engine: &'static str,
+        /// Which engine; `None` for anvyl's own stand-ins.
+        engine: Option<BackendKind>,
         /// The endpoint tried.
         endpoint: String,
         /// What the transport said.

@@ -289,7 +289,7 @@ impl MemoryBackend {
                 message,
             }),
             Some(Fault::Unreachable) => Err(BackendError::Unreachable {
-                engine: "Memory",
+                engine: None,
                 endpoint: "memory://".into(),
                 message: "connection refused".into(),
             }),

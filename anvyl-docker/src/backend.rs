@@ -77,7 +77,7 @@ impl DockerBackend {
             || endpoint.starts_with("http://"))
         {
             return Err(BackendError::Unreachable {
-                engine: "Docker",
+                engine: Some(anvyl_core::BackendKind::Docker),
                 endpoint,
                 message: "unsupported scheme (use unix:// or tcp://)".into(),
             });
@@ -172,7 +172,7 @@ impl DockerBackend {
         let make = |api: &ClientVersion| {
             Docker::connect_with_ssl(endpoint, tls.key, tls.cert, tls.ca, timeout, api).map_err(
                 |e| BackendError::Unreachable {
-                    engine: "Docker",
+                    engine: Some(anvyl_core::BackendKind::Docker),
                     endpoint: endpoint.to_string(),
                     message: root_cause(&e),
                 },

@@ -32,7 +32,7 @@ pub(crate) fn map(operation: &'static str, what: &str, endpoint: &str, e: Error)
         | Error::HyperLegacyError { .. }
         | Error::SocketNotFoundError(_)
         | Error::UnsupportedURISchemeError { .. } => BackendError::Unreachable {
-            engine: "Docker",
+            engine: Some(anvyl_core::BackendKind::Docker),
             endpoint: endpoint.to_string(),
             message: root_cause(&e),
         },

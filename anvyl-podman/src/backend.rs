@@ -121,7 +121,7 @@ impl PodmanBackend {
         // No `adjust_api_version`: libpod's /version reports the compat API
         // (1.41) and would switch requests to the wrong paths.
         let client = Podman::new(&endpoint).map_err(|e| BackendError::Unreachable {
-            engine: "Podman",
+            engine: Some(anvyl_core::BackendKind::Podman),
             endpoint: endpoint.clone(),
             message: e.to_string(),
         })?;

@@ -34,7 +34,7 @@ pub(crate) async fn post(
     progress: BuildProgress<'_>,
 ) -> Result<()> {
     let unreachable = |message: String| BackendError::Unreachable {
-        engine: "Podman",
+        engine: Some(anvyl_core::BackendKind::Podman),
         endpoint: endpoint.to_string(),
         message,
     };

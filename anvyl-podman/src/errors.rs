@@ -60,7 +60,7 @@ pub(crate) fn map(operation: &'static str, what: &str, endpoint: &str, e: Error)
             Error::IO(_)
             | Error::Error(podman_api::conn::Error::IO(_))
             | Error::Error(podman_api::conn::Error::Hyper(_)) => BackendError::Unreachable {
-                engine: "Podman",
+                engine: Some(anvyl_core::BackendKind::Podman),
                 endpoint: endpoint.to_string(),
                 message: root_cause(&e),
             },

@@ -165,19 +165,18 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
             "{e}; everything it created was removed{}",
             remaining_note(&e)
         ))),
-        // The host's engine does not answer: the documented status 3.
-        Err(
-            e @ StartError::Failed {
-                cause:
-                    StartCause::Host {
-                        source: anvyl_core::BackendError::Unreachable { .. },
-                        ..
-                    },
-                ..
-            },
-        ) => Err(CliError::Unreachable(format!("{e}{}", remaining_note(&e)))),
+        // The host's engine does not answer (or not in time): the
+        // documented status 3, decided as for every command.
+        Err(e @ StartError::Failed { .. }) if unreachable_host(&e) => {
+            Err(CliError::Unreachable(format!("{e}{}", remaining_note(&e))))
+        }
         Err(e) => Err(CliError::Failed(format!("{e}{}", remaining_note(&e)))),
     }
+}
+
+/// Whether a start failed because its host's engine did not answer.
+fn unreachable_host(e: &StartError) -> bool {
+    matches!(e, StartError::Failed { cause: StartCause::Host { source, .. }, .. } if source.is_unreachable())
 }
 
 fn remaining_note(e: &StartError) -> String {
@@ -360,6 +359,42 @@ mod tests {
 
     use super::{age, until_interrupted};
     use crate::error::{EXIT_FAILED, EXIT_INTERRUPTED};
+
+    /// A start whose host does not answer, or answers nothing in time,
+    /// exits 3, as a cleanup of that host does; an answer that refuses is 1.
+    #[test]
+    fn a_start_on_a_hung_engine_is_unreachable_as_for_a_cleanup() {
+        let failed = |source: BackendError| anvyl_core::lifecycle::StartError::Failed {
+            agent: AgentName::new("web").unwrap(),
+            start: anvyl_core::StartId::random(),
+            cause: anvyl_core::lifecycle::StartCause::Host {
+                host: "local".into(),
+                source,
+            },
+            report: anvyl_core::pipeline::Report { steps: Vec::new() },
+        };
+        let engine = |status| BackendError::Engine {
+            operation: "ping",
+            status,
+            message: "no answer".into(),
+        };
+        for (source, unreachable) in [
+            (engine(None), true),
+            (engine(Some(500)), false),
+            (
+                BackendError::Unreachable {
+                    engine: None,
+                    endpoint: "unix:///d.sock".into(),
+                    message: "connection refused".into(),
+                },
+                true,
+            ),
+        ] {
+            let e = failed(source.clone());
+            assert_eq!(super::unreachable_host(&e), unreachable, "{source}");
+            assert_eq!(source.is_unreachable(), unreachable, "{source}");
+        }
+    }
 
     #[tokio::test]
     async fn logs_cut_short_by_a_signal_exit_130_and_logs_that_end_exit_0() {

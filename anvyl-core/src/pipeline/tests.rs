@@ -754,7 +754,7 @@ impl crate::lifecycle::Connector for Fleet3 {
             "local" => Ok(self.local.clone()),
             "far" => Ok(self.far.clone()),
             other => Err(crate::backend::BackendError::Unreachable {
-                engine: "Memory",
+                engine: None,
                 endpoint: format!("unix:///{other}.sock"),
                 message: "connection refused".into(),
             }),

@@ -647,6 +647,26 @@ fn an_ssh_host_is_reached_through_openssh_and_its_tunnel_ends_with_the_command()
     let row = host_row(&a, "sshpod");
     assert_eq!(row["reachable"], true, "{row}");
 
+    // ssh makes the forwarded socket before it listens on it: a tunnel is
+    // ready when the socket accepts a connection, not when the file exists
+    // (CI once saw "Connection refused" on a first request). strace holds
+    // ssh's listen() for half a second to make that window deterministic.
+    let late = Installation::new(&format!(
+        "ssh_command = \"strace -f -qq -o /dev/null -e inject=listen:delay_enter=500ms ssh -F {}\"",
+        sshd.config.display()
+    ));
+    late.ok(&[
+        "host",
+        "add",
+        "sshpod",
+        "--backend",
+        "podman",
+        "--endpoint",
+        &uri,
+    ]);
+    let row = host_row(&late, "sshpod");
+    assert_eq!(row["reachable"], true, "ssh that listens late: {row}");
+
     let name = format!("ssh-{}", std::process::id());
     a.started(&name, "sshpod");
     assert_eq!(a.status(&name), "running");

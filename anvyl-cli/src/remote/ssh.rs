@@ -107,7 +107,10 @@ pub struct Tunnel {
 
 impl Tunnel {
     /// Starts `ssh` (the words of `command`, e.g. `ssh -F ~/.ssh/work`) and
-    /// waits until the forwarded socket exists, at most `wait`.
+    /// waits until the forwarded socket accepts a connection, at most
+    /// `wait`. That the socket exists is not enough: ssh binds it before it
+    /// listens, and a connection in between is refused (seen in CI, on a
+    /// loaded machine, as "Connection refused" on the first request).
     pub async fn open(
         target: &SshTarget,
         command: &[String],
@@ -163,7 +166,8 @@ impl Tunnel {
             .map_err(|e| format!("cannot run {program:?}: {e}"))?;
         let began = Instant::now();
         loop {
-            if socket.exists() {
+            // A local socket: connect does not block.
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
                 return Ok(Self {
                     child,
                     socket,
@@ -204,12 +208,32 @@ impl Tunnel {
 
 impl Drop for Tunnel {
     fn drop(&mut self) {
+        // The whole process group it was started in: an `ssh_command` that
+        // wraps ssh (a script, strace) must not leave its ssh behind.
+        if let Some(pid) = self.child.id() {
+            kill_group(pid);
+        }
         let _ = self.child.start_kill();
     }
 }
 
+#[allow(
+    unsafe_code,
+    reason = "kill(2) of a process group, which std cannot signal"
+)]
+fn kill_group(leader: u32) {
+    // SAFETY: kill(2) touches no memory of ours. The group is the tunnel's
+    // own (`process_group(0)`), and its leader is not reaped yet (`Child`
+    // holds it), so the id cannot have been reused.
+    unsafe { libc::kill(-(leader as i32), libc::SIGKILL) };
+}
+
 /// Asks the kernel to end the tunnel when anvyl dies, even by kill -9: a
 /// forwarded socket must not outlive the command that needed it.
+#[allow(
+    unsafe_code,
+    reason = "prctl(PR_SET_PDEATHSIG) between fork and exec: no safe API"
+)]
 fn die_with_parent(command: &mut Command) {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork

@@ -5,6 +5,8 @@
 //! `memory` and `conformance` features — an in-memory backend and the
 //! conformance suite every backend passes.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod build_root;
 #[cfg(any(test, feature = "conformance"))]

@@ -3,6 +3,8 @@
 //! `DOCKER_HOST`, else `/var/run/docker.sock`. The API version is agreed
 //! with each engine and carried in every request's path (see [`version`]).
 
+#![warn(missing_docs)]
+
 mod backend;
 mod errors;
 mod image_store;

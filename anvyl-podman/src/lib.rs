@@ -4,6 +4,8 @@
 //! differences from Docker — ulimits, removal timeouts, `localhost/` image
 //! names, a build context it must pack itself, loose reference filters, status codes — stay inside this crate.
 
+#![warn(missing_docs)]
+
 mod backend;
 mod build;
 mod errors;

@@ -111,6 +111,10 @@ fn children(pid: u32) -> Vec<u32> {
 
 /// Sets the signal a child gets when xtask dies without tearing it down
 /// (kill -9): the engines do not outlive the run.
+#[allow(
+    unsafe_code,
+    reason = "prctl(PR_SET_PDEATHSIG) between fork and exec: no safe API"
+)]
 fn die_with_parent(cmd: &mut Command, signal: i32) {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork
     // and exec.
@@ -626,6 +630,10 @@ impl Live {
     /// Stops the daemon as a host's service manager would: SIGTERM, and
     /// what the engine does with running containers then is the engine's
     /// (dockerd stops them; a Podman service leaves them to conmon).
+    #[allow(
+        unsafe_code,
+        reason = "kill(2) on the namespace's PID 1, which std cannot signal"
+    )]
     fn stop(process: &mut Process) {
         match process.init {
             // SIGTERM to the namespace's PID 1 (unshare ignores it); if the

@@ -95,6 +95,10 @@ pub fn install() {
     let _ = registry();
 }
 
+#[allow(
+    unsafe_code,
+    reason = "kill(2) on a process group, which std cannot signal"
+)]
 fn on_signal() {
     eprintln!("xtask: interrupted: stopping the tests and the private engines");
     let Some((groups, undos)) = interrupt() else {

@@ -19,6 +19,10 @@ pub struct Sample {
 }
 
 /// Runs `cmd` (output discarded) and measures it; fails unless it exits 0.
+#[allow(
+    unsafe_code,
+    reason = "wait4(2): the only call that gives a child's rusage"
+)]
 pub fn measure(cmd: &mut Command) -> Result<Sample> {
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());

@@ -69,6 +69,10 @@ impl Watcher {
     }
 
     /// CPU seconds so far (user + system), from /proc/PID/stat.
+    #[allow(
+        unsafe_code,
+        reason = "sysconf(_SC_CLK_TCK): the unit of /proc's CPU times"
+    )]
     fn cpu(&self) -> Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
         // The fields after the command name, which may hold spaces.

@@ -17,7 +17,8 @@ const GLOBAL: &str = "Global options";
 const AFTER_HELP: &str = "\
 Everything anvyl creates carries the labels io.anvyl.managed-by=anvyl, io.anvyl.agent, \
 io.anvyl.instance and io.anvyl.start; cleanup removes only resources with this installation's \
-labels, or named exactly anvyl-agent-<name> for an agent it knows.
+labels (another installation's with --instance), and with --include-unlabelled unlabelled ones \
+named exactly anvyl-agent-<name> for an agent it knows.
 
 Exit status: 0 done, 1 failed or owned resources remain, 2 bad input or configuration, \
 3 engine unreachable, 4 declined at a prompt (nothing changed), 130 interrupted.";
@@ -117,7 +118,7 @@ pub enum AgentCommand {
         #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
         name: String,
     },
-    /// Print a running agent's output
+    /// Print an agent's output (a failed agent's until it is cleaned)
     Logs {
         /// The agent
         #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
@@ -239,7 +240,7 @@ pub enum HostCommand {
     },
     /// List hosts
     List,
-    /// Forget a host no running agent uses
+    /// Forget a host no agent is assigned to
     Remove {
         /// The host's name
         #[arg(add = ArgValueCompleter::new(crate::complete::host_names))]

@@ -98,9 +98,12 @@ pub struct EngineInfo {
     pub api_version: String,
 }
 
-/// A server-side selection. Every listed label must match. `name` narrows
-/// containers by name and images by reference, but engines match loosely
-/// (substrings, every tag of a matching image): callers compare exactly.
+/// A selection of resources. Every listed label must match. A backend
+/// lets the engine filter where that is cheap, or matches the labels
+/// itself (Docker's images: the containerd store's label filter is slow).
+/// `name` narrows containers by name and images by reference, but engines
+/// match loosely (substrings, every tag of a matching image): callers
+/// compare exactly.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
     /// Labels that must be present with these values.
@@ -371,7 +374,10 @@ pub type EventStream<'a> =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<ContainerEvent>> + Send + 'a>>;
 
 /// The one error type of every backend. Engine client errors never cross it;
-/// they are mapped by HTTP status, never by message text.
+/// they are mapped by HTTP status and error kind. The few answers only
+/// their text tells apart (the containerd store's transient reads, a build
+/// broken by a concurrent image removal) are matched by text in the backend
+/// crate that knows them, each with a conformance check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {

@@ -69,7 +69,9 @@ impl<'b> EngineIdentity<'b> {
     }
 
     /// The identity to record with what is made on this engine now:
-    /// `Docker id:<marker>`. The first call may create the marker.
+    /// `Docker id:<marker>@<volume mountpoint>` (the mountpoint tells a
+    /// copied data root from the original). The first call may create the
+    /// marker.
     pub async fn current(&self) -> Result<&str> {
         self.marked
             .get_or_try_init(|| async {

@@ -1,6 +1,8 @@
-//! [`NoEngine`]: the engine of a start that failed before it resolved a
-//! host. Nothing can exist on it, so the cleanup of such a start lists
-//! nothing, removes nothing, and still resets the agent's status.
+//! [`NoEngine`]: an engine that holds nothing — the stand-in for a start
+//! that failed before it had a connected engine (no host, a host that did
+//! not answer), and for the build-root part of a fleet cleanup, which asks
+//! no engine. Its cleanup lists nothing, removes nothing, and still resets
+//! the agent's status.
 
 use std::time::Duration;
 

@@ -137,8 +137,10 @@ impl Ownership {
             .collect()
     }
 
-    /// The agent of an untagged image that carries our labels: such an image
-    /// is removed by id (never forced), since it has no tag to remove.
+    /// The agent of an untagged image that carries our labels. The pipeline
+    /// removes such an image by giving it its start's tag again and removing
+    /// that tag, never by id, so a tag a user adds meanwhile keeps it (see
+    /// `apply::remove_untagged`).
     pub fn untagged_owner(&self, image: &ImageSummary) -> Option<AgentName> {
         if image.tags.is_empty() {
             self.labelled_agent(&image.labels)

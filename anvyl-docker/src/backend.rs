@@ -63,8 +63,9 @@ pub struct Tls<'a> {
 impl DockerBackend {
     /// A client of `endpoint` (`unix://…`, a socket path, `tcp://…`),
     /// speaking the API version chosen with the engine (see
-    /// [`crate::version`]): one `GET /version` — an engine that does not
-    /// answer is `Unreachable` here.
+    /// [`crate::version`]): a versioned `/_ping`, and `/version` only when the
+    /// engine refuses it — an engine that does not answer is `Unreachable`
+    /// here.
     pub async fn connect(endpoint: &str, request_timeout: Duration) -> Result<Self> {
         let endpoint = if endpoint.starts_with('/') {
             format!("unix://{endpoint}")
@@ -623,11 +624,11 @@ impl DockerBackend {
     }
 }
 
-/// What the engine says when a concurrent image removal broke a build.
 /// The prefix the engine adds on its own to a repository named without a
 /// registry, dropped before a tag is compared with anvyl's names. Docker lists an image named without a registry as `docker.io/library/NAME` (the containerd store, and some listings of the classic one); `localhost/NAME` is a repository a user named.
 const IMPLICIT_PREFIX: &str = "docker.io/library/";
 
+/// What the engine says when a concurrent image removal broke a build.
 const BUILD_RACES: &[&str] = &[
     "No such image",
     "unable to find image",

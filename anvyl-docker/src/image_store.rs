@@ -9,8 +9,9 @@
 //! changed during operation, retry` and one came back with a `RootFS` that
 //! lacks `Type` (bollard cannot read it). Each lasts well under a second.
 //!
-//! Image reads are therefore retried briefly on exactly those answers — the
-//! only place where this crate reads an engine's message text, because
+//! Image reads are therefore retried briefly on exactly those answers — one of
+//! the two places where this crate reads an engine's message text (the
+//! other is `BUILD_RACES`, a build broken by a concurrent removal), because
 //! Docker gives no status that tells "content being removed" from "no such
 //! image". The classic store never answers them, so on it nothing changes.
 

@@ -1,5 +1,7 @@
-//! [`PodmanBackend`]: every libpod call anvyl makes, through one podman-api
-//! client, each bounded by the request timeout (podman-api has none).
+//! [`PodmanBackend`]: every libpod call anvyl makes. Requests go through one
+//! podman-api client, each bounded by the request timeout (podman-api has
+//! none); builds (posted on a connection of their own, see `build`),
+//! followed logs and event streams last as long as they need.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -646,11 +648,11 @@ impl PodmanBackend {
     }
 }
 
-/// What the engine says when a concurrent image removal broke a build.
 /// The prefix the engine adds on its own to a repository named without a
 /// registry, dropped before a tag is compared with anvyl's names. Podman lists an image built as `NAME` as `localhost/NAME`; `docker.io/library/NAME` is a repository a user pulled or named.
 const IMPLICIT_PREFIX: &str = "localhost/";
 
+/// What the engine says when a concurrent image removal broke a build.
 const BUILD_RACES: &[&str] = &["layer not known"];
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Mapping podman-api's errors to anvyl's, by HTTP status and error kind,
-//! never by message text.
+//! Mapping podman-api's errors to anvyl's, by HTTP status and error kind:
+//! no message text decides a variant here.
 
 use anvyl_core::backend::root_cause;
 use anvyl_core::BackendError;

@@ -1,7 +1,8 @@
 //! `cargo xtask <task>`: project automation that needs real engines.
 //! `itest` starts private Docker and Podman engines under `target/` and runs
-//! the real-daemon tests against them; `demo` tells the cleanup story on one.
-//! Neither ever touches the system's engines.
+//! the real-daemon tests against them; `bench` times anvyl against the
+//! engines' own tools on such engines; `demo` tells the cleanup story on
+//! one. None of them ever touches the system's engines.
 
 mod bench;
 mod demo;

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anvyl_core::lifecycle::{validate_spec, LifecycleError, Observed, StartCause, StartError};
+use anvyl_core::lifecycle::{validate_spec, LifecycleError, Observed, StartError};
 use anvyl_core::{AgentName, AgentRecord, AgentSpec, AgentStatus, LogStream};
 use serde::Serialize;
 
@@ -174,9 +174,11 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
     }
 }
 
-/// Whether a start failed because its host's engine did not answer.
+/// Whether a start failed because its host's engine did not answer, at
+/// any of its engine calls.
 fn unreachable_host(e: &StartError) -> bool {
-    matches!(e, StartError::Failed { cause: StartCause::Host { source, .. }, .. } if source.is_unreachable())
+    matches!(e, StartError::Failed { cause, .. }
+        if cause.engine_error().is_some_and(anvyl_core::BackendError::is_unreachable))
 }
 
 fn remaining_note(e: &StartError) -> String {
@@ -291,9 +293,10 @@ fn shown(observed: &Observed, now: i64) -> String {
     }
 }
 
-/// Lists the agents as they are: each running or starting one is looked at
-/// on its host (hosts side by side, each within a few seconds), and shown
-/// as found — never repaired here, so a listing writes nothing and waits
+/// Lists the agents as they are: each running one is looked at on its host
+/// (hosts side by side, each within a few seconds), each starting one by
+/// its start's lock, and shown
+/// as found — never repaired here, so a listing changes no agent and waits
 /// for no other process; the next command that acts on a dead agent
 /// cleans it up.
 async fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, CliError> {
@@ -360,17 +363,16 @@ mod tests {
     use super::{age, until_interrupted};
     use crate::error::{EXIT_FAILED, EXIT_INTERRUPTED};
 
-    /// A start whose host does not answer, or answers nothing in time,
-    /// exits 3, as a cleanup of that host does; an answer that refuses is 1.
+    /// A start whose host does not answer, or answers nothing in time, at
+    /// any of its engine calls exits 3, as a cleanup of that host does; an
+    /// answer that refuses is 1.
     #[test]
     fn a_start_on_a_hung_engine_is_unreachable_as_for_a_cleanup() {
-        let failed = |source: BackendError| anvyl_core::lifecycle::StartError::Failed {
+        use anvyl_core::lifecycle::{StartCause, StartError};
+        let failed = |cause| StartError::Failed {
             agent: AgentName::new("web").unwrap(),
             start: anvyl_core::StartId::random(),
-            cause: anvyl_core::lifecycle::StartCause::Host {
-                host: "local".into(),
-                source,
-            },
+            cause,
             report: anvyl_core::pipeline::Report { steps: Vec::new() },
         };
         let engine = |status| BackendError::Engine {
@@ -378,6 +380,15 @@ mod tests {
             status,
             message: "no answer".into(),
         };
+        let causes: [fn(BackendError) -> StartCause; 4] = [
+            |source| StartCause::Host {
+                host: "local".into(),
+                source,
+            },
+            StartCause::CreateContainer,
+            StartCause::StartContainer,
+            StartCause::Settle,
+        ];
         for (source, unreachable) in [
             (engine(None), true),
             (engine(Some(500)), false),
@@ -390,10 +401,18 @@ mod tests {
                 true,
             ),
         ] {
-            let e = failed(source.clone());
-            assert_eq!(super::unreachable_host(&e), unreachable, "{source}");
             assert_eq!(source.is_unreachable(), unreachable, "{source}");
+            for cause in causes {
+                let e = failed(cause(source.clone()));
+                assert_eq!(super::unreachable_host(&e), unreachable, "{e}");
+            }
         }
+        let exited = failed(StartCause::Exited {
+            after_ms: 100,
+            exit_code: Some(1),
+            last_output: Vec::new(),
+        });
+        assert!(!super::unreachable_host(&exited), "{exited}");
     }
 
     #[tokio::test]

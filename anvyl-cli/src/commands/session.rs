@@ -32,8 +32,9 @@ impl<'c> Session<'c> {
     }
 
     /// Opens them for a command that only reads (`agent list`, `logs`): it
-    /// writes nothing, so it works on a store it may not write and never
-    /// waits for another process's write lock.
+    /// writes no agent, host or start, and never waits for another
+    /// process's write lock. Opening may still create the store, switch
+    /// it to WAL or migrate an older one's schema (`StateStore::open`).
     pub fn reading(config: &'c Config) -> Result<Self, CliError> {
         let dir = config.state_dir()?;
         let build_root = BuildRoot::new(&dir).map_err(|e| CliError::Config(e.to_string()))?;

@@ -118,12 +118,30 @@ pub enum StartCause {
         /// The container's last lines of output.
         last_output: Vec<String>,
     },
+    /// The container could not be looked at while it settled.
+    #[error("{}", in_context("cannot check the container while it settles", .0))]
+    Settle(BackendError),
     /// The registry could not record the running agent.
     #[error("registration failed: {0}")]
     Registration(String),
-    /// Anything else (the build directory, a missing API key variable).
+    /// Anything else (the build directory, the state store).
     #[error("{0}")]
     Other(String),
+}
+
+impl StartCause {
+    /// The engine's answer behind this cause, when an engine call failed:
+    /// what decides whether the host was unreachable.
+    pub fn engine_error(&self) -> Option<&BackendError> {
+        match self {
+            Self::Host { source, .. }
+            | Self::Build { source, .. }
+            | Self::CreateContainer(source)
+            | Self::StartContainer(source)
+            | Self::Settle(source) => Some(source),
+            Self::NoHost | Self::Exited { .. } | Self::Registration(_) | Self::Other(_) => None,
+        }
+    }
 }
 
 /// `error`, after `context` unless the error already names the operation
@@ -171,12 +189,12 @@ pub(crate) fn last_lines(text: &[u8]) -> Vec<String> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// Refused before anything was created (unknown agent, already starting
-    /// or running, invalid spec).
+    /// Refused by the state store before anything was created (unknown
+    /// agent, already starting or running).
     #[error(transparent)]
     Refused(#[from] StateError),
-    /// A precondition does not hold (a missing API key variable); nothing
-    /// was recorded or created.
+    /// A precondition does not hold (an invalid spec, a missing API key
+    /// variable); nothing was recorded or created.
     #[error("{0}")]
     Precondition(String),
     /// Failed; everything the start created was cleaned up (see `report`).

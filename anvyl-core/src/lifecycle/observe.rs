@@ -6,7 +6,9 @@
 //! or failed agent has nothing on an engine that could make it run, so
 //! nothing is asked of one.
 //!
-//! Observation reads only. The commands that act on what it found — a
+//! Observation changes no agent and removes nothing: only `observe`, for
+//! commands that act, may restore an engine's pruned marker; `observe_all`,
+//! for listings, writes nothing. The commands that act on what it found — a
 //! start that heals a dead agent first, a stop that says what it found —
 //! change the state through the cleanup pipeline, fenced by the start id.
 
@@ -121,7 +123,8 @@ const HOST_UNREACHABLE: &str = "host unreachable";
 /// shown as unknown: a listing must not hang on a host that went away.
 pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How many containers of one host are inspected at a time.
+/// How many hosts are asked at once, and how many containers of one host
+/// are inspected at a time.
 const INSPECTS_AT_ONCE: usize = 8;
 
 impl Lifecycle<'_> {
@@ -241,12 +244,13 @@ impl Lifecycle<'_> {
 }
 
 impl Lifecycle<'_> {
-    /// Cleans up after a dead agent: when its record says more than is
-    /// true (see [`Observed::is_dead`]), the cleanup pipeline runs for it
+    /// Cleans up after a dead or failed agent: when its record says more
+    /// than is true (see [`Observed::is_dead`]), or it is `failed` (its
+    /// container may be left for `agent logs`), the cleanup pipeline runs for it
     /// on its own host — what is left is removed and it is reset to
     /// `stopped`, fenced by its start id as every cleanup is, so a start
     /// that began meanwhile keeps everything. Returns what was found; `None`
-    /// when the record holds. An agent that cannot be observed (its host
+    /// for a stopped agent or a record that holds. An agent that cannot be observed (its host
     /// does not answer, another engine is behind it) is neither dead nor
     /// alive: [`NotHealed::Unobserved`], with the typed cause.
     pub(super) async fn heal(&self, agent: &AgentRecord) -> Result<Option<String>, NotHealed> {

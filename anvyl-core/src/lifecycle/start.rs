@@ -304,7 +304,7 @@ impl Lifecycle<'_> {
             let container = backend
                 .inspect_container(id)
                 .await
-                .map_err(|e| StartCause::Registration(e.to_string()))?;
+                .map_err(StartCause::Settle)?;
             if container.state != ContainerState::Running {
                 let after_ms = began.elapsed().as_millis() as u64;
                 return Err(StartCause::Exited {

@@ -18,8 +18,8 @@ pub enum Stopped {
     /// was found: "its container had exited with code 137"); what it left
     /// is removed and it is stopped now.
     Dead(String),
-    /// It was not running (stopped, failed, or a start that crashed):
-    /// nothing was done.
+    /// It was stopped or failed: nothing was done. (A start that crashed is
+    /// cleaned up and reported as `Dead`.)
     NotRunning(AgentStatus),
 }
 

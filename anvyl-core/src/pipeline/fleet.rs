@@ -182,8 +182,9 @@ impl<'a> Fleet<'a> {
         .covering(part)
     }
 
-    /// Plans `scope` on every host and on this machine's build root. Reads
-    /// only. Fails only when the state store cannot be read.
+    /// Plans `scope` on every host and on this machine's build root,
+    /// removing and resetting nothing (as [`Cleanup::plan`]). Fails only when
+    /// the state store cannot be read.
     pub async fn plan(&self, scope: Scope) -> Result<FleetPlan, CleanupError> {
         let hosts = stream::iter(&self.members)
             .map(|member| {

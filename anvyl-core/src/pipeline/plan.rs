@@ -171,8 +171,9 @@ fn judged<'l>(scope: &Scope, live: &'l Live) -> Option<&'l Live> {
 const UNLABELLED: &str = "unlabelled — not removed (--include-unlabelled removes it)";
 
 impl Cleanup<'_> {
-    /// Decides what a cleanup of `scope` removes. Reads only: nothing is
-    /// changed, on the engine or in the state store.
+    /// Decides what a cleanup of `scope` removes. It removes and resets
+    /// nothing; judging a running agent may restore its engine's pruned
+    /// marker volume (see [`crate::identity`]).
     pub async fn plan(&self, scope: Scope) -> Result<Plan, CleanupError> {
         // First what exists — the engine's listings (concurrently: one
         // round-trip's latency) and the build root — and only then the state.

@@ -474,9 +474,6 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         None
     }
 
-    /// The endpoint in use, for messages.
-    fn endpoint(&self) -> &str;
-
     /// Checks that the engine answers.
     async fn ping(&self) -> Result<()>;
 

@@ -345,10 +345,6 @@ impl Backend for MemoryBackend {
         None
     }
 
-    fn endpoint(&self) -> &str {
-        "memory"
-    }
-
     async fn ping(&self) -> Result<()> {
         self.enter(Op::Ping, "").await
     }

@@ -36,10 +36,6 @@ impl Backend for NoEngine {
         None
     }
 
-    fn endpoint(&self) -> &str {
-        "none"
-    }
-
     async fn ping(&self) -> Result<()> {
         Err(refused("ping"))
     }

@@ -252,10 +252,6 @@ impl Backend for DockerBackend {
         Some("docker system prune -f")
     }
 
-    fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
     async fn ping(&self) -> Result<()> {
         self.client
             .ping()

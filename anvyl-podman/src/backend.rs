@@ -237,10 +237,6 @@ impl Backend for PodmanBackend {
         Some("podman system prune -f")
     }
 
-    fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
     async fn ping(&self) -> Result<()> {
         self.call("ping", "engine", self.client.ping())
             .await

@@ -150,7 +150,7 @@ impl DockerBackend {
 
     /// A client that speaks `pinned` without asking the engine: only for
     /// proving that the version in the path reaches the engine.
-    #[doc(hidden)]
+    #[cfg(feature = "itest")]
     pub fn connect_pinned(endpoint: &str, pinned: ClientVersion) -> Result<Self> {
         let client = Docker::connect_with_unix(endpoint, 30, &pinned)
             .map_err(|e| map("connect", "engine", endpoint, e))?

@@ -85,12 +85,23 @@ impl StateStore {
         start: &StartId,
         build_dir: &Path,
     ) -> Result<(), StateError> {
-        self.begin_start_as(name, start, build_dir, std::process::id())
+        self.begin_start_of(name, start, build_dir, std::process::id())
     }
 
     /// [`StateStore::begin_start`] on behalf of process `pid`: fixtures use
     /// it to stage a start whose process is gone (a crash).
+    #[cfg(any(test, feature = "testing"))]
     pub fn begin_start_as(
+        &self,
+        name: &AgentName,
+        start: &StartId,
+        build_dir: &Path,
+        pid: u32,
+    ) -> Result<(), StateError> {
+        self.begin_start_of(name, start, build_dir, pid)
+    }
+
+    fn begin_start_of(
         &self,
         name: &AgentName,
         start: &StartId,
@@ -170,6 +181,7 @@ impl StateStore {
     }
 
     /// Sets a status unconditionally (test fixtures that stage a state).
+    #[cfg(any(test, feature = "testing"))]
     pub fn force_status(
         &self,
         name: &AgentName,

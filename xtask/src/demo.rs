@@ -32,7 +32,7 @@ pub fn run(Args { backend: kind }: Args) -> Result<()> {
         "anvyl-cli",
     ]))?;
     let anvyl = root.join("target/debug/anvyl");
-    let dir = crate::itest::engines_dir().join(format!("demo-{}", kind.name()));
+    let dir = crate::engines::engines_dir().join(format!("demo-{}", kind.name()));
     let engine = Engine::start(kind, Suite::Bookworm, dir.clone(), false)?;
     engine.build_base_image()?;
     let state_dir = dir.join("state");

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use anyhow::{bail, Result};
 
+use crate::engines::BUSYBOX;
 use crate::process::run;
 use crate::suite::Suite;
 
@@ -23,9 +24,6 @@ pub const PACKAGES: &[&str] = &[
     "debootstrap",
     "strace",
 ];
-
-/// The statically linked busybox `busybox-static` installs.
-pub const BUSYBOX: &str = "/bin/busybox";
 
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")

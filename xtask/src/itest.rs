@@ -4,13 +4,13 @@
 //! given) against it, print the reliability summary the tests tallied, and
 //! stop it — also when a test fails or the run is interrupted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::engines::{restart_file, Engine, Kind, Kinds, BASE_IMAGE};
+use crate::engines::{engines_dir, restart_file, Engine, Kind, Kinds, BASE_IMAGE};
 use crate::install::ensure_engines;
 use crate::suite::{Suite, Suites};
 use crate::teardown::run_group;
@@ -70,37 +70,9 @@ struct Row {
     hosts: Option<bool>,
 }
 
-/// Holds `<engines_dir>/.lock` while a task runs engines: they live at
-/// fixed paths, and a second run would clear the first one's directories
-/// (the leftovers of an interrupted run) under its engines' feet.
-pub fn lock() -> Result<std::fs::File> {
-    let dir = engines_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let file = std::fs::File::create(dir.join(".lock"))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
-            "another cargo xtask itest, bench or demo is running engines in {}; wait for it to end",
-            dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
-    }
-}
-
-/// Where the private engines live. A Unix socket path must stay under 108
-/// bytes; a deep checkout falls back to a directory in /tmp.
-pub fn engines_dir() -> PathBuf {
-    let dir = crate::project_root().join("target").join("itest");
-    if dir.display().to_string().len() < 80 {
-        dir
-    } else {
-        std::env::temp_dir().join(format!("anvyl-itest-{}", std::process::id()))
-    }
-}
-
 pub fn run(args: Args) -> Result<()> {
     let options = Options::from(args);
-    let _lock = lock()?;
+    let _lock = crate::engines::lock()?;
     ensure_engines(&options.engines, &options.suites)?;
     // Ctrl-C or SIGTERM: the handler stops the test processes and every
     // private engine, then exits 130.

@@ -75,7 +75,7 @@ pub async fn bench(anvyl: &Path, suite: Suite, n: usize, runs: usize) -> Result<
     let work = tempfile::tempdir()?;
     let mut engines = Vec::new();
     for (host, kind) in HOSTS {
-        let dir = crate::itest::engines_dir().join(format!("bench-fleet-{host}"));
+        let dir = crate::engines::engines_dir().join(format!("bench-fleet-{host}"));
         let engine = Engine::start(kind, suite, dir, false)?;
         engine.build_base_image()?;
         let client = connect(&engine).await?;

@@ -417,7 +417,7 @@ impl Bench<'_> {
 
 pub fn run(args: Args) -> Result<()> {
     let options = Options::from(args);
-    let _lock = crate::itest::lock()?;
+    let _lock = crate::engines::lock()?;
     ensure_engines(&options.engines, &options.suites)?;
     let root = crate::project_root();
     // A release build: the engines' CLIs are optimised Go binaries.
@@ -435,8 +435,12 @@ pub fn run(args: Args) -> Result<()> {
     for suite in (options.suites.iter()).filter(|_| options.per_engine || options.watcher) {
         for kind in &options.engines {
             let dir = format!("bench-{}-{}", suite.name(), kind.name());
-            let engine =
-                Engine::start(*kind, *suite, crate::itest::engines_dir().join(dir), false)?;
+            let engine = Engine::start(
+                *kind,
+                *suite,
+                crate::engines::engines_dir().join(dir),
+                false,
+            )?;
             let (engine_records, figures) =
                 runtime.block_on(bench_engine(&engine, &anvyl, &options))?;
             records.extend(engine_records);

@@ -8,10 +8,8 @@
 use std::ffi::OsStr;
 
 use anvyl_core::StateStore;
-use clap::Parser;
 use clap_complete::CompletionCandidate;
 
-use crate::cli::Cli;
 use crate::config::Config;
 
 /// The agents' names that start with what was typed.
@@ -47,8 +45,7 @@ fn names(
 /// The configured store, if it exists: configuration files and `ANVYL_*`
 /// variables count, the half-typed command line does not.
 fn existing_store() -> Option<StateStore> {
-    let cli = Cli::try_parse_from(["anvyl", "agent", "list"]).ok()?;
-    let dir = Config::load(&cli).ok()?.state_dir().ok()?;
+    let dir = Config::load(None, None).ok()?.state_dir().ok()?;
     // Pressing Tab must not create, migrate or lock a store.
     StateStore::open_current(&dir).ok().flatten()
 }

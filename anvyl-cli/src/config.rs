@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use anvyl_core::BackendKind;
 
-use crate::cli::Cli;
 use crate::error::CliError;
+use crate::remote::stores::{self, TlsFiles};
+use crate::remote::{Access, Route};
 
 /// The system-wide configuration file.
 pub const SYSTEM_FILE: &str = "/etc/anvyl/anvyl.toml";
@@ -113,14 +114,14 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Loads every layer for `cli`.
-    pub fn load(cli: &Cli) -> Result<Self, CliError> {
+    /// Loads every layer: `file` is `--config`, `backend` is `--backend`.
+    pub fn load(file: Option<&Path>, backend: Option<BackendKind>) -> Result<Self, CliError> {
         let mut figment =
             Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(SYSTEM_FILE));
         if let Some(user) = user_file() {
             figment = figment.merge(Toml::file(user));
         }
-        if let Some(file) = &cli.config {
+        if let Some(file) = file {
             // An explicit file that is missing is an error, not an empty layer.
             if !file.is_file() {
                 return Err(CliError::Config(format!(
@@ -136,7 +137,7 @@ impl Config {
                 .find(|(env, _)| key.as_str().eq_ignore_ascii_case(env))
                 .map(|(_, k)| (*k).into())
         }));
-        if let Some(backend) = cli.backend {
+        if let Some(backend) = backend {
             figment = figment.merge(Serialized::default("backend", backend));
         }
         let config: Config = figment
@@ -157,7 +158,7 @@ impl Config {
         }
         // A configured engine anvyl must never reach (plain tcp:// without
         // `insecure`, a relative socket) is bad configuration: exit 2.
-        crate::engine::configured_route(self).map_err(CliError::Config)?;
+        self.route_of(self.backend).map_err(CliError::Config)?;
         Ok(())
     }
 
@@ -213,6 +214,58 @@ fn user_file() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "anvyl").map(|d| d.config_dir().join("anvyl.toml"))
 }
 
+/// The configured engine: where it is and how it is reached.
+impl Config {
+    /// The configured endpoint of `backend`: the configuration's, else the
+    /// engine's own environment and default socket.
+    pub fn endpoint_of(&self, backend: BackendKind) -> String {
+        match backend {
+            BackendKind::Docker => {
+                (self.docker.endpoint.clone()).unwrap_or_else(anvyl_docker::default_endpoint)
+            }
+            BackendKind::Podman => {
+                (self.podman.endpoint.clone()).unwrap_or_else(anvyl_podman::default_endpoint)
+            }
+        }
+    }
+
+    /// The configured engine's route: the endpoint of the configuration or
+    /// the engine's own environment; for Docker, TLS by the
+    /// `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` convention. An endpoint
+    /// anvyl must never reach (plain tcp:// without `insecure`, a relative
+    /// socket) is an error.
+    pub fn route_of(&self, backend: BackendKind) -> Result<Route, String> {
+        let (insecure, tls) = match backend {
+            BackendKind::Docker => (self.docker.insecure, docker_env_tls()?),
+            BackendKind::Podman => (self.podman.insecure, None),
+        };
+        let endpoint = self.endpoint_of(backend);
+        // The Docker CLI ignores its TLS variables for a socket; so does anvyl.
+        let tls = tls.filter(|_| !endpoint.starts_with("unix://") && !endpoint.starts_with('/'));
+        let access = Access {
+            tls,
+            insecure,
+            identity: None,
+        };
+        Route::decide(backend, &endpoint, access)
+    }
+}
+
+/// TLS files when `DOCKER_TLS_VERIFY` is set: in `DOCKER_CERT_PATH`, else
+/// the Docker CLI's configuration directory.
+fn docker_env_tls() -> Result<Option<TlsFiles>, String> {
+    let verify = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+    if !verify {
+        return Ok(None);
+    }
+    let dir = match std::env::var_os("DOCKER_CERT_PATH").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => stores::docker_config_dir()
+            .ok_or("DOCKER_TLS_VERIFY is set, but no DOCKER_CERT_PATH or home directory")?,
+    };
+    TlsFiles::in_dir(&dir).map(Some)
+}
+
 #[cfg(test)]
 // figment's `Jail` closures must return figment's (large) error type.
 #[allow(clippy::result_large_err)]
@@ -225,7 +278,8 @@ mod tests {
         let mut argv = vec!["anvyl"];
         argv.extend(args);
         argv.extend(["agent", "cleanup"]);
-        Config::load(&Cli::parse_from(argv))
+        let cli = crate::cli::Cli::parse_from(argv);
+        Config::load(cli.config.as_deref(), cli.backend)
     }
 
     #[test]

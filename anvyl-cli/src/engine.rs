@@ -7,11 +7,10 @@
 //! watcher connects on every pass), and is opened again if its ssh ended.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anvyl_core::lifecycle::Connector;
+use anvyl_core::Connector;
 use anvyl_core::{BackendError, DynBackend, HostRecord};
 use async_trait::async_trait;
 
@@ -155,69 +154,10 @@ pub fn route(config: &Config, host: &HostRecord) -> Result<(BackendKind, Route),
         }
         (None, _) => match &host.endpoint {
             Some(endpoint) => endpoint.clone(),
-            None => return configured(config, backend),
+            None => return Ok((backend, config.route_of(backend)?)),
         },
     };
     Ok((backend, Route::decide(backend, &endpoint, access)?))
-}
-
-/// The configured engine's route, decided (for validating the configuration).
-pub fn configured_route(config: &Config) -> Result<Route, String> {
-    configured(config, config.backend).map(|(_, route)| route)
-}
-
-/// The configured endpoint of `backend`: the configuration's, else the
-/// engine's own environment and default socket.
-fn configured_endpoint(config: &Config, backend: BackendKind) -> String {
-    match backend {
-        BackendKind::Docker => {
-            (config.docker.endpoint.clone()).unwrap_or_else(anvyl_docker::default_endpoint)
-        }
-        BackendKind::Podman => {
-            (config.podman.endpoint.clone()).unwrap_or_else(anvyl_podman::default_endpoint)
-        }
-    }
-}
-
-/// The configured engine's route: the endpoint of the configuration or the
-/// engine's own environment; for Docker, TLS by the `DOCKER_TLS_VERIFY` and
-/// `DOCKER_CERT_PATH` convention.
-fn configured(config: &Config, backend: BackendKind) -> Result<(BackendKind, Route), String> {
-    let (endpoint, insecure, tls) = match backend {
-        BackendKind::Docker => (
-            configured_endpoint(config, backend),
-            config.docker.insecure,
-            docker_env_tls()?,
-        ),
-        BackendKind::Podman => (
-            configured_endpoint(config, backend),
-            config.podman.insecure,
-            None,
-        ),
-    };
-    // The Docker CLI ignores its TLS variables for a socket; so does anvyl.
-    let tls = tls.filter(|_| !endpoint.starts_with("unix://") && !endpoint.starts_with('/'));
-    let access = Access {
-        tls,
-        insecure,
-        identity: None,
-    };
-    Ok((backend, Route::decide(backend, &endpoint, access)?))
-}
-
-/// TLS files when `DOCKER_TLS_VERIFY` is set: in `DOCKER_CERT_PATH`, else
-/// the Docker CLI's configuration directory.
-fn docker_env_tls() -> Result<Option<TlsFiles>, String> {
-    let verify = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
-    if !verify {
-        return Ok(None);
-    }
-    let dir = match std::env::var_os("DOCKER_CERT_PATH").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => stores::docker_config_dir()
-            .ok_or("DOCKER_TLS_VERIFY is set, but no DOCKER_CERT_PATH or home directory")?,
-    };
-    TlsFiles::in_dir(&dir).map(Some)
 }
 
 /// The backend and endpoint a host resolves to, for display.
@@ -229,7 +169,7 @@ pub fn effective(config: &Config, host: &HostRecord) -> (Option<BackendKind>, St
         (Some(name), _, BackendKind::Docker) => format!("docker context {name}"),
         (Some(name), _, BackendKind::Podman) => format!("podman connection {name}"),
         (None, Some(endpoint), _) => endpoint.clone(),
-        (None, None, _) => configured_endpoint(config, backend),
+        (None, None, _) => config.endpoint_of(backend),
     };
     (Some(backend), endpoint)
 }

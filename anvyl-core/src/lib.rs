@@ -11,6 +11,7 @@ pub mod backend;
 pub mod build_root;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod connector;
 pub mod identity;
 pub mod ids;
 pub mod lifecycle;
@@ -26,6 +27,7 @@ pub use backend::{
     Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
     DynBackend, EngineInfo, ImageSummary, ImageTag, Labels, LogStream, Query,
 };
+pub use connector::Connector;
 pub use ids::{InstanceId, StartId};
 pub use name::{AgentName, InvalidAgentName};
 pub use ownership::{Claim, Ownership};

@@ -211,7 +211,7 @@ async fn logs(
         Some(host) => state.host(host)?,
         None => return Err(CliError::Failed(format!("agent '{name}' has no host"))),
     };
-    let backend = anvyl_core::lifecycle::Connector::connect(&session.connector, &host).await?;
+    let backend = anvyl_core::Connector::connect(&session.connector, &host).await?;
     let sink = |stream: LogStream, bytes: &[u8]| {
         let _ = match stream {
             LogStream::Stdout => std::io::stdout().write_all(bytes),

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anvyl_core::lifecycle::Connector;
+use anvyl_core::Connector;
 use anvyl_core::{BackendKind, HostAccess, HostRecord, StateStore};
 
 use crate::remote::Route;

@@ -72,7 +72,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, CliError> {
         emit(&String::from_utf8_lossy(&script));
         return Ok(ExitCode::SUCCESS);
     }
-    let config = Config::load(cli)?;
+    let config = Config::load(cli.config.as_deref(), cli.backend)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -11,7 +11,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anvyl_core::lifecycle::{Connector, Lifecycle, Watch, WatchAction};
+use anvyl_core::lifecycle::{Lifecycle, Watch, WatchAction};
+use anvyl_core::Connector;
 use anvyl_core::{HostRecord, Ownership, Query};
 use futures::StreamExt;
 use tokio::sync::Notify;

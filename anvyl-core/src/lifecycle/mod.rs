@@ -16,10 +16,9 @@ mod watch;
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-
-use crate::backend::{BackendError, DynBackend};
+use crate::backend::BackendError;
 use crate::build_root::BuildRoot;
+use crate::connector::Connector;
 use crate::ids::StartId;
 use crate::name::AgentName;
 use crate::pipeline::{CleanupSettings, Report};
@@ -33,17 +32,6 @@ pub use observe::{Observed, OBSERVE_TIMEOUT};
 pub use start::Started;
 pub use stop::{Removed, Stopped};
 pub use watch::{Watch, WatchAction, CONFIRM, RETRY};
-
-/// Connects the engine of a registered host. The CLI knows how to build
-/// Docker and Podman clients; core only asks for one.
-#[async_trait]
-pub trait Connector: Send + Sync {
-    /// A client of the engine behind `host`. Making it may send nothing
-    /// (Podman's client connects lazily); the first request, or
-    /// asking its identity ([`crate::identity`]), is what proves the engine
-    /// answers.
-    async fn connect(&self, host: &HostRecord) -> Result<DynBackend, BackendError>;
-}
 
 /// Tunables of starts and stops.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::*;
-use crate::backend::{Backend, Labels, Query};
+use crate::backend::{Backend, DynBackend, Labels, Query};
 use crate::memory::{Fault, MemoryBackend, Op};
 use crate::ownership::LABEL_AGENT;
 use crate::state::{AgentSpec, AgentStatus, StateStore, LOCAL_HOST};

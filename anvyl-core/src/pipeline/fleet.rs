@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::{Cleanup, CleanupError, CleanupSettings, Part, Plan, Progress, Report, Scope};
 use crate::backend::{BackendError, BackendKind, DynBackend};
 use crate::build_root::BuildRoot;
-use crate::lifecycle::Connector;
+use crate::connector::Connector;
 use crate::no_engine::NoEngine;
 use crate::state::{HostRecord, StateStore};
 

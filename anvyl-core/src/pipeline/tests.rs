@@ -745,7 +745,7 @@ struct Fleet3 {
 }
 
 #[async_trait::async_trait]
-impl crate::lifecycle::Connector for Fleet3 {
+impl crate::connector::Connector for Fleet3 {
     async fn connect(
         &self,
         host: &crate::state::HostRecord,

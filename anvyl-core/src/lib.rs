@@ -22,6 +22,8 @@ pub mod no_engine;
 pub mod ownership;
 pub mod pipeline;
 pub mod state;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use backend::{
     Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,

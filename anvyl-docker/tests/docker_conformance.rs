@@ -10,10 +10,7 @@ use anvyl_core::conformance::{self, Fixture};
 use anvyl_core::Backend;
 use anvyl_docker::DockerBackend;
 
-fn required(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} is not set: run this through `cargo xtask itest`"))
-}
+use anvyl_core::testing::required;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_passes_the_conformance_suite() {

@@ -28,11 +28,7 @@ pub struct Itest {
     pub anvyl: PathBuf,
 }
 
-pub(crate) fn required(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run the end-to-end tests through `cargo xtask itest`")
-    })
-}
+pub(crate) use anvyl_core::testing::required;
 
 impl Itest {
     /// Reads the environment; panics with the reason when run by hand.

@@ -14,10 +14,7 @@ use anvyl_core::ownership::LABEL_INSTANCE;
 use anvyl_core::StateStore;
 use anvyl_tests::Itest;
 
-fn required(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} is not set: run this through `cargo xtask itest`"))
-}
+use anvyl_core::testing::required;
 
 /// One installation with its own state, configuration and client homes.
 struct Installation {

@@ -6,10 +6,7 @@
 
 use std::process::{Command, Output};
 
-fn required(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} is not set: run this through `cargo xtask itest`"))
-}
+use anvyl_core::testing::required;
 
 struct Installation {
     state: tempfile::TempDir,

@@ -8,10 +8,7 @@ use std::time::Duration;
 use anvyl_core::backend::{BuildSpec, ContainerSpec, Labels};
 use anvyl_core::{AgentName, AgentSpec, DynBackend, Ownership, StartId, StateStore};
 
-fn required(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} is not set: run this through `cargo xtask itest`"))
-}
+use anvyl_core::testing::required;
 
 async fn leftovers(engine: &DynBackend, agent: &AgentName, labels: &Labels, base: &str) -> String {
     let dir = tempfile::tempdir().unwrap();

@@ -207,10 +207,7 @@ async fn logs(
             agent.status.as_str()
         )));
     };
-    let host = match &agent.host {
-        Some(host) => state.host(host)?,
-        None => return Err(CliError::Failed(format!("agent '{name}' has no host"))),
-    };
+    let host = session.lifecycle().home_of(&agent)?;
     let backend = anvyl_core::Connector::connect(&session.connector, &host).await?;
     let sink = |stream: LogStream, bytes: &[u8]| {
         let _ = match stream {

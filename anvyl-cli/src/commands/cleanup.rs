@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anvyl_core::pipeline::{Fleet, FleetPlan, ItemReport, Progress, Scope};
-use anvyl_core::{AgentName, HostRecord, InstanceId, StateStore, Step};
+use anvyl_core::{AgentName, HostRecord, InstanceId, Step};
 
 use crate::cli::{CleanupArgs, Cli, OutputFormat};
 use crate::config::Config;
@@ -31,7 +31,7 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
             state.instance_id()
         )));
     }
-    let hosts = hosts_of(state, &scope, args.host.as_deref())?;
+    let hosts = hosts_of(&session, &scope, args.host.as_deref())?;
     let settings = anvyl_core::CleanupSettings {
         include_unlabelled: args.include_unlabelled,
         adopt,
@@ -103,10 +103,11 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
 /// host (an agent anvyl does not know any more may have left resources on
 /// any host); else every enabled host.
 fn hosts_of(
-    state: &StateStore,
+    session: &super::Session,
     scope: &Scope,
     only: Option<&str>,
 ) -> Result<Vec<HostRecord>, CliError> {
+    let state = &session.state;
     let hosts = state.hosts()?;
     if let Some(only) = only {
         return match hosts.into_iter().find(|h| h.name == only) {
@@ -118,16 +119,7 @@ fn hosts_of(
     }
     if let Scope::Agent(name) = scope {
         match state.agent(name) {
-            Ok(agent) => {
-                let starts = state.starts()?;
-                let home = agent.home(&starts);
-                return match hosts.into_iter().find(|h| h.name == home) {
-                    Some(host) => Ok(vec![host]),
-                    None => Err(CliError::Failed(format!(
-                        "agent '{name}' belongs to host '{home}', which is not registered"
-                    ))),
-                };
-            }
+            Ok(agent) => return Ok(vec![session.lifecycle().home_of(&agent)?]),
             Err(anvyl_core::StateError::UnknownAgent(_)) => {}
             Err(e) => return Err(e.into()),
         }

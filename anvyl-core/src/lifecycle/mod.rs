@@ -279,6 +279,15 @@ pub enum LifecycleError {
         /// The engine its host reaches now.
         current: String,
     },
+    /// The agent's resources are on a host the registry no longer knows:
+    /// another host would see none of them.
+    #[error("agent '{agent}' belongs to host '{host}', which is not registered")]
+    HomeNotRegistered {
+        /// The agent.
+        agent: AgentName,
+        /// The host it was started on.
+        host: String,
+    },
     /// A start of the agent is in progress in another process.
     #[error("a start of agent '{agent}' is in progress (pid {pid})")]
     Starting {

@@ -298,15 +298,11 @@ impl Lifecycle<'_> {
         Ok((host.name, backend))
     }
 
-    /// The registered host an agent's resources are on (see
-    /// [`Self::engine_of`]).
-    pub(super) fn home_of(&self, agent: &AgentRecord) -> Result<HostRecord, LifecycleError> {
-        let unavailable = |message: String| {
-            LifecycleError::Backend(BackendError::Local {
-                operation: "resolve host",
-                message,
-            })
-        };
+    /// The registered host an agent's resources are on: the host it was
+    /// registered on, else the one its current start went to, else — for
+    /// an agent that never ran — where a start would go. Every command that
+    /// acts on one agent asks this, and only this.
+    pub fn home_of(&self, agent: &AgentRecord) -> Result<HostRecord, LifecycleError> {
         let starts = self.state.starts()?;
         let home = agent.home(&starts);
         let registered = self.state.hosts()?.into_iter().find(|h| h.name == home);
@@ -315,15 +311,18 @@ impl Lifecycle<'_> {
             // Its resources are on a host the registry forgot: another host
             // would see none of them and forget the agent.
             None if agent.host.is_some() || home != crate::state::LOCAL_HOST => {
-                Err(unavailable(format!(
-                    "agent '{}' belongs to host '{home}', which is not registered",
-                    agent.name
-                )))
+                Err(LifecycleError::HomeNotRegistered {
+                    agent: agent.name.clone(),
+                    host: home.to_string(),
+                })
             }
             // It never ran and `local` was removed: where a start would go.
-            None => self
-                .resolve_host(None)
-                .map_err(|cause| unavailable(cause.to_string())),
+            None => self.resolve_host(None).map_err(|cause| {
+                LifecycleError::Backend(BackendError::Local {
+                    operation: "resolve host",
+                    message: cause.to_string(),
+                })
+            }),
         }
     }
 }

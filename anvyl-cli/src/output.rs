@@ -5,7 +5,7 @@ use anvyl_core::pipeline::{
     FleetPlan, FleetReport, ItemReport, Kept, OtherInstance, Outcome, Plan, PlannedContainer,
     PlannedDir, PlannedImage, PlannedReset, Report, Scope, Step,
 };
-use anvyl_core::{BackendKind, Claim};
+use anvyl_core::{AgentName, BackendKind, Claim};
 use comfy_table::{presets, Table};
 use serde::Serialize;
 
@@ -134,10 +134,17 @@ fn plan_summary(plan: &FleetPlan) -> String {
         let mut count = |agent: &str, step: usize| {
             counts.entry((agent.to_string(), host)).or_default()[step] += 1;
         };
-        p.containers.iter().for_each(|c| count(c.agent.as_str(), 0));
-        p.images.iter().for_each(|i| count(i.agent.as_str(), 1));
-        p.build_dirs.iter().for_each(|d| count(d.agent.as_str(), 2));
-        p.resets.iter().for_each(|r| count(r.agent.as_str(), 3));
+        let mut count = |agent: &AgentName, step: Step| count(agent.as_str(), step.index());
+        p.containers
+            .iter()
+            .for_each(|c| count(&c.agent, Step::Containers));
+        p.images.iter().for_each(|i| count(&i.agent, Step::Images));
+        p.build_dirs
+            .iter()
+            .for_each(|d| count(&d.agent, Step::BuildDirs));
+        p.resets
+            .iter()
+            .for_each(|r| count(&r.agent, Step::StatusReset));
     }
     let mut entries: Vec<_> = counts.into_iter().collect();
     entries.sort_by(|((a, ha), _), ((b, hb), _)| natord::compare(a, b).then(ha.cmp(hb)));
@@ -149,9 +156,9 @@ fn plan_summary(plan: &FleetPlan) -> String {
     let mut rows = table(&[
         "AGENT",
         "HOST",
-        "CONTAINERS",
-        "IMAGES",
-        "BUILD DIRS",
+        &Step::Containers.words().short.to_uppercase(),
+        &Step::Images.words().short.to_uppercase(),
+        &Step::BuildDirs.words().short.to_uppercase(),
         "STATUS",
     ]);
     for ((agent, host), [containers, images, dirs, resets]) in entries.iter().take(SUMMARY_AGENTS) {
@@ -188,7 +195,7 @@ fn plan_rows(plan: &FleetPlan) -> String {
             for c in &p.containers {
                 rows.add_row(vec![
                     host,
-                    "container",
+                    Step::Containers.words().kind,
                     &c.name,
                     c.agent.as_str(),
                     claim(c.claim),
@@ -197,7 +204,7 @@ fn plan_rows(plan: &FleetPlan) -> String {
             for i in &p.images {
                 rows.add_row(vec![
                     host,
-                    "image",
+                    Step::Images.words().kind,
                     &i.display,
                     i.agent.as_str(),
                     claim(i.claim),
@@ -207,7 +214,7 @@ fn plan_rows(plan: &FleetPlan) -> String {
                 let path = d.path.display().to_string();
                 rows.add_row(vec![
                     host,
-                    "build dir",
+                    Step::BuildDirs.words().kind,
                     &path,
                     d.agent.as_str(),
                     "build root",
@@ -216,7 +223,8 @@ fn plan_rows(plan: &FleetPlan) -> String {
             for r in &p.resets {
                 let what = format!("{} -> stopped", r.from.as_str());
                 let why = if r.stale { "container gone" } else { "state" };
-                rows.add_row(vec![host, "status", &what, r.agent.as_str(), why]);
+                let kind = Step::StatusReset.words().kind;
+                rows.add_row(vec![host, kind, &what, r.agent.as_str(), why]);
             }
         }
         trimmed(&rows)
@@ -277,13 +285,11 @@ fn removed(report: &Report, step: Step) -> usize {
 /// "2 containers, 1 image, 0 build directories; reset 1 agent".
 fn removed_counts(reports: &[&Report]) -> String {
     let sum = |step| reports.iter().map(|r| removed(r, step)).sum::<usize>();
-    format!(
-        "{}, {}, {}; reset {}",
-        plural(sum(Step::Containers), "container", "containers"),
-        plural(sum(Step::Images), "image", "images"),
-        plural(sum(Step::BuildDirs), "build directory", "build directories"),
-        plural(sum(Step::StatusReset), "agent", "agents"),
-    )
+    let [containers, images, dirs, resets] = Step::ALL.map(|step| {
+        let (one, many) = step.words().counted;
+        plural(sum(step), one, many)
+    });
+    format!("{containers}, {images}, {dirs}; reset {resets}")
 }
 
 /// The summary after applying: totals, per-host counts when there are
@@ -315,12 +321,12 @@ pub fn report_summary(report: &FleetReport, plan: &FleetPlan) -> String {
             match &item.outcome {
                 Outcome::Skipped { reason } => out.push_str(&format!(
                     "Skipped {} {} on {host}: {reason}\n",
-                    step_noun(step),
+                    step.words().noun,
                     item.target
                 )),
                 Outcome::Failed { error } => out.push_str(&format!(
                     "Failed {} {} on {host}: {error}\n",
-                    step_noun(step),
+                    step.words().noun,
                     item.target
                 )),
                 _ => {}
@@ -342,15 +348,6 @@ pub fn report_summary(report: &FleetReport, plan: &FleetPlan) -> String {
     }
     out.push_str(&prune_hints(plan));
     out
-}
-
-fn step_noun(step: Step) -> &'static str {
-    match step {
-        Step::Containers => "container",
-        Step::Images => "image",
-        Step::BuildDirs => "build directory",
-        Step::StatusReset => "status reset of",
-    }
 }
 
 /// The hint about each engine's own dangling images, or nothing.

@@ -65,9 +65,7 @@ impl Removals {
     /// One item of `step` is done, whatever its outcome.
     pub fn done(&self, step: Step) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = Step::ALL.iter().position(|s| *s == step) {
-            counts[n].0 += 1;
-        }
+        counts[step.index()].0 += 1;
         self.bar.inc(1);
         self.bar.set_message(steps_line(&counts));
     }
@@ -82,15 +80,9 @@ impl Drop for Removals {
 /// `containers 2/10 · images 0/12`: the steps that have items, in order,
 /// in words short enough for an 80-column terminal.
 fn steps_line(counts: &[(usize, usize); 4]) -> String {
-    let word = |step: &Step| match step {
-        Step::Containers => "containers",
-        Step::Images => "images",
-        Step::BuildDirs => "build dirs",
-        Step::StatusReset => "resets",
-    };
     (Step::ALL.iter().zip(counts))
         .filter(|(_, (_, planned))| *planned > 0)
-        .map(|(step, (done, planned))| format!("{} {done}/{planned}", word(step)))
+        .map(|(step, (done, planned))| format!("{} {done}/{planned}", step.words().short))
         .collect::<Vec<_>>()
         .join(" · ")
 }

@@ -70,14 +70,69 @@ impl Step {
 
     /// A short human title.
     pub fn title(self) -> &'static str {
-        match self {
-            Self::Containers => "containers",
-            Self::Images => "images",
-            Self::BuildDirs => "build directories",
-            Self::StatusReset => "status resets",
-        }
+        self.words().title
+    }
+
+    /// Every word the plan, the progress bar and the summary use for this
+    /// step: one table, so no two views name a step differently by mistake.
+    pub fn words(self) -> &'static StepWords {
+        &STEP_WORDS[self as usize]
+    }
+
+    /// Its place in [`Step::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
+
+/// What a step is called where (see [`Step::words`]).
+#[derive(Debug)]
+pub struct StepWords {
+    /// "build directories": log lines.
+    pub title: &'static str,
+    /// "build dirs": the progress bar and the plan's columns, where space
+    /// is short.
+    pub short: &'static str,
+    /// "build dir": the plan's STEP column, one item.
+    pub kind: &'static str,
+    /// "build directory": before an item's name ("Skipped build directory …").
+    pub noun: &'static str,
+    /// "build directory", "build directories": what the summary counts.
+    pub counted: (&'static str, &'static str),
+}
+
+/// In [`Step::ALL`] order.
+const STEP_WORDS: [StepWords; 4] = [
+    StepWords {
+        title: "containers",
+        short: "containers",
+        kind: "container",
+        noun: "container",
+        counted: ("container", "containers"),
+    },
+    StepWords {
+        title: "images",
+        short: "images",
+        kind: "image",
+        noun: "image",
+        counted: ("image", "images"),
+    },
+    StepWords {
+        title: "build directories",
+        short: "build dirs",
+        kind: "build dir",
+        noun: "build directory",
+        counted: ("build directory", "build directories"),
+    },
+    StepWords {
+        title: "status resets",
+        short: "resets",
+        kind: "status",
+        noun: "status reset of",
+        // "reset 1 agent"
+        counted: ("agent", "agents"),
+    },
+];
 
 /// Tunables of a cleanup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,5 +441,24 @@ impl<'a> Cleanup<'a> {
     pub fn on_host(mut self, host: &str) -> Self {
         self.host = host.to_string();
         self
+    }
+}
+
+#[cfg(test)]
+mod step_tests {
+    use super::Step;
+
+    /// The words table is indexed by a step's place in `ALL`: a step added
+    /// or moved in one and not the other would name another step.
+    #[test]
+    fn each_step_has_its_own_words_in_order() {
+        let titles: Vec<&str> = Step::ALL.iter().map(|s| s.words().title).collect();
+        assert_eq!(
+            titles,
+            ["containers", "images", "build directories", "status resets"]
+        );
+        for (i, step) in Step::ALL.iter().enumerate() {
+            assert_eq!(step.index(), i, "{step:?}");
+        }
     }
 }

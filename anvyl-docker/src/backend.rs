@@ -625,7 +625,7 @@ impl DockerBackend {
 const IMPLICIT_PREFIX: &str = "docker.io/library/";
 
 /// What the engine says when a concurrent image removal broke a build.
-const BUILD_RACES: &[&str] = &[
+pub const BUILD_RACES: &[&str] = &[
     "No such image",
     "unable to find image",
     "unrecognized image ID",

@@ -10,4 +10,4 @@ mod errors;
 mod image_store;
 pub mod version;
 
-pub use backend::{default_endpoint, DockerBackend, Tls};
+pub use backend::{default_endpoint, DockerBackend, Tls, BUILD_RACES};

@@ -649,7 +649,7 @@ impl PodmanBackend {
 const IMPLICIT_PREFIX: &str = "localhost/";
 
 /// What the engine says when a concurrent image removal broke a build.
-const BUILD_RACES: &[&str] = &["layer not known"];
+pub const BUILD_RACES: &[&str] = &["layer not known"];
 
 #[cfg(test)]
 mod tests {

@@ -10,4 +10,4 @@ mod backend;
 mod build;
 mod errors;
 
-pub use backend::{default_endpoint, Limits, PodmanBackend};
+pub use backend::{default_endpoint, Limits, PodmanBackend, BUILD_RACES};

@@ -326,8 +326,8 @@ impl Sandbox {
         // anvyl's own that met it would fail and be cleaned up.
         let engine_race = |e: &anvyl_core::BackendError| {
             let text = e.to_string();
-            ["layer not known", "unable to find image", "No such image"]
-                .iter()
+            (anvyl_docker::BUILD_RACES.iter())
+                .chain(anvyl_podman::BUILD_RACES)
                 .any(|m| text.contains(m))
         };
         let mut attempt = 1;

@@ -69,6 +69,29 @@ pub fn held(path: &Path) -> Option<bool> {
     }
 }
 
+/// State and start time of a process, from `/proc/<pid>/stat` (Linux).
+pub(super) fn process_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .stat()
+        .ok()?;
+    Some((stat.state, stat.starttime))
+}
+
+/// The start time of this process, as [`StartRecord::pid_start`] records it.
+pub fn own_process_start() -> Option<u64> {
+    process_stat(std::process::id()).map(|(_, start)| start)
+}
+
+/// Whether `pid` runs and, when `start` is known, is still the same process.
+/// A zombie (killed, not yet reaped) does not run.
+pub fn process_alive(pid: u32, start: Option<u64>) -> bool {
+    match process_stat(pid) {
+        Some(('Z' | 'X', _)) | None => false,
+        Some((_, started)) => start.is_none_or(|s| s == started),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

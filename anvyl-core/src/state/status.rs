@@ -10,7 +10,8 @@ use std::path::Path;
 
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{now, own_process_start, process_stat, AgentStatus, StateError, StateStore};
+use super::liveness::process_stat;
+use super::{now, own_process_start, AgentStatus, StateError, StateStore};
 use crate::ids::StartId;
 use crate::name::AgentName;
 

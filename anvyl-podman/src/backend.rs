@@ -172,29 +172,13 @@ impl PodmanBackend {
         }
     }
 
-    /// A read-only request, retried on a 500: Podman 4.3's service can
-    /// panic (nil pointer, HTTP 500) when an image is inspected or listed
-    /// while another image is being removed. Reads are safe to repeat.
+    /// A read-only request, retried on a 500 (see [`retry_reads`]).
     async fn read<T, F, Fut>(&self, operation: &'static str, what: &str, request: F) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = podman_api::Result<T>>,
     {
-        let pauses = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_times(3);
-        (|| self.call(operation, what, request()))
-            .retry(pauses)
-            .when(|e| {
-                matches!(
-                    e,
-                    BackendError::Engine {
-                        status: Some(500),
-                        ..
-                    }
-                )
-            })
-            .await
+        retry_reads(|| self.call(operation, what, request())).await
     }
 
     /// Like [`Self::call`], but a 304 (already in that state) is success.
@@ -651,8 +635,75 @@ const IMPLICIT_PREFIX: &str = "localhost/";
 /// What the engine says when a concurrent image removal broke a build.
 pub const BUILD_RACES: &[&str] = &["layer not known"];
 
+/// Runs a read-only request again on a 500, five times, 50 ms to 800 ms
+/// apart (1.55 s in all). Podman 4.3's service can panic (nil pointer,
+/// HTTP 500) when an image is inspected while another is being removed, and
+/// an image listing fails ("image not known") while an image it is
+/// summarising goes away. Three retries in 350 ms were not enough: the
+/// 8-process stress test's cleanup once met the listing's failure for
+/// longer in CI. Reads are safe to repeat.
+async fn retry_reads<T, F, Fut>(request: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let pauses = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_times(5);
+    request
+        .retry(pauses)
+        .when(|e| {
+            matches!(
+                e,
+                BackendError::Engine {
+                    status: Some(500),
+                    ..
+                }
+            )
+        })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use anvyl_core::BackendError;
+
+    /// A listing that fails while images go away is asked again for 1.55 s;
+    /// a refusal other than a 500 is not repeated.
+    #[tokio::test(start_paused = true)]
+    async fn a_read_outlasts_five_500s_and_no_other_refusal() {
+        let refused = |status| BackendError::Engine {
+            operation: "list images",
+            status: Some(status),
+            message: "image not known".into(),
+        };
+        let calls = AtomicUsize::new(0);
+        let began = tokio::time::Instant::now();
+        let listed = super::retry_reads(|| async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0..5 => Err(refused(500)),
+                _ => Ok("images"),
+            }
+        })
+        .await;
+        assert_eq!(listed, Ok("images"));
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
+        // Paused time moves a millisecond per wake-up besides the pauses.
+        let waited = began.elapsed().as_millis();
+        assert!((1550..1600).contains(&waited), "waited {waited} ms");
+
+        let calls = AtomicUsize::new(0);
+        let gone = super::retry_reads(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(refused(404))
+        })
+        .await;
+        assert_eq!(gone, Err(refused(404)));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
     #[test]
     fn tags_drop_only_the_engines_own_prefix() {
         anvyl_core::conformance::check_implicit_prefix(

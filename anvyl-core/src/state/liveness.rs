@@ -78,7 +78,7 @@ pub(super) fn process_stat(pid: u32) -> Option<(char, u64)> {
     Some((stat.state, stat.starttime))
 }
 
-/// The start time of this process, as [`StartRecord::pid_start`] records it.
+/// The start time of this process, as [`StartRecord::pid_start`](super::StartRecord::pid_start) records it.
 pub fn own_process_start() -> Option<u64> {
     process_stat(std::process::id()).map(|(_, start)| start)
 }

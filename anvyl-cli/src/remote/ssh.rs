@@ -161,20 +161,25 @@ impl Tunnel {
             // handle, and anvyl still needs the tunnel to clean up after it.
             .process_group(0);
         die_with_parent(&mut ssh);
-        let mut child = ssh
+        let child = ssh
             .spawn()
             .map_err(|e| format!("cannot run {program:?}: {e}"))?;
+        // A tunnel from here on: a timeout, an error or a cancelled wait
+        // drops it, and its Drop ends the whole process group.
+        let mut tunnel = Self {
+            child,
+            socket,
+            _dir: dir,
+        };
         let began = Instant::now();
         loop {
-            // A local socket: connect does not block.
-            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-                return Ok(Self {
-                    child,
-                    socket,
-                    _dir: dir,
-                });
+            if tokio::net::UnixStream::connect(&tunnel.socket)
+                .await
+                .is_ok()
+            {
+                return Ok(tunnel);
             }
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            if let Some(status) = tunnel.child.try_wait().map_err(|e| e.to_string())? {
                 let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
                 let said = stderr.lines().rev().find(|l| !l.trim().is_empty());
                 return Err(format!(

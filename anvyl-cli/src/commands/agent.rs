@@ -207,7 +207,7 @@ async fn logs(
             agent.status.as_str()
         )));
     };
-    let host = session.lifecycle().home_of(&agent)?;
+    let host = session.lifecycle().registered_home(&agent)?;
     let backend = anvyl_core::Connector::connect(&session.connector, &host).await?;
     let sink = |stream: LogStream, bytes: &[u8]| {
         let _ = match stream {

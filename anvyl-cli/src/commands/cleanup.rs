@@ -119,7 +119,7 @@ fn hosts_of(
     }
     if let Scope::Agent(name) = scope {
         match state.agent(name) {
-            Ok(agent) => return Ok(vec![session.lifecycle().home_of(&agent)?]),
+            Ok(agent) => return Ok(vec![session.lifecycle().registered_home(&agent)?]),
             Err(anvyl_core::StateError::UnknownAgent(_)) => {}
             Err(e) => return Err(e.into()),
         }

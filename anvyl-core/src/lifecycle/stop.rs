@@ -299,30 +299,36 @@ impl Lifecycle<'_> {
     }
 
     /// The registered host an agent's resources are on: the host it was
-    /// registered on, else the one its current start went to, else — for
-    /// an agent that never ran — where a start would go. Every command that
-    /// acts on one agent asks this, and only this.
-    pub fn home_of(&self, agent: &AgentRecord) -> Result<HostRecord, LifecycleError> {
+    /// registered on, else the one its current start went to (`local` when
+    /// neither). An agent whose home the registry forgot is refused: another
+    /// host would see none of its resources. Cleanup and logs ask this.
+    pub fn registered_home(&self, agent: &AgentRecord) -> Result<HostRecord, LifecycleError> {
         let starts = self.state.starts()?;
         let home = agent.home(&starts);
-        let registered = self.state.hosts()?.into_iter().find(|h| h.name == home);
-        match registered {
-            Some(host) => Ok(host),
-            // Its resources are on a host the registry forgot: another host
-            // would see none of them and forget the agent.
-            None if agent.host.is_some() || home != crate::state::LOCAL_HOST => {
-                Err(LifecycleError::HomeNotRegistered {
-                    agent: agent.name.clone(),
-                    host: home.to_string(),
+        (self.state.hosts()?.into_iter())
+            .find(|h| h.name == home)
+            .ok_or_else(|| LifecycleError::HomeNotRegistered {
+                agent: agent.name.clone(),
+                host: home.to_string(),
+            })
+    }
+
+    /// Where a command that acts on one agent goes: its
+    /// [`Self::registered_home`], or — for an agent that never ran, after
+    /// `local` was removed — where a start would go.
+    pub fn home_of(&self, agent: &AgentRecord) -> Result<HostRecord, LifecycleError> {
+        match self.registered_home(agent) {
+            Err(LifecycleError::HomeNotRegistered { host, .. })
+                if agent.host.is_none() && host == crate::state::LOCAL_HOST =>
+            {
+                self.resolve_host(None).map_err(|cause| {
+                    LifecycleError::Backend(BackendError::Local {
+                        operation: "resolve host",
+                        message: cause.to_string(),
+                    })
                 })
             }
-            // It never ran and `local` was removed: where a start would go.
-            None => self.resolve_host(None).map_err(|cause| {
-                LifecycleError::Backend(BackendError::Local {
-                    operation: "resolve host",
-                    message: cause.to_string(),
-                })
-            }),
+            other => other,
         }
     }
 }

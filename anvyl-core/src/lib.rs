@@ -2,8 +2,9 @@
 //! ownership labels and rule that decide what is anvyl's, the [`Backend`]
 //! trait every engine implements, the cleanup pipeline (plan, then apply, in
 //! four steps), the SQLite state store, and — for tests only, behind the
-//! `memory` and `conformance` features — an in-memory backend and the
-//! conformance suite every backend passes.
+//! `memory`, `conformance` and `testing` features — an in-memory backend,
+//! the conformance suite every backend passes, and state-store calls that
+//! stage what no command would.
 
 #![warn(missing_docs)]
 

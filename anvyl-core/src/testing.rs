@@ -1,5 +1,5 @@
 //! What the test harnesses of every crate share (feature `testing`, which
-//! `conformance` turns on): never part of the anvyl binary.
+//! `conformance` turns on); anvyl's commands never call it.
 
 /// The environment variable `var`, which `cargo xtask itest` sets for the
 /// real-engine tests; a test run by hand without it fails loudly, never

@@ -632,16 +632,19 @@ fn an_ssh_host_is_reached_through_openssh_and_its_tunnel_ends_with_the_command()
     let socket = required("ANVYL_ITEST_PODMAN_HOST");
     let socket = socket.trim_start_matches("unix://");
     let uri = format!("ssh://root@127.0.0.1:{}{socket}", sshd.port);
-    a.ok(&[
-        "host",
-        "add",
-        "sshpod",
-        "--backend",
-        "podman",
-        "--endpoint",
-        &uri,
-    ]);
-    let row = host_row(&a, "sshpod");
+    let add_ssh_host = |i: &Installation| {
+        i.ok(&[
+            "host",
+            "add",
+            "sshpod",
+            "--backend",
+            "podman",
+            "--endpoint",
+            &uri,
+        ]);
+        host_row(i, "sshpod")
+    };
+    let row = add_ssh_host(&a);
     assert_eq!(row["reachable"], true, "{row}");
 
     // ssh makes the forwarded socket before it listens on it: a tunnel is
@@ -652,16 +655,7 @@ fn an_ssh_host_is_reached_through_openssh_and_its_tunnel_ends_with_the_command()
         "ssh_command = \"strace -f -qq -o /dev/null -e inject=listen:delay_enter=500ms ssh -F {}\"",
         sshd.config.display()
     ));
-    late.ok(&[
-        "host",
-        "add",
-        "sshpod",
-        "--backend",
-        "podman",
-        "--endpoint",
-        &uri,
-    ]);
-    let row = host_row(&late, "sshpod");
+    let row = add_ssh_host(&late);
     assert_eq!(row["reachable"], true, "ssh that listens late: {row}");
 
     let name = format!("ssh-{}", std::process::id());

@@ -1,13 +1,15 @@
 //! The CLI's error type: each variant knows its documented exit status and
 //! prints as one line, never as a backtrace. Errors from core stay typed
 //! (engine, state, lifecycle, agent name): their exit status is decided
-//! here, from what they are, and their cause chain is rendered once.
+//! here, from what they are. Every error says its cause in its own message
+//! (none is also a `source()`), so what is printed is `to_string()`.
 
 use std::process::ExitCode;
 
 use anvyl_core::lifecycle::LifecycleError;
+use anvyl_core::lifecycle::StartError;
 use anvyl_core::pipeline::CleanupError;
-use anvyl_core::{BackendError, BackendKind, InvalidAgentName, StateError};
+use anvyl_core::{AgentName, BackendError, BackendKind, InvalidAgentName, StateError};
 
 /// Exit status 1: the operation failed, or owned resources remain.
 pub const EXIT_FAILED: u8 = 1;
@@ -20,30 +22,68 @@ pub const EXIT_DECLINED: u8 = 4;
 /// Exit status 130: interrupted.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
-/// Why a command did not succeed.
+/// Why a command did not succeed. Bad input and bad configuration are the
+/// user's own text told back; every other variant holds what failed, typed,
+/// and says its cause in its own message (as core's errors do: nothing is
+/// also a [`std::error::Error::source`], so nothing is said twice).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// Bad input: a malformed name, a refused confirmation without a terminal.
+    /// Bad input: a malformed value, a refused confirmation without a terminal.
     #[error("{0}")]
     Usage(String),
     /// Bad configuration: names the file, key or value.
     #[error("configuration: {0}")]
     Config(String),
-    /// The engine does not answer.
-    #[error("{0}")]
-    Unreachable(String),
-    /// The operation failed or left owned resources behind.
-    #[error("{0}")]
-    Failed(String),
+    /// Something of this machine the command needs failed: the async
+    /// runtime, the terminal, the signal handlers.
+    #[error("cannot {doing}: {cause}")]
+    Io {
+        /// What the command tried, e.g. `read the answer`.
+        doing: &'static str,
+        /// Why it could not.
+        cause: std::io::Error,
+    },
+    /// A start that did not end with a running agent; its status is the
+    /// cause's (see [`start_status`]).
+    #[error("{}", start_message(.0))]
+    Start(Box<StartError>),
+    /// `agent remove` forgot the agent, but its host could not be asked to
+    /// remove what it has there.
+    #[error(
+        "agent '{agent}' is forgotten, but host '{host}' does not answer ({cause}): its container {0} and images {0}:* may remain there; `anvyl agent cleanup --host {host}` removes them once it answers",
+        .agent.resource_name()
+    )]
+    Forgotten {
+        /// The agent.
+        agent: AgentName,
+        /// Its host.
+        host: String,
+        /// Why the host could not be asked.
+        cause: BackendError,
+    },
+    /// No host of a cleanup answered.
+    #[error("{}", unreached_message(.hosts, .first))]
+    Unreached {
+        /// The hosts tried.
+        hosts: Vec<String>,
+        /// What the first of them said.
+        first: String,
+    },
+    /// A cleanup left owned resources it could not remove.
+    #[error("{0} resource(s) owned by anvyl could not be removed")]
+    Remaining(usize),
+    /// Some hosts of a cleanup could not be cleaned (each was said above).
+    #[error("host(s) not cleaned: {} (see above)", .0.join(", "))]
+    HostsNotCleaned(Vec<String>),
     /// Ctrl-C or SIGTERM.
     #[error("interrupted: {0}")]
-    Interrupted(String),
+    Interrupted(Interruption),
     /// The user declined at a prompt: their choice, not a failure.
-    #[error("{0}")]
-    Declined(String),
+    #[error("Nothing was removed.")]
+    Declined,
     /// An engine's error: exit 3 when it never answered, with what to check.
     #[error("{}{}", .0, unreachable_hint(.0))]
-    Engine(#[from] BackendError),
+    Engine(BackendError),
     /// The state store's: the user's input (an unknown name, a wrong
     /// status) is exit 2, a store that fails is exit 1.
     #[error(transparent)]
@@ -57,43 +97,34 @@ pub enum CliError {
     Name(#[from] InvalidAgentName),
 }
 
+/// What was interrupted, when it was not a start (whose interruption is a
+/// [`StartError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Interruption {
+    /// A cleanup, part-way.
+    #[error("cleanup stopped part-way; run `anvyl agent cleanup` again to finish")]
+    Cleanup,
+    /// The printing of an agent's logs.
+    #[error("stopped printing the logs of agent '{0}'")]
+    Logs(AgentName),
+}
+
 impl CliError {
     /// The documented exit status.
     pub fn exit_status(&self) -> u8 {
         match self {
-            Self::Usage(_) | Self::Config(_) => EXIT_USAGE,
-            Self::Unreachable(_) => EXIT_UNREACHABLE,
-            Self::Failed(_) => EXIT_FAILED,
+            Self::Usage(_) | Self::Config(_) | Self::Name(_) => EXIT_USAGE,
+            Self::Io { .. } | Self::Remaining(_) | Self::HostsNotCleaned(_) => EXIT_FAILED,
+            Self::Start(e) => start_status(e),
+            // The agent is gone from the store: what remains is the
+            // engine's, and a host that does not answer is status 3.
+            Self::Forgotten { cause, .. } | Self::Engine(cause) => engine_status(cause),
+            Self::Unreached { .. } => EXIT_UNREACHABLE,
             Self::Interrupted(_) => EXIT_INTERRUPTED,
-            Self::Declined(_) => EXIT_DECLINED,
-            Self::Engine(e) => engine_status(e),
+            Self::Declined => EXIT_DECLINED,
             Self::State(e) => state_status(e),
-            Self::Lifecycle(e) => match e {
-                // Refusals the user resolves with --force or by waiting — or
-                // another anvyl changed the agent meanwhile: nothing of that
-                // was touched, as with a start refused while one runs.
-                LifecycleError::Running(_)
-                | LifecycleError::Starting { .. }
-                | LifecycleError::Changed { .. }
-                | LifecycleError::OtherEngine { .. } => EXIT_USAGE,
-                _ => EXIT_FAILED,
-            },
-            Self::Name(_) => EXIT_USAGE,
+            Self::Lifecycle(e) => lifecycle_status(e),
         }
-    }
-
-    /// `message` (which says this error) with this error's exit status.
-    pub(crate) fn within(&self, message: String) -> CliError {
-        match self.exit_status() {
-            EXIT_UNREACHABLE => CliError::Unreachable(message),
-            EXIT_USAGE => CliError::Usage(message),
-            _ => CliError::Failed(message),
-        }
-    }
-
-    /// The error and its causes, each said once.
-    fn rendered(&self) -> String {
-        said_once(self)
     }
 
     /// Prints the error on stderr — one line, then any indented context
@@ -107,10 +138,10 @@ impl CliError {
     /// carries (a failed build's or an exited command's last output, a
     /// configuration file's line and caret) — each ended by a newline.
     pub(crate) fn printed(&self) -> String {
-        let text = self.rendered();
+        let text = self.to_string();
         let (line, context) = one_line(&text);
         let mut printed = match self {
-            Self::Declined(_) => format!("{line}\n"),
+            Self::Declined => format!("{line}\n"),
             _ => format!("error: {line}\n"),
         };
         for context in context {
@@ -121,22 +152,56 @@ impl CliError {
     }
 }
 
-/// `e` and its causes: a cause already said is not repeated — most of
-/// core's messages hold their cause, some in its last words only (SQLite's
-/// "Error code 26: file is not a database" as "… file is not a database").
-fn said_once(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(e) = cause {
-        let said = e.to_string();
-        let last_words = said.rsplit(": ").next().unwrap_or(&said);
-        if !text.contains(last_words) {
-            text.push_str(": ");
-            text.push_str(&said);
+/// A failed start's status, from its cause: 3 when the host's engine did
+/// not answer at any of its calls, 2 for what the user resolves (another
+/// `anvyl` changed the agent, another engine behind its host, a missing
+/// precondition), 130 when interrupted, else 1.
+fn start_status(e: &StartError) -> u8 {
+    match e {
+        StartError::Refused(e) => state_status(e),
+        StartError::Precondition(_) => EXIT_USAGE,
+        StartError::Interrupted { .. } => EXIT_INTERRUPTED,
+        StartError::Unhealed { cause, .. } | StartError::Unobserved { cause, .. } => {
+            lifecycle_status(cause)
         }
-        cause = e.source();
+        StartError::Failed { cause, .. } => match cause.engine_error() {
+            Some(e) if e.is_unreachable() => EXIT_UNREACHABLE,
+            _ => EXIT_FAILED,
+        },
+        _ => EXIT_FAILED,
     }
-    text
+}
+
+/// What a failed start says: its error, what is left of it, and what to
+/// check when its host did not answer.
+fn start_message(e: &StartError) -> String {
+    let remaining = match e.report().map(|r| r.remaining_owned()) {
+        Some(n) if n > 0 => {
+            format!(" ({n} resource(s) could not be removed: run `anvyl agent cleanup`)")
+        }
+        _ => String::new(),
+    };
+    match e {
+        StartError::Interrupted { .. } => {
+            format!("interrupted: {e}; everything it created was removed{remaining}")
+        }
+        StartError::Unhealed { cause, .. } | StartError::Unobserved { cause, .. } => {
+            let hint = cause.unreachable_engine().map_or("", unreachable_hint);
+            format!("{e}{hint}")
+        }
+        _ => format!("{e}{remaining}"),
+    }
+}
+
+fn unreached_message(hosts: &[String], first: &str) -> String {
+    if let [_] = hosts {
+        format!("{first} (is the engine running? `anvyl host list` shows every host's endpoint)")
+    } else {
+        format!(
+            "no host could be reached ({}); `anvyl host list` says why",
+            hosts.join(", ")
+        )
+    }
 }
 
 fn engine_status(e: &BackendError) -> u8 {
@@ -157,6 +222,25 @@ fn state_status(e: &StateError) -> u8 {
         | StateError::HostExists(_)
         | StateError::InvalidHostName(_)
         | StateError::HostInUse { .. } => EXIT_USAGE,
+        _ => EXIT_FAILED,
+    }
+}
+
+/// Refusals the user resolves with --force or by waiting — or another
+/// anvyl changed the agent meanwhile: nothing of that was touched, as with
+/// a start refused while one runs. Engine and state errors as their own.
+fn lifecycle_status(e: &LifecycleError) -> u8 {
+    match e {
+        LifecycleError::Backend(e) | LifecycleError::Cleanup(CleanupError::Backend(e)) => {
+            engine_status(e)
+        }
+        LifecycleError::State(e) | LifecycleError::Cleanup(CleanupError::State(e)) => {
+            state_status(e)
+        }
+        LifecycleError::Running(_)
+        | LifecycleError::Starting { .. }
+        | LifecycleError::Changed { .. }
+        | LifecycleError::OtherEngine { .. } => EXIT_USAGE,
         _ => EXIT_FAILED,
     }
 }
@@ -203,12 +287,19 @@ fn unreachable_hint(e: &BackendError) -> &'static str {
     }
 }
 
+impl From<BackendError> for CliError {
+    fn from(e: BackendError) -> Self {
+        Self::Engine(e)
+    }
+}
+
 impl From<LifecycleError> for CliError {
     fn from(e: LifecycleError) -> Self {
         match e {
-            LifecycleError::Backend(b) => b.into(),
-            LifecycleError::State(s) => s.into(),
-            LifecycleError::Cleanup(c) => c.into(),
+            LifecycleError::Backend(e) | LifecycleError::Cleanup(CleanupError::Backend(e)) => {
+                e.into()
+            }
+            LifecycleError::State(e) | LifecycleError::Cleanup(CleanupError::State(e)) => e.into(),
             other => Self::Lifecycle(other),
         }
     }
@@ -216,10 +307,16 @@ impl From<LifecycleError> for CliError {
 
 impl From<CleanupError> for CliError {
     fn from(e: CleanupError) -> Self {
+        LifecycleError::Cleanup(e).into()
+    }
+}
+
+impl From<StartError> for CliError {
+    fn from(e: StartError) -> Self {
         match e {
-            CleanupError::Backend(b) => b.into(),
-            CleanupError::State(s) => s.into(),
-            other => Self::Failed(other.to_string()),
+            StartError::Refused(e) => e.into(),
+            StartError::Precondition(why) => Self::Usage(why),
+            other => Self::Start(Box::new(other)),
         }
     }
 }
@@ -242,12 +339,21 @@ mod tests {
 
     #[test]
     fn each_cause_has_its_own_exit_status() {
+        let web = AgentName::new("web").unwrap();
         let all = [
             CliError::Usage(String::new()),
-            CliError::Unreachable(String::new()),
-            CliError::Failed(String::new()),
-            CliError::Declined(String::new()),
-            CliError::Interrupted(String::new()),
+            CliError::Unreached {
+                hosts: vec!["local".into()],
+                first: String::new(),
+            },
+            CliError::Remaining(1),
+            CliError::HostsNotCleaned(vec!["far".into()]),
+            CliError::Io {
+                doing: "read the answer",
+                cause: std::io::Error::other("gone"),
+            },
+            CliError::Declined,
+            CliError::Interrupted(Interruption::Logs(web)),
         ];
         let codes: Vec<u8> = all.iter().map(CliError::exit_status).collect();
         assert_eq!(
@@ -256,11 +362,13 @@ mod tests {
                 EXIT_USAGE,
                 EXIT_UNREACHABLE,
                 EXIT_FAILED,
+                EXIT_FAILED,
+                EXIT_FAILED,
                 EXIT_DECLINED,
                 EXIT_INTERRUPTED
             ]
         );
-        assert_eq!(codes, [2, 3, 1, 4, 130]);
+        assert_eq!(codes, [2, 3, 1, 1, 1, 4, 130]);
     }
 
     #[test]
@@ -274,7 +382,7 @@ mod tests {
             (
                 CliError::from(StateError::Directory {
                     path: "/s".into(),
-                    source: std::io::Error::other("read-only file system"),
+                    cause: std::io::Error::other("read-only file system"),
                 }),
                 EXIT_FAILED,
             ),
@@ -315,11 +423,7 @@ mod tests {
             endpoint: "unix:///d.sock".into(),
             message: "connection refused".into(),
         }));
-        assert!(
-            down.rendered().contains("is dockerd running?"),
-            "{}",
-            down.rendered()
-        );
+        assert!(down.to_string().contains("is dockerd running?"), "{down}");
     }
 
     #[test]
@@ -327,29 +431,33 @@ mod tests {
         // The message holds its cause: not repeated.
         let e = CliError::from(StateError::Directory {
             path: "/s".into(),
-            source: std::io::Error::other("read-only file system"),
+            cause: std::io::Error::other("read-only file system"),
         });
         assert_eq!(
-            e.rendered(),
+            e.to_string(),
             "cannot create state directory /s: read-only file system"
         );
-        // A cause the message leaves out is added, once.
-        #[derive(Debug, thiserror::Error)]
-        #[error("cannot read the plan")]
-        struct Outer(#[source] std::io::Error);
-        let outer = Outer(std::io::Error::other("disk gone"));
-        assert_eq!(said_once(&outer), "cannot read the plan: disk gone");
-        // A cause worded differently but ending as the message does.
-        #[derive(Debug, thiserror::Error)]
-        #[error("state store /s/anvyl.db: file is not a database")]
-        struct Store(#[source] Coded);
-        #[derive(Debug, thiserror::Error)]
-        #[error("Error code 26: file is not a database")]
-        struct Coded;
-        assert_eq!(
-            said_once(&Store(Coded)),
-            "state store /s/anvyl.db: file is not a database"
-        );
+        // Said in the message, so not also a source: whatever walks the
+        // chain (a log, `{:#}`) says it once too.
+        let store = StateError::StartLock {
+            path: "/s/locks/1".into(),
+            cause: std::io::Error::other("file is not a lock"),
+        };
+        let unobserved = anvyl_core::lifecycle::StartError::Unobserved {
+            agent: AgentName::new("web").unwrap(),
+            cause: Box::new(LifecycleError::Backend(BackendError::Unreachable {
+                engine: Some(BackendKind::Podman),
+                endpoint: "unix:///p.sock".into(),
+                message: "connection refused".into(),
+            })),
+        };
+        for e in [CliError::from(store), CliError::from(unobserved), e] {
+            assert!(std::error::Error::source(&e).is_none(), "{e}: {e:?}");
+            let said = e.to_string();
+            for cause in ["not a lock", "connection refused", "read-only"] {
+                assert!(said.matches(cause).count() <= 1, "{said}");
+            }
+        }
     }
 
     #[test]

@@ -378,7 +378,7 @@ pub type EventStream<'a> =
 /// their text tells apart (the containerd store's transient reads, a build
 /// broken by a concurrent image removal) are matched by text in the backend
 /// crate that knows them, each with a conformance check.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
     /// The engine cannot be reached at `endpoint`.

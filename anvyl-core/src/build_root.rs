@@ -40,13 +40,12 @@ pub enum BuildRootError {
         what: &'static str,
     },
     /// An I/O error on the build root or below it.
-    #[error("build root {path}: {source}")]
+    #[error("build root {path}: {cause}")]
     Io {
         /// The path concerned.
         path: PathBuf,
         /// The error.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -111,7 +110,7 @@ impl BuildRoot {
     }
 
     fn io(&self, path: PathBuf) -> impl FnOnce(io::Error) -> BuildRootError {
-        move |source| BuildRootError::Io { path, source }
+        move |cause| BuildRootError::Io { path, cause }
     }
 
     /// Opens the root without following a link at `builds`; `None` when it

@@ -1,5 +1,6 @@
 //! Tidy checks that `cargo test` enforces: every Rust file opens with a `//!`
-//! paragraph saying what it is for, no line ends in blanks, and every
+//! paragraph saying what it is for, no line ends in blanks, every error says
+//! its cause once (in its message, never also as its `source()`), and every
 //! member's dependency is declared once, in `[workspace.dependencies]`
 //! (one version of each, chosen in one place).
 
@@ -40,6 +41,65 @@ mod tests {
                     problems.push(format!("{}:{}: trailing blanks", file.display(), n + 1));
                 }
             }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// anvyl's errors are one-line messages that are printed, logged and
+    /// stored as they are: each says its cause in its own text and keeps it
+    /// typed in a field. A `#[source]` (or a `#[from]` that is not
+    /// transparent, or a field named `source`, which thiserror takes as
+    /// one) would say the cause a second time to whatever walks the chain.
+    fn error_rule_breaches(file: &str, text: &str) -> Vec<String> {
+        let lines: Vec<&str> = text.lines().collect();
+        let errors_here = text.contains("thiserror");
+        let mut found = Vec::new();
+        for (n, line) in lines.iter().enumerate() {
+            let code = line.trim();
+            let transparent = n > 0 && lines[n - 1].contains("#[error(transparent)]");
+            let field = code.strip_prefix("pub ").unwrap_or(code);
+            // A declaration names a type; a struct literal's value is an
+            // expression, which calls something.
+            let source_field = errors_here
+                && field.strip_prefix("source: ").is_some_and(|ty| {
+                    ty.ends_with(',') && ty.starts_with(char::is_alphabetic) && !ty.contains('(')
+                });
+            if code.contains("#[source]")
+                || (code.contains("#[from]") && !transparent)
+                || source_field
+            {
+                found.push(format!("{file}:{}: {code}", n + 1));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn an_error_that_would_say_its_cause_twice_is_found() {
+        let text =
+            "#[derive(thiserror::Error)]\n#[error(transparent)]\nState(#[from] StateError),\n\
+                    #[error(\"{0}\")]\nEngine(#[from] BackendError),\n\
+                    Io { #[source] cause: io::Error },\n    source: BackendError,\n\
+                    source: Box::new(e),\n";
+        assert_eq!(
+            error_rule_breaches("e.rs", text),
+            [
+                "e.rs:5: Engine(#[from] BackendError),",
+                "e.rs:6: Io { #[source] cause: io::Error },",
+                "e.rs:7: source: BackendError,",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_error_says_its_cause_once() {
+        let mut files = Vec::new();
+        rust_files(&crate::project_root(), &mut files);
+        let own = file!().rsplit('/').next().expect("a file name");
+        let mut problems = Vec::new();
+        for file in files.iter().filter(|f| !f.ends_with(own)) {
+            let text = std::fs::read_to_string(file).expect("read");
+            problems.extend(error_rule_breaches(&file.display().to_string(), &text));
         }
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }

@@ -8,13 +8,13 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anvyl_core::lifecycle::{validate_spec, LifecycleError, Observed, StartError};
+use anvyl_core::lifecycle::{validate_spec, LifecycleError, Observed};
 use anvyl_core::{AgentName, AgentRecord, AgentSpec, AgentStatus, LogStream};
 use serde::Serialize;
 
 use crate::cli::{AgentCommand, Cli, CreateArgs, OutputFormat};
 use crate::config::Config;
-use crate::error::CliError;
+use crate::error::{CliError, Interruption};
 
 use super::Session;
 
@@ -58,11 +58,11 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
             // Forgotten, not cleaned: exit 0 would promise that nothing of
             // the agent remains, which nobody could check.
             if let anvyl_core::lifecycle::Removed::Forgotten { host, cause } = removed {
-                return Err(CliError::Failed(format!(
-                    "agent '{name}' is forgotten, but host '{host}' does not answer ({cause}): its container {} and images {}:* may remain there; `anvyl agent cleanup --host {host}` removes them once it answers",
-                    name.resource_name(),
-                    name.resource_name()
-                )));
+                return Err(CliError::Forgotten {
+                    agent: name,
+                    host,
+                    cause,
+                });
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -137,56 +137,7 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(StartError::Refused(e)) => Err(e.into()),
-        // The cause decides the status, as it would for `agent cleanup
-        // NAME`: 3 when the host does not answer, 2 when another `anvyl`
-        // changed the agent or it runs on another engine, else 1.
-        Err(StartError::Unhealed {
-            agent,
-            finding,
-            source,
-        }) => {
-            let cause = CliError::from(*source);
-            Err(cause.within(format!(
-                "agent '{agent}' is not running ({finding}), and what it left cannot be cleaned up: {cause}"
-            )))
-        }
-        // Neither dead nor alive: as the cause says (its host does not
-        // answer: 3; another engine behind it: 2).
-        Err(StartError::Unobserved { agent, source }) => {
-            let cause = CliError::from(*source);
-            Err(cause.within(format!(
-                "agent '{agent}' is recorded as running, but whether it runs cannot be told, so nothing was changed: {cause}"
-            )))
-        }
-        // Nothing was recorded or created: the user fixes the environment.
-        Err(StartError::Precondition(why)) => Err(CliError::Usage(why)),
-        Err(e @ StartError::Interrupted { .. }) => Err(CliError::Interrupted(format!(
-            "{e}; everything it created was removed{}",
-            remaining_note(&e)
-        ))),
-        // The host's engine does not answer (or not in time): the
-        // documented status 3, decided as for every command.
-        Err(e @ StartError::Failed { .. }) if unreachable_host(&e) => {
-            Err(CliError::Unreachable(format!("{e}{}", remaining_note(&e))))
-        }
-        Err(e) => Err(CliError::Failed(format!("{e}{}", remaining_note(&e)))),
-    }
-}
-
-/// Whether a start failed because its host's engine did not answer, at
-/// any of its engine calls.
-fn unreachable_host(e: &StartError) -> bool {
-    matches!(e, StartError::Failed { cause, .. }
-        if cause.engine_error().is_some_and(anvyl_core::BackendError::is_unreachable))
-}
-
-fn remaining_note(e: &StartError) -> String {
-    match e.report().map(|r| r.remaining_owned()) {
-        Some(n) if n > 0 => {
-            format!(" ({n} resource(s) could not be removed: run `anvyl agent cleanup`)")
-        }
-        _ => String::new(),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -236,9 +187,7 @@ async fn until_interrupted(
             result?;
             Ok(ExitCode::SUCCESS)
         }
-        () = interrupted => Err(CliError::Interrupted(format!(
-            "stopped printing the logs of agent '{name}'"
-        ))),
+        () = interrupted => Err(CliError::Interrupted(Interruption::Logs(name.clone()))),
     }
 }
 
@@ -365,6 +314,7 @@ mod tests {
     /// answer that refuses is 1.
     #[test]
     fn a_start_on_a_hung_engine_is_unreachable_as_for_a_cleanup() {
+        use crate::error::CliError;
         use anvyl_core::lifecycle::{StartCause, StartError};
         let failed = |cause| StartError::Failed {
             agent: AgentName::new("web").unwrap(),
@@ -372,36 +322,47 @@ mod tests {
             cause,
             report: anvyl_core::pipeline::Report { steps: Vec::new() },
         };
-        let engine = |status| BackendError::Engine {
-            operation: "ping",
-            status,
-            message: "no answer".into(),
-        };
-        let causes: [fn(BackendError) -> StartCause; 4] = [
-            |source| StartCause::Host {
-                host: "local".into(),
-                source,
-            },
-            StartCause::CreateContainer,
-            StartCause::StartContainer,
-            StartCause::Settle,
-        ];
-        for (source, unreachable) in [
-            (engine(None), true),
-            (engine(Some(500)), false),
+        let sources: [(fn() -> BackendError, bool); 3] = [
             (
-                BackendError::Unreachable {
+                || BackendError::Engine {
+                    operation: "ping",
+                    status: None,
+                    message: "no answer".into(),
+                },
+                true,
+            ),
+            (
+                || BackendError::Engine {
+                    operation: "ping",
+                    status: Some(500),
+                    message: "no answer".into(),
+                },
+                false,
+            ),
+            (
+                || BackendError::Unreachable {
                     engine: None,
                     endpoint: "unix:///d.sock".into(),
                     message: "connection refused".into(),
                 },
                 true,
             ),
-        ] {
-            assert_eq!(source.is_unreachable(), unreachable, "{source}");
+        ];
+        let causes: [fn(BackendError) -> StartCause; 4] = [
+            |cause| StartCause::Host {
+                host: "local".into(),
+                cause,
+            },
+            StartCause::CreateContainer,
+            StartCause::StartContainer,
+            StartCause::Settle,
+        ];
+        for (source, unreachable) in sources {
+            assert_eq!(source().is_unreachable(), unreachable, "{}", source());
             for cause in causes {
-                let e = failed(cause(source.clone()));
-                assert_eq!(super::unreachable_host(&e), unreachable, "{e}");
+                let e = CliError::from(failed(cause(source())));
+                let status = if unreachable { 3 } else { 1 };
+                assert_eq!(e.exit_status(), status, "{e}");
             }
         }
         let exited = failed(StartCause::Exited {
@@ -409,7 +370,7 @@ mod tests {
             exit_code: Some(1),
             last_output: Vec::new(),
         });
-        assert!(!super::unreachable_host(&exited), "{exited}");
+        assert_eq!(CliError::from(exited).exit_status(), 1);
     }
 
     #[tokio::test]

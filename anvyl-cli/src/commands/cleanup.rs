@@ -9,7 +9,7 @@ use anvyl_core::{AgentName, HostRecord, InstanceId, Step};
 
 use crate::cli::{CleanupArgs, Cli, OutputFormat};
 use crate::config::Config;
-use crate::error::CliError;
+use crate::error::{CliError, Interruption};
 use crate::output;
 
 pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitCode, CliError> {
@@ -81,9 +81,7 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
     let report = tokio::select! {
         report = fleet.apply_reporting(&plan, Progress::new(&tell)) => report,
         _ = super::interrupted() => {
-            return Err(CliError::Interrupted(
-                "cleanup stopped part-way; run `anvyl agent cleanup` again to finish".into(),
-            ))
+            return Err(CliError::Interrupted(Interruption::Cleanup))
         }
     };
     drop(bar);
@@ -133,28 +131,18 @@ fn hosts_outcome(plan: &FleetPlan, remaining: usize) -> Result<ExitCode, CliErro
     let failed: Vec<&str> = plan.failed_hosts().map(|(host, _)| host).collect();
     if plan.no_host_reached() {
         let (_, error) = plan.failed_hosts().next().expect("hosts were planned");
-        return Err(CliError::Unreachable(if failed.len() == 1 {
-            format!(
-                "{} (is the engine running? `anvyl host list` shows every host's endpoint)",
-                error.message
-            )
-        } else {
-            format!(
-                "no host could be reached ({}); `anvyl host list` says why",
-                failed.join(", ")
-            )
-        }));
+        return Err(CliError::Unreached {
+            first: error.message.clone(),
+            hosts: failed.into_iter().map(str::to_owned).collect(),
+        });
     }
     if remaining > 0 {
-        return Err(CliError::Failed(format!(
-            "{remaining} resource(s) owned by anvyl could not be removed"
-        )));
+        return Err(CliError::Remaining(remaining));
     }
     if !failed.is_empty() {
-        return Err(CliError::Failed(format!(
-            "host(s) not cleaned: {} (see above)",
-            failed.join(", ")
-        )));
+        return Err(CliError::HostsNotCleaned(
+            failed.into_iter().map(str::to_owned).collect(),
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

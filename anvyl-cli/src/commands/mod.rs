@@ -77,7 +77,10 @@ fn dispatch(cli: &Cli) -> Result<ExitCode, CliError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|cause| CliError::Io {
+            doing: "start the async runtime",
+            cause,
+        })?;
     runtime.block_on(async {
         match &cli.command {
             Command::Agent(command) => agent::run(cli, &config, command).await,
@@ -129,10 +132,15 @@ pub(crate) fn confirm(question: &str) -> Result<(), CliError> {
         ))
         .default(false)
         .interact_on(&dialoguer::console::Term::stderr())
-        .map_err(|e| CliError::Failed(format!("cannot read the answer: {e}")))?;
+        .map_err(|e| CliError::Io {
+            doing: "read the answer",
+            cause: match e {
+                dialoguer::Error::IO(cause) => cause,
+            },
+        })?;
     if yes {
         Ok(())
     } else {
-        Err(CliError::Declined("Nothing was removed.".into()))
+        Err(CliError::Declined)
     }
 }

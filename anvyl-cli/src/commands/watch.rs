@@ -35,8 +35,10 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
     let json = cli.output == OutputFormat::Json;
     // Taken now, so that a SIGTERM during the opening cleanup is not lost
     // between its handler and this one.
-    let stop =
-        stop_signals().map_err(|e| CliError::Failed(format!("cannot watch for SIGTERM: {e}")))?;
+    let stop = stop_signals().map_err(|cause| CliError::Io {
+        doing: "watch for SIGTERM",
+        cause,
+    })?;
     // The opening cleanup is the ordinary one, without a prompt. A host
     // that does not answer is the watcher's to retry, not a reason to end.
     let opening = CleanupArgs {
@@ -49,7 +51,12 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         // What it left (a host that did not answer) it has said.
         Ok(_) => {}
         Err(CliError::Interrupted(_)) => return Ok(ExitCode::SUCCESS),
-        Err(e @ (CliError::Engine(_) | CliError::Unreachable(_) | CliError::Failed(_))) => {
+        Err(
+            e @ (CliError::Engine(_)
+            | CliError::Unreached { .. }
+            | CliError::Remaining(_)
+            | CliError::HostsNotCleaned(_)),
+        ) => {
             tracing::warn!("the opening cleanup did not finish: {e}; watching all the same")
         }
         // The store, the configuration, the input: nothing to watch with.

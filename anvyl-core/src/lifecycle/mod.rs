@@ -64,26 +64,26 @@ impl Default for LifecycleSettings {
 }
 
 /// Why a start failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartCause {
     /// No registered, enabled host.
     #[error("no hosts available")]
     NoHost,
     /// The host's engine could not be reached.
-    #[error("host '{host}': {source}")]
+    #[error("host '{host}': {cause}")]
     Host {
         /// The host.
         host: String,
         /// Why.
-        source: BackendError,
+        cause: BackendError,
     },
     /// The image build failed; with the last lines the build printed (the
     /// failing step's own output), which are otherwise only shown with -v.
-    #[error("{source}{}", output_block("last output of the build", last_output))]
+    #[error("{cause}{}", output_block("last output of the build", last_output))]
     Build {
         /// Why.
-        source: BackendError,
+        cause: BackendError,
         /// The build's last lines, escape codes removed.
         last_output: Vec<String>,
     },
@@ -111,10 +111,14 @@ pub enum StartCause {
     Settle(BackendError),
     /// The registry could not record the running agent.
     #[error("registration failed: {0}")]
-    Registration(String),
-    /// Anything else (the build directory, the state store).
+    Registration(StateError),
+    /// The state store could not read the hosts or record the start's
+    /// progress.
     #[error("{0}")]
-    Other(String),
+    State(StateError),
+    /// The start's build directory could not be made.
+    #[error("cannot make build directory: {0}")]
+    BuildDir(crate::build_root::BuildRootError),
 }
 
 impl StartCause {
@@ -122,12 +126,16 @@ impl StartCause {
     /// what decides whether the host was unreachable.
     pub fn engine_error(&self) -> Option<&BackendError> {
         match self {
-            Self::Host { source, .. }
-            | Self::Build { source, .. }
-            | Self::CreateContainer(source)
-            | Self::StartContainer(source)
-            | Self::Settle(source) => Some(source),
-            Self::NoHost | Self::Exited { .. } | Self::Registration(_) | Self::Other(_) => None,
+            Self::Host { cause, .. }
+            | Self::Build { cause, .. }
+            | Self::CreateContainer(cause)
+            | Self::StartContainer(cause)
+            | Self::Settle(cause) => Some(cause),
+            Self::NoHost
+            | Self::Exited { .. }
+            | Self::Registration(_)
+            | Self::State(_)
+            | Self::BuildDir(_) => None,
         }
     }
 }
@@ -200,24 +208,24 @@ pub enum StartError {
     /// The agent was dead (a crashed start, a container that died or
     /// vanished) and what it left could not be cleaned up; nothing was
     /// started.
-    #[error("agent '{agent}' is not running ({finding}), and what it left cannot be cleaned up: {source}")]
+    #[error("agent '{agent}' is not running ({finding}), and what it left cannot be cleaned up: {cause}")]
     Unhealed {
         /// The agent.
         agent: AgentName,
         /// What was found.
         finding: String,
         /// Why it could not be cleaned up.
-        source: Box<LifecycleError>,
+        cause: Box<LifecycleError>,
     },
     /// Recorded as running, and it could not be observed (its host does
     /// not answer, another engine is behind it): a host that does not
     /// answer is not a dead agent, nor a live one. Nothing was done.
-    #[error("agent '{agent}' is recorded as running, but whether it runs cannot be told, so nothing was changed: {source}")]
+    #[error("agent '{agent}' is recorded as running, but whether it runs cannot be told, so nothing was changed: {cause}")]
     Unobserved {
         /// The agent.
         agent: AgentName,
         /// Why it could not be observed.
-        source: Box<LifecycleError>,
+        cause: Box<LifecycleError>,
     },
     /// Interrupted (SIGINT/SIGTERM); everything created was cleaned up.
     #[error("start of agent '{agent}' was interrupted")]
@@ -375,10 +383,7 @@ impl<'a> Lifecycle<'a> {
 
     /// The host an agent runs on: its own, else the first enabled one.
     pub fn resolve_host(&self, own: Option<&str>) -> Result<HostRecord, StartCause> {
-        let hosts = self
-            .state
-            .hosts()
-            .map_err(|e| StartCause::Other(e.to_string()))?;
+        let hosts = self.state.hosts().map_err(StartCause::State)?;
         let host = match own {
             Some(name) => hosts.into_iter().find(|h| h.name == name && h.enabled),
             // A host that cannot be used is no candidate for an agent of

@@ -558,10 +558,10 @@ mod tests {
             w.engine
                 .inject(crate::memory::Op::InspectContainer, None, fault, None);
             let err = w.start(&web).await.unwrap_err();
-            let StartError::Unobserved { source, .. } = &err else {
+            let StartError::Unobserved { cause, .. } = &err else {
                 panic!("{err:?}")
             };
-            assert_eq!(source.unreachable_engine().is_some(), unreachable, "{err}");
+            assert_eq!(cause.unreachable_engine().is_some(), unreachable, "{err}");
             let err = w.lifecycle().remove(&web, false).await.unwrap_err();
             assert_eq!(err.unreachable_engine().is_some(), unreachable, "{err}");
             w.engine.clear_faults();

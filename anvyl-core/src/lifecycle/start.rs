@@ -56,14 +56,14 @@ impl Lifecycle<'_> {
             Err(NotHealed::Unobserved(source)) => {
                 return Err(StartError::Unobserved {
                     agent: name.clone(),
-                    source: Box::new(source),
+                    cause: Box::new(source),
                 })
             }
             Err(NotHealed::Unhealed(finding, source)) => {
                 return Err(StartError::Unhealed {
                     agent: name.clone(),
                     finding,
-                    source: Box::new(source),
+                    cause: Box::new(source),
                 })
             }
         };
@@ -164,20 +164,19 @@ impl Lifecycle<'_> {
     ) -> Result<Started, StartCause> {
         let name = &agent.name;
         let spec = &agent.spec;
-        let other = |e: &dyn std::fmt::Display| StartCause::Other(e.to_string());
 
         // 3. The host, and its engine.
         let host = self.resolve_host(agent.host.as_deref())?;
         self.state
             .update_start(start, Some(&host.name), None)
-            .map_err(|e| other(&e))?;
+            .map_err(StartCause::State)?;
         let backend = self
             .connector
             .connect(&host)
             .await
             .map_err(|source| StartCause::Host {
                 host: host.name.clone(),
-                source,
+                cause: source,
             })?;
         // Who the engine is, asked before anything is made there: it is
         // recorded with the agent, and an engine that does not answer fails
@@ -188,14 +187,14 @@ impl Lifecycle<'_> {
             .await
             .map_err(|source| StartCause::Host {
                 host: host.name.clone(),
-                source,
+                cause: source,
             })?
             .to_string();
         // The start's own record says where it went, whatever the agent's
         // registration says of an earlier run.
         self.state
             .record_start_engine(start, &identity)
-            .map_err(|e| other(&e))?;
+            .map_err(StartCause::State)?;
         *engine = Some(backend.clone());
         self.phase(super::Phase::Building);
         // 4. The build directory of this start, the Dockerfile, the image —
@@ -205,7 +204,7 @@ impl Lifecycle<'_> {
         let dir = self
             .build_root
             .make_dir(name, start, &[("Dockerfile", dockerfile.as_bytes())])
-            .map_err(|e| StartCause::Other(format!("cannot make build directory: {e}")))?;
+            .map_err(StartCause::BuildDir)?;
         let labels =
             Ownership::new(self.state.instance_id().clone()).stamp(&Labels::new(), name, start);
         let network = spec
@@ -242,7 +241,7 @@ impl Lifecycle<'_> {
                     .map(|o| super::last_lines(&o))
                     .unwrap_or_default();
                 return Err(StartCause::Build {
-                    source,
+                    cause: source,
                     last_output,
                 });
             }
@@ -251,7 +250,7 @@ impl Lifecycle<'_> {
             .tag_image(&name.start_tag(start), &name.image_tag())
             .await
             .map_err(|source| StartCause::Build {
-                source,
+                cause: source,
                 last_output: Vec::new(),
             })?;
 
@@ -286,7 +285,7 @@ impl Lifecycle<'_> {
         self.settle(backend.as_ref(), &container_id).await?;
         self.state
             .register(name, &host.name, &container_id, start, &identity)
-            .map_err(|e| StartCause::Registration(e.to_string()))?;
+            .map_err(StartCause::Registration)?;
         tracing::info!("Started agent '{name}' on host '{}'", host.name);
         Ok(Started {
             agent: name.clone(),

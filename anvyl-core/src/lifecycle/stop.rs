@@ -150,10 +150,18 @@ impl Lifecycle<'_> {
                 };
                 self.forget(name, cause)
             }
-            Err(e) if force => match e.unreachable_engine() {
-                Some(cause) if !self.host_answers(name).await => self.forget(name, cause.clone()),
-                _ => Err(e),
-            },
+            Err(e) if force && e.unreachable_engine().is_some() => {
+                if self.host_answers(name).await {
+                    return Err(e);
+                }
+                match e {
+                    LifecycleError::Backend(cause)
+                    | LifecycleError::Cleanup(crate::pipeline::CleanupError::Backend(cause)) => {
+                        self.forget(name, cause)
+                    }
+                    e => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }

@@ -152,7 +152,10 @@ impl World {
     pub(super) async fn assert_runs(&self, id: &str) {
         let container = self.engine.inspect_container(id).await;
         let state = container.map(|c| c.state);
-        assert_eq!(state, Ok(crate::backend::ContainerState::Running), "{id}");
+        assert!(
+            matches!(state, Ok(crate::backend::ContainerState::Running)),
+            "{id}: {state:?}"
+        );
     }
 
     pub(super) async fn remains(&self, name: &AgentName) -> usize {
@@ -486,8 +489,8 @@ async fn an_agent_running_on_another_engine_is_not_stopped_here() {
     assert!(matches!(err, LifecycleError::OtherEngine { .. }), "{err:?}");
     let err = w.start(&web).await.unwrap_err();
     assert!(
-        matches!(&err, StartError::Unobserved { source, .. }
-            if matches!(**source, LifecycleError::OtherEngine { .. })),
+        matches!(&err, StartError::Unobserved { cause, .. }
+            if matches!(**cause, LifecycleError::OtherEngine { .. })),
         "{err:?}"
     );
     assert_eq!(w.state.agent(&web).unwrap().status, AgentStatus::Running);

@@ -179,36 +179,37 @@ impl StartRecord {
     }
 }
 
-/// Errors of the state store.
+/// Errors of the state store. Like every anvyl error, each says its cause
+/// in its own message and keeps it in a typed field, never also as
+/// [`std::error::Error::source`]: the message is complete wherever it is
+/// printed or stored, and nothing is said twice (xtask's tidy test
+/// holds every error to that).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StateError {
     /// The database could not be opened or used.
-    #[error("state store {path}: {source}")]
+    #[error("state store {path}: {cause}")]
     Database {
         /// The database file.
         path: String,
         /// What SQLite said.
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// The state directory could not be created.
-    #[error("cannot create state directory {path}: {source}")]
+    #[error("cannot create state directory {path}: {cause}")]
     Directory {
         /// The directory.
         path: String,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The lock a start holds while it runs could not be taken.
-    #[error("cannot claim the start lock {path}: {source}")]
+    #[error("cannot claim the start lock {path}: {cause}")]
     StartLock {
         /// The lock file.
         path: String,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// No agent of that name.
     #[error("no agent named '{0}'")]
@@ -274,7 +275,7 @@ impl StateStore {
             .map(Some)
             .map_err(|source| StateError::StartLock {
                 path: liveness::lock_path(locks, start).display().to_string(),
-                source,
+                cause: source,
             })
     }
 
@@ -301,7 +302,7 @@ impl StateStore {
     pub(crate) fn db_err(&self, source: rusqlite::Error) -> StateError {
         StateError::Database {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 

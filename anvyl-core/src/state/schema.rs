@@ -63,7 +63,7 @@ impl StateStore {
     pub fn open(state_dir: &Path) -> Result<Self, StateError> {
         std::fs::create_dir_all(state_dir).map_err(|source| StateError::Directory {
             path: state_dir.display().to_string(),
-            source,
+            cause: source,
         })?;
         Self::open_file(state_dir, Access::ReadWrite)
     }
@@ -92,7 +92,7 @@ impl StateStore {
             Err(source) => {
                 return Err(StateError::Directory {
                     path: path.display().to_string(),
-                    source,
+                    cause: source,
                 })
             }
         }
@@ -118,7 +118,7 @@ impl StateStore {
         let conn =
             Connection::open_with_flags(&path, flags).map_err(|source| StateError::Database {
                 path: display.clone(),
-                source,
+                cause: source,
             })?;
         Self::init(conn, display, Some(state_dir.join(liveness::LOCKS)), access)
     }
@@ -127,7 +127,7 @@ impl StateStore {
     pub fn open_in_memory() -> Result<Self, StateError> {
         let conn = Connection::open_in_memory().map_err(|source| StateError::Database {
             path: ":memory:".into(),
-            source,
+            cause: source,
         })?;
         Self::init(conn, ":memory:".into(), None, Access::ReadWrite)
     }
@@ -140,7 +140,7 @@ impl StateStore {
     ) -> Result<Self, StateError> {
         let err = |source| StateError::Database {
             path: path.clone(),
-            source,
+            cause: source,
         };
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
         // Opening must not need the write lock: `agent list` has to answer

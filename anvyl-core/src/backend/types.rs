@@ -220,7 +220,7 @@ pub type LogSink<'a> = &'a (dyn Fn(LogStream, &[u8]) + Send + Sync);
 
 /// Something that happened to a container, as an engine's event stream
 /// says it: a reason to look again, never a truth to act on (see
-/// [`Backend::container_events`]).
+/// [`super::Backend::container_events`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerEvent {
     /// What happened: `start`, `die`, `destroy`, … as the engine names it.

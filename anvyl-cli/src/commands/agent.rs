@@ -295,7 +295,7 @@ async fn list(cli: &Cli, config: &Config, running: bool) -> Result<ExitCode, Cli
             comfy_table::Cell::new(&r.age),
         ]);
     }
-    super::emit(&crate::output::trimmed(&table));
+    super::emit(&(table.trim_fmt() + "\n"));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -160,7 +160,7 @@ async fn list(cli: &Cli, config: &Config, state: &StateStore) -> Result<(), CliE
             if r.enabled { "yes".into() } else { "no".into() },
         ]);
     }
-    let mut out = crate::output::trimmed(&table);
+    let mut out = table.trim_fmt() + "\n";
     for r in &rows {
         if let Some(error) = &r.error {
             out.push_str(&format!("{}: {error}\n", r.name));

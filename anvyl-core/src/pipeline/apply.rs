@@ -15,7 +15,7 @@ use std::future::Future;
 use backon::{ExponentialBuilder, Retryable};
 use futures::stream::{self, StreamExt};
 
-use super::plan::Live;
+use super::live::{may_be_live, Live};
 use super::{
     Cleanup, ItemReport, Outcome, Plan, PlannedContainer, PlannedDir, PlannedImage, PlannedReset,
     Report, Scope, SkipReason, Step, StepReport,
@@ -147,7 +147,7 @@ impl Cleanup<'_> {
         match self.backend.inspect_container(&c.id).await {
             // An adopted installation's container that runs now, or was
             // created again, may be its live agent's (see `Live::keep_possibly_live`).
-            Ok(now) if self.settings.adopt.is_some() && super::plan::may_be_live(&now) => {
+            Ok(now) if self.settings.adopt.is_some() && may_be_live(&now) => {
                 let why =
                     "it runs or was created again, and its installation may be alive".to_string();
                 return skipped(&c.name, &c.agent, SkipReason::ChangedSinceThePlan(why));

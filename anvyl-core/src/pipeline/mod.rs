@@ -11,6 +11,7 @@
 
 mod apply;
 mod fleet;
+mod live;
 mod plan;
 #[cfg(test)]
 mod property;

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use anvyl_core::BackendKind;
 use anyhow::{bail, Context, Result};
 
 use crate::process::{output, run, stop};
@@ -28,47 +29,9 @@ use crate::tls::TlsSetup;
 /// The tag of the base image every test builds on.
 pub const BASE_IMAGE: &str = "anvyl-itest-base:latest";
 
-/// Which engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Kind {
-    Docker,
-    Podman,
-}
-
-/// The engines a `--backend` value names, parsed by clap.
-#[derive(Debug, Clone)]
-pub struct Kinds(pub Vec<Kind>);
-
-impl std::str::FromStr for Kinds {
-    type Err = anyhow::Error;
-
-    fn from_str(value: &str) -> anyhow::Result<Self> {
-        Kind::parse_list(Some(value)).map(Self)
-    }
-}
-
-impl Kind {
-    /// The engines a `--backend docker|podman|all` value names.
-    pub fn parse_list(value: Option<&str>) -> anyhow::Result<Vec<Kind>> {
-        match value {
-            Some("docker") => Ok(vec![Kind::Docker]),
-            Some("podman") => Ok(vec![Kind::Podman]),
-            Some("all") => Ok(vec![Kind::Docker, Kind::Podman]),
-            other => bail!("--backend takes docker, podman or all, not {other:?}"),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Docker => "docker",
-            Kind::Podman => "podman",
-        }
-    }
-}
-
 /// A running private engine.
 pub struct Engine {
-    pub kind: Kind,
+    pub kind: BackendKind,
     pub suite: Suite,
     dir: PathBuf,
     socket: PathBuf,
@@ -148,7 +111,7 @@ struct Daemon {
 
 impl Daemon {
     fn new(
-        kind: Kind,
+        kind: BackendKind,
         suite: Suite,
         dir: &Path,
         socket: &Path,
@@ -159,7 +122,7 @@ impl Daemon {
         let mut argv: Vec<String> = Vec::new();
         let mut env: Vec<String> = Vec::new();
         match kind {
-            Kind::Docker => {
+            BackendKind::Docker => {
                 argv.push("dockerd".into());
                 argv.extend(["--data-root".into(), path(dir.join("data"))]);
                 argv.extend(["--exec-root".into(), path(dir.join("exec"))]);
@@ -184,7 +147,7 @@ impl Daemon {
                     env.push(format!("DOCKER_MIN_API_VERSION={floor}"));
                 }
             }
-            Kind::Podman => {
+            BackendKind::Podman => {
                 let conf = dir.join("containers.conf");
                 // File locks live below the private tmpdir. The default shm
                 // locks come from one segment shared with every Podman on the
@@ -256,7 +219,7 @@ impl Daemon {
 
 impl Engine {
     /// Starts the suite's engine in `dir` (created afresh).
-    pub fn start(kind: Kind, suite: Suite, dir: PathBuf, keep: bool) -> Result<Self> {
+    pub fn start(kind: BackendKind, suite: Suite, dir: PathBuf, keep: bool) -> Result<Self> {
         Self::start_with(kind, suite, dir, keep, false)
     }
 
@@ -264,7 +227,7 @@ impl Engine {
     /// on a loopback TCP port and verifies clients (`--tlsverify`) with
     /// certificates generated for the run.
     pub fn start_with(
-        kind: Kind,
+        kind: BackendKind,
         suite: Suite,
         dir: PathBuf,
         keep: bool,
@@ -282,7 +245,7 @@ impl Engine {
         let tls = tls
             .then(|| crate::tls::generate(&dir.join("tls")))
             .transpose()?;
-        let socket = dir.join(format!("{}.sock", kind.name()));
+        let socket = dir.join(format!("{}.sock", kind.as_str()));
         fs::File::create(dir.join("engine.log"))?;
         // dockerd leaves its cgroup parent behind in every hierarchy: a
         // name of this engine's own, removed at teardown.
@@ -292,7 +255,7 @@ impl Engine {
             dir.file_name().and_then(|n| n.to_str()).unwrap_or("engine")
         );
         let daemon = Daemon::new(kind, suite, &dir, &socket, tls.as_ref(), &cgroup)?;
-        let label = format!("{} ({})", kind.name(), suite.name());
+        let label = format!("{} ({})", kind.as_str(), suite.name());
         let live = Arc::new(Live {
             kind,
             daemon,
@@ -349,8 +312,8 @@ impl Engine {
     /// that the floor is in force (a request at 1.41 is refused).
     fn read_version(&self) -> Result<String> {
         let path = match self.kind {
-            Kind::Docker => "/version",
-            Kind::Podman => "/v4.0.0/libpod/version",
+            BackendKind::Docker => "/version",
+            BackendKind::Podman => "/v4.0.0/libpod/version",
         };
         let (_, body) = get(&self.socket, path).context("ask the engine its version")?;
         let v: serde_json::Value = serde_json::from_str(&body)
@@ -359,7 +322,7 @@ impl Engine {
         if let Some(floor) = self
             .suite
             .docker_min_api()
-            .filter(|_| self.kind == Kind::Docker)
+            .filter(|_| self.kind == BackendKind::Docker)
         {
             match get(&self.socket, "/v1.41/version") {
                 Some((400, body)) if body.contains("too old") => {}
@@ -370,13 +333,13 @@ impl Engine {
             }
         }
         Ok(match self.kind {
-            Kind::Docker => format!(
+            BackendKind::Docker => format!(
                 "{} (API {}, refuses below {})",
                 field("Version"),
                 field("ApiVersion"),
                 field("MinAPIVersion")
             ),
-            Kind::Podman => field("Version"),
+            BackendKind::Podman => field("Version"),
         })
     }
 
@@ -399,7 +362,7 @@ impl Engine {
 
     /// "docker (sid)".
     pub fn label(&self) -> String {
-        format!("{} ({})", self.kind.name(), self.suite.name())
+        format!("{} ({})", self.kind.as_str(), self.suite.name())
     }
 
     /// The engine's version as it reports it.
@@ -480,7 +443,7 @@ fn cli_command(words: &[String]) -> Command {
 }
 
 fn wait_until_ready(
-    kind: Kind,
+    kind: BackendKind,
     socket: &Path,
     child: &mut Child,
     dir: &Path,
@@ -488,8 +451,8 @@ fn wait_until_ready(
 ) -> Result<()> {
     let began = Instant::now();
     let path = match kind {
-        Kind::Docker => "/_ping",
-        Kind::Podman => "/v4.0.0/libpod/_ping",
+        BackendKind::Docker => "/_ping",
+        BackendKind::Podman => "/v4.0.0/libpod/_ping",
     };
     while began.elapsed() < Duration::from_secs(60) {
         if matches!(get(socket, path), Some((200, _))) {
@@ -513,7 +476,7 @@ fn wait_until_ready(
 /// A private engine's daemon: how it is started, and its processes while
 /// it runs. Its teardown, and a test that restarts it, share it.
 struct Live {
-    kind: Kind,
+    kind: BackendKind,
     daemon: Daemon,
     /// The suite's root, for an engine run in a namespace of its own.
     root: Option<PathBuf>,
@@ -605,12 +568,12 @@ impl Live {
             }
             None => cli.push("env".into()),
         }
-        if self.kind == Kind::Podman {
+        if self.kind == BackendKind::Podman {
             cli.extend(self.daemon.env.iter().cloned());
         }
         match self.kind {
-            Kind::Docker => cli.extend(["docker".into(), "-H".into(), self.endpoint()]),
-            Kind::Podman => cli.extend([
+            BackendKind::Docker => cli.extend(["docker".into(), "-H".into(), self.endpoint()]),
+            BackendKind::Podman => cli.extend([
                 "podman".into(),
                 "--remote".into(),
                 "--url".into(),
@@ -682,7 +645,7 @@ impl Live {
         if !ids.is_empty() {
             let mut rm = cli_command(&self.cli());
             rm.args(["rm", "-f"]);
-            if self.kind == Kind::Podman {
+            if self.kind == BackendKind::Podman {
                 rm.args(["-t", "0"]);
             }
             let _ = run(rm.args(&ids).stdout(Stdio::null()));

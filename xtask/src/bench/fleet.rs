@@ -7,20 +7,20 @@
 use std::path::Path;
 use std::process::Command;
 
-use anvyl_core::{DynBackend, StateStore};
+use anvyl_core::{BackendKind, DynBackend, StateStore};
 use anyhow::{bail, Result};
 
 use super::measure::{measure, stats};
 use super::populate;
 use super::{connect, Record};
-use crate::engines::{Engine, Kind, BASE_IMAGE};
+use crate::engines::{Engine, BASE_IMAGE};
 use crate::suite::Suite;
 
 /// The hosts, as registered: the configured engine is `local`.
-const HOSTS: [(&str, Kind); 3] = [
-    ("local", Kind::Docker),
-    ("far", Kind::Docker),
-    ("pod", Kind::Podman),
+const HOSTS: [(&str, BackendKind); 3] = [
+    ("local", BackendKind::Docker),
+    ("far", BackendKind::Docker),
+    ("pod", BackendKind::Podman),
 ];
 
 struct Fleet {
@@ -90,7 +90,7 @@ pub async fn bench(anvyl: &Path, suite: Suite, n: usize, runs: usize) -> Result<
         engines,
     };
     for (host, engine, _) in &fleet.engines[1..] {
-        let backend = engine.kind.name();
+        let backend = engine.kind.as_str();
         let endpoint = engine.endpoint();
         let add = [
             "host",

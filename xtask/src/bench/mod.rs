@@ -25,14 +25,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anvyl_core::{DynBackend, StateStore};
+use anvyl_core::{BackendKind, DynBackend, StateStore};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::engines::{Engine, Kind, Kinds, BASE_IMAGE};
+use crate::choice::{EngineChoice, SuiteChoice};
+use crate::engines::{Engine, BASE_IMAGE};
 use crate::install::ensure_engines;
 use crate::process::run as run_cmd;
-use crate::suite::{Suite, Suites};
+use crate::suite::Suite;
 use measure::{measure, Sample};
 
 /// Leftovers per host in the fleet case.
@@ -46,7 +47,7 @@ const UNRELATED: usize = 1000;
 const LABEL: &str = "io.anvyl.managed-by=anvyl";
 
 struct Options {
-    engines: Vec<Kind>,
+    engines: Vec<BackendKind>,
     suites: Vec<Suite>,
     sizes: Vec<usize>,
     runs: usize,
@@ -60,12 +61,18 @@ struct Options {
 /// `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Whose engines: bookworm, trixie, sid, a comma list, or all
-    #[arg(long, value_name = "SUITES", default_value = "bookworm")]
-    engines: Suites,
-    /// Which engines of each suite: docker, podman or all
-    #[arg(long, value_name = "BACKEND", default_value = "all")]
-    backend: Kinds,
+    /// Whose engines, one suite or a comma list (bookworm,sid)
+    #[arg(
+        long,
+        value_name = "SUITES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "bookworm"
+    )]
+    engines: Vec<SuiteChoice>,
+    /// Which engines of each suite
+    #[arg(long, value_name = "BACKEND", value_enum, default_value = "all")]
+    backend: EngineChoice,
     /// Leftovers per cleanup, one series each
     #[arg(long, value_name = "N,…", value_delimiter = ',', default_value = "10,100,500",
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -93,8 +100,8 @@ enum Only {
 impl From<Args> for Options {
     fn from(args: Args) -> Self {
         Self {
-            engines: args.backend.0,
-            suites: args.engines.0,
+            engines: args.backend.kinds(),
+            suites: crate::choice::suites(&args.engines),
             sizes: args.sizes.into_iter().map(|n| n as usize).collect(),
             runs: args.runs as usize,
             per_engine: args.only.is_none_or(|o| o == Only::Engines),
@@ -154,7 +161,7 @@ impl Bench<'_> {
     fn anvyl(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.anvyl);
         cmd.args(args)
-            .env("ANVYL_BACKEND", self.engine.kind.name())
+            .env("ANVYL_BACKEND", self.engine.kind.as_str())
             .env("DOCKER_HOST", self.engine.endpoint())
             .env("CONTAINER_HOST", self.engine.endpoint())
             .env("ANVYL_STATE_DIR", &self.state_dir)
@@ -171,7 +178,7 @@ impl Bench<'_> {
     }
 
     fn method_command(&self, method: Method) -> Command {
-        let force = if self.engine.kind == Kind::Podman {
+        let force = if self.engine.kind == BackendKind::Podman {
             "-f -t 0"
         } else {
             "-f"
@@ -302,7 +309,7 @@ impl Bench<'_> {
             "--command",
             "sleep 600",
         ]))?;
-        let force = if self.engine.kind == Kind::Podman {
+        let force = if self.engine.kind == BackendKind::Podman {
             "-f -t 0"
         } else {
             "-f"
@@ -332,10 +339,10 @@ impl Bench<'_> {
 async fn connect(engine: &Engine) -> Result<DynBackend> {
     let timeout = Duration::from_secs(300);
     Ok(match engine.kind {
-        Kind::Docker => {
+        BackendKind::Docker => {
             Arc::new(anvyl_docker::DockerBackend::connect(&engine.endpoint(), timeout).await?)
         }
-        Kind::Podman => {
+        BackendKind::Podman => {
             let limits = anvyl_podman::Limits {
                 nofile: 4096,
                 nproc: 4096,
@@ -384,7 +391,7 @@ async fn bench_engine(
 impl Bench<'_> {
     /// The cleanup, dry-run and start cases.
     async fn cleanups(&mut self, options: &Options) -> Result<()> {
-        let kind = self.engine.kind.name();
+        let kind = self.engine.kind.as_str();
         let largest = *options.sizes.iter().max().expect("at least one size");
         eprintln!("bench: {kind}: N={largest} without unrelated resources");
         // Prune too, so the engine's own sensitivity to the crowd is on record.
@@ -434,7 +441,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut watched = Vec::new();
     for suite in (options.suites.iter()).filter(|_| options.per_engine || options.watcher) {
         for kind in &options.engines {
-            let dir = format!("bench-{}-{}", suite.name(), kind.name());
+            let dir = format!("bench-{}-{}", suite.name(), kind.as_str());
             let engine = Engine::start(
                 *kind,
                 *suite,

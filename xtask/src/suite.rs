@@ -3,8 +3,8 @@
 //! `sid` are root file systems made with `debootstrap`, cached under
 //! `/var/cache/anvyl-itest/<suite>` and rebuilt only when the package list or
 //! the mirror changes, so a second run starts in seconds. Their engines run
-//! inside a private mount and PID namespace (see `engines.rs`); nothing here
-//! mounts anything that outlives the command that made it.
+//! inside a private mount and PID namespace (see `engines/daemon.rs`);
+//! nothing here mounts anything that outlives the command that made it.
 
 use std::fs;
 use std::path::PathBuf;

@@ -16,6 +16,7 @@
 
 mod fleet;
 mod measure;
+mod options;
 mod populate;
 mod report;
 mod watcher;
@@ -29,12 +30,13 @@ use anvyl_core::{BackendKind, DynBackend, StateStore};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::choice::{EngineChoice, SuiteChoice};
 use crate::engines::{Engine, BASE_IMAGE};
 use crate::install::ensure_engines;
 use crate::process::run as run_cmd;
-use crate::suite::Suite;
 use measure::{measure, Sample};
+use options::Options;
+
+pub use options::Args;
 
 /// Leftovers per host in the fleet case.
 const FLEET_SIZE: usize = 100;
@@ -45,71 +47,6 @@ const WATCHED: usize = 100;
 /// How many unrelated containers, and image tags, share the engine.
 const UNRELATED: usize = 1000;
 const LABEL: &str = "io.anvyl.managed-by=anvyl";
-
-struct Options {
-    engines: Vec<BackendKind>,
-    suites: Vec<Suite>,
-    sizes: Vec<usize>,
-    runs: usize,
-    /// Per-engine cleanup cases, the fleet case, the watcher's case: any
-    /// one, or all (the default).
-    per_engine: bool,
-    fleet: bool,
-    watcher: bool,
-}
-
-/// `cargo xtask bench`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Whose engines, one suite or a comma list (bookworm,sid)
-    #[arg(
-        long,
-        value_name = "SUITES",
-        value_enum,
-        value_delimiter = ',',
-        default_value = "bookworm"
-    )]
-    engines: Vec<SuiteChoice>,
-    /// Which engines of each suite
-    #[arg(long, value_name = "BACKEND", value_enum, default_value = "all")]
-    backend: EngineChoice,
-    /// Leftovers per cleanup, one series each
-    #[arg(long, value_name = "N,…", value_delimiter = ',', default_value = "10,100,500",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    sizes: Vec<u32>,
-    /// Runs per measurement
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    runs: u32,
-    /// Only the per-engine cases, only the fleet case, or only the
-    /// watcher's case (default: all three)
-    #[arg(long, value_enum)]
-    only: Option<Only>,
-}
-
-/// A part of the benchmark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Only {
-    /// Three hosts at once
-    Fleet,
-    /// Each engine alone
-    Engines,
-    /// The watcher beside 100 running agents, on each engine
-    Watcher,
-}
-
-impl From<Args> for Options {
-    fn from(args: Args) -> Self {
-        Self {
-            engines: args.backend.kinds(),
-            suites: crate::choice::suites(&args.engines),
-            sizes: args.sizes.into_iter().map(|n| n as usize).collect(),
-            runs: args.runs as usize,
-            per_engine: args.only.is_none_or(|o| o == Only::Engines),
-            fleet: args.only.is_none_or(|o| o == Only::Fleet),
-            watcher: args.only.is_none_or(|o| o == Only::Watcher),
-        }
-    }
-}
 
 /// The three ways of removing anvyl's leftovers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

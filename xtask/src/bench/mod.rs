@@ -1,19 +1,22 @@
 //! `cargo xtask bench [--engines bookworm|trixie|sid|all] [--backend
-//! docker|podman|all] [--sizes 10,100,500] [--runs 5]`: anvyl against the engines' own tools, on the same private
-//! engine, in the same run. For each engine and size N it populates N
-//! agents' leftovers (untimed, through anvyl's library) next to 1000
-//! unrelated containers and image tags, then times — alternating the order
-//! every run, each from an identical population — `anvyl agent cleanup
-//! --yes`, the CLI pipeline a user would type, and the prune endpoints.
-//! It also times the dry run with nothing to clean, the largest N without
-//! the unrelated crowd (anvyl and prune), and `anvyl agent start` against `build` + `run`.
-//! The fleet case times one cleanup of three hosts against the slowest of
-//! them alone; the watcher's case (`watcher.rs`) measures `agent cleanup
-//! --watch` beside 100 running agents (`--only fleet|engines|watcher` runs
-//! one part).
+//! docker|podman|all] [--sizes 10,100,500] [--runs 5] [--only
+//! fleet|engines|watcher] [--write-docs]`: anvyl against the engines' own
+//! tools, on the same private engine, in the same run. For each engine and
+//! size N it populates N agents' leftovers (untimed, through anvyl's
+//! library) next to 1000 unrelated containers and image tags, then times —
+//! alternating the order every run, each from an identical population —
+//! `anvyl agent cleanup --yes`, the CLI pipeline a user would type, and the
+//! prune endpoints. It also times the dry run with nothing to clean, the
+//! largest N without the unrelated crowd (anvyl and prune), and `anvyl
+//! agent start` against `build` + `run`. The fleet case times one cleanup
+//! of three hosts against the slowest of them alone; the watcher's case
+//! (`watcher.rs`) measures `agent cleanup --watch` beside 100 running
+//! agents (`--only fleet|engines|watcher` runs one part).
 //! Results: a Markdown report on stdout, `target/bench/results.json` and
-//! `target/bench/cleanup.svg`.
+//! `target/bench/cleanup.svg`; with `--write-docs`, the report's sections
+//! also go into docs/benchmarks.md (`docs.rs`).
 
+mod docs;
 mod fleet;
 mod measure;
 mod options;
@@ -34,7 +37,7 @@ use crate::engines::{Engine, BASE_IMAGE};
 use crate::install::ensure_engines;
 use crate::process::run as run_cmd;
 use measure::{measure, Sample};
-use options::Options;
+use options::{Only, Options};
 
 pub use options::Args;
 
@@ -376,6 +379,9 @@ pub fn run(args: Args) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let mut records = Vec::new();
     let mut watched = Vec::new();
+    // "docker (bookworm) 20.10.24 (API 1.41, refuses below 1.12)", for the
+    // docs' line under each table.
+    let mut engines = Vec::new();
     for suite in (options.suites.iter()).filter(|_| options.per_engine || options.watcher) {
         for kind in &options.engines {
             let dir = format!("bench-{}-{}", suite.name(), kind.as_str());
@@ -387,19 +393,23 @@ pub fn run(args: Args) -> Result<()> {
             )?;
             let (engine_records, figures) =
                 runtime.block_on(bench_engine(&engine, &anvyl, &options))?;
+            engines.push(described(&engine));
             records.extend(engine_records);
             watched.extend(figures.map(|f| (engine.label(), f)));
         }
     }
     // The fleet needs both kinds of engine (two Docker, one Podman).
     let fleet = options.fleet && options.engines.len() == 2;
+    let mut fleet_hosts = Vec::new();
     if fleet {
-        records.extend(runtime.block_on(fleet::bench(
+        let (fleet_records, hosts) = runtime.block_on(fleet::bench(
             &anvyl,
             options.suites[0],
             FLEET_SIZE,
             options.runs.min(3),
-        ))?);
+        ))?;
+        records.extend(fleet_records);
+        fleet_hosts = hosts;
     }
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
@@ -408,28 +418,45 @@ pub fn run(args: Args) -> Result<()> {
         serde_json::to_string_pretty(&records)?,
     )?;
     std::fs::write(out.join("cleanup.svg"), report::svg(&records))?;
+    // The report: one section per part that ran.
+    let section = |part: Only, markdown: String, engines: Vec<String>| docs::Section {
+        name: part.name(),
+        markdown,
+        engines,
+    };
+    let mut sections = Vec::new();
     if options.per_engine {
         let per_engine: Vec<Record> = (records.iter())
             .filter(|r| r.engine != "fleet" && !r.case.starts_with("watch"))
             .cloned()
             .collect();
-        print!(
-            "{}",
-            report::markdown(&per_engine, &options.sizes, options.runs)
-        );
+        let markdown = report::markdown(&per_engine, &options.sizes, options.runs);
+        sections.push(section(Only::Engines, markdown, engines.clone()));
     }
-    for (engine, figures) in &watched {
-        print!("{}", figures.markdown(engine));
+    if options.watcher {
+        let markdown = (watched.iter())
+            .map(|(engine, figures)| figures.markdown(engine))
+            .collect();
+        sections.push(section(Only::Watcher, markdown, engines));
     }
-    if let Some((all, single, slowest, ratio)) = fleet::ratio(&records) {
-        println!(
-            "\n### Fleet cleanup: 3 hosts (Docker, Docker, Podman) × {FLEET_SIZE} agents' leftovers\n\n\
-             fleet {all:.2} s, slowest single host ({slowest}) {single:.2} s: ratio {ratio:.2} (medians)\n"
-        );
+    if let Some(markdown) = fleet::markdown(&records, FLEET_SIZE) {
+        sections.push(section(Only::Fleet, markdown, fleet_hosts));
+    }
+    for section in &sections {
+        print!("{}", section.markdown);
     }
     eprintln!(
         "bench: wrote {}/results.json and cleanup.svg",
         out.display()
     );
+    if options.write_docs {
+        let doc = root.join("docs/benchmarks.md");
+        docs::write(&doc, &sections, &options.command)?;
+    }
     Ok(())
+}
+
+/// "docker (bookworm) 20.10.24 (API 1.41, refuses below 1.12)".
+fn described(engine: &Engine) -> String {
+    format!("{} {}", engine.label(), engine.version())
 }

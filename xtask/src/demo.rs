@@ -7,9 +7,10 @@
 use std::path::Path;
 use std::process::Command;
 
+use anvyl_core::BackendKind;
 use anyhow::{bail, Context, Result};
 
-use crate::engines::{Engine, Kind, BASE_IMAGE};
+use crate::engines::{Engine, BASE_IMAGE};
 use crate::install::ensure_engines;
 use crate::process::{output, run as run_cmd};
 use crate::suite::Suite;
@@ -18,8 +19,8 @@ use crate::suite::Suite;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The engine to tell it on
-    #[arg(long, value_enum, default_value = "docker")]
-    backend: Kind,
+    #[arg(long, default_value = "docker", value_parser = crate::choice::backend_kind())]
+    backend: BackendKind,
 }
 
 pub fn run(Args { backend: kind }: Args) -> Result<()> {
@@ -32,7 +33,7 @@ pub fn run(Args { backend: kind }: Args) -> Result<()> {
         "anvyl-cli",
     ]))?;
     let anvyl = root.join("target/debug/anvyl");
-    let dir = crate::engines::engines_dir().join(format!("demo-{}", kind.name()));
+    let dir = crate::engines::engines_dir().join(format!("demo-{}", kind.as_str()));
     let engine = Engine::start(kind, Suite::Bookworm, dir.clone(), false)?;
     engine.build_base_image()?;
     let state_dir = dir.join("state");
@@ -49,7 +50,7 @@ fn anvyl(engine: &Engine, anvyl: &Path, state_dir: &Path, args: &[&str]) -> Resu
     println!("$ anvyl {}", shlex::try_join(args.iter().copied())?);
     let status = Command::new(anvyl)
         .args(args)
-        .env("ANVYL_BACKEND", engine.kind.name())
+        .env("ANVYL_BACKEND", engine.kind.as_str())
         .env("DOCKER_HOST", engine.endpoint())
         .env("CONTAINER_HOST", engine.endpoint())
         .env("ANVYL_STATE_DIR", state_dir)
@@ -63,7 +64,7 @@ fn anvyl(engine: &Engine, anvyl: &Path, state_dir: &Path, args: &[&str]) -> Resu
 
 /// Shows the engine's own listing, as a user would check it.
 fn engine_ls(engine: &Engine) -> Result<()> {
-    let cli = engine.kind.name();
+    let cli = engine.kind.as_str();
     println!("$ {cli} ps -a --format '{{{{.Names}}}}'");
     print!(
         "{}",

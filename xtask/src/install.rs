@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use anvyl_core::BackendKind;
 use anyhow::{bail, Result};
 
 use crate::engines::BUSYBOX;
@@ -54,15 +55,14 @@ fn is_root() -> bool {
 
 /// Ensures `dockerd`, `podman`, a static busybox and OpenSSH are present,
 /// and `debootstrap` when a suite other than this machine's is asked for.
-pub fn ensure_engines(engines: &[crate::engines::Kind], suites: &[Suite]) -> Result<()> {
-    use crate::engines::Kind;
+pub fn ensure_engines(engines: &[BackendKind], suites: &[Suite]) -> Result<()> {
     let chroots = suites.iter().any(|s| s.is_chroot());
     if chroots && !is_root() {
         bail!("the trixie and sid engines run from debootstrap roots, which needs root; run as root or pass --engines bookworm");
     }
     let (docker, podman) = (
-        engines.contains(&Kind::Docker),
-        engines.contains(&Kind::Podman),
+        engines.contains(&BackendKind::Docker),
+        engines.contains(&BackendKind::Podman),
     );
     let missing = (docker && !on_path("dockerd"))
         || (podman && !on_path("podman"))

@@ -10,21 +10,29 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::engines::{engines_dir, restart_file, Engine, Kind, Kinds, BASE_IMAGE};
+use anvyl_core::BackendKind;
+
+use crate::choice::{EngineChoice, SuiteChoice};
+use crate::engines::{engines_dir, restart_file, Engine, BASE_IMAGE};
 use crate::install::ensure_engines;
-use crate::suite::{Suite, Suites};
+use crate::suite::Suite;
 use crate::teardown::run_group;
 
 /// `cargo xtask itest`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Whose engines: bookworm (this machine's packages), trixie, sid (from
-    /// debootstrap roots), a comma list, or all
-    #[arg(long, value_name = "SUITES", default_value = "all")]
-    engines: Suites,
-    /// Which engines of each suite: docker, podman or all
-    #[arg(long, value_name = "BACKEND", default_value = "all")]
-    backend: Kinds,
+    /// Whose engines, one suite or a comma list (bookworm,sid)
+    #[arg(
+        long,
+        value_name = "SUITES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "all"
+    )]
+    engines: Vec<SuiteChoice>,
+    /// Which engines of each suite
+    #[arg(long, value_name = "BACKEND", value_enum, default_value = "all")]
+    backend: EngineChoice,
     /// Leave the engines running afterwards, for a look by hand
     #[arg(long)]
     keep: bool,
@@ -40,7 +48,7 @@ pub struct Args {
 
 struct Options {
     suites: Vec<Suite>,
-    engines: Vec<Kind>,
+    engines: Vec<BackendKind>,
     keep: bool,
     lanes: u32,
     filter: Vec<String>,
@@ -49,8 +57,8 @@ struct Options {
 impl From<Args> for Options {
     fn from(args: Args) -> Self {
         Self {
-            suites: args.engines.0,
-            engines: args.backend.0,
+            suites: crate::choice::suites(&args.engines),
+            engines: args.backend.kinds(),
             keep: args.keep,
             lanes: args.lanes,
             filter: args.filter,
@@ -161,8 +169,8 @@ fn test_suite(suite: Suite, options: &Options, anvyl: &Path) -> Vec<Row> {
     let mut engines = Vec::new();
     let mut rows = Vec::new();
     for kind in &options.engines {
-        let label = format!("{} ({})", kind.name(), suite.name());
-        let dir = engines_dir().join(format!("{}-{}", suite.name(), kind.name()));
+        let label = format!("{} ({})", kind.as_str(), suite.name());
+        let dir = engines_dir().join(format!("{}-{}", suite.name(), kind.as_str()));
         let mut row = Row {
             engine: label.clone(),
             version: "did not start".into(),
@@ -189,7 +197,7 @@ fn test_suite(suite: Suite, options: &Options, anvyl: &Path) -> Vec<Row> {
             suite.name()
         );
         let far = Engine::start_with(
-            Kind::Docker,
+            BackendKind::Docker,
             suite,
             engines_dir().join(format!("{}-docker-far", suite.name())),
             options.keep,
@@ -242,17 +250,17 @@ fn test_against(engine: &Engine, anvyl: &Path, filter: &[String], row: &mut Row)
     }
     let root = crate::project_root();
     let (crate_name, test) = match engine.kind {
-        Kind::Docker => ("anvyl-docker", "docker_conformance"),
-        Kind::Podman => ("anvyl-podman", "podman_conformance"),
+        BackendKind::Docker => ("anvyl-docker", "docker_conformance"),
+        BackendKind::Podman => ("anvyl-podman", "podman_conformance"),
     };
     let endpoint_var = match engine.kind {
-        Kind::Docker => "ANVYL_ITEST_DOCKER_HOST",
-        Kind::Podman => "ANVYL_ITEST_PODMAN_HOST",
+        BackendKind::Docker => "ANVYL_ITEST_DOCKER_HOST",
+        BackendKind::Podman => "ANVYL_ITEST_PODMAN_HOST",
     };
     let with_env = |cmd: &mut Command| {
         cmd.current_dir(&root)
             .env(endpoint_var, engine.endpoint())
-            .env("ANVYL_ITEST_BACKEND", engine.kind.name())
+            .env("ANVYL_ITEST_BACKEND", engine.kind.as_str())
             .env("ANVYL_ITEST_ENDPOINT", engine.endpoint())
             .env("ANVYL_ITEST_BASE_IMAGE", BASE_IMAGE)
             .env("ANVYL_BIN", anvyl);
@@ -331,7 +339,7 @@ fn test_against(engine: &Engine, anvyl: &Path, filter: &[String], row: &mut Row)
 /// restore), and a suite's namespace ends with every process in it, as a
 /// reboot would. "1" or "0", for the restart tests to assert.
 fn keeps_containers(engine: &Engine) -> &'static str {
-    match engine.kind == Kind::Podman && !engine.suite.is_chroot() {
+    match engine.kind == BackendKind::Podman && !engine.suite.is_chroot() {
         true => "1",
         false => "0",
     }
@@ -368,8 +376,8 @@ fn test_hosts(engines: &[Engine], far: &Engine, anvyl: &Path) -> Result<()> {
     }
     for engine in engines {
         let var = match engine.kind {
-            Kind::Docker => "ANVYL_ITEST_DOCKER_HOST",
-            Kind::Podman => "ANVYL_ITEST_PODMAN_HOST",
+            BackendKind::Docker => "ANVYL_ITEST_DOCKER_HOST",
+            BackendKind::Podman => "ANVYL_ITEST_PODMAN_HOST",
         };
         cmd.env(var, engine.endpoint());
     }

@@ -5,6 +5,7 @@
 //! one. None of them ever touches the system's engines.
 
 mod bench;
+mod choice;
 mod demo;
 mod engines;
 mod install;

@@ -3,15 +3,15 @@
 //! `sid` are root file systems made with `debootstrap`, cached under
 //! `/var/cache/anvyl-itest/<suite>` and rebuilt only when the package list or
 //! the mirror changes, so a second run starts in seconds. Their engines run
-//! inside a private mount and PID namespace (see `engines.rs`); nothing here
-//! mounts anything that outlives the command that made it.
+//! inside a private mount and PID namespace (see `engines/daemon.rs`);
+//! nothing here mounts anything that outlives the command that made it.
 
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::process::run;
 
@@ -49,44 +49,8 @@ pub const PACKAGES: &[&str] = &[
 /// The file in a cached root that says what it was built from.
 const STAMP: &str = ".anvyl-itest-stamp";
 
-/// The suites an `--engines` value names, parsed by clap.
-#[derive(Debug, Clone)]
-pub struct Suites(pub Vec<Suite>);
-
-impl std::str::FromStr for Suites {
-    type Err = anyhow::Error;
-
-    fn from_str(value: &str) -> Result<Self> {
-        Suite::parse_list(Some(value)).map(Self)
-    }
-}
-
 impl Suite {
     pub const ALL: [Suite; 3] = [Suite::Bookworm, Suite::Trixie, Suite::Sid];
-
-    /// The suites an `--engines bookworm|trixie|sid|all` value names (a
-    /// comma-separated list is accepted too).
-    pub fn parse_list(value: Option<&str>) -> Result<Vec<Suite>> {
-        let Some(value) = value else {
-            bail!("--engines takes bookworm, trixie, sid or all");
-        };
-        if value == "all" {
-            return Ok(Self::ALL.to_vec());
-        }
-        let mut suites = Vec::new();
-        for name in value.split(',') {
-            let suite = Self::ALL
-                .into_iter()
-                .find(|s| s.name() == name)
-                .with_context(|| {
-                    format!("--engines takes bookworm, trixie, sid or all, not {name:?}")
-                })?;
-            if !suites.contains(&suite) {
-                suites.push(suite);
-            }
-        }
-        Ok(suites)
-    }
 
     /// How long the suite's tests take, relative to the others: sid's
     /// newest engines took 1426 s of a 2615 s run (bookworm 621, trixie
@@ -243,20 +207,4 @@ fn mirror() -> String {
         })
         .map(|w| w.trim_end_matches('/').to_string())
         .unwrap_or_else(|| "http://deb.debian.org/debian".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn engines_values() {
-        assert_eq!(Suite::parse_list(Some("all")).unwrap(), Suite::ALL);
-        assert_eq!(
-            Suite::parse_list(Some("sid,trixie,sid")).unwrap(),
-            vec![Suite::Sid, Suite::Trixie]
-        );
-        assert!(Suite::parse_list(Some("forky")).is_err());
-        assert!(Suite::parse_list(None).is_err());
-    }
 }

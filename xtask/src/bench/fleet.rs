@@ -7,20 +7,20 @@
 use std::path::Path;
 use std::process::Command;
 
-use anvyl_core::{DynBackend, StateStore};
+use anvyl_core::{BackendKind, DynBackend, StateStore};
 use anyhow::{bail, Result};
 
 use super::measure::{measure, stats};
 use super::populate;
 use super::{connect, Record};
-use crate::engines::{Engine, Kind, BASE_IMAGE};
+use crate::engines::{Engine, BASE_IMAGE};
 use crate::suite::Suite;
 
 /// The hosts, as registered: the configured engine is `local`.
-const HOSTS: [(&str, Kind); 3] = [
-    ("local", Kind::Docker),
-    ("far", Kind::Docker),
-    ("pod", Kind::Podman),
+const HOSTS: [(&str, BackendKind); 3] = [
+    ("local", BackendKind::Docker),
+    ("far", BackendKind::Docker),
+    ("pod", BackendKind::Podman),
 ];
 
 struct Fleet {
@@ -69,9 +69,14 @@ impl Fleet {
     }
 }
 
-/// Runs the fleet case and returns its records: `fleet` (all hosts) and
-/// `single-<host>` (one host) wall times per run.
-pub async fn bench(anvyl: &Path, suite: Suite, n: usize, runs: usize) -> Result<Vec<Record>> {
+/// Runs the fleet case and returns its records, `fleet` (all hosts) and
+/// `single-<host>` (one host) wall times per run, and its hosts' engines.
+pub async fn bench(
+    anvyl: &Path,
+    suite: Suite,
+    n: usize,
+    runs: usize,
+) -> Result<(Vec<Record>, Vec<String>)> {
     let work = tempfile::tempdir()?;
     let mut engines = Vec::new();
     for (host, kind) in HOSTS {
@@ -90,7 +95,7 @@ pub async fn bench(anvyl: &Path, suite: Suite, n: usize, runs: usize) -> Result<
         engines,
     };
     for (host, engine, _) in &fleet.engines[1..] {
-        let backend = engine.kind.name();
+        let backend = engine.kind.as_str();
         let endpoint = engine.endpoint();
         let add = [
             "host",
@@ -132,11 +137,25 @@ pub async fn bench(anvyl: &Path, suite: Suite, n: usize, runs: usize) -> Result<
             record("fleet", format!("single-{host}"), sample);
         }
     }
-    Ok(records)
+    let hosts = (fleet.engines.iter())
+        .map(|(host, engine, _)| format!("{host}: {}", super::described(engine)))
+        .collect();
+    Ok((records, hosts))
 }
 
-/// fleet ÷ slowest single host, by medians, for the report.
-pub fn ratio(records: &[Record]) -> Option<(f64, f64, String, f64)> {
+/// The fleet's section of the report, if the case ran.
+pub fn markdown(records: &[Record], n: usize) -> Option<String> {
+    let (all, single, slowest, ratio) = ratio(records)?;
+    Some(format!(
+        "\n### Fleet cleanup: 3 hosts (Docker, Docker, Podman) × {n} agents' leftovers\n\n\
+         fleet {all:.2} s, slowest single host ({slowest}) {single:.2} s: ratio {ratio:.2} \
+         by medians (target ≤ 1.2: {})\n",
+        if ratio <= 1.2 { "met" } else { "missed" }
+    ))
+}
+
+/// fleet ÷ slowest single host, by medians.
+fn ratio(records: &[Record]) -> Option<(f64, f64, String, f64)> {
     let median = |method: &str| {
         let walls: Vec<f64> = (records.iter())
             .filter(|r| r.engine == "fleet" && r.method == method)

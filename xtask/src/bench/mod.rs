@@ -1,21 +1,25 @@
 //! `cargo xtask bench [--engines bookworm|trixie|sid|all] [--backend
-//! docker|podman|all] [--sizes 10,100,500] [--runs 5]`: anvyl against the engines' own tools, on the same private
-//! engine, in the same run. For each engine and size N it populates N
-//! agents' leftovers (untimed, through anvyl's library) next to 1000
-//! unrelated containers and image tags, then times — alternating the order
-//! every run, each from an identical population — `anvyl agent cleanup
-//! --yes`, the CLI pipeline a user would type, and the prune endpoints.
-//! It also times the dry run with nothing to clean, the largest N without
-//! the unrelated crowd (anvyl and prune), and `anvyl agent start` against `build` + `run`.
-//! The fleet case times one cleanup of three hosts against the slowest of
-//! them alone; the watcher's case (`watcher.rs`) measures `agent cleanup
-//! --watch` beside 100 running agents (`--only fleet|engines|watcher` runs
-//! one part).
+//! docker|podman|all] [--sizes 10,100,500] [--runs 5] [--only
+//! fleet|engines|watcher] [--write-docs]`: anvyl against the engines' own
+//! tools, on the same private engine, in the same run. For each engine and
+//! size N it populates N agents' leftovers (untimed, through anvyl's
+//! library) next to 1000 unrelated containers and image tags, then times —
+//! alternating the order every run, each from an identical population —
+//! `anvyl agent cleanup --yes`, the CLI pipeline a user would type, and the
+//! prune endpoints. It also times the dry run with nothing to clean, the
+//! largest N without the unrelated crowd (anvyl and prune), and `anvyl
+//! agent start` against `build` + `run`. The fleet case times one cleanup
+//! of three hosts against the slowest of them alone; the watcher's case
+//! (`watcher.rs`) measures `agent cleanup --watch` beside 100 running
+//! agents (`--only fleet|engines|watcher` runs one part).
 //! Results: a Markdown report on stdout, `target/bench/results.json` and
-//! `target/bench/cleanup.svg`.
+//! `target/bench/cleanup.svg`; with `--write-docs`, the report's sections
+//! also go into docs/benchmarks.md (`docs.rs`).
 
+mod docs;
 mod fleet;
 mod measure;
+mod options;
 mod populate;
 mod report;
 mod watcher;
@@ -25,15 +29,17 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anvyl_core::{DynBackend, StateStore};
+use anvyl_core::{BackendKind, DynBackend, StateStore};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::engines::{Engine, Kind, Kinds, BASE_IMAGE};
+use crate::engines::{Engine, BASE_IMAGE};
 use crate::install::ensure_engines;
 use crate::process::run as run_cmd;
-use crate::suite::{Suite, Suites};
 use measure::{measure, Sample};
+use options::{Only, Options};
+
+pub use options::Args;
 
 /// Leftovers per host in the fleet case.
 const FLEET_SIZE: usize = 100;
@@ -44,65 +50,6 @@ const WATCHED: usize = 100;
 /// How many unrelated containers, and image tags, share the engine.
 const UNRELATED: usize = 1000;
 const LABEL: &str = "io.anvyl.managed-by=anvyl";
-
-struct Options {
-    engines: Vec<Kind>,
-    suites: Vec<Suite>,
-    sizes: Vec<usize>,
-    runs: usize,
-    /// Per-engine cleanup cases, the fleet case, the watcher's case: any
-    /// one, or all (the default).
-    per_engine: bool,
-    fleet: bool,
-    watcher: bool,
-}
-
-/// `cargo xtask bench`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Whose engines: bookworm, trixie, sid, a comma list, or all
-    #[arg(long, value_name = "SUITES", default_value = "bookworm")]
-    engines: Suites,
-    /// Which engines of each suite: docker, podman or all
-    #[arg(long, value_name = "BACKEND", default_value = "all")]
-    backend: Kinds,
-    /// Leftovers per cleanup, one series each
-    #[arg(long, value_name = "N,…", value_delimiter = ',', default_value = "10,100,500",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    sizes: Vec<u32>,
-    /// Runs per measurement
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    runs: u32,
-    /// Only the per-engine cases, only the fleet case, or only the
-    /// watcher's case (default: all three)
-    #[arg(long, value_enum)]
-    only: Option<Only>,
-}
-
-/// A part of the benchmark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Only {
-    /// Three hosts at once
-    Fleet,
-    /// Each engine alone
-    Engines,
-    /// The watcher beside 100 running agents, on each engine
-    Watcher,
-}
-
-impl From<Args> for Options {
-    fn from(args: Args) -> Self {
-        Self {
-            engines: args.backend.0,
-            suites: args.engines.0,
-            sizes: args.sizes.into_iter().map(|n| n as usize).collect(),
-            runs: args.runs as usize,
-            per_engine: args.only.is_none_or(|o| o == Only::Engines),
-            fleet: args.only.is_none_or(|o| o == Only::Fleet),
-            watcher: args.only.is_none_or(|o| o == Only::Watcher),
-        }
-    }
-}
 
 /// The three ways of removing anvyl's leftovers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -154,7 +101,7 @@ impl Bench<'_> {
     fn anvyl(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.anvyl);
         cmd.args(args)
-            .env("ANVYL_BACKEND", self.engine.kind.name())
+            .env("ANVYL_BACKEND", self.engine.kind.as_str())
             .env("DOCKER_HOST", self.engine.endpoint())
             .env("CONTAINER_HOST", self.engine.endpoint())
             .env("ANVYL_STATE_DIR", &self.state_dir)
@@ -171,7 +118,7 @@ impl Bench<'_> {
     }
 
     fn method_command(&self, method: Method) -> Command {
-        let force = if self.engine.kind == Kind::Podman {
+        let force = if self.engine.kind == BackendKind::Podman {
             "-f -t 0"
         } else {
             "-f"
@@ -302,7 +249,7 @@ impl Bench<'_> {
             "--command",
             "sleep 600",
         ]))?;
-        let force = if self.engine.kind == Kind::Podman {
+        let force = if self.engine.kind == BackendKind::Podman {
             "-f -t 0"
         } else {
             "-f"
@@ -332,10 +279,10 @@ impl Bench<'_> {
 async fn connect(engine: &Engine) -> Result<DynBackend> {
     let timeout = Duration::from_secs(300);
     Ok(match engine.kind {
-        Kind::Docker => {
+        BackendKind::Docker => {
             Arc::new(anvyl_docker::DockerBackend::connect(&engine.endpoint(), timeout).await?)
         }
-        Kind::Podman => {
+        BackendKind::Podman => {
             let limits = anvyl_podman::Limits {
                 nofile: 4096,
                 nproc: 4096,
@@ -384,7 +331,7 @@ async fn bench_engine(
 impl Bench<'_> {
     /// The cleanup, dry-run and start cases.
     async fn cleanups(&mut self, options: &Options) -> Result<()> {
-        let kind = self.engine.kind.name();
+        let kind = self.engine.kind.as_str();
         let largest = *options.sizes.iter().max().expect("at least one size");
         eprintln!("bench: {kind}: N={largest} without unrelated resources");
         // Prune too, so the engine's own sensitivity to the crowd is on record.
@@ -432,9 +379,12 @@ pub fn run(args: Args) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let mut records = Vec::new();
     let mut watched = Vec::new();
+    // "docker (bookworm) 20.10.24 (API 1.41, refuses below 1.12)", for the
+    // docs' line under each table.
+    let mut engines = Vec::new();
     for suite in (options.suites.iter()).filter(|_| options.per_engine || options.watcher) {
         for kind in &options.engines {
-            let dir = format!("bench-{}-{}", suite.name(), kind.name());
+            let dir = format!("bench-{}-{}", suite.name(), kind.as_str());
             let engine = Engine::start(
                 *kind,
                 *suite,
@@ -443,19 +393,23 @@ pub fn run(args: Args) -> Result<()> {
             )?;
             let (engine_records, figures) =
                 runtime.block_on(bench_engine(&engine, &anvyl, &options))?;
+            engines.push(described(&engine));
             records.extend(engine_records);
             watched.extend(figures.map(|f| (engine.label(), f)));
         }
     }
     // The fleet needs both kinds of engine (two Docker, one Podman).
     let fleet = options.fleet && options.engines.len() == 2;
+    let mut fleet_hosts = Vec::new();
     if fleet {
-        records.extend(runtime.block_on(fleet::bench(
+        let (fleet_records, hosts) = runtime.block_on(fleet::bench(
             &anvyl,
             options.suites[0],
             FLEET_SIZE,
             options.runs.min(3),
-        ))?);
+        ))?;
+        records.extend(fleet_records);
+        fleet_hosts = hosts;
     }
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
@@ -464,28 +418,45 @@ pub fn run(args: Args) -> Result<()> {
         serde_json::to_string_pretty(&records)?,
     )?;
     std::fs::write(out.join("cleanup.svg"), report::svg(&records))?;
+    // The report: one section per part that ran.
+    let section = |part: Only, markdown: String, engines: Vec<String>| docs::Section {
+        name: part.name(),
+        markdown,
+        engines,
+    };
+    let mut sections = Vec::new();
     if options.per_engine {
         let per_engine: Vec<Record> = (records.iter())
             .filter(|r| r.engine != "fleet" && !r.case.starts_with("watch"))
             .cloned()
             .collect();
-        print!(
-            "{}",
-            report::markdown(&per_engine, &options.sizes, options.runs)
-        );
+        let markdown = report::markdown(&per_engine, &options.sizes, options.runs);
+        sections.push(section(Only::Engines, markdown, engines.clone()));
     }
-    for (engine, figures) in &watched {
-        print!("{}", figures.markdown(engine));
+    if options.watcher {
+        let markdown = (watched.iter())
+            .map(|(engine, figures)| figures.markdown(engine))
+            .collect();
+        sections.push(section(Only::Watcher, markdown, engines));
     }
-    if let Some((all, single, slowest, ratio)) = fleet::ratio(&records) {
-        println!(
-            "\n### Fleet cleanup: 3 hosts (Docker, Docker, Podman) × {FLEET_SIZE} agents' leftovers\n\n\
-             fleet {all:.2} s, slowest single host ({slowest}) {single:.2} s: ratio {ratio:.2} (medians)\n"
-        );
+    if let Some(markdown) = fleet::markdown(&records, FLEET_SIZE) {
+        sections.push(section(Only::Fleet, markdown, fleet_hosts));
+    }
+    for section in &sections {
+        print!("{}", section.markdown);
     }
     eprintln!(
         "bench: wrote {}/results.json and cleanup.svg",
         out.display()
     );
+    if options.write_docs {
+        let doc = root.join("docs/benchmarks.md");
+        docs::write(&doc, &sections, &options.command)?;
+    }
     Ok(())
+}
+
+/// "docker (bookworm) 20.10.24 (API 1.41, refuses below 1.12)".
+fn described(engine: &Engine) -> String {
+    format!("{} {}", engine.label(), engine.version())
 }

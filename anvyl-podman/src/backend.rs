@@ -1,33 +1,30 @@
-//! [`PodmanBackend`]: every libpod call anvyl makes. Requests go through one
-//! podman-api client, each bounded by the request timeout (podman-api has
-//! none); builds (posted on a connection of their own, see `build`),
-//! followed logs and event streams last as long as they need.
+//! [`PodmanBackend`]: every libpod call anvyl makes, as the `Backend` trait
+//! names them. Requests go through `client` (bounded by the request
+//! timeout, reads retried); stops are signals (`stop`); builds are posted on
+//! a connection of their own (`build`); followed logs and event streams
+//! last as long as they need.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use anvyl_core::backend::{
     normalise_image_id, BuildOutput, BuildProgress, ContainerEvent, EventStream, LogSink,
     LogStream, Result, Volume,
 };
-use anvyl_core::lifecycle::{pack_labelled_context, LABELLED_DOCKERFILE};
 use anvyl_core::{
     Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
     EngineInfo, ImageSummary, ImageTag, Labels, Query,
 };
 use async_trait::async_trait;
-use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use podman_api::models::{Namespace, PosixRlimit};
 use podman_api::opts::{
     ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter, ContainerListOpts,
-    ContainerLogsOpts, ImageBuildOpts, ImageListFilter, ImageListOpts, ImageTagOpts, NetworkMode,
-    VolumeCreateOpts,
+    ContainerLogsOpts, ImageListFilter, ImageListOpts, ImageTagOpts, VolumeCreateOpts,
 };
 use podman_api::Podman;
 
-use crate::errors::{map, status};
+use crate::errors::map;
 
 /// The endpoint when configuration names none: `CONTAINER_HOST`, else the
 /// rootless socket when it exists, else the rootful one.
@@ -64,10 +61,10 @@ pub struct Limits {
 /// A Podman engine.
 #[derive(Debug, Clone)]
 pub struct PodmanBackend {
-    client: Podman,
-    endpoint: String,
-    timeout: Duration,
-    limits: Limits,
+    pub(crate) client: Podman,
+    pub(crate) endpoint: String,
+    pub(crate) timeout: Duration,
+    pub(crate) limits: Limits,
 }
 
 fn labels(map: Option<HashMap<String, String>>) -> Labels {
@@ -108,97 +105,6 @@ fn most_selective_label(labels: &Labels) -> Option<(&String, &String)> {
 }
 
 impl PodmanBackend {
-    /// A client of `endpoint` (`unix://…` or a socket path). No request is
-    /// made: an unreachable service shows on the first call.
-    pub async fn connect(
-        endpoint: &str,
-        request_timeout: Duration,
-        limits: Limits,
-    ) -> Result<Self> {
-        let endpoint = if endpoint.starts_with('/') {
-            format!("unix://{endpoint}")
-        } else {
-            endpoint.to_string()
-        };
-        // No `adjust_api_version`: libpod's /version reports the compat API
-        // (1.41) and would switch requests to the wrong paths.
-        let client = Podman::new(&endpoint).map_err(|e| BackendError::Unreachable {
-            engine: Some(anvyl_core::BackendKind::Podman),
-            endpoint: endpoint.clone(),
-            message: e.to_string(),
-        })?;
-        Ok(Self {
-            client,
-            endpoint,
-            timeout: request_timeout,
-            limits,
-        })
-    }
-
-    /// Sends `signal` to a container's main process: `Ok(true)` when it was
-    /// delivered, `Ok(false)` when the container was not running (signalling
-    /// a stopped container is a 500 in Podman 4.3, so its state decides).
-    async fn signal(&self, id: &str, what: &str, signal: &str) -> Result<bool> {
-        let container = self.client.containers().get(id);
-        match self
-            .call("stop container", what, container.send_signal(signal))
-            .await
-        {
-            Ok(()) => Ok(true),
-            Err(e)
-                if e.is_not_found()
-                    || self.inspect_container(id).await?.state == ContainerState::Running =>
-            {
-                Err(e)
-            }
-            Err(_) => Ok(false),
-        }
-    }
-
-    /// Runs one request under the timeout, mapping its error.
-    async fn call<T>(
-        &self,
-        operation: &'static str,
-        what: &str,
-        request: impl Future<Output = podman_api::Result<T>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.timeout, request).await {
-            Ok(result) => result.map_err(|e| map(operation, what, &self.endpoint, e)),
-            Err(_) => Err(BackendError::Engine {
-                operation,
-                status: None,
-                message: format!("no answer within {}s", self.timeout.as_secs()),
-            }),
-        }
-    }
-
-    /// A read-only request, retried on a 500 (see [`retry_reads`]).
-    async fn read<T, F, Fut>(&self, operation: &'static str, what: &str, request: F) -> Result<T>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = podman_api::Result<T>>,
-    {
-        retry_reads(|| self.call(operation, what, request())).await
-    }
-
-    /// Like [`Self::call`], but a 304 (already in that state) is success.
-    async fn idempotent(
-        &self,
-        operation: &'static str,
-        what: &str,
-        request: impl Future<Output = podman_api::Result<()>>,
-    ) -> Result<()> {
-        match tokio::time::timeout(self.timeout, request).await {
-            Ok(Err(e)) if status(&e) == Some(304) => Ok(()),
-            Ok(result) => result.map_err(|e| map(operation, what, &self.endpoint, e)),
-            Err(_) => Err(BackendError::Engine {
-                operation,
-                status: None,
-                message: format!("no answer within {}s", self.timeout.as_secs()),
-            }),
-        }
-    }
-
     fn rlimits(&self) -> Vec<PosixRlimit> {
         [("nofile", self.limits.nofile), ("nproc", self.limits.nproc)]
             .into_iter()
@@ -385,51 +291,8 @@ impl Backend for PodmanBackend {
         )
         .await
     }
-
     async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
-        let what = format!("container {id}");
-        if !timeout.is_zero() {
-            // libpod's stop reads `timeout`, podman-api sends `Timeout`:
-            // libpod would wait the container's own stop timeout (10 s)
-            // whatever was asked. So a stop is done here the way
-            // `docker stop -t` does it: the container's stop signal, then
-            // SIGKILL once `timeout` has passed.
-            let container = self.client.containers().get(id);
-            let config = self
-                .read("inspect container", &what, || container.inspect())
-                .await?
-                .config;
-            let signal = config
-                .and_then(|c| c.stop_signal)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "SIGTERM".into());
-            if !self.signal(id, &what, &signal).await? {
-                return Ok(());
-            }
-            let deadline = tokio::time::Instant::now() + timeout;
-            while tokio::time::Instant::now() < deadline {
-                if self.inspect_container(id).await?.state != ContainerState::Running {
-                    return Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        // A zero timeout, or one that has passed, is a kill.
-        if !self.signal(id, &what, "SIGKILL").await? {
-            return Ok(());
-        }
-        // The kill is asynchronous: wait until the engine says so.
-        for _ in 0..100 {
-            if self.inspect_container(id).await?.state != ContainerState::Running {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(BackendError::Engine {
-            operation: "stop container",
-            status: None,
-            message: format!("{what} still runs 5 s after SIGKILL"),
-        })
+        self.stop(id, timeout).await
     }
 
     async fn remove_container(&self, id: &str, stop_timeout: Duration) -> Result<()> {
@@ -593,125 +456,14 @@ impl Backend for PodmanBackend {
     }
 }
 
-impl PodmanBackend {
-    /// One build attempt (see `build_image`).
-    async fn build_once(
-        &self,
-        spec: &BuildSpec,
-        progress: BuildProgress<'_>,
-    ) -> Result<BuildOutput> {
-        // The labels go into the Dockerfile as one instruction: buildah, like
-        // Docker's builder, makes one step per `labels` entry, and the
-        // half-labelled step images became build cache shared between
-        // starts ("layer not known" when one agent's removal pruned them).
-        // The context is packed here, not by podman-api: see `build`.
-        let context = pack_labelled_context(&spec.context_dir, &spec.labels)?;
-        let mut opts = ImageBuildOpts::builder(".")
-            .dockerfile(LABELLED_DOCKERFILE)
-            .tag(&spec.tag)
-            .remove(true)
-            .force_rm(true);
-        if let Some(network) = &spec.network {
-            opts = opts.network_mode(match network.as_str() {
-                "none" => NetworkMode::None,
-                "host" => NetworkMode::Host,
-                "bridge" => NetworkMode::Bridge,
-                other => NetworkMode::Custom(other.to_string()),
-            });
-        }
-        let query = crate::build::query(&opts.build());
-        crate::build::post(&self.endpoint, &query, context, progress).await?;
-        // libpod names the image `localhost/<tag>`; the id comes from it.
-        Ok(BuildOutput {
-            image_id: self.inspect_image(&spec.tag).await?.id,
-        })
-    }
-}
-
 /// The prefix the engine adds on its own to a repository named without a
 /// registry, dropped before a tag is compared with anvyl's names. Podman lists an image built as `NAME` as `localhost/NAME`; `docker.io/library/NAME` is a repository a user pulled or named.
 const IMPLICIT_PREFIX: &str = "localhost/";
 
 /// What the engine says when a concurrent image removal broke a build.
 pub const BUILD_RACES: &[&str] = &["layer not known"];
-
-/// Runs a read-only request again on a 500, five times, 50 ms to 800 ms
-/// apart (1.55 s in all). Podman 4.3's service can panic (nil pointer,
-/// HTTP 500) when an image is inspected while another is being removed, and
-/// an image listing fails ("image not known") while an image it is
-/// summarising goes away. Three retries in 350 ms were not enough: the
-/// 8-process stress test's cleanup once met the listing's failure for
-/// longer in CI. Reads are safe to repeat.
-async fn retry_reads<T, F, Fut>(request: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let pauses = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_times(5);
-    request
-        .retry(pauses)
-        .when(|e| {
-            matches!(
-                e,
-                BackendError::Engine {
-                    status: Some(500),
-                    ..
-                }
-            )
-        })
-        .await
-}
-
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use anvyl_core::BackendError;
-
-    /// A listing that fails while images go away is asked again for 1.55 s;
-    /// a refusal other than a 500 is not repeated.
-    #[tokio::test(start_paused = true)]
-    async fn a_read_outlasts_five_500s_and_no_other_refusal() {
-        let refused = |status| BackendError::Engine {
-            operation: "list images",
-            status: Some(status),
-            message: "image not known".into(),
-        };
-        let calls = AtomicUsize::new(0);
-        let began = tokio::time::Instant::now();
-        let listed = super::retry_reads(|| async {
-            match calls.fetch_add(1, Ordering::SeqCst) {
-                0..5 => Err(refused(500)),
-                _ => Ok("images"),
-            }
-        })
-        .await;
-        assert_eq!(listed.unwrap(), "images");
-        assert_eq!(calls.load(Ordering::SeqCst), 6);
-        // Paused time moves a millisecond per wake-up besides the pauses.
-        let waited = began.elapsed().as_millis();
-        assert!((1550..1600).contains(&waited), "waited {waited} ms");
-
-        let calls = AtomicUsize::new(0);
-        let gone = super::retry_reads(|| async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err::<(), _>(refused(404))
-        })
-        .await;
-        assert!(
-            matches!(
-                gone,
-                Err(BackendError::Engine {
-                    status: Some(404),
-                    ..
-                })
-            ),
-            "{gone:?}"
-        );
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-    }
 
     #[test]
     fn tags_drop_only_the_engines_own_prefix() {

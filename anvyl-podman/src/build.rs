@@ -9,12 +9,15 @@
 //! see [`anvyl_core::lifecycle::pack_labelled_context`]) and posted to
 //! libpod's build endpoint over one HTTP/1 connection of its own.
 
-use anvyl_core::backend::{root_cause, BuildProgress, Result};
+use anvyl_core::backend::{root_cause, BuildOutput, BuildProgress, Result};
+use anvyl_core::lifecycle::{pack_labelled_context, LABELLED_DOCKERFILE};
 use anvyl_core::BackendError;
+use anvyl_core::{Backend, BuildSpec};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use podman_api::opts::{ImageBuildOpts, NetworkMode};
 
 /// The query podman-api would send, from its own options builder: one
 /// naming of libpod's parameters, kept by the crate that knows them.
@@ -148,6 +151,41 @@ where
         .map_err(std::io::Error::other)?;
     tokio::spawn(connection);
     Ok(sender)
+}
+
+impl crate::PodmanBackend {
+    /// One build attempt (see `build_image`).
+    pub(crate) async fn build_once(
+        &self,
+        spec: &BuildSpec,
+        progress: BuildProgress<'_>,
+    ) -> Result<BuildOutput> {
+        // The labels go into the Dockerfile as one instruction: buildah, like
+        // Docker's builder, makes one step per `labels` entry, and the
+        // half-labelled step images became build cache shared between
+        // starts ("layer not known" when one agent's removal pruned them).
+        // The context is packed here, not by podman-api: see `build`.
+        let context = pack_labelled_context(&spec.context_dir, &spec.labels)?;
+        let mut opts = ImageBuildOpts::builder(".")
+            .dockerfile(LABELLED_DOCKERFILE)
+            .tag(&spec.tag)
+            .remove(true)
+            .force_rm(true);
+        if let Some(network) = &spec.network {
+            opts = opts.network_mode(match network.as_str() {
+                "none" => NetworkMode::None,
+                "host" => NetworkMode::Host,
+                "bridge" => NetworkMode::Bridge,
+                other => NetworkMode::Custom(other.to_string()),
+            });
+        }
+        let query = query(&opts.build());
+        post(&self.endpoint, &query, context, progress).await?;
+        // libpod names the image `localhost/<tag>`; the id comes from it.
+        Ok(BuildOutput {
+            image_id: self.inspect_image(&spec.tag).await?.id,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 
 mod backend;
 mod build;
+mod client;
 mod errors;
+mod stop;
 
 pub use backend::{default_endpoint, Limits, PodmanBackend, BUILD_RACES};

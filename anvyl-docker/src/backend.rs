@@ -1,8 +1,9 @@
-//! [`DockerBackend`]: every Docker call anvyl makes, through one bollard
-//! client. Errors are mapped per operation in `errors.rs`.
+//! [`DockerBackend`]: every Docker call anvyl makes, as the `Backend` trait
+//! names them, through one bollard client (made in `client`, which agrees
+//! the API version). Errors are mapped per operation in `errors.rs`; a
+//! build's attempt streams in `build`.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use anvyl_core::backend::{
@@ -10,195 +11,29 @@ use anvyl_core::backend::{
     LogStream, Result, Volume,
 };
 use anvyl_core::{
-    Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
-    EngineInfo, ImageSummary, ImageTag, Labels, Query,
+    Backend, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary, EngineInfo,
+    ImageSummary, ImageTag, Labels, Query,
 };
 use async_trait::async_trait;
 use bollard::models::{
     ContainerCreateBody, ContainerStateStatusEnum, ContainerSummaryStateEnum, HostConfig,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
-    TagImageOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, StopContainerOptionsBuilder, TagImageOptionsBuilder,
 };
-use bollard::{ClientVersion, Docker};
+use bollard::Docker;
 use futures::StreamExt;
 
 use crate::errors::map;
 use crate::image_store::settled;
-use crate::version;
-use anvyl_core::backend::root_cause;
-use anvyl_core::lifecycle::{pack_labelled_context, LABELLED_DOCKERFILE};
-
-/// The endpoint when configuration names none: `DOCKER_HOST`, else the
-/// system socket.
-pub fn default_endpoint() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
-}
 
 /// A Docker engine.
 #[derive(Debug, Clone)]
 pub struct DockerBackend {
-    client: Docker,
-    endpoint: String,
-}
-
-/// The TLS material of a `tcp://` endpoint, in the `DOCKER_CERT_PATH`
-/// layout's roles.
-#[derive(Debug, Clone, Copy)]
-pub struct Tls<'a> {
-    /// The CA that signed the engine's certificate.
-    pub ca: &'a Path,
-    /// anvyl's client certificate.
-    pub cert: &'a Path,
-    /// Its key.
-    pub key: &'a Path,
-}
-
-impl DockerBackend {
-    /// A client of `endpoint` (`unix://…`, a socket path, `tcp://…`),
-    /// speaking the API version chosen with the engine (see
-    /// [`crate::version`]): a versioned `/_ping`, and `/version` only when the
-    /// engine refuses it — an engine that does not answer is `Unreachable`
-    /// here.
-    pub async fn connect(endpoint: &str, request_timeout: Duration) -> Result<Self> {
-        let endpoint = if endpoint.starts_with('/') {
-            format!("unix://{endpoint}")
-        } else {
-            endpoint.to_string()
-        };
-        let timeout = request_timeout.as_secs().max(1);
-        if !(endpoint.starts_with("unix://")
-            || endpoint.starts_with("tcp://")
-            || endpoint.starts_with("http://"))
-        {
-            return Err(BackendError::Unreachable {
-                engine: Some(anvyl_core::BackendKind::Docker),
-                endpoint,
-                message: "unsupported scheme (use unix:// or tcp://)".into(),
-            });
-        }
-        let make = |api: &ClientVersion| {
-            if endpoint.starts_with("unix://") {
-                Docker::connect_with_unix(&endpoint, timeout, api)
-            } else {
-                Docker::connect_with_http(&endpoint, timeout, api)
-            }
-            .map_err(|e| map("connect", "engine", &endpoint, e))
-        };
-        Self::agreed(&make, endpoint.clone()).await
-    }
-
-    /// A client from `make` once the API version is agreed with its engine,
-    /// pinned into every request's path. The preferred version is tried
-    /// first with a versioned `/_ping` (0.4 ms on Docker 20.10); only an
-    /// engine that refuses it (400: too old or too new for it) is asked for
-    /// its range with `/version` (6.8 ms: it asks containerd and runc too).
-    async fn agreed(
-        make: &(dyn Fn(&ClientVersion) -> Result<Docker> + Send + Sync),
-        endpoint: String,
-    ) -> Result<Self> {
-        let preferred = make(&version::PREFERRED)?
-            .with_request_modifier(|request| version::pin(request, Some(&version::PREFERRED)));
-        match preferred.ping().await {
-            Ok(_) => {
-                return Ok(Self {
-                    client: preferred,
-                    endpoint,
-                })
-            }
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 400, ..
-            }) => {}
-            Err(e) => return Err(map("ping", "engine", &endpoint, e)),
-        }
-        let unversioned =
-            make(&version::PREFERRED)?.with_request_modifier(|request| version::pin(request, None));
-        let answer = unversioned
-            .version()
-            .await
-            .map_err(|e| map("version", "engine", &endpoint, e))?;
-        let max = answer.api_version.as_deref().and_then(version::parse);
-        let min = answer.min_api_version.as_deref().and_then(version::parse);
-        let Some(max) = max else {
-            return Err(BackendError::Engine {
-                operation: "version",
-                status: Some(200),
-                message: format!("the engine at {endpoint} reports no API version"),
-            });
-        };
-        let chosen =
-            version::choose(&max, min.as_ref()).map_err(|message| BackendError::Engine {
-                operation: "version",
-                status: Some(200),
-                message,
-            })?;
-        tracing::debug!(
-            "Docker API {}.{} with {endpoint}",
-            chosen.major_version,
-            chosen.minor_version
-        );
-        let client = make(&chosen)?
-            .with_request_modifier(move |request| version::pin(request, Some(&chosen)));
-        Ok(Self { client, endpoint })
-    }
-
-    /// A client that speaks `pinned` without asking the engine: only for
-    /// proving that the version in the path reaches the engine.
-    #[cfg(feature = "itest")]
-    pub fn connect_pinned(endpoint: &str, pinned: ClientVersion) -> Result<Self> {
-        let client = Docker::connect_with_unix(endpoint, 30, &pinned)
-            .map_err(|e| map("connect", "engine", endpoint, e))?
-            .with_request_modifier(move |request| version::pin(request, Some(&pinned)));
-        Ok(Self {
-            client,
-            endpoint: endpoint.to_string(),
-        })
-    }
-
-    /// A client of a `tcp://` endpoint over TLS: the engine's certificate
-    /// is verified against `tls.ca`, and `tls.cert`/`tls.key` prove who
-    /// anvyl is (dockerd's `--tlsverify`).
-    pub async fn connect_tls(
-        endpoint: &str,
-        tls: Tls<'_>,
-        request_timeout: Duration,
-    ) -> Result<Self> {
-        let timeout = request_timeout.as_secs().max(1);
-        let make = |api: &ClientVersion| {
-            Docker::connect_with_ssl(endpoint, tls.key, tls.cert, tls.ca, timeout, api).map_err(
-                |e| BackendError::Unreachable {
-                    engine: Some(anvyl_core::BackendKind::Docker),
-                    endpoint: endpoint.to_string(),
-                    message: root_cause(&e),
-                },
-            )
-        };
-        Self::agreed(&make, endpoint.to_string()).await
-    }
-
-    /// The client without the request timeout, for builds (a setup step
-    /// may take many minutes) and followed logs (they end when the
-    /// container does). bollard's timeout covers a whole streamed response.
-    fn long_running(&self) -> Docker {
-        self.client
-            .clone()
-            .with_timeout(Duration::from_secs(7 * 24 * 3600))
-    }
-
-    fn err(
-        &self,
-        operation: &'static str,
-        what: &str,
-    ) -> impl FnOnce(bollard::errors::Error) -> BackendError + '_ {
-        let what = what.to_string();
-        move |e| map(operation, &what, &self.endpoint, e)
-    }
+    pub(crate) client: Docker,
+    pub(crate) endpoint: String,
 }
 
 /// Docker's `filters` for `query`, plus `extra`.
@@ -554,69 +389,6 @@ impl Backend for DockerBackend {
             }
         }
         Ok(())
-    }
-}
-
-impl DockerBackend {
-    /// One build attempt (see `build_image`).
-    async fn build_once(
-        &self,
-        spec: &BuildSpec,
-        progress: BuildProgress<'_>,
-    ) -> Result<BuildOutput> {
-        // The labels go into the Dockerfile as one instruction: see `context`.
-        let context = pack_labelled_context(&spec.context_dir, &spec.labels)?;
-        let mut options = BuildImageOptionsBuilder::default()
-            .dockerfile(LABELLED_DOCKERFILE)
-            .t(&spec.tag)
-            .rm(true)
-            .forcerm(true);
-        if let Some(network) = &spec.network {
-            options = options.networkmode(network);
-        }
-        let long = self.long_running();
-        let mut stream = long.build_image(
-            options.build(),
-            None,
-            Some(bollard::body_full(bytes::Bytes::from(context))),
-        );
-        let mut image_id = None;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(line) = info.stream.as_deref() {
-                        let line = line.trim_end();
-                        if !line.is_empty() {
-                            progress(line);
-                        }
-                    }
-                    if let Some(id) = info.aux.and_then(|a| a.id) {
-                        image_id = Some(normalise_image_id(&id));
-                    }
-                }
-                // An error in the stream is the build itself failing (a
-                // step exited non-zero, a base image is missing).
-                Err(bollard::errors::Error::DockerStreamError { error }) => {
-                    return Err(BackendError::BuildFailed { message: error })
-                }
-                // The request itself refused: a bad Dockerfile or context.
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code,
-                    message,
-                }) => {
-                    return Err(BackendError::BuildFailed {
-                        message: format!("{message} (HTTP {status_code})"),
-                    })
-                }
-                Err(e) => return Err(map("build image", &spec.tag, &self.endpoint, e)),
-            }
-        }
-        match image_id {
-            Some(image_id) => Ok(BuildOutput { image_id }),
-            None => Ok(BuildOutput {
-                image_id: self.inspect_image(&spec.tag).await?.id,
-            }),
-        }
     }
 }
 

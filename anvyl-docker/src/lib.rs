@@ -6,8 +6,11 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod build;
+mod client;
 mod errors;
 mod image_store;
 pub mod version;
 
-pub use backend::{default_endpoint, DockerBackend, Tls, BUILD_RACES};
+pub use backend::{DockerBackend, BUILD_RACES};
+pub use client::{default_endpoint, Tls};

@@ -51,13 +51,13 @@ impl Cleanup<'_> {
                 Step::Containers => match self.live_now(own) {
                     Ok(live) => self.remove_containers(&plan.containers, &live).await,
                     Err(e) => (plan.containers.iter())
-                        .map(|c| self.told(step, failed(&c.name, &c.agent, &e)))
+                        .map(|c| self.told(step, ItemReport::failed(&c.name, &c.agent, &e)))
                         .collect(),
                 },
                 Step::Images => match self.live_now(own) {
                     Ok(live) => self.remove_images(&plan.images, &live).await,
                     Err(e) => (plan.images.iter())
-                        .map(|i| self.told(step, failed(&i.display, &i.agent, &e)))
+                        .map(|i| self.told(step, ItemReport::failed(&i.display, &i.agent, &e)))
                         .collect(),
                 },
                 Step::BuildDirs => self.remove_dirs(plan, own),
@@ -66,7 +66,7 @@ impl Cleanup<'_> {
                     .collect(),
             };
             tracing::debug!(
-                "step {}: {} item(s) in {:.3}s",
+                "step {}: {} ItemReport::of(s) in {:.3}s",
                 step.title(),
                 items.len(),
                 began.elapsed().as_secs_f64()
@@ -117,7 +117,7 @@ impl Cleanup<'_> {
             Ok(known) => known,
             Err(e) => {
                 return (planned.iter())
-                    .map(|c| self.told(Step::Containers, failed(&c.name, &c.agent, &e)))
+                    .map(|c| self.told(Step::Containers, ItemReport::failed(&c.name, &c.agent, &e)))
                     .collect()
             }
         };
@@ -138,8 +138,8 @@ impl Cleanup<'_> {
         known: &BTreeSet<AgentName>,
     ) -> ItemReport {
         let stop_timeout = self.settings.stop_timeout;
-        if let Some(why) = changed(live, &c.agent, c.start.as_ref()) {
-            return skipped(&c.name, &c.agent, SkipReason::ChangedSinceThePlan(why));
+        if let Some(why) = live.changed(&c.agent, c.start.as_ref()) {
+            return ItemReport::skipped(&c.name, &c.agent, SkipReason::ChangedSinceThePlan(why));
         }
         // Ownership is checked on the engine's answer of this moment,
         // not the plan's memory: a container whose labels or name no
@@ -150,14 +150,20 @@ impl Cleanup<'_> {
             Ok(now) if self.settings.adopt.is_some() && may_be_live(&now) => {
                 let why =
                     "it runs or was created again, and its installation may be alive".to_string();
-                return skipped(&c.name, &c.agent, SkipReason::ChangedSinceThePlan(why));
+                return ItemReport::skipped(
+                    &c.name,
+                    &c.agent,
+                    SkipReason::ChangedSinceThePlan(why),
+                );
             }
             Ok(now) => match self.ownership.container_owner(&now, known) {
                 Some((agent, _)) if agent == c.agent => {}
-                _ => return skipped(&c.name, &c.agent, SkipReason::NoLongerOwned),
+                _ => return ItemReport::skipped(&c.name, &c.agent, SkipReason::NoLongerOwned),
             },
-            Err(e) if e.is_not_found() => return item(&c.name, &c.agent, Outcome::AlreadyGone),
-            Err(e) => return failed(&c.name, &c.agent, &e),
+            Err(e) if e.is_not_found() => {
+                return ItemReport::of(&c.name, &c.agent, Outcome::AlreadyGone)
+            }
+            Err(e) => return ItemReport::failed(&c.name, &c.agent, &e),
         }
         let result = self
             .with_conflict_retry(|| self.backend.remove_container(&c.id, stop_timeout))
@@ -178,10 +184,10 @@ impl Cleanup<'_> {
                 // apply); the line keeps the shape users grep for, which
                 // names the container by its name.
                 tracing::info!("Removed container by name: {}", c.name);
-                item(&c.name, &c.agent, Outcome::Removed)
+                ItemReport::of(&c.name, &c.agent, Outcome::Removed)
             }
-            Err(e) if e.is_not_found() => item(&c.name, &c.agent, Outcome::AlreadyGone),
-            Err(e) => failed(&c.name, &c.agent, &e),
+            Err(e) if e.is_not_found() => ItemReport::of(&c.name, &c.agent, Outcome::AlreadyGone),
+            Err(e) => ItemReport::failed(&c.name, &c.agent, &e),
         }
     }
 
@@ -266,8 +272,8 @@ impl Cleanup<'_> {
         live: &Live,
     ) -> ItemReport {
         let engine = crate::backend::engine_name(self.backend);
-        if let Some(why) = changed(live, &i.agent, i.start.as_ref()) {
-            return skipped(&i.display, &i.agent, SkipReason::ChangedSinceThePlan(why));
+        if let Some(why) = live.changed(&i.agent, i.start.as_ref()) {
+            return ItemReport::skipped(&i.display, &i.agent, SkipReason::ChangedSinceThePlan(why));
         }
         // `:latest` is asked again right before it goes: the answer from
         // before the first removal may be stale by now, and removing a
@@ -281,14 +287,16 @@ impl Cleanup<'_> {
         };
         match now {
             Ok(now) if now.id != i.image_id => {
-                return skipped(&i.display, &i.agent, SkipReason::ReplacedAfterPlan)
+                return ItemReport::skipped(&i.display, &i.agent, SkipReason::ReplacedAfterPlan)
             }
             Ok(now) if i.is_untagged() && !now.tags.is_empty() => {
-                return skipped(&i.display, &i.agent, tagged_since_the_plan(now))
+                return ItemReport::skipped(&i.display, &i.agent, tagged_since_the_plan(now))
             }
             Ok(_) => {}
-            Err(e) if e.is_not_found() => return item(&i.display, &i.agent, Outcome::AlreadyGone),
-            Err(e) => return failed(&i.display, &i.agent, e),
+            Err(e) if e.is_not_found() => {
+                return ItemReport::of(&i.display, &i.agent, Outcome::AlreadyGone)
+            }
+            Err(e) => return ItemReport::failed(&i.display, &i.agent, e),
         }
         if i.is_untagged() {
             return self.remove_untagged(i).await;
@@ -314,14 +322,16 @@ impl Cleanup<'_> {
         match result {
             Ok(()) => {
                 tracing::info!("Removed {engine} image: {}", i.display);
-                item(&i.display, &i.agent, Outcome::Removed)
+                ItemReport::of(&i.display, &i.agent, Outcome::Removed)
             }
-            Err(e) if e.is_not_found() => item(&i.display, &i.agent, Outcome::AlreadyGone),
+            Err(e) if e.is_not_found() => {
+                ItemReport::of(&i.display, &i.agent, Outcome::AlreadyGone)
+            }
             Err(BackendError::Conflict { message, .. }) => {
                 tracing::warn!("Kept {engine} image {}: in use: {message}", i.display);
-                skipped(&i.display, &i.agent, SkipReason::InUse(message))
+                ItemReport::skipped(&i.display, &i.agent, SkipReason::InUse(message))
             }
-            Err(e) => failed(&i.display, &i.agent, &e),
+            Err(e) => ItemReport::failed(&i.display, &i.agent, &e),
         }
     }
 
@@ -337,7 +347,7 @@ impl Cleanup<'_> {
         let engine = crate::backend::engine_name(self.backend);
         let Some(start) = &i.start else {
             // Untagged images are claimed by their start label only.
-            return skipped(&i.display, &i.agent, SkipReason::NoLongerOwned);
+            return ItemReport::skipped(&i.display, &i.agent, SkipReason::NoLongerOwned);
         };
         let handle = i.agent.start_tag(start);
         // The start's tag may name another image of that start (a build
@@ -345,18 +355,22 @@ impl Cleanup<'_> {
         match self.backend.inspect_image(&handle).await {
             Ok(other) if other.id != i.image_id => {
                 let why = format!("its start's tag {handle} names another image");
-                return skipped(&i.display, &i.agent, SkipReason::ChangedSinceThePlan(why));
+                return ItemReport::skipped(
+                    &i.display,
+                    &i.agent,
+                    SkipReason::ChangedSinceThePlan(why),
+                );
             }
             Ok(_) => {}
             Err(e) if e.is_not_found() => {
                 if let Err(e) = self.backend.tag_image(&i.image_id, &handle).await {
                     return match e.is_not_found() {
-                        true => item(&i.display, &i.agent, Outcome::AlreadyGone),
-                        false => failed(&i.display, &i.agent, &e),
+                        true => ItemReport::of(&i.display, &i.agent, Outcome::AlreadyGone),
+                        false => ItemReport::failed(&i.display, &i.agent, &e),
                     };
                 }
             }
-            Err(e) => return failed(&i.display, &i.agent, &e),
+            Err(e) => return ItemReport::failed(&i.display, &i.agent, &e),
         }
         let removed = self
             .with_conflict_retry(|| self.backend.remove_image(&handle))
@@ -365,17 +379,19 @@ impl Cleanup<'_> {
         match (removed, self.backend.inspect_image(&i.image_id).await) {
             (_, Err(e)) if e.is_not_found() => {
                 tracing::info!("Removed {engine} image: {}", i.display);
-                item(&i.display, &i.agent, Outcome::Removed)
+                ItemReport::of(&i.display, &i.agent, Outcome::Removed)
             }
             (Ok(()), Ok(now)) if !now.tags.is_empty() => {
-                skipped(&i.display, &i.agent, tagged_since_the_plan(&now))
+                ItemReport::skipped(&i.display, &i.agent, tagged_since_the_plan(&now))
             }
             (Err(BackendError::Conflict { message, .. }), _) => {
                 tracing::warn!("Kept {engine} image {}: in use: {message}", i.display);
-                skipped(&i.display, &i.agent, SkipReason::InUse(message))
+                ItemReport::skipped(&i.display, &i.agent, SkipReason::InUse(message))
             }
-            (Err(e), _) | (Ok(()), Err(e)) => failed(&i.display, &i.agent, &e),
-            (Ok(()), Ok(_)) => failed(&i.display, &i.agent, &"the engine kept the image"),
+            (Err(e), _) | (Ok(()), Err(e)) => ItemReport::failed(&i.display, &i.agent, &e),
+            (Ok(()), Ok(_)) => {
+                ItemReport::failed(&i.display, &i.agent, &"the engine kept the image")
+            }
         }
     }
 
@@ -410,7 +426,7 @@ impl Cleanup<'_> {
             Err(e) => (plan.build_dirs.iter())
                 .map(|d| {
                     let target = d.path.display().to_string();
-                    self.told(Step::BuildDirs, failed(&target, &d.agent, &e))
+                    self.told(Step::BuildDirs, ItemReport::failed(&target, &d.agent, &e))
                 })
                 .collect(),
         }
@@ -418,22 +434,24 @@ impl Cleanup<'_> {
 
     fn remove_dir(&self, dir: &PlannedDir, live: &Live) -> ItemReport {
         let target = dir.path.display().to_string();
-        if let Some(why) = changed(live, &dir.agent, Some(&dir.start)) {
-            return skipped(&target, &dir.agent, SkipReason::ChangedSinceThePlan(why));
+        if let Some(why) = live.changed(&dir.agent, Some(&dir.start)) {
+            return ItemReport::skipped(&target, &dir.agent, SkipReason::ChangedSinceThePlan(why));
         }
         match self.build_root.remove(&dir.name) {
             Ok(Removal::Removed) => {
                 tracing::info!("Removed temporary build directory: {target}");
-                item(&target, &dir.agent, Outcome::Removed)
+                ItemReport::of(&target, &dir.agent, Outcome::Removed)
             }
-            Ok(Removal::Gone) => item(&target, &dir.agent, Outcome::AlreadyGone),
-            Ok(Removal::NotADirectory) => skipped(&target, &dir.agent, SkipReason::NotABuildDir),
+            Ok(Removal::Gone) => ItemReport::of(&target, &dir.agent, Outcome::AlreadyGone),
+            Ok(Removal::NotADirectory) => {
+                ItemReport::skipped(&target, &dir.agent, SkipReason::NotABuildDir)
+            }
             Ok(Removal::HoldsAMount(mount)) => {
                 let mount = mount.display().to_string();
                 tracing::warn!("Kept build directory {target}: {mount} is a mount point");
-                skipped(&target, &dir.agent, SkipReason::HoldsAMount(mount))
+                ItemReport::skipped(&target, &dir.agent, SkipReason::HoldsAMount(mount))
             }
-            Err(e) => failed(&target, &dir.agent, &e),
+            Err(e) => ItemReport::failed(&target, &dir.agent, &e),
         }
     }
 
@@ -446,21 +464,21 @@ impl Cleanup<'_> {
         match self.state.reset_to_stopped(&reset.agent, &fence) {
             Ok(Fenced::Done) => {
                 tracing::info!("Reset agent '{}' status to stopped", reset.agent);
-                item(&target, &reset.agent, Outcome::Removed)
+                ItemReport::of(&target, &reset.agent, Outcome::Removed)
             }
-            Ok(Fenced::Gone) => item(&target, &reset.agent, Outcome::AlreadyGone),
+            Ok(Fenced::Gone) => ItemReport::of(&target, &reset.agent, Outcome::AlreadyGone),
             Ok(Fenced::Changed(found)) => {
                 tracing::info!(
                     "Kept the status of agent '{}': it is {found} since the plan",
                     reset.agent
                 );
-                skipped(
+                ItemReport::skipped(
                     &target,
                     &reset.agent,
                     SkipReason::ChangedSinceThePlan(format!("the agent is {found} now")),
                 )
             }
-            Err(e) => failed(&target, &reset.agent, &e),
+            Err(e) => ItemReport::failed(&target, &reset.agent, &e),
         }
     }
 
@@ -478,49 +496,8 @@ impl Cleanup<'_> {
     }
 }
 
-/// Why an item of `agent` from `start` must be left after all: its start
-/// is live now, or — unlabelled, with no start — its agent has a live start.
-fn changed(live: &Live, agent: &AgentName, start: Option<&StartId>) -> Option<String> {
-    if let Some(why) = live.unreadable(agent) {
-        return Some(why);
-    }
-    match start {
-        Some(start) if live.starts.contains(start) => {
-            Some(format!("start {start} of '{agent}' is live"))
-        }
-        Some(_) => None,
-        None => live
-            .agents
-            .contains(agent)
-            .then(|| format!("agent '{agent}' has a live start")),
-    }
-}
-
 /// An untagged image someone tagged after the plan is theirs to keep.
 fn tagged_since_the_plan(image: &crate::backend::ImageSummary) -> SkipReason {
     let tags: Vec<String> = image.tags.iter().map(ToString::to_string).collect();
     SkipReason::ChangedSinceThePlan(format!("tagged {} since the plan", tags.join(", ")))
-}
-
-fn item(target: &str, agent: &AgentName, outcome: Outcome) -> ItemReport {
-    ItemReport {
-        target: target.to_string(),
-        agent: Some(agent.clone()),
-        outcome,
-    }
-}
-
-fn skipped(target: &str, agent: &AgentName, reason: SkipReason) -> ItemReport {
-    item(target, agent, Outcome::Skipped { reason })
-}
-
-fn failed(target: &str, agent: &AgentName, e: &dyn std::fmt::Display) -> ItemReport {
-    tracing::warn!("Failed to remove {target}: {e}");
-    item(
-        target,
-        agent,
-        Outcome::Failed {
-            error: e.to_string(),
-        },
-    )
 }

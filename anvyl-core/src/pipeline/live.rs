@@ -31,6 +31,24 @@ pub(super) struct Live {
 }
 
 impl Live {
+    /// Why an item of `agent` from `start` must be left after all: its start
+    /// is live now, or — unlabelled, with no start — its agent has a live start.
+    pub(super) fn changed(&self, agent: &AgentName, start: Option<&StartId>) -> Option<String> {
+        if let Some(why) = self.unreadable(agent) {
+            return Some(why);
+        }
+        match start {
+            Some(start) if self.starts.contains(start) => {
+                Some(format!("start {start} of '{agent}' is live"))
+            }
+            Some(_) => None,
+            None => self
+                .agents
+                .contains(agent)
+                .then(|| format!("agent '{agent}' has a live start")),
+        }
+    }
+
     /// The live starts and starting agents the state shows now; `own` (the
     /// start a failed starter is cleaning up) does not count. A start or an
     /// agent whose row cannot be read counts as live.

@@ -95,6 +95,35 @@ pub struct ItemReport {
     pub outcome: Outcome,
 }
 
+impl ItemReport {
+    /// What happened to `target` of `agent`.
+    pub(crate) fn of(target: &str, agent: &AgentName, outcome: Outcome) -> Self {
+        Self {
+            target: target.to_string(),
+            agent: Some(agent.clone()),
+            outcome,
+        }
+    }
+
+    /// `target` of `agent` left alone, and why.
+    pub(crate) fn skipped(target: &str, agent: &AgentName, reason: SkipReason) -> Self {
+        Self::of(target, agent, Outcome::Skipped { reason })
+    }
+
+    /// `target` of `agent` could not be removed: logged as it happens,
+    /// reported with the others.
+    pub(crate) fn failed(target: &str, agent: &AgentName, e: &dyn std::fmt::Display) -> Self {
+        tracing::warn!("Failed to remove {target}: {e}");
+        Self::of(
+            target,
+            agent,
+            Outcome::Failed {
+                error: e.to_string(),
+            },
+        )
+    }
+}
+
 /// One step's items.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StepReport {

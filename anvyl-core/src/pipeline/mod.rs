@@ -11,6 +11,7 @@
 
 mod apply;
 mod fleet;
+mod listing;
 mod live;
 mod plan;
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub enum CliError {
         cause: std::io::Error,
     },
     /// A start that did not end with a running agent; its status is the
-    /// cause's (see [`start_status`]).
+    /// cause's: 3 when its host did not answer, 2 when the user can resolve it.
     #[error("{}", start_message(.0))]
     Start(Box<StartError>),
     /// `agent remove` forgot the agent, but its host could not be asked to

@@ -36,10 +36,6 @@ impl Backend for NoEngine {
         None
     }
 
-    async fn ping(&self) -> Result<()> {
-        Err(refused("ping"))
-    }
-
     async fn version(&self) -> Result<EngineInfo> {
         Err(refused("version"))
     }

@@ -43,8 +43,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         None
     }
 
-    /// Checks that the engine answers.
-    async fn ping(&self) -> Result<()>;
+    /// Checks that the engine answers: by default by asking its version; an
+    /// engine with a cheaper probe (Docker's and libpod's `/_ping`) says so.
+    async fn ping(&self) -> Result<()> {
+        self.version().await.map(drop)
+    }
 
     /// Engine and API versions.
     async fn version(&self) -> Result<EngineInfo>;

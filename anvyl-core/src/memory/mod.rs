@@ -171,10 +171,6 @@ impl Backend for MemoryBackend {
         None
     }
 
-    async fn ping(&self) -> Result<()> {
-        self.enter(Op::Ping, "").await
-    }
-
     async fn version(&self) -> Result<EngineInfo> {
         self.enter(Op::Ping, "").await?;
         Ok(EngineInfo {

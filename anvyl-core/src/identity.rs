@@ -38,11 +38,101 @@ pub const LABEL_ENGINE: &str = "io.anvyl.engine";
 /// before it (`Docker id:5f…` against `Docker 3F2A:…`).
 const MARKED: &str = "id:";
 
+/// An engine as a record names it, parsed once from the text the state
+/// store keeps (one column, as every anvyl has written it) and written
+/// back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedEngine {
+    /// Read from the engine's marker: `Docker id:<marker>@<mountpoint>`
+    /// (the mountpoint tells a copied data root from the original; records
+    /// made before it was added have none).
+    Marked {
+        /// The engine product's name (`Docker`, `Podman`, `Memory`).
+        product: String,
+        /// The id in the marker volume: what the containers anvyl makes
+        /// there carry as [`LABEL_ENGINE`].
+        marker: String,
+        /// Where the engine keeps the marker volume.
+        mountpoint: Option<String>,
+    },
+    /// A record made before engines were marked (`Docker 3F2A:…`, `Docker`):
+    /// it names nothing another engine cannot share.
+    Unmarked(String),
+}
+
+impl RecordedEngine {
+    /// The identity `text` names.
+    pub fn parse(text: &str) -> Self {
+        let marked = text
+            .split_once(' ')
+            .and_then(|(product, rest)| Some((product, rest.strip_prefix(MARKED)?)));
+        match marked {
+            Some((product, rest)) => {
+                let (marker, mountpoint) = match rest.split_once('@') {
+                    Some((marker, mountpoint)) => (marker, Some(mountpoint.to_string())),
+                    None => (rest, None),
+                };
+                Self::Marked {
+                    product: product.to_string(),
+                    marker: marker.to_string(),
+                    mountpoint,
+                }
+            }
+            None => Self::Unmarked(text.to_string()),
+        }
+    }
+
+    /// The marker id, when the identity was read from a marker.
+    pub fn marker(&self) -> Option<&str> {
+        match self {
+            Self::Marked { marker, .. } => Some(marker),
+            Self::Unmarked(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for RecordedEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Marked {
+                product,
+                marker,
+                mountpoint,
+            } => {
+                write!(f, "{product} {MARKED}{marker}")?;
+                match mountpoint {
+                    Some(mountpoint) => write!(f, "@{mountpoint}"),
+                    None => Ok(()),
+                }
+            }
+            Self::Unmarked(text) => f.write_str(text),
+        }
+    }
+}
+
+impl serde::Serialize for RecordedEngine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl rusqlite::ToSql for RecordedEngine {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.to_string().into())
+    }
+}
+
+impl rusqlite::types::FromSql for RecordedEngine {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        value.as_str().map(Self::parse)
+    }
+}
+
 /// One engine's identity, asked at most once per command and host.
 #[derive(Debug)]
 pub struct EngineIdentity<'b> {
     backend: &'b dyn Backend,
-    marked: OnceCell<String>,
+    marked: OnceCell<RecordedEngine>,
     /// Whether a missing marker may be made here (not by a command that
     /// only looks, such as `agent list`).
     may_mark: bool,
@@ -72,20 +162,23 @@ impl<'b> EngineIdentity<'b> {
     /// `Docker id:<marker>@<volume mountpoint>` (the mountpoint tells a
     /// copied data root from the original). The first call may create the
     /// marker.
-    pub async fn current(&self) -> Result<&str> {
+    pub async fn current(&self) -> Result<&RecordedEngine> {
         self.marked
             .get_or_try_init(|| async {
-                let id = marker(self.backend, self.may_mark).await?;
-                Ok(format!("{} {MARKED}{id}", engine_name(self.backend)))
+                let (marker, mountpoint) = marker(self.backend, self.may_mark).await?;
+                Ok(RecordedEngine::Marked {
+                    product: engine_name(self.backend).to_string(),
+                    marker,
+                    mountpoint: Some(mountpoint),
+                })
             })
             .await
-            .map(String::as_str)
     }
 
     /// Whether what was recorded as `recorded` is this engine: only an
     /// identity read from a marker can say so.
-    pub async fn is(&self, recorded: &str) -> Result<bool> {
-        Ok(is_marked(recorded) && recorded == self.current().await?)
+    pub async fn is(&self, recorded: &RecordedEngine) -> Result<bool> {
+        Ok(recorded.marker().is_some() && recorded == self.current().await?)
     }
 
     /// Whether this engine judges a running agent recorded on `recorded`
@@ -95,9 +188,13 @@ impl<'b> EngineIdentity<'b> {
     /// a machine — so such an agent is judged here only if its very
     /// container is here, in whatever state: container ids are random, and
     /// containers do not move between engines.
-    pub async fn judges(&self, recorded: Option<&str>, container: Option<&str>) -> Result<bool> {
+    pub async fn judges(
+        &self,
+        recorded: Option<&RecordedEngine>,
+        container: Option<&str>,
+    ) -> Result<bool> {
         match recorded {
-            Some(recorded) if is_marked(recorded) => Ok(recorded == self.current().await?),
+            Some(recorded @ RecordedEngine::Marked { .. }) => Ok(recorded == self.current().await?),
             _ => match container {
                 Some(id) => match self.backend.inspect_container(id).await {
                     Ok(_) => Ok(true),
@@ -110,23 +207,11 @@ impl<'b> EngineIdentity<'b> {
     }
 }
 
-/// Whether an identity was read from a marker (not made before markers).
-pub fn is_marked(identity: &str) -> bool {
-    marker_of(identity).is_some()
-}
-
-/// The marker id in an identity of [`EngineIdentity::current`]: what the
-/// containers anvyl makes on that engine carry as [`LABEL_ENGINE`].
-pub fn marker_of(identity: &str) -> Option<&str> {
-    let marked = identity.split_once(' ')?.1.strip_prefix(MARKED)?;
-    Some(marked.split_once('@').map_or(marked, |(id, _)| id))
-}
-
 /// The id in the engine's marker volume, made when there is none. Two
 /// commands meeting a new engine at once may both create it: the engine
 /// keeps one volume (the second create is refused, or answered with the
 /// existing volume), and both read the id back from what it kept.
-async fn marker(backend: &dyn Backend, may_mark: bool) -> Result<String> {
+async fn marker(backend: &dyn Backend, may_mark: bool) -> Result<(String, String)> {
     match backend.volume(MARKER_VOLUME).await {
         Ok(volume) => return id_of(&volume),
         Err(e) if e.is_not_found() && !may_mark => {
@@ -199,13 +284,13 @@ async fn recorded_in_containers(backend: &dyn Backend) -> Result<Option<String>>
 /// The marker's id and where the engine keeps the volume: a copy of an
 /// engine's data root at another path (a second daemon made from it) holds
 /// the same id but answers with its own path.
-fn id_of(volume: &Volume) -> Result<String> {
+fn id_of(volume: &Volume) -> Result<(String, String)> {
     match volume
         .labels
         .get(LABEL_ENGINE)
         .filter(|id| !id.trim().is_empty())
     {
-        Some(id) => Ok(format!("{id}@{}", volume.mountpoint)),
+        Some(id) => Ok((id.clone(), volume.mountpoint.clone())),
         None => Err(BackendError::Local {
             operation: "identify the engine",
             message: format!(
@@ -221,15 +306,34 @@ mod tests {
     use super::*;
     use crate::memory::MemoryBackend;
 
+    #[test]
+    fn a_recorded_engine_is_parsed_once_and_written_back_as_it_was() {
+        let cases = [
+            (
+                "Docker id:5f0c@/var/lib/docker/volumes/anvyl-engine-id/_data",
+                Some("5f0c"),
+            ),
+            ("Podman id:5f0c", Some("5f0c")),
+            ("Docker 3F2A:XYZ:/var/lib/docker", None),
+            ("Docker", None),
+            ("", None),
+        ];
+        for (text, marker) in cases {
+            let recorded = RecordedEngine::parse(text);
+            assert_eq!(recorded.marker(), marker, "{text:?}");
+            assert_eq!(recorded.to_string(), text);
+        }
+    }
+
     #[tokio::test]
     async fn an_engine_keeps_its_identity_and_another_engine_has_its_own() {
         let a = MemoryBackend::new();
         let b = MemoryBackend::new();
-        let first = EngineIdentity::of(&a).current().await.unwrap().to_string();
+        let first = EngineIdentity::of(&a).current().await.unwrap().clone();
         // Asked again by another command, through another connection.
-        let again = EngineIdentity::of(&a).current().await.unwrap().to_string();
+        let again = EngineIdentity::of(&a).current().await.unwrap().clone();
         assert_eq!(first, again);
-        assert!(first.starts_with("Memory id:"), "{first}");
+        assert!(first.to_string().starts_with("Memory id:"), "{first}");
         assert!(EngineIdentity::of(&a).is(&first).await.unwrap());
         assert!(!EngineIdentity::of(&b).is(&first).await.unwrap());
     }
@@ -246,6 +350,8 @@ mod tests {
         let id = a.create_container(&spec).await.unwrap();
         // Two dockerds of one machine both said `Docker 3F2A:SAME`.
         for recorded in [Some("Memory 3F2A:SAME"), Some("Memory"), None] {
+            let recorded = recorded.map(RecordedEngine::parse);
+            let recorded = recorded.as_ref();
             assert!(EngineIdentity::of(&a)
                 .judges(recorded, Some(&id))
                 .await
@@ -256,7 +362,7 @@ mod tests {
                 .unwrap());
             assert!(!EngineIdentity::of(&a).judges(recorded, None).await.unwrap());
         }
-        let marked = EngineIdentity::of(&a).current().await.unwrap().to_string();
+        let marked = EngineIdentity::of(&a).current().await.unwrap().clone();
         assert!(EngineIdentity::of(&a)
             .judges(Some(&marked), None)
             .await
@@ -274,19 +380,15 @@ mod tests {
             .current()
             .await
             .unwrap()
-            .to_string();
+            .clone();
         // The data root copied for a second daemon: the marker comes along.
         let copy = MemoryBackend::rooted("/srv/docker-copy");
         let marker = original.volume(MARKER_VOLUME).await.unwrap();
         copy.create_volume(MARKER_VOLUME, &marker.labels)
             .await
             .unwrap();
-        let on_copy = EngineIdentity::of(&copy)
-            .current()
-            .await
-            .unwrap()
-            .to_string();
-        assert_eq!(marker_of(&on_copy), marker_of(&on_original));
+        let on_copy = EngineIdentity::of(&copy).current().await.unwrap().clone();
+        assert_eq!(on_copy.marker(), on_original.marker());
         assert_ne!(on_copy, on_original);
         assert!(!EngineIdentity::of(&copy).is(&on_original).await.unwrap());
     }
@@ -295,13 +397,13 @@ mod tests {
     async fn a_pruned_marker_comes_back_from_the_containers_anvyl_made() {
         let a = MemoryBackend::new();
         a.seed_image(&["x"], Labels::new());
-        let before = EngineIdentity::of(&a).current().await.unwrap().to_string();
+        let before = EngineIdentity::of(&a).current().await.unwrap().clone();
         let labels = Labels::from([
             (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
             (LABEL_AGENT.to_string(), "web".to_string()),
             (
                 LABEL_ENGINE.to_string(),
-                marker_of(&before).unwrap().to_string(),
+                before.marker().unwrap().to_string(),
             ),
         ]);
         let spec = crate::backend::ContainerSpec {
@@ -312,7 +414,7 @@ mod tests {
         };
         a.create_container(&spec).await.unwrap();
         a.remove_volume(MARKER_VOLUME);
-        let after = EngineIdentity::of(&a).current().await.unwrap().to_string();
+        let after = EngineIdentity::of(&a).current().await.unwrap().clone();
         assert_eq!(after, before);
         // A container that is not anvyl's: made from a committed image of
         // an agent's container elsewhere, under another name.
@@ -327,7 +429,7 @@ mod tests {
             .current()
             .await
             .unwrap()
-            .to_string();
+            .clone();
         for name in ["anvyl-agent-web-snapshot", "anvyl-agent-web"] {
             let spec = crate::backend::ContainerSpec {
                 name: name.into(),
@@ -342,14 +444,14 @@ mod tests {
             .current()
             .await
             .unwrap()
-            .to_string();
-        assert!(!after.contains("another-engines-id"), "{after}");
+            .clone();
+        assert!(!after.to_string().contains("another-engines-id"), "{after}");
         assert_ne!(after, own, "with nothing to tell, a new id");
         // With no container of anvyl's to tell, a new id is made.
         let b = MemoryBackend::new();
-        let first = EngineIdentity::of(&b).current().await.unwrap().to_string();
+        let first = EngineIdentity::of(&b).current().await.unwrap().clone();
         b.remove_volume(MARKER_VOLUME);
-        assert_ne!(EngineIdentity::of(&b).current().await.unwrap(), first);
+        assert_ne!(EngineIdentity::of(&b).current().await.unwrap(), &first);
     }
 
     #[tokio::test]
@@ -366,8 +468,8 @@ mod tests {
     async fn two_first_commands_racing_agree_on_one_identity() {
         let a = MemoryBackend::new();
         let (one, two) = tokio::join!(
-            async { EngineIdentity::of(&a).current().await.unwrap().to_string() },
-            async { EngineIdentity::of(&a).current().await.unwrap().to_string() },
+            async { EngineIdentity::of(&a).current().await.unwrap().clone() },
+            async { EngineIdentity::of(&a).current().await.unwrap().clone() },
         );
         assert_eq!(one, two);
     }

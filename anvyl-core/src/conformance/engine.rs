@@ -39,15 +39,21 @@ pub async fn check_ping_and_version(backend: &dyn Backend, _: &Fixture) {
     let info = backend.version().await.expect("version");
     assert!(!info.version.is_empty(), "engine version is empty");
     let identity = EngineIdentity::of(backend);
-    let marked = identity.current().await.expect("identity").to_string();
-    assert_eq!(EngineIdentity::of(backend).current().await.unwrap(), marked);
+    let marked = identity.current().await.expect("identity").clone();
+    assert_eq!(
+        EngineIdentity::of(backend).current().await.unwrap(),
+        &marked
+    );
     assert!(identity.is(&marked).await.unwrap());
     let other = Labels::from([(LABEL_ENGINE.to_string(), "someone-else".to_string())]);
     match backend.create_volume(MARKER_VOLUME, &other).await {
         Ok(()) => {}
         Err(e) => assert!(e.is_conflict(), "a second create: {e}"),
     }
-    assert_eq!(EngineIdentity::of(backend).current().await.unwrap(), marked);
+    assert_eq!(
+        EngineIdentity::of(backend).current().await.unwrap(),
+        &marked
+    );
     let missing = format!("anvyl-no-such-volume-{}", StartId::random());
     let err = backend.volume(&missing).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
@@ -61,12 +67,12 @@ pub async fn check_two_engines_are_told_apart(one: &dyn Backend, other: &dyn Bac
         .current()
         .await
         .expect("identity")
-        .to_string();
+        .clone();
     let on_other = EngineIdentity::of(other)
         .current()
         .await
         .expect("identity")
-        .to_string();
+        .clone();
     assert_ne!(on_one, on_other);
     assert!(!EngineIdentity::of(other).is(&on_one).await.unwrap());
     assert!(!EngineIdentity::of(one).is(&on_other).await.unwrap());

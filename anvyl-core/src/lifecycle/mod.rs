@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::backend::BackendError;
 use crate::build_root::BuildRoot;
 use crate::connector::Connector;
+use crate::identity::RecordedEngine;
 use crate::ids::StartId;
 use crate::name::AgentName;
 use crate::pipeline::{CleanupSettings, Report};
@@ -276,16 +277,17 @@ pub enum LifecycleError {
     },
     /// The agent was registered on another engine than its host's
     /// configuration reaches today (`local` follows the configuration).
-    #[error("agent '{agent}' runs on {recorded}, but its host '{host}' reaches {current} now: point anvyl at that engine to manage it")]
+    #[error("agent '{agent}' runs on {}, but its host '{host}' reaches {current} now: point anvyl at that engine to manage it",
+        .recorded.as_ref().map_or("an engine it did not record".to_string(), ToString::to_string))]
     OtherEngine {
         /// The agent.
         agent: AgentName,
         /// Its host.
         host: String,
-        /// The engine it was registered on.
-        recorded: String,
+        /// The engine it was registered on, when it was recorded.
+        recorded: Option<Box<RecordedEngine>>,
         /// The engine its host reaches now.
-        current: String,
+        current: Box<RecordedEngine>,
     },
     /// The agent's resources are on a host the registry no longer knows:
     /// another host would see none of them.

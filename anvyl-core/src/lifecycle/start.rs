@@ -189,7 +189,7 @@ impl Lifecycle<'_> {
                 host: host.name.clone(),
                 cause: source,
             })?
-            .to_string();
+            .clone();
         // The start's own record says where it went, whatever the agent's
         // registration says of an earlier run.
         self.state
@@ -259,7 +259,7 @@ impl Lifecycle<'_> {
         // The container also carries the engine's marker id, from which a
         // pruned marker is restored (see `crate::identity`).
         let mut labels = labels;
-        if let Some(marker) = crate::identity::marker_of(&identity) {
+        if let Some(marker) = identity.marker() {
             labels.insert(crate::identity::LABEL_ENGINE.into(), marker.into());
         }
         let container = ContainerSpec {

@@ -141,11 +141,12 @@ impl Lifecycle<'_> {
             // its resources keep their labels for a cleanup where they are.
             Err(LifecycleError::OtherEngine {
                 recorded, current, ..
-            }) if force && !crate::identity::is_marked(&recorded) => {
+            }) if force && recorded.as_ref().and_then(|r| r.marker()).is_none() => {
                 let cause = BackendError::Local {
                     operation: "find the agent's engine",
                     message: format!(
-                        "it was recorded on {recorded}, before engines were marked, and its container is not on {current}"
+                        "it was recorded on {}, before engines were marked, and its container is not on {current}",
+                        recorded.map_or("no engine".to_string(), |r| r.to_string())
                     ),
                 };
                 self.forget(name, cause)
@@ -353,15 +354,14 @@ pub(super) async fn check_engine(
 ) -> Result<(), LifecycleError> {
     if agent.status == AgentStatus::Running
         && !engine
-            .judges(agent.engine.as_deref(), agent.container_id.as_deref())
+            .judges(agent.engine.as_ref(), agent.container_id.as_deref())
             .await?
     {
         return Err(LifecycleError::OtherEngine {
             agent: agent.name.clone(),
             host: host.to_string(),
-            recorded: (agent.engine.clone())
-                .unwrap_or_else(|| "an engine it did not record".into()),
-            current: engine.current().await?.to_string(),
+            recorded: agent.engine.clone().map(Box::new),
+            current: Box::new(engine.current().await?.clone()),
         });
     }
     Ok(())

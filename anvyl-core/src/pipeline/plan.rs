@@ -183,7 +183,7 @@ impl Cleanup<'_> {
             let running = agent.status == AgentStatus::Running;
             if running
                 && !engine
-                    .judges(agent.engine.as_deref(), agent.container_id.as_deref())
+                    .judges(agent.engine.as_ref(), agent.container_id.as_deref())
                     .await?
             {
                 continue;

@@ -252,7 +252,7 @@ impl StateStore {
         host: &str,
         container_id: &str,
         start: &StartId,
-        engine: &str,
+        engine: &crate::identity::RecordedEngine,
     ) -> Result<(), StateError> {
         let mut conn = self.conn();
         let tx = conn
@@ -310,7 +310,13 @@ mod tests {
             .begin_start(&web, &start, std::path::Path::new("/b/web.s"))
             .unwrap();
         assert!(matches!(
-            store.register(&web, "nowhere", "c1", &start, "Docker x"),
+            store.register(
+                &web,
+                "nowhere",
+                "c1",
+                &start,
+                &crate::identity::RecordedEngine::parse("Docker x")
+            ),
             Err(StateError::UnknownHost(_))
         ));
         store
@@ -322,10 +328,22 @@ mod tests {
             )
             .unwrap();
         assert!(store
-            .register(&web, "h1", "c1", &StartId::random(), "Docker x")
+            .register(
+                &web,
+                "h1",
+                "c1",
+                &StartId::random(),
+                &crate::identity::RecordedEngine::parse("Docker x")
+            )
             .is_err());
         store
-            .register(&web, "h1", "c1", &start, "Docker x")
+            .register(
+                &web,
+                "h1",
+                "c1",
+                &start,
+                &crate::identity::RecordedEngine::parse("Docker x"),
+            )
             .unwrap();
         let agent = store.agent(&web).unwrap();
         assert_eq!(

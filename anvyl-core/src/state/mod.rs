@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use crate::identity::RecordedEngine;
+
 use crate::ids::{InstanceId, StartId};
 use crate::name::AgentName;
 
@@ -115,7 +117,7 @@ pub struct AgentRecord {
     pub created: i64,
     /// The engine it was registered on (see [`crate::identity`]): the `local` host follows the
     /// configuration, so its name alone does not say which engine that was.
-    pub engine: Option<String>,
+    pub engine: Option<RecordedEngine>,
 }
 
 impl AgentRecord {
@@ -156,7 +158,7 @@ pub struct StartRecord {
     /// The host it resolved, once it did.
     pub host: Option<String>,
     /// The engine it went to, once it asked (see [`crate::identity`]).
-    pub engine: Option<String>,
+    pub engine: Option<RecordedEngine>,
     /// The lock its process holds while it runs (see `liveness`).
     #[serde(skip)]
     pub lock: Option<PathBuf>,
@@ -375,7 +377,11 @@ impl StateStore {
 
     /// Records the engine a start went to (see [`crate::identity`]), before
     /// it makes anything there.
-    pub fn record_start_engine(&self, id: &StartId, engine: &str) -> Result<(), StateError> {
+    pub fn record_start_engine(
+        &self,
+        id: &StartId,
+        engine: &RecordedEngine,
+    ) -> Result<(), StateError> {
         self.conn()
             .execute(
                 "UPDATE starts SET engine = ?2 WHERE id = ?1",

@@ -8,7 +8,7 @@ async fn a_crashed_start_on_a_new_engine_is_cleaned_and_reset_there() {
     let web = w.good("web");
     let start = crashed_after_moving(&w, &web).await;
     assert_eq!(
-        w.state.starts().unwrap()[0].engine.as_deref(),
+        w.state.starts().unwrap()[0].engine.as_ref(),
         Some(
             crate::identity::EngineIdentity::of(w.engine.as_ref())
                 .current()

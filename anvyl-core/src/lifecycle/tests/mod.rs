@@ -222,7 +222,7 @@ async fn crashed_after_moving(w: &World, web: &AgentName) -> crate::ids::StartId
         )
         .unwrap();
     let here = crate::identity::EngineIdentity::of(w.engine.as_ref());
-    let here = here.current().await.unwrap().to_string();
+    let here = here.current().await.unwrap().clone();
     w.state.record_start_engine(&start, &here).unwrap();
     let labels =
         crate::Ownership::new(w.state.instance_id().clone()).stamp(&Labels::new(), web, &start);

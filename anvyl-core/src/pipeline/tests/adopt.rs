@@ -121,7 +121,13 @@ async fn a_row_whose_name_cannot_be_read_keeps_what_may_be_its_own() {
             .unwrap();
         w.state.ensure_local_host().unwrap();
         w.state
-            .register(&k, crate::state::LOCAL_HOST, &container, &start, "Memory")
+            .register(
+                &k,
+                crate::state::LOCAL_HOST,
+                &container,
+                &start,
+                &crate::identity::RecordedEngine::parse("Memory"),
+            )
             .unwrap();
         // A forgotten agent's leftovers are still cleaned when every row
         // reads; here one row's name does not.

@@ -146,7 +146,7 @@ async fn an_agent_registered_on_another_engine_is_not_judged_by_this_one() {
             crate::state::LOCAL_HOST,
             "c-elsewhere",
             &start,
-            "Podman",
+            &crate::identity::RecordedEngine::parse("Podman"),
         )
         .unwrap();
 

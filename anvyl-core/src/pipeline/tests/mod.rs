@@ -129,9 +129,9 @@ impl crate::connector::Connector for Fleet3 {
 }
 
 /// The identity `backend`'s engine is recorded with.
-async fn identity_of(backend: &dyn crate::Backend) -> String {
+async fn identity_of(backend: &dyn crate::Backend) -> crate::identity::RecordedEngine {
     let identity = crate::identity::EngineIdentity::of(backend);
-    identity.current().await.unwrap().to_string()
+    identity.current().await.unwrap().clone()
 }
 
 /// An untagged image of an interrupted start of `web`, as a build that

@@ -2,6 +2,9 @@
 //! `/etc/anvyl/anvyl.toml`, `$XDG_CONFIG_HOME/anvyl/anvyl.toml`, `--config
 //! FILE`, `ANVYL_*` environment variables, then command-line flags. Unknown
 //! keys are errors that name the file, so a typo never silently does nothing.
+//! Durations are humantime's words or whole seconds ([`duration`]).
+
+mod duration;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +19,8 @@ use crate::error::CliError;
 use crate::remote::stores::{self, TlsFiles};
 use crate::remote::{Access, Route};
 
+use duration::OldSpellings;
+
 /// The system-wide configuration file.
 pub const SYSTEM_FILE: &str = "/etc/anvyl/anvyl.toml";
 
@@ -27,6 +32,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("parallelism", "parallelism"),
     ("stop_timeout", "stop_timeout"),
     ("request_timeout", "request_timeout"),
+    ("settle", "settle"),
     ("settle_ms", "settle_ms"),
     ("docker_endpoint", "docker.endpoint"),
     ("podman_endpoint", "podman.endpoint"),
@@ -81,13 +87,27 @@ pub struct Config {
     pub network: Option<String>,
     /// Removals that run at once.
     pub parallelism: usize,
-    /// Seconds a container gets to stop before it is killed.
-    pub stop_timeout: u64,
-    /// Seconds an engine request may take.
-    pub request_timeout: u64,
-    /// Milliseconds a started container must keep running before the agent
-    /// is registered.
-    pub settle_ms: u64,
+    /// How long a container gets to stop before it is killed; whole
+    /// seconds, which is what the engines take.
+    #[serde(with = "duration::seconds")]
+    pub stop_timeout: Duration,
+    /// How long an engine request may take; at least a second.
+    #[serde(with = "duration::seconds")]
+    pub request_timeout: Duration,
+    /// How long a started container must keep running before the agent is
+    /// registered.
+    #[serde(with = "duration::seconds")]
+    pub settle: Duration,
+    /// `settle` in its old spelling, whole milliseconds. Each layer's is
+    /// read as its `settle` ([`OldSpellings`]); this field only refuses what
+    /// could not be (`settle_ms = "fast"`), naming the key as written.
+    #[serde(
+        default,
+        skip_serializing,
+        rename = "settle_ms",
+        deserialize_with = "duration::refuse_settle_ms"
+    )]
+    old_settle_ms: (),
     /// The OpenSSH client for `ssh://` hosts, as words (`ssh -F ~/.ssh/work`).
     pub ssh_command: String,
     /// Docker settings.
@@ -103,9 +123,10 @@ impl Default for Config {
             state_dir: None,
             network: None,
             parallelism: 16,
-            stop_timeout: 0,
-            request_timeout: 120,
-            settle_ms: 1000,
+            stop_timeout: Duration::ZERO,
+            request_timeout: Duration::from_secs(120),
+            settle: Duration::from_secs(1),
+            old_settle_ms: (),
             ssh_command: "ssh".into(),
             docker: DockerConfig::default(),
             podman: PodmanConfig::default(),
@@ -116,10 +137,10 @@ impl Default for Config {
 impl Config {
     /// Loads every layer: `file` is `--config`, `backend` is `--backend`.
     pub fn load(file: Option<&Path>, backend: Option<BackendKind>) -> Result<Self, CliError> {
-        let mut figment =
-            Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(SYSTEM_FILE));
+        let mut figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(OldSpellings(Toml::file(SYSTEM_FILE)));
         if let Some(user) = user_file() {
-            figment = figment.merge(Toml::file(user));
+            figment = figment.merge(OldSpellings(Toml::file(user)));
         }
         if let Some(file) = file {
             // An explicit file that is missing is an error, not an empty layer.
@@ -129,14 +150,14 @@ impl Config {
                     file.display()
                 )));
             }
-            figment = figment.merge(Toml::file_exact(file));
+            figment = figment.merge(OldSpellings(Toml::file_exact(file)));
         }
-        figment = figment.merge(Env::prefixed("ANVYL_").filter_map(|key| {
+        figment = figment.merge(OldSpellings(Env::prefixed("ANVYL_").filter_map(|key| {
             ENV_KEYS
                 .iter()
                 .find(|(env, _)| key.as_str().eq_ignore_ascii_case(env))
                 .map(|(_, k)| (*k).into())
-        }));
+        })));
         if let Some(backend) = backend {
             figment = figment.merge(Serialized::default("backend", backend));
         }
@@ -151,10 +172,19 @@ impl Config {
         if self.parallelism == 0 {
             return Err(CliError::Config("parallelism must be at least 1".into()));
         }
-        if self.request_timeout == 0 {
-            return Err(CliError::Config(
-                "request_timeout must be at least 1 second".into(),
-            ));
+        if self.request_timeout < Duration::from_secs(1) {
+            return Err(CliError::Config(format!(
+                "request_timeout must be at least 1s, not {}",
+                humantime::format_duration(self.request_timeout)
+            )));
+        }
+        // Docker and Podman take a stop's timeout in whole seconds: 1500ms
+        // would quietly be 1 s.
+        if self.stop_timeout.subsec_nanos() != 0 {
+            return Err(CliError::Config(format!(
+                "stop_timeout must be whole seconds (the engines count in seconds), not {}",
+                humantime::format_duration(self.stop_timeout)
+            )));
         }
         // A configured engine anvyl must never reach (plain tcp:// without
         // `insecure`, a relative socket) is bad configuration: exit 2.
@@ -183,16 +213,16 @@ impl Config {
             })
     }
 
-    /// Seconds as a duration.
+    /// How long an engine request may take.
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout)
+        self.request_timeout
     }
 
     /// The cleanup settings this configuration asks for.
     pub fn cleanup_settings(&self) -> anvyl_core::CleanupSettings {
         anvyl_core::CleanupSettings {
             parallelism: self.parallelism,
-            stop_timeout: Duration::from_secs(self.stop_timeout),
+            stop_timeout: self.stop_timeout,
             ..anvyl_core::CleanupSettings::default()
         }
     }
@@ -200,9 +230,9 @@ impl Config {
     /// The lifecycle settings this configuration asks for.
     pub fn lifecycle_settings(&self) -> anvyl_core::lifecycle::LifecycleSettings {
         anvyl_core::lifecycle::LifecycleSettings {
-            settle: Duration::from_millis(self.settle_ms),
+            settle: self.settle,
             network: self.network.clone(),
-            stop_timeout: Duration::from_secs(self.stop_timeout),
+            stop_timeout: self.stop_timeout,
             cleanup: self.cleanup_settings(),
             ..anvyl_core::lifecycle::LifecycleSettings::default()
         }
@@ -400,6 +430,130 @@ mod tests {
                 assert!(
                     !printed.chars().any(|c| c.is_control() && c != '\n'),
                     "{printed:?}"
+                );
+            }
+            Ok(())
+        });
+    }
+
+    /// No variables but where the user's configuration is: what one set is
+    /// unset (an empty value is still a value to figment).
+    fn without_variables(jail: &mut Jail) {
+        jail.clear_env();
+        jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
+    }
+
+    #[test]
+    fn durations_are_humantime_words_or_the_old_whole_numbers() {
+        Jail::expect_with(|jail| {
+            jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
+            jail.create_file(
+                "new.toml",
+                "stop_timeout = \"10s\"\nrequest_timeout = \"2m\"\nsettle = \"500ms\"\n",
+            )?;
+            let new = load(&["--config", "new.toml"]).unwrap();
+            assert_eq!(new.stop_timeout, Duration::from_secs(10));
+            assert_eq!(new.request_timeout(), Duration::from_secs(120));
+            assert_eq!(new.settle, Duration::from_millis(500));
+            // What configurations held before durations: seconds, and
+            // settle_ms in milliseconds.
+            jail.create_file(
+                "old.toml",
+                "stop_timeout = 10\nrequest_timeout = 5\nsettle_ms = 300\n",
+            )?;
+            let old = load(&["--config", "old.toml"]).unwrap();
+            assert_eq!(old.stop_timeout, Duration::from_secs(10));
+            assert_eq!(old.request_timeout(), Duration::from_secs(5));
+            assert_eq!(old.lifecycle_settings().settle, Duration::from_millis(300));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn durations_from_the_environment_in_either_form() {
+        Jail::expect_with(|jail| {
+            jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
+            jail.set_env("ANVYL_STOP_TIMEOUT", "10");
+            jail.set_env("ANVYL_REQUEST_TIMEOUT", "1h 30m");
+            jail.set_env("ANVYL_SETTLE_MS", "300");
+            let config = load(&[]).unwrap();
+            assert_eq!(config.stop_timeout, Duration::from_secs(10));
+            assert_eq!(config.request_timeout(), Duration::from_secs(5400));
+            assert_eq!(config.settle, Duration::from_millis(300));
+            without_variables(jail);
+            jail.set_env("ANVYL_STOP_TIMEOUT", "10s");
+            jail.set_env("ANVYL_SETTLE", "0");
+            let config = load(&[]).unwrap();
+            assert_eq!(config.stop_timeout, Duration::from_secs(10));
+            assert_eq!(config.settle, Duration::ZERO);
+            jail.set_env("ANVYL_STOP_TIMEOUT", "ten");
+            let err = load(&[]).unwrap_err().to_string();
+            assert!(
+                err.contains("ANVYL_STOP_TIMEOUT: invalid value string \"ten\", expected a duration such as \"10s\""),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_later_layer_wins_whichever_spelling_of_settle_either_used() {
+        Jail::expect_with(|jail| {
+            jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
+            jail.create_file("old.toml", "settle_ms = 300\n")?;
+            jail.create_file("new.toml", "settle = \"2s\"\n")?;
+            jail.set_env("ANVYL_SETTLE", "2s");
+            assert_eq!(
+                load(&["--config", "old.toml"]).unwrap().settle,
+                Duration::from_secs(2)
+            );
+            without_variables(jail);
+            jail.set_env("ANVYL_SETTLE_MS", "250");
+            assert_eq!(
+                load(&["--config", "new.toml"]).unwrap().settle,
+                Duration::from_millis(250)
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_duration_names_its_key_and_what_is_accepted() {
+        Jail::expect_with(|jail| {
+            jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
+            let cases = [
+                (
+                    "stop_timeout = \"ten\"\n",
+                    "anvyl.toml:1:1: `stop_timeout`: invalid value string \"ten\", expected a duration such as \"10s\", \"2m\", \"1h 30m\" or \"500ms\", or a whole number of seconds",
+                ),
+                (
+                    "request_timeout = -5\n",
+                    "anvyl.toml:1:1: `request_timeout`: invalid value signed int `-5`, expected a duration",
+                ),
+                (
+                    "settle_ms = \"fast\"\n",
+                    "anvyl.toml:1:1: `settle_ms`: invalid type: found string \"fast\", expected a whole number of milliseconds (settle takes durations such as \"500ms\")",
+                ),
+                (
+                    "settle = \"1s\"\nsettle_ms = 300\n",
+                    "anvyl.toml:2:1: `settle_ms`: the old spelling of settle, set here too: keep one of them",
+                ),
+                (
+                    "request_timeout = \"500ms\"\n",
+                    "request_timeout must be at least 1s, not 500ms",
+                ),
+                ("request_timeout = 0\n", "request_timeout must be at least 1s, not 0s"),
+                (
+                    "stop_timeout = \"1500ms\"\n",
+                    "stop_timeout must be whole seconds (the engines count in seconds), not 1s 500ms",
+                ),
+            ];
+            for (text, expected) in cases {
+                let printed = printed_for(jail, text)?;
+                let first = printed.lines().next().unwrap_or_default();
+                assert!(
+                    first.starts_with("error: configuration: ") && first.contains(expected),
+                    "{text:?}: {printed}"
                 );
             }
             Ok(())

@@ -103,7 +103,7 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
     let session = Session::open(config)?;
     let bar = crate::progress::start_line(name, cli.output == OutputFormat::Json, cli.quiet);
     // One status line, replaced as the start moves on.
-    let settle = config.settle_ms;
+    let settle = humantime::format_duration(config.settle);
     let phases = |phase: anvyl_core::lifecycle::Phase| {
         use anvyl_core::lifecycle::Phase;
         if let Some(bar) = &bar {
@@ -111,7 +111,7 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
             bar.set_prefix(match phase {
                 Phase::Building => format!("building {}", name.image_tag()),
                 Phase::Creating => format!("creating container {}", name.resource_name()),
-                Phase::Settling => format!("checking that it keeps running ({settle} ms)"),
+                Phase::Settling => format!("checking that it keeps running ({settle})"),
             });
         }
     };

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::fs::PermissionsExt;
 
+use percent_encoding::percent_decode_str;
 use tokio::process::{Child, Command};
+use url::{Host, Url};
 
 /// Where an `ssh://` endpoint points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,48 +30,62 @@ pub struct SshTarget {
 
 impl SshTarget {
     /// Parses `ssh://[user@]host[:port][/path/to/engine.sock]`; without a
-    /// path, the engine's usual socket (`default_socket`) is meant.
+    /// path, the engine's usual socket (`default_socket`) is meant. The URI
+    /// is read by the `url` crate, as `docker -H` and Podman read theirs
+    /// (Go's `net/url`): `[::1]` is an IPv6 address, a password, a query or
+    /// a fragment is refused, as Docker refuses them, and the socket path is
+    /// %-decoded (Podman stores a space in a connection's path as `%20`).
     pub fn parse(uri: &str, default_socket: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("invalid ssh endpoint {uri:?}: {why}");
-        let rest = uri
-            .strip_prefix("ssh://")
-            .ok_or_else(|| bad("it must start with ssh://"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        let (user, host_port) = match authority.rsplit_once('@') {
-            Some((user, hp)) => (Some(user), hp),
-            None => (None, authority),
-        };
-        let (host, port) = match host_port.rsplit_once(':') {
-            Some((host, port)) => {
-                let port = port
-                    .parse::<u16>()
-                    .map_err(|_| bad("the port must be a number"))?;
-                (host, Some(port))
-            }
-            None => (host_port, None),
-        };
-        // Names that ssh would read as options are refused outright.
+        if !uri.starts_with("ssh://") {
+            return Err(bad("it must start with ssh://"));
+        }
+        // The URL standard drops tabs and newlines anywhere and trims spaces
+        // and controls at either end: `ho\nst` would reach `host`. What ssh
+        // is given must be what the user wrote.
+        if uri.chars().any(char::is_control) || uri.trim() != uri {
+            return Err(bad(
+                "it cannot hold control characters or begin or end with a space",
+            ));
+        }
+        let url = Url::parse(uri).map_err(|e| match e {
+            url::ParseError::InvalidPort => bad("the port must be a number"),
+            e => bad(&e.to_string()),
+        })?;
+        if url.password().is_some() {
+            return Err(bad(
+                "a password cannot be given (ssh runs in batch mode: keys or an agent)",
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("it cannot have a ?query or a #fragment"));
+        }
+        // Names that ssh would read as options are refused outright. `url`
+        // leaves %-escapes in a user and a host name as written; they are
+        // refused too rather than decoded into something ssh reads.
         let safe = |s: &str| {
             !s.is_empty()
                 && !s.starts_with('-')
                 && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-[]".contains(c))
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         };
-        if !safe(host) {
-            return Err(bad("no usable host name"));
+        let host = match url.host() {
+            Some(Host::Domain(name)) if safe(name) => name.to_string(),
+            // ssh takes an IPv6 address bare (`me@::1`), its port by `-p`.
+            Some(Host::Ipv6(address)) => address.to_string(),
+            // Not met for ssh:// (`url` reads an IPv4 address as a name for
+            // schemes it does not know), but as good a destination.
+            Some(Host::Ipv4(address)) => address.to_string(),
+            _ => return Err(bad("no usable host name")),
+        };
+        let user = url.username();
+        if !user.is_empty() && !safe(user) {
+            return Err(bad("no usable user name"));
         }
-        if let Some(user) = user {
-            if !safe(user) {
-                return Err(bad("no usable user name"));
-            }
-        }
-        let socket = if path.is_empty() || path == "/" {
-            default_socket.to_string()
-        } else {
-            path.to_string()
+        let socket = match percent_decode_str(url.path()).decode_utf8() {
+            Ok(path) if path.is_empty() || path == "/" => default_socket.to_string(),
+            Ok(path) => path.into_owned(),
+            Err(_) => return Err(bad("the socket path is not UTF-8")),
         };
         // `-L local:remote` cannot carry a colon in either socket path.
         if socket.contains(':') {
@@ -79,10 +95,10 @@ impl SshTarget {
         }
         Ok(Self {
             destination: match user {
-                Some(user) => format!("{user}@{host}"),
-                None => host.to_string(),
+                "" => host,
+                user => format!("{user}@{host}"),
             },
-            port,
+            port: url.port(),
             socket,
         })
     }
@@ -90,9 +106,15 @@ impl SshTarget {
 
 impl std::fmt::Display for SshTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // An IPv6 address goes back into its brackets.
+        let destination = match self.destination.rsplit_once('@') {
+            Some((user, host)) if host.contains(':') => format!("{user}@[{host}]"),
+            None if self.destination.contains(':') => format!("[{}]", self.destination),
+            _ => self.destination.clone(),
+        };
         match self.port {
-            Some(port) => write!(f, "ssh://{}:{port}{}", self.destination, self.socket),
-            None => write!(f, "ssh://{}{}", self.destination, self.socket),
+            Some(port) => write!(f, "ssh://{destination}:{port}{}", self.socket),
+            None => write!(f, "ssh://{destination}{}", self.socket),
         }
     }
 }
@@ -282,6 +304,62 @@ mod tests {
             "ssh://host/tmp/a:b.sock",
         ] {
             assert!(SshTarget::parse(bad, "/s").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_ipv6_address_is_given_to_ssh_bare_and_shown_in_brackets() {
+        let t = SshTarget::parse("ssh://me@[fd00::5]:2222/run/x.sock", "/s").unwrap();
+        assert_eq!((t.destination.as_str(), t.port), ("me@fd00::5", Some(2222)));
+        assert_eq!(t.to_string(), "ssh://me@[fd00::5]:2222/run/x.sock");
+        let t = SshTarget::parse("ssh://[::1]", "/s").unwrap();
+        assert_eq!((t.destination.as_str(), t.port), ("::1", None));
+        assert_eq!(t.to_string(), "ssh://[::1]/s");
+        // A zone, and an address without its closing bracket.
+        for bad in ["ssh://[fe80::1%25eth0]/s", "ssh://[::1/s"] {
+            let err = SshTarget::parse(bad, "/s").unwrap_err();
+            assert!(err.ends_with("invalid IPv6 address"), "{err}");
+        }
+    }
+
+    #[test]
+    fn names_are_taken_as_written_and_the_socket_path_decoded() {
+        // Not lowercased: ssh's configuration may match `Host Build-Box`.
+        let t = SshTarget::parse("ssh://Me@Build-Box:22", "/s").unwrap();
+        assert_eq!(t.destination, "Me@Build-Box");
+        assert_eq!(t.to_string(), "ssh://Me@Build-Box:22/s");
+        let t = SshTarget::parse("ssh://box/run/my%20engine.sock", "/s").unwrap();
+        assert_eq!(t.socket, "/run/my engine.sock");
+        // A %-escape in a user or host name is refused, not decoded.
+        for (bad, why) in [
+            ("ssh://%2Dx@box", "no usable user name"),
+            ("ssh://j%C3%B6rg@box", "no usable user name"),
+            ("ssh://b%6Fx", "no usable host name"),
+            ("ssh://box/a%3Ab.sock", "cannot contain ':'"),
+        ] {
+            let err = SshTarget::parse(bad, "/s").unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn what_url_reads_but_ssh_cannot_use_is_refused() {
+        for (bad, why) in [
+            ("ssh://me:secret@box", "a password cannot be given"),
+            ("ssh://box/s.sock?x=1", "?query"),
+            ("ssh://box/s.sock#x", "#fragment"),
+            ("ssh:///run/s.sock", "no usable host name"),
+            ("ssh://host:70000", "the port must be a number"),
+            // The URL standard would drop the newline and read `host`.
+            ("ssh://ho\nst", "control characters"),
+            ("ssh://host ", "control characters"),
+            ("ssh:host", "it must start with ssh://"),
+        ] {
+            let err = SshTarget::parse(bad, "/s").unwrap_err();
+            assert!(
+                err.starts_with(&format!("invalid ssh endpoint {bad:?}: ")) && err.contains(why),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -213,6 +213,17 @@ pub enum StateError {
         /// The I/O error.
         cause: std::io::Error,
     },
+    /// The store was written by a newer anvyl, whose schema this one does
+    /// not know: nothing is read or written.
+    #[error("state store {path} was written by a newer anvyl (schema {found}, this one knows {known}): upgrade anvyl")]
+    NewerSchema {
+        /// The database file.
+        path: String,
+        /// Its schema version.
+        found: i64,
+        /// The newest this anvyl knows.
+        known: i64,
+    },
     /// No agent of that name.
     #[error("no agent named '{0}'")]
     UnknownAgent(AgentName),
@@ -738,5 +749,32 @@ mod tests {
             .collect();
         assert_eq!(live, vec![false]);
         assert!(starts.iter().any(|s| s.is_live()));
+    }
+
+    #[test]
+    fn a_store_a_newer_anvyl_wrote_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        StateStore::open(dir.path())
+            .unwrap()
+            .create_agent(&web(), &AgentSpec::default())
+            .unwrap();
+        let file = dir.path().join(DATABASE_FILE);
+        {
+            let conn = Connection::open(&file).unwrap();
+            conn.execute_batch("PRAGMA journal_mode = DELETE; PRAGMA user_version = 99;")
+                .unwrap();
+        }
+        let before = std::fs::read(&file).unwrap();
+        let err = StateStore::open(dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "state store {} was written by a newer anvyl (schema 99, this one knows 4): upgrade anvyl",
+                file.display()
+            )
+        );
+        assert!(StateStore::open_current(dir.path()).unwrap().is_none());
+        assert_eq!(std::fs::read(&file).unwrap(), before, "written to");
+        assert!(!dir.path().join("anvyl.db-wal").exists());
     }
 }

@@ -143,6 +143,18 @@ impl StateStore {
             cause: source,
         };
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        // A newer anvyl's store may hold what this one cannot read or would
+        // write wrongly: refused before anything is written, WAL included.
+        if version > SCHEMA_VERSION {
+            return Err(StateError::NewerSchema {
+                path,
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
         // Opening must not need the write lock: `agent list` has to answer
         // while another process holds a write transaction. Only a store
         // that is new, or older than this schema, is written to here.
@@ -153,9 +165,6 @@ impl StateStore {
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(err)?;
         }
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(err)?;
         let instance = match (
             version >= SCHEMA_VERSION,
             read_instance(&conn).map_err(err)?,

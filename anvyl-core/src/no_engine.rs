@@ -72,7 +72,7 @@ impl Backend for NoEngine {
         Err(missing(id))
     }
 
-    async fn build_image(&self, _: &BuildSpec, _: BuildProgress<'_>) -> Result<BuildOutput> {
+    async fn build_once(&self, _: &BuildSpec, _: BuildProgress<'_>) -> Result<BuildOutput> {
         Err(refused("build image"))
     }
 

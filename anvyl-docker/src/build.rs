@@ -13,8 +13,8 @@ use anvyl_core::lifecycle::{pack_labelled_context, LABELLED_DOCKERFILE};
 use crate::DockerBackend;
 
 impl DockerBackend {
-    /// One build attempt (see `build_image`).
-    pub(crate) async fn build_once(
+    /// One build attempt (see [`Backend::build_image`]).
+    pub(crate) async fn build_attempt(
         &self,
         spec: &BuildSpec,
         progress: BuildProgress<'_>,

@@ -309,15 +309,16 @@ impl Backend for PodmanBackend {
             .await
     }
 
-    async fn build_image(
+    fn build_races(&self) -> &'static [&'static str] {
+        BUILD_RACES
+    }
+
+    async fn build_once(
         &self,
         spec: &BuildSpec,
         progress: BuildProgress<'_>,
     ) -> Result<BuildOutput> {
-        anvyl_core::backend::retry_build_races(self, &spec.tag, BUILD_RACES, || {
-            self.build_once(spec, progress)
-        })
-        .await
+        self.build_attempt(spec, progress).await
     }
 
     async fn tag_image(&self, source: &str, target: &str) -> Result<()> {

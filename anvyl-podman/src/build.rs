@@ -154,8 +154,8 @@ where
 }
 
 impl crate::PodmanBackend {
-    /// One build attempt (see `build_image`).
-    pub(crate) async fn build_once(
+    /// One build attempt (see [`Backend::build_image`]).
+    pub(crate) async fn build_attempt(
         &self,
         spec: &BuildSpec,
         progress: BuildProgress<'_>,

@@ -80,13 +80,32 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// for it to stop.
     async fn remove_container(&self, id: &str, stop_timeout: Duration) -> Result<()>;
 
-    /// Builds an image from `spec.context_dir`, removing intermediate
-    /// containers even when a step fails.
-    async fn build_image(
+    /// One attempt at building an image from `spec.context_dir`, removing
+    /// intermediate containers even when a step fails.
+    async fn build_once(
         &self,
         spec: &BuildSpec,
         progress: BuildProgress<'_>,
     ) -> Result<BuildOutput>;
+
+    /// What the engine says when a concurrent image removal broke a build
+    /// (see [`retry_build_races`]); none by default.
+    fn build_races(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Builds an image: [`Backend::build_once`], tried again while the
+    /// engine's own race with another client breaks it.
+    async fn build_image(
+        &self,
+        spec: &BuildSpec,
+        progress: BuildProgress<'_>,
+    ) -> Result<BuildOutput> {
+        retry_build_races(self, &spec.tag, self.build_races(), || {
+            self.build_once(spec, progress)
+        })
+        .await
+    }
 
     /// Adds the tag `target` (`repo:tag`) to the image `source`.
     async fn tag_image(&self, source: &str, target: &str) -> Result<()>;

@@ -14,13 +14,14 @@ use super::{Backend, BackendError, BuildOutput, Result};
 /// untagged — labelled by a start that then succeeds, which no cleanup
 /// takes for its own (a user's commit of an agent looks just the same).
 /// The tag is this start's alone (`anvyl-agent-<name>:<start>`).
-pub async fn retry_build_races<F, Fut>(
-    backend: &dyn Backend,
+pub async fn retry_build_races<B, F, Fut>(
+    backend: &B,
     tag: &str,
     races: &[&str],
     mut build: F,
 ) -> Result<BuildOutput>
 where
+    B: Backend + ?Sized,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<BuildOutput>>,
 {

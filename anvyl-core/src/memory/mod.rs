@@ -297,7 +297,7 @@ impl Backend for MemoryBackend {
         self.answer(Op::RemoveContainer, id)
     }
 
-    async fn build_image(
+    async fn build_once(
         &self,
         spec: &BuildSpec,
         progress: BuildProgress<'_>,

@@ -57,7 +57,7 @@ fn row_to_host(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRecord> {
     // name) makes that host unusable and reported, never the registry
     // unreadable: every other host still works.
     Ok(read_host(r).unwrap_or_else(|e| HostRecord {
-        name: super::key_text(r, 0),
+        name: super::records::key_text(r, 0),
         backend: None,
         unusable: Some(format!("its row in the state store cannot be read ({e})")),
         endpoint: None,

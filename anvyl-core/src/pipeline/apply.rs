@@ -290,7 +290,7 @@ impl Cleanup<'_> {
                 return ItemReport::skipped(&i.display, &i.agent, SkipReason::ReplacedAfterPlan)
             }
             Ok(now) if i.is_untagged() && !now.tags.is_empty() => {
-                return ItemReport::skipped(&i.display, &i.agent, tagged_since_the_plan(now))
+                return ItemReport::skipped(&i.display, &i.agent, SkipReason::retagged(now))
             }
             Ok(_) => {}
             Err(e) if e.is_not_found() => {
@@ -382,7 +382,7 @@ impl Cleanup<'_> {
                 ItemReport::of(&i.display, &i.agent, Outcome::Removed)
             }
             (Ok(()), Ok(now)) if !now.tags.is_empty() => {
-                ItemReport::skipped(&i.display, &i.agent, tagged_since_the_plan(&now))
+                ItemReport::skipped(&i.display, &i.agent, SkipReason::retagged(&now))
             }
             (Err(BackendError::Conflict { message, .. }), _) => {
                 tracing::warn!("Kept {engine} image {}: in use: {message}", i.display);
@@ -494,10 +494,4 @@ impl Cleanup<'_> {
             .collect()
             .await
     }
-}
-
-/// An untagged image someone tagged after the plan is theirs to keep.
-fn tagged_since_the_plan(image: &crate::backend::ImageSummary) -> SkipReason {
-    let tags: Vec<String> = image.tags.iter().map(ToString::to_string).collect();
-    SkipReason::ChangedSinceThePlan(format!("tagged {} since the plan", tags.join(", ")))
 }

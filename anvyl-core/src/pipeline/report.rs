@@ -29,6 +29,14 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// An untagged image someone tagged after the plan is theirs to keep.
+    pub(crate) fn retagged(image: &crate::backend::ImageSummary) -> Self {
+        let tags: Vec<String> = image.tags.iter().map(ToString::to_string).collect();
+        Self::ChangedSinceThePlan(format!("tagged {} since the plan", tags.join(", ")))
+    }
+}
+
+impl SkipReason {
     /// Whether something owned remains because of this skip.
     pub fn leaves_owned(&self) -> bool {
         matches!(self, Self::InUse(_) | Self::HoldsAMount(_))

@@ -104,25 +104,35 @@ pub enum AgentCommand {
     /// An agent that only looks running or starting — its start was killed,
     /// its container exited or was removed — is cleaned up first, as `agent
     /// cleanup NAME` would, and then started.
+    ///
+    /// Several agents start side by side, `parallelism` at a time, each on
+    /// its own: one line per agent, a summary, and exit 0 only if every one
+    /// started (else the worst status: 130, 1, 3, 2).
     Start {
-        /// The agent
-        #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
-        name: String,
+        /// The agents
+        #[arg(required = true, value_name = "NAME", add = ArgValueCompleter::new(crate::complete::agent_names))]
+        names: Vec<String>,
     },
-    /// Stop a running agent and remove its container
+    /// Stop running agents and remove their containers
     ///
     /// An agent whose container already exited, or whose start was killed, is
     /// cleaned up and stopped all the same, and the command says what it found.
+    /// Several agents (or --all) stop side by side, as several start.
     Stop {
-        /// The agent
-        #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
-        name: String,
+        /// The agents
+        #[arg(required_unless_present = "all", value_name = "NAME", add = ArgValueCompleter::new(crate::complete::agent_names))]
+        names: Vec<String>,
+        /// Every agent that is not stopped
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
     },
-    /// Print an agent's output (a failed agent's until it is cleaned)
+    /// Print agents' output (a failed agent's until it is cleaned)
+    ///
+    /// With several agents each line is prefixed with its agent's name.
     Logs {
-        /// The agent
-        #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
-        name: String,
+        /// The agents
+        #[arg(required = true, value_name = "NAME", add = ArgValueCompleter::new(crate::complete::agent_names))]
+        names: Vec<String>,
         /// Keep printing new output until the agent stops
         #[arg(short, long)]
         follow: bool,
@@ -145,12 +155,14 @@ pub enum AgentCommand {
         #[arg(long)]
         running: bool,
     },
-    /// Forget an agent and remove everything of it
+    /// Forget agents and remove everything of them
+    ///
+    /// Several agents are asked about once and removed side by side.
     #[command(visible_alias = "rm")]
     Remove {
-        /// The agent
-        #[arg(add = ArgValueCompleter::new(crate::complete::agent_names))]
-        name: String,
+        /// The agents
+        #[arg(required = true, value_name = "NAME", add = ArgValueCompleter::new(crate::complete::agent_names))]
+        names: Vec<String>,
         /// Stop it first if it runs
         #[arg(long)]
         force: bool,

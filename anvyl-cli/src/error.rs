@@ -104,9 +104,12 @@ pub enum Interruption {
     /// A cleanup, part-way.
     #[error("cleanup stopped part-way; run `anvyl agent cleanup` again to finish")]
     Cleanup,
-    /// The printing of an agent's logs.
-    #[error("stopped printing the logs of agent '{0}'")]
-    Logs(AgentName),
+    /// The printing of agents' logs.
+    #[error("stopped printing the logs of {}", agents(.0))]
+    Logs(Vec<AgentName>),
+    /// An agent of several whose turn had not come: left as it was.
+    #[error("agent '{0}' was left as it was")]
+    NotBegun(AgentName),
 }
 
 impl CliError {
@@ -190,6 +193,15 @@ fn start_message(e: &StartError) -> String {
             format!("{e}{hint}")
         }
         _ => format!("{e}{remaining}"),
+    }
+}
+
+/// "agent 'a'", or "agents 'a', 'b'".
+fn agents(names: &[AgentName]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    match quoted.as_slice() {
+        [one] => format!("agent {one}"),
+        many => format!("agents {}", many.join(", ")),
     }
 }
 
@@ -353,7 +365,7 @@ mod tests {
                 cause: std::io::Error::other("gone"),
             },
             CliError::Declined,
-            CliError::Interrupted(Interruption::Logs(web)),
+            CliError::Interrupted(Interruption::Logs(vec![web])),
         ];
         let codes: Vec<u8> = all.iter().map(CliError::exit_status).collect();
         assert_eq!(

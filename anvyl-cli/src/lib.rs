@@ -11,6 +11,7 @@ mod engine;
 mod error;
 mod logging;
 mod output;
+mod prefixed;
 mod progress;
 mod remote;
 

@@ -5,10 +5,12 @@
 //! module.
 
 use std::io::Write;
+
+use futures::FutureExt;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anvyl_core::lifecycle::{validate_spec, LifecycleError, Observed};
+use anvyl_core::lifecycle::{validate_spec, Lifecycle, LifecycleError, Observed, Removed, Stopped};
 use anvyl_core::{AgentName, AgentRecord, AgentSpec, AgentStatus, LogStream};
 use serde::Serialize;
 
@@ -16,58 +18,142 @@ use crate::cli::{AgentCommand, Cli, CreateArgs, OutputFormat};
 use crate::config::Config;
 use crate::error::{CliError, Interruption};
 
+use super::many::{self, Done};
 use super::Session;
 
 pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<ExitCode, CliError> {
     match command {
         AgentCommand::Create(args) => create(cli, config, args).await,
-        AgentCommand::Start { name } => start(cli, config, &AgentName::new(name.as_str())?).await,
-        AgentCommand::Stop { name } => {
-            let name = AgentName::new(name.as_str())?;
+        AgentCommand::Start { names } => match many::distinct(names)?.as_slice() {
+            [name] => start(cli, config, name).await,
+            names => start_many(cli, config, names).await,
+        },
+        AgentCommand::Stop { names, all } => {
             let session = Session::open(config)?;
-            let stopped = session.lifecycle().stop(&name).await?;
-            // A dead agent's stop is said by core, in the cleanup's words.
-            if let anvyl_core::lifecycle::Stopped::NotRunning(status) = stopped {
-                tracing::info!(
-                    "Agent '{name}' is not running ({}): nothing to stop",
-                    status.as_str()
-                );
+            let names = match all {
+                true => (session.state.agents()?.into_iter())
+                    .filter(|a| a.status != AgentStatus::Stopped)
+                    .map(|a| a.name)
+                    .collect(),
+                false => many::distinct(names)?,
+            };
+            let lifecycle = session.lifecycle();
+            if let ([name], false) = (names.as_slice(), all) {
+                stop(&lifecycle, name).await?;
+                return Ok(ExitCode::SUCCESS);
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(
+                many::each(cli, config.parallelism, &names, "stopped", |name, _| {
+                    let lifecycle = &lifecycle;
+                    async move {
+                        let line = stop(lifecycle, name).await?;
+                        Ok(Done {
+                            line: Some(line),
+                            json: serde_json::Value::Null,
+                        })
+                    }
+                })
+                .await,
+            )
         }
-        AgentCommand::Logs { name, follow, tail } => {
-            logs(config, &AgentName::new(name.as_str())?, *follow, *tail).await
-        }
+        AgentCommand::Logs {
+            names,
+            follow,
+            tail,
+        } => logs(config, &many::distinct(names)?, *follow, *tail).await,
         AgentCommand::List { running } => list(cli, config, *running).await,
-        AgentCommand::Remove { name, force, yes } => {
-            let name = AgentName::new(name.as_str())?;
-            let session = Session::open(config)?;
-            let agent = session.state.agent(&name)?;
-            // Refused before the question, not after a "yes" — unless it
-            // only looks running: its container died or vanished.
-            if agent.status == anvyl_core::AgentStatus::Running
-                && !force
-                && !session.lifecycle().observe(&agent).await?.is_dead()
-            {
-                return Err(LifecycleError::Running(name).into());
-            }
-            if !yes {
-                super::confirm(&format!("remove agent '{name}' and everything of it"))?;
-            }
-            let removed = session.lifecycle().remove(&name, *force).await?;
-            // Forgotten, not cleaned: exit 0 would promise that nothing of
-            // the agent remains, which nobody could check.
-            if let anvyl_core::lifecycle::Removed::Forgotten { host, cause } = removed {
-                return Err(CliError::Forgotten {
-                    agent: name,
-                    host,
-                    cause,
-                });
-            }
-            Ok(ExitCode::SUCCESS)
+        AgentCommand::Remove { names, force, yes } => {
+            remove(cli, config, &many::distinct(names)?, *force, *yes).await
         }
         AgentCommand::Cleanup(args) => super::cleanup::run(cli, config, args).await,
     }
+}
+
+/// Stops `name`; the line that says so (a dead agent's stop is said by
+/// core, in the cleanup's words).
+async fn stop(lifecycle: &Lifecycle<'_>, name: &AgentName) -> Result<String, CliError> {
+    match lifecycle.stop(name).await? {
+        Stopped::NotRunning(status) => {
+            let line = format!(
+                "Agent '{name}' is not running ({}): nothing to stop",
+                status.as_str()
+            );
+            tracing::info!("{line}");
+            Ok(line)
+        }
+        _ => Ok(format!("Stopped agent '{name}'.")),
+    }
+}
+
+/// Removes `names` after one question: an agent that runs (and only
+/// looks dead, its container died or vanished) is refused before the
+/// question unless `force`, and the others go on.
+async fn remove(
+    cli: &Cli,
+    config: &Config,
+    names: &[AgentName],
+    force: bool,
+    yes: bool,
+) -> Result<ExitCode, CliError> {
+    let session = Session::open(config)?;
+    let lifecycle = session.lifecycle();
+    let mut refused = Vec::new();
+    for name in names {
+        let agent = session.state.agent(name)?;
+        if agent.status == AgentStatus::Running
+            && !force
+            && !lifecycle.observe(&agent).await?.is_dead()
+        {
+            refused.push(name.clone());
+        }
+    }
+    if let ([name], [_]) = (refused.as_slice(), names) {
+        return Err(LifecycleError::Running(name.clone()).into());
+    }
+    let asked: Vec<&AgentName> = names.iter().filter(|n| !refused.contains(n)).collect();
+    if !yes && !asked.is_empty() {
+        let listed: Vec<String> = asked.iter().map(|n| format!("'{n}'")).collect();
+        super::confirm(&match listed.as_slice() {
+            [one] => format!("remove agent {one} and everything of it"),
+            many => format!("remove agents {} and everything of them", many.join(", ")),
+        })?;
+    }
+    let removed = |name: &AgentName| {
+        let lifecycle = &lifecycle;
+        let refused = refused.contains(name);
+        let name = name.clone();
+        async move {
+            if refused {
+                return Err(LifecycleError::Running(name).into());
+            }
+            // Forgotten, not cleaned: exit 0 would promise that nothing of
+            // the agent remains, which nobody could check.
+            match lifecycle.remove(&name, force).await? {
+                Removed::Forgotten { host, cause } => Err(CliError::Forgotten {
+                    agent: name,
+                    host,
+                    cause,
+                }),
+                _ => Ok(format!("Removed agent '{name}'.")),
+            }
+        }
+    };
+    if let [name] = names {
+        removed(name).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(
+        many::each(cli, config.parallelism, names, "removed", |name, _| {
+            let removed = &removed;
+            async move {
+                Ok(Done {
+                    line: Some(removed(name).await?),
+                    json: serde_json::Value::Null,
+                })
+            }
+        })
+        .await,
+    )
 }
 
 async fn create(cli: &Cli, config: &Config, args: &CreateArgs) -> Result<ExitCode, CliError> {
@@ -129,11 +215,7 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
             if cli.output == OutputFormat::Json {
                 super::emit(&crate::output::json(&started));
             } else {
-                super::emit(&format!(
-                    "Agent '{name}' is running on host '{}' (container {}).\n",
-                    started.host,
-                    &started.container_id[..started.container_id.len().min(12)]
-                ));
+                super::emit(&format!("{}\n", running_line(&started)));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -141,9 +223,44 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
     }
 }
 
+/// What a start that ended running says.
+fn running_line(started: &anvyl_core::lifecycle::Started) -> String {
+    format!(
+        "Agent '{}' is running on host '{}' (container {}).",
+        started.agent,
+        started.host,
+        &started.container_id[..started.container_id.len().min(12)]
+    )
+}
+
+/// Starts `names` side by side: no status line (they would overwrite each
+/// other); each build's output is logged at -v, named by its agent.
+async fn start_many(cli: &Cli, config: &Config, names: &[AgentName]) -> Result<ExitCode, CliError> {
+    let session = Session::open(config)?;
+    let lifecycle = session.lifecycle();
+    Ok(many::each(
+        cli,
+        config.parallelism,
+        names,
+        "started",
+        |name, interrupt| {
+            let lifecycle = &lifecycle;
+            async move {
+                let progress = |line: &str| tracing::debug!("build of '{name}': {line}");
+                let started = lifecycle.start(name, &progress, interrupt).await?;
+                Ok(Done {
+                    line: Some(running_line(&started)),
+                    json: serde_json::to_value(&started).expect("a start always serialises"),
+                })
+            }
+        },
+    )
+    .await)
+}
+
 async fn logs(
     config: &Config,
-    name: &AgentName,
+    names: &[AgentName],
     follow: bool,
     tail: Option<usize>,
 ) -> Result<ExitCode, CliError> {
@@ -151,23 +268,33 @@ async fn logs(
     // as the logs.
     let session = Session::reading(config)?;
     let state = &session.state;
-    let agent = state.agent(name)?;
-    let Some(container) = agent.container_id.clone() else {
-        return Err(CliError::Usage(format!(
-            "agent '{name}' has no container (it is {})",
-            agent.status.as_str()
-        )));
-    };
-    let host = session.lifecycle().registered_home(&agent)?;
-    let backend = anvyl_core::Connector::connect(&session.connector, &host).await?;
-    let sink = |stream: LogStream, bytes: &[u8]| {
-        let _ = match stream {
-            LogStream::Stdout => std::io::stdout().write_all(bytes),
-            LogStream::Stderr => std::io::stderr().write_all(bytes),
+    // Every agent is found before any line is printed: a name that has no
+    // logs refuses the command, not a part of its output.
+    let mut sources = Vec::new();
+    for name in names {
+        let agent = state.agent(name)?;
+        let Some(container) = agent.container_id.clone() else {
+            return Err(CliError::Usage(format!(
+                "agent '{name}' has no container (it is {})",
+                agent.status.as_str()
+            )));
         };
-    };
-    let printed = backend.logs(&container, follow, tail, &sink);
-    let outcome = until_interrupted(name, printed, super::interrupted()).await;
+        let host = session.lifecycle().registered_home(&agent)?;
+        let backend = anvyl_core::Connector::connect(&session.connector, &host).await?;
+        sources.push((name, backend, container));
+    }
+    let prefixed = names.len() > 1;
+    let printed = futures::future::try_join_all(sources.iter().map(
+        |(name, backend, container)| async move {
+            let lines = crate::prefixed::Lines::new(prefixed.then_some(name.as_str()));
+            let sink = |stream: LogStream, bytes: &[u8]| lines.write(stream, bytes);
+            let printed = backend.logs(container, follow, tail, &sink).await;
+            lines.finish();
+            printed
+        },
+    ))
+    .map(|printed| printed.map(drop));
+    let outcome = until_interrupted(names, printed, super::interrupted()).await;
     let _ = std::io::stdout().flush();
     outcome
 }
@@ -178,7 +305,7 @@ async fn logs(
 /// agent logs -f web | grep -m1 ready`, a supervisor's SIGTERM) can tell
 /// logs cut short from logs that ended with the agent.
 async fn until_interrupted(
-    name: &AgentName,
+    names: &[AgentName],
     printed: impl std::future::Future<Output = Result<(), anvyl_core::BackendError>>,
     interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<ExitCode, CliError> {
@@ -187,7 +314,7 @@ async fn until_interrupted(
             result?;
             Ok(ExitCode::SUCCESS)
         }
-        () = interrupted => Err(CliError::Interrupted(Interruption::Logs(name.clone()))),
+        () = interrupted => Err(CliError::Interrupted(Interruption::Logs(names.to_vec()))),
     }
 }
 
@@ -376,17 +503,17 @@ mod tests {
     #[tokio::test]
     async fn logs_cut_short_by_a_signal_exit_130_and_logs_that_end_exit_0() {
         let web = AgentName::new("web").unwrap();
-        let cut = until_interrupted(&web, pending(), ready(())).await;
+        let cut = until_interrupted(std::slice::from_ref(&web), pending(), ready(())).await;
         let cut = cut.unwrap_err();
         assert_eq!(cut.exit_status(), EXIT_INTERRUPTED, "{cut}");
         assert_eq!(
             cut.to_string(),
             "interrupted: stopped printing the logs of agent 'web'"
         );
-        let ended = until_interrupted(&web, ready(Ok(())), pending()).await;
+        let ended = until_interrupted(std::slice::from_ref(&web), ready(Ok(())), pending()).await;
         assert_eq!(ended.unwrap(), ExitCode::SUCCESS);
         let failed = until_interrupted(
-            &web,
+            std::slice::from_ref(&web),
             ready(Err(BackendError::Engine {
                 operation: "container logs",
                 status: Some(500),

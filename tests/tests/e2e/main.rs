@@ -9,6 +9,7 @@ mod hostile;
 mod lifecycle;
 mod logs;
 mod lookalikes;
+mod many;
 mod output;
 mod races;
 mod restart;

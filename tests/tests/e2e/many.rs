@@ -7,7 +7,7 @@
 use anvyl_core::AgentStatus;
 use anvyl_tests::Sandbox;
 
-use crate::lifecycle::{assert_cleaned, create};
+use crate::lifecycle::{assert_cleaned, create, create_slow, wait_for_the_slow_step};
 use crate::unique;
 
 #[tokio::test]
@@ -90,6 +90,52 @@ async fn several_agents_start_on_their_own_and_the_worst_status_is_the_exit() {
         assert_eq!(s.traces_of(agent).await, Vec::<String>::new());
         assert!(s.state().agent(agent).is_err(), "{agent} is still known");
     }
+}
+
+/// Ctrl-C while two of three agents build (`parallelism = 2`): both are
+/// cleaned up as a single interrupted start is, the third is not begun,
+/// and the exit is 130.
+#[tokio::test]
+async fn ctrl_c_cleans_the_starts_in_progress_and_begins_no_other() {
+    let s = Sandbox::new().await;
+    let building = [create_slow(&s, "manyint"), create_slow(&s, "manyint")];
+    let waiting = create_slow(&s, "manywait");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("anvyl.toml");
+    std::fs::write(&config, "parallelism = 2\n").unwrap();
+    let child = s.spawn_anvyl(&[
+        "--config",
+        config.to_str().unwrap(),
+        "agent",
+        "start",
+        building[0].as_str(),
+        building[1].as_str(),
+        waiting.as_str(),
+    ]);
+    for agent in &building {
+        wait_for_the_slow_step(&s, agent).await;
+    }
+    Sandbox::signal(&child, "-INT");
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let run: anvyl_tests::Run = output.into();
+    for agent in &building {
+        assert_cleaned(&s, agent, &run, 130).await;
+    }
+    assert_eq!(s.traces_of(&waiting).await, Vec::<String>::new());
+    assert!(s.build_dirs_of(&waiting).is_empty(), "{run:?}");
+    assert_eq!(
+        s.state().agent(&waiting).unwrap().status,
+        AgentStatus::Stopped
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "interrupted: agent '{waiting}' was left as it was"
+        )),
+        "{run:?}"
+    );
 }
 
 #[tokio::test]

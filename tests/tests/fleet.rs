@@ -20,7 +20,7 @@ use harness::{
     engine, engines, host_row, kill, owned, planned_hosts, stranger_certificates, text, Frozen,
     Installation,
 };
-use sshd::{sha256_hex, tunnels_to, Sshd};
+use sshd::{add_ssh_host, sha256_hex, tunnels_to, Sshd};
 
 #[test]
 fn a_fleet_cleanup_covers_every_host_and_judges_each_agent_on_its_own() {
@@ -280,19 +280,7 @@ fn an_ssh_host_is_reached_through_openssh_and_its_tunnel_ends_with_the_command()
     let socket = required("ANVYL_ITEST_PODMAN_HOST");
     let socket = socket.trim_start_matches("unix://");
     let uri = format!("ssh://root@127.0.0.1:{}{socket}", sshd.port);
-    let add_ssh_host = |i: &Installation| {
-        i.ok(&[
-            "host",
-            "add",
-            "sshpod",
-            "--backend",
-            "podman",
-            "--endpoint",
-            &uri,
-        ]);
-        host_row(i, "sshpod")
-    };
-    let row = add_ssh_host(&a);
+    let row = add_ssh_host(&a, &uri);
     assert_eq!(row["reachable"], true, "{row}");
 
     // ssh makes the forwarded socket before it listens on it: a tunnel is
@@ -303,7 +291,7 @@ fn an_ssh_host_is_reached_through_openssh_and_its_tunnel_ends_with_the_command()
         "ssh_command = \"strace -f -qq -o /dev/null -e inject=listen:delay_enter=500ms ssh -F {}\"",
         sshd.config.display()
     ));
-    let row = add_ssh_host(&late);
+    let row = add_ssh_host(&late, &uri);
     assert_eq!(row["reachable"], true, "ssh that listens late: {row}");
 
     let name = format!("ssh-{}", std::process::id());

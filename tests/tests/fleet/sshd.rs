@@ -116,3 +116,18 @@ pub fn tunnels_to(port: u16) -> usize {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
+
+/// Registers the Podman engine behind `uri` (an `ssh://` endpoint) as host
+/// `sshpod` of `installation`; its row of `host list`.
+pub fn add_ssh_host(installation: &super::Installation, uri: &str) -> serde_json::Value {
+    installation.ok(&[
+        "host",
+        "add",
+        "sshpod",
+        "--backend",
+        "podman",
+        "--endpoint",
+        uri,
+    ]);
+    super::host_row(installation, "sshpod")
+}

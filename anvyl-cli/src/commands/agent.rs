@@ -27,13 +27,16 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
             names => start_many(cli, config, names).await,
         },
         AgentCommand::Stop { names, all } => {
+            // Names are checked before the store is opened: bad input
+            // changes nothing, not even a first run's state directory.
+            let named = many::distinct(names)?;
             let session = Session::open(config)?;
             let names = match all {
                 true => (session.state.agents()?.into_iter())
                     .filter(|a| a.status != AgentStatus::Stopped)
                     .map(|a| a.name)
                     .collect(),
-                false => many::distinct(names)?,
+                false => named,
             };
             let lifecycle = session.lifecycle();
             if let ([name], false) = (names.as_slice(), all) {

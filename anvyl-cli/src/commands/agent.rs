@@ -9,7 +9,7 @@ use std::io::Write;
 use futures::FutureExt;
 use std::process::ExitCode;
 
-use anvyl_core::lifecycle::{validate_spec, Lifecycle, LifecycleError, Removed, Stopped};
+use anvyl_core::lifecycle::{validate_spec, LifecycleError, Removed, Stopped};
 use anvyl_core::{AgentName, AgentSpec, AgentStatus, LogStream};
 
 use crate::cli::{AgentCommand, Cli, CreateArgs, OutputFormat};
@@ -40,16 +40,21 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
             };
             let lifecycle = session.lifecycle();
             if let ([name], false) = (names.as_slice(), all) {
-                stop(&lifecycle, name).await?;
+                // One agent: a dead agent's stop is said by core, in the
+                // cleanup's words, and one that was not running in the log.
+                let stopped = lifecycle.stop(name).await?;
+                if let Stopped::NotRunning(_) = stopped {
+                    tracing::info!("{}", stopped_line(name, &stopped));
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             Ok(
                 many::each(cli, config.parallelism, &names, "stopped", |name, _| {
                     let lifecycle = &lifecycle;
                     async move {
-                        let line = stop(lifecycle, name).await?;
+                        let stopped = lifecycle.stop(name).await?;
                         Ok(Done {
-                            line: Some(line),
+                            line: Some(stopped_line(name, &stopped)),
                             json: serde_json::Value::Null,
                         })
                     }
@@ -70,25 +75,20 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
     }
 }
 
-/// Stops `name`; the line that says so (a dead agent's stop is said by
-/// core, in the cleanup's words).
-async fn stop(lifecycle: &Lifecycle<'_>, name: &AgentName) -> Result<String, CliError> {
-    match lifecycle.stop(name).await? {
-        Stopped::NotRunning(status) => {
-            let line = format!(
-                "Agent '{name}' is not running ({}): nothing to stop",
-                status.as_str()
-            );
-            tracing::info!("{line}");
-            Ok(line)
-        }
-        _ => Ok(format!("Stopped agent '{name}'.")),
+/// What the stop of `name` says.
+fn stopped_line(name: &AgentName, stopped: &Stopped) -> String {
+    match stopped {
+        Stopped::NotRunning(status) => format!(
+            "Agent '{name}' is not running ({}): nothing to stop",
+            status.as_str()
+        ),
+        _ => format!("Stopped agent '{name}'."),
     }
 }
 
-/// Removes `names` after one question: an agent that runs (and only
-/// looks dead, its container died or vanished) is refused before the
-/// question unless `force`, and the others go on.
+/// Removes `names` after one question: an agent that runs (not one that
+/// only looks running: its container died or vanished) is refused before
+/// the question unless `force`, and the others go on.
 async fn remove(
     cli: &Cli,
     config: &Config,

@@ -62,6 +62,15 @@ fn backend_kind() -> impl clap::builder::TypedValueParser<Value = BackendKind> {
         .try_map(|s| s.parse::<BackendKind>())
 }
 
+fn pull_policy() -> impl clap::builder::TypedValueParser<Value = anvyl_core::pull::PullPolicy> {
+    use anvyl_core::pull::PullPolicy;
+    PossibleValuesParser::new(PullPolicy::ALL.map(PullPolicy::as_str)).map(|s| {
+        (PullPolicy::ALL.into_iter())
+            .find(|p| p.as_str() == s)
+            .unwrap_or_default()
+    })
+}
+
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -185,8 +194,9 @@ pub enum AgentCommand {
 pub struct CreateArgs {
     /// The agent's name: 1-63 lowercase letters, digits and inner dashes
     pub name: String,
-    /// Base image (FROM), e.g. python:3.12-slim; it must be present on the
-    /// engine (anvyl does not pull)
+    /// Base image (FROM), e.g. python:3.12-slim or
+    /// registry.example.com/team/base:1; pulled as --pull says, with the
+    /// credentials of your `docker login` / `podman login`
     // Required: no base suits every agent, and a default would be one
     // anvyl's own tests happen to build.
     #[arg(long, value_name = "BASE")]
@@ -203,6 +213,10 @@ pub struct CreateArgs {
     /// Network mode of the container and its build steps [config: network]
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
+    /// When each start pulls the base: missing (when the engine lacks it),
+    /// always, or never [config: pull; default: missing]
+    #[arg(long, value_name = "WHEN", value_parser = pull_policy())]
+    pub pull: Option<anvyl_core::pull::PullPolicy>,
     /// Model provider, e.g. anthropic
     #[arg(long, value_name = "P")]
     pub provider: Option<String>,

@@ -29,6 +29,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("backend", "backend"),
     ("state_dir", "state_dir"),
     ("network", "network"),
+    ("pull", "pull"),
     ("parallelism", "parallelism"),
     ("stop_timeout", "stop_timeout"),
     ("request_timeout", "request_timeout"),
@@ -85,6 +86,9 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// Network mode of agent containers and build steps; default: the engine's.
     pub network: Option<String>,
+    /// When a start pulls its base image, for agents that say nothing:
+    /// `missing` (as `docker build`), `always` or `never`.
+    pub pull: anvyl_core::pull::PullPolicy,
     /// Removals that run at once.
     pub parallelism: usize,
     /// How long a container gets to stop before it is killed; whole
@@ -122,6 +126,7 @@ impl Default for Config {
             backend: BackendKind::Docker,
             state_dir: None,
             network: None,
+            pull: anvyl_core::pull::PullPolicy::default(),
             parallelism: 16,
             stop_timeout: Duration::ZERO,
             request_timeout: Duration::from_secs(120),
@@ -234,6 +239,7 @@ impl Config {
             network: self.network.clone(),
             stop_timeout: self.stop_timeout,
             cleanup: self.cleanup_settings(),
+            pull: self.pull,
             ..anvyl_core::lifecycle::LifecycleSettings::default()
         }
     }

@@ -7,6 +7,7 @@ mod commands;
 mod complete;
 mod config;
 mod config_error;
+mod credentials;
 mod engine;
 mod error;
 mod logging;

@@ -22,6 +22,7 @@ pub mod name;
 pub mod no_engine;
 pub mod ownership;
 pub mod pipeline;
+pub mod pull;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -56,6 +56,15 @@ impl Backend for NoEngine {
         Err(missing(id))
     }
 
+    async fn pull_image(
+        &self,
+        _: &str,
+        _: Option<&crate::pull::RegistryCredential>,
+        _: crate::pull::PullProgressSink<'_>,
+    ) -> Result<()> {
+        Err(refused("pull image"))
+    }
+
     async fn create_container(&self, _: &ContainerSpec) -> Result<String> {
         Err(refused("create container"))
     }

@@ -264,6 +264,15 @@ impl Backend for DockerBackend {
         self.build_attempt(spec, progress).await
     }
 
+    async fn pull_image(
+        &self,
+        reference: &str,
+        credential: Option<&anvyl_core::pull::RegistryCredential>,
+        progress: anvyl_core::pull::PullProgressSink<'_>,
+    ) -> Result<()> {
+        self.pull(reference, credential, progress).await
+    }
+
     async fn tag_image(&self, source: &str, target: &str) -> Result<()> {
         let tag = ImageTag::parse(target);
         let options = TagImageOptionsBuilder::default()

@@ -29,10 +29,24 @@ impl DockerBackend {
         if let Some(network) = &spec.network {
             options = options.networkmode(network);
         }
+        // Credentials for the base's registry, should the engine pull it
+        // during the build (the base was removed since the start's pull).
+        let credentials: Option<std::collections::HashMap<_, _>> =
+            (!spec.credentials.is_empty()).then(|| {
+                (spec.credentials.iter())
+                    .map(|(registry, c)| {
+                        (registry.to_string(), crate::pull::docker_credentials(registry, c))
+                    })
+                    .collect()
+            });
+        if let Some(credentials) = &credentials {
+            let registries: Vec<&str> = spec.credentials.iter().map(|(r, _)| r).collect();
+            crate::pull::sendable(&registries.join(", "), credentials)?;
+        }
         let long = self.long_running();
         let mut stream = long.build_image(
             options.build(),
-            None,
+            credentials,
             Some(bollard::body_full(bytes::Bytes::from(context))),
         );
         let mut image_id = None;

@@ -10,6 +10,7 @@ mod build;
 mod client;
 mod errors;
 mod image_store;
+mod pull;
 pub mod version;
 
 pub use backend::{DockerBackend, BUILD_RACES};

@@ -10,6 +10,8 @@ mod backend;
 mod build;
 mod client;
 mod errors;
+mod pull;
 mod stop;
+mod stream;
 
 pub use backend::{default_endpoint, Limits, PodmanBackend, BUILD_RACES};

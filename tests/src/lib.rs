@@ -318,6 +318,7 @@ impl Sandbox {
             tag: tag.to_string(),
             labels,
             network: Some("none".into()),
+            credentials: Default::default(),
         };
         // Podman 4.3 can fail a build's commit with "layer not known", and
         // Docker 20.10's classic builder a step with "unable to find image"

@@ -18,6 +18,7 @@ async fn leftovers(engine: &DynBackend, agent: &AgentName, labels: &Labels, base
         tag: agent.image_tag(),
         labels: labels.clone(),
         network: Some("none".into()),
+        credentials: Default::default(),
     };
     engine.build_image(&spec, &|_| {}).await.expect("build");
     let spec = ContainerSpec {

@@ -165,6 +165,7 @@ async fn create(cli: &Cli, config: &Config, args: &CreateArgs) -> Result<ExitCod
         command: args.command.clone(),
         env: args.env.clone(),
         network: args.network.clone(),
+        pull: args.pull,
         provider: args.provider.clone(),
         model: args.model.clone(),
         api_key_env: args.api_key_env.clone(),
@@ -191,11 +192,14 @@ async fn start(cli: &Cli, config: &Config, name: &AgentName) -> Result<ExitCode,
     let bar = crate::progress::start_line(name, cli.output == OutputFormat::Json, cli.quiet);
     // One status line, replaced as the start moves on.
     let settle = humantime::format_duration(config.settle);
+    let image = (session.state.agent(name).map(|a| a.spec.image)).unwrap_or_default();
     let phases = |phase: anvyl_core::lifecycle::Phase| {
         use anvyl_core::lifecycle::Phase;
         if let Some(bar) = &bar {
             bar.set_message(String::new());
             bar.set_prefix(match phase {
+                Phase::Pulling(None) => format!("pulling {image}"),
+                Phase::Pulling(Some(progress)) => format!("pulling {image}: {progress}"),
                 Phase::Building => format!("building {}", name.image_tag()),
                 Phase::Creating => format!("creating container {}", name.resource_name()),
                 Phase::Settling => format!("checking that it keeps running ({settle})"),

@@ -55,5 +55,6 @@ impl<'c> Session<'c> {
             self.build_root.clone(),
             self.config.lifecycle_settings(),
         )
+        .with_credentials(&crate::credentials::EngineLogins)
     }
 }

@@ -45,6 +45,21 @@ pub enum BackendError {
         /// The engine's explanation, e.g. the failing step.
         message: String,
     },
+    /// A base image could not be pulled: said with what to do about it
+    /// (see [`crate::pull::explain_pull_failure`]).
+    #[error("{}", crate::pull::explain_pull_failure(*engine, reference, *problem, *sent_credentials, message))]
+    Pull {
+        /// The engine that pulled.
+        engine: BackendKind,
+        /// The image.
+        reference: String,
+        /// What kept it, read from the engine's answer.
+        problem: crate::pull::PullProblem,
+        /// Whether credentials were sent for its registry.
+        sent_credentials: bool,
+        /// The engine's own words.
+        message: String,
+    },
     /// Any other answer from the engine.
     #[error("{operation} failed: {message}")]
     Engine {

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::pull::{PullProgressSink, RegistryCredential};
+
 pub use error::{root_cause, BackendError};
 pub use kind::{engine_name, BackendKind, UnknownBackend};
 pub use races::retry_build_races;
@@ -106,6 +108,17 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         })
         .await
     }
+
+    /// Pulls `reference` from its registry, with `credential` for it when
+    /// the user has one, telling `progress` how far it has got. A registry
+    /// that refuses, lacks the image or is not trusted is
+    /// [`BackendError::Pull`].
+    async fn pull_image(
+        &self,
+        reference: &str,
+        credential: Option<&RegistryCredential>,
+        progress: PullProgressSink<'_>,
+    ) -> Result<()>;
 
     /// Adds the tag `target` (`repo:tag`) to the image `source`.
     async fn tag_image(&self, source: &str, target: &str) -> Result<()>;

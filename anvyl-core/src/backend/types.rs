@@ -194,6 +194,9 @@ pub struct BuildSpec {
     pub labels: Labels,
     /// Network mode of `RUN` steps; the engine's default when `None`.
     pub network: Option<String>,
+    /// Credentials for the registries the Dockerfile pulls from, should
+    /// the engine pull during the build (`X-Registry-Config`).
+    pub credentials: crate::pull::Credentials,
 }
 
 /// What a successful build produced.

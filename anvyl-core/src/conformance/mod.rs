@@ -134,6 +134,7 @@ async fn build_in(
         tag: tag.to_string(),
         labels,
         network: fixture.network.clone(),
+        credentials: Default::default(),
     };
     backend
         .build_image(&spec, &|_| {})

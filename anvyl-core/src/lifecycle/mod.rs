@@ -3,6 +3,7 @@
 //! hosts registry, or — on any failure or interruption — with everything it
 //! created removed by the cleanup pipeline and the agent back to `stopped`.
 
+mod base;
 mod context;
 mod dockerfile;
 mod observe;
@@ -50,6 +51,8 @@ pub struct LifecycleSettings {
     /// After an interrupted build, how long to wait before looking once more
     /// for what the engine finished on its own.
     pub interrupt_grace: Duration,
+    /// When a start pulls its base image, for agents that say nothing.
+    pub pull: crate::pull::PullPolicy,
 }
 
 impl Default for LifecycleSettings {
@@ -60,6 +63,7 @@ impl Default for LifecycleSettings {
             stop_timeout: CleanupSettings::default().stop_timeout,
             cleanup: CleanupSettings::default(),
             interrupt_grace: Duration::from_secs(2),
+            pull: crate::pull::PullPolicy::default(),
         }
     }
 }
@@ -113,6 +117,13 @@ pub enum StartCause {
     /// The registry could not record the running agent.
     #[error("registration failed: {0}")]
     Registration(StateError),
+    /// The base image could not be had: a pull failed, or the policy
+    /// forbids one and the engine lacks it.
+    #[error("{0}")]
+    Base(BackendError),
+    /// The user's registry credentials could not be read.
+    #[error("{0}")]
+    Credentials(crate::pull::CredentialError),
     /// The state store could not read the hosts or record the start's
     /// progress.
     #[error("{0}")]
@@ -131,11 +142,13 @@ impl StartCause {
             | Self::Build { cause, .. }
             | Self::CreateContainer(cause)
             | Self::StartContainer(cause)
-            | Self::Settle(cause) => Some(cause),
+            | Self::Settle(cause)
+            | Self::Base(cause) => Some(cause),
             Self::NoHost
             | Self::Exited { .. }
             | Self::Registration(_)
             | Self::State(_)
+            | Self::Credentials(_)
             | Self::BuildDir(_) => None,
         }
     }
@@ -334,6 +347,8 @@ impl LifecycleError {
 /// The phase a start is in, for a progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Pulling its base image: how far, when the engine has said.
+    Pulling(Option<crate::pull::PullProgress>),
     /// Building the agent's image.
     Building,
     /// Creating and starting its container.
@@ -352,6 +367,7 @@ pub struct Lifecycle<'a> {
     build_root: BuildRoot,
     settings: LifecycleSettings,
     phases: Option<PhaseSink<'a>>,
+    credentials: &'a dyn crate::pull::CredentialSource,
 }
 
 impl<'a> Lifecycle<'a> {
@@ -368,7 +384,14 @@ impl<'a> Lifecycle<'a> {
             build_root,
             settings,
             phases: None,
+            credentials: &crate::pull::Anonymous,
         }
+    }
+
+    /// Finds the user's registry credentials in `source` at each start.
+    pub fn with_credentials(mut self, source: &'a dyn crate::pull::CredentialSource) -> Self {
+        self.credentials = source;
+        self
     }
 
     /// Tells `sink` each phase a start enters.

@@ -196,6 +196,9 @@ impl Lifecycle<'_> {
             .record_start_engine(start, &identity)
             .map_err(StartCause::State)?;
         *engine = Some(backend.clone());
+        // The base, as the engine's CLI would get it, with the user's
+        // credentials for its registry — read now, at each start.
+        let credentials = self.base_image(backend.as_ref(), spec).await?;
         self.phase(super::Phase::Building);
         // 4. The build directory of this start, the Dockerfile, the image —
         // tagged for this start, then `:latest` moved to it.
@@ -216,6 +219,7 @@ impl Lifecycle<'_> {
             tag: name.start_tag(start),
             labels: labels.clone(),
             network: network.clone(),
+            credentials,
         };
         // The build's output is also kept, bounded: when a step fails, its
         // own last lines say why better than the engine's one-line error.

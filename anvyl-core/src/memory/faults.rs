@@ -25,6 +25,8 @@ pub enum Op {
     RemoveContainer,
     /// [`Backend::build_image`].
     BuildImage,
+    /// [`Backend::pull_image`].
+    PullImage,
     /// [`Backend::list_images`].
     ListImages,
     /// [`Backend::inspect_image`].

@@ -73,6 +73,9 @@ pub struct AgentSpec {
     /// Network mode of the container and its build steps.
     #[serde(default)]
     pub network: Option<String>,
+    /// When a start pulls the base image; the configuration's when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<crate::pull::PullPolicy>,
     /// Model provider, e.g. `anthropic`.
     #[serde(default)]
     pub provider: Option<String>,

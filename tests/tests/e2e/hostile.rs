@@ -270,6 +270,7 @@ async fn a_users_image_built_from_anvyls_survives_even_untagged() {
             tag: mine.clone(),
             labels: Labels::new(),
             network: Some("none".into()),
+            credentials: Default::default(),
         };
         ids.push(
             s.engine

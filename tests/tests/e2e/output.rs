@@ -92,6 +92,7 @@ async fn dangling_images_get_the_engines_prune_hint_and_are_left_alone() {
         tag: tag.clone(),
         labels: Default::default(),
         network: Some("none".into()),
+        credentials: Default::default(),
     };
     s.engine.build_image(&spec, &|_| {}).await.expect("rebuild");
 

@@ -61,6 +61,7 @@ pub async fn leftovers(
                     tag: name.image_tag(),
                     labels: labels.clone(),
                     network: Some("none".into()),
+                    credentials: Default::default(),
                 };
                 engine
                     .build_image(&build, &|_| {})
@@ -105,6 +106,7 @@ pub async fn unrelated(
             tag: format!("unrelated-{k}:base"),
             labels,
             network: Some("none".into()),
+            credentials: Default::default(),
         };
         engine.build_image(&build, &|_| {}).await?;
     }

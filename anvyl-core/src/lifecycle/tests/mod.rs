@@ -3,6 +3,7 @@
 
 mod engines;
 mod messages;
+mod pull;
 mod start;
 mod stop;
 

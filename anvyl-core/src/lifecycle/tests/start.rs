@@ -53,15 +53,23 @@ async fn a_missing_base_image_leaves_nothing() {
         },
     );
     let err = w.start(&web).await.unwrap_err();
+    // Not on the engine, so pulled; not in the registry either.
     assert!(
         matches!(
             err,
             StartError::Failed {
-                cause: StartCause::Build { .. },
+                cause: StartCause::Base(BackendError::Pull {
+                    problem: crate::pull::PullProblem::NotFound,
+                    ..
+                }),
                 ..
             }
         ),
         "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("image library/no-such-image:1 not found in docker.io"),
+        "{err}"
     );
     w.assert_nothing_left(&web, &err).await;
 }

@@ -31,7 +31,12 @@ impl CredentialSource for EngineLogins {
             let text = match std::fs::read(&file) {
                 Ok(text) => text,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(error(registry, format!("cannot read {}: {e}", file.display()))),
+                Err(e) => {
+                    return Err(error(
+                        registry,
+                        format!("cannot read {}: {e}", file.display()),
+                    ))
+                }
             };
             match docker_credential::get_credential_from_reader(text.as_slice(), server) {
                 Ok(DockerCredential::UsernamePassword(username, password)) => {
@@ -80,10 +85,14 @@ fn explain(file: &std::path::Path, e: Failure) -> String {
             "{file} names a credential helper (credsStore or credHelpers) whose \
              docker-credential-… program cannot be run"
         ),
-        Failure::MalformedHelperResponse => format!(
-            "the credential helper {file} names answered something that is not its JSON"
-        ),
-        Failure::HelperFailure { helper, stderr, stdout } => {
+        Failure::MalformedHelperResponse => {
+            format!("the credential helper {file} names answered something that is not its JSON")
+        }
+        Failure::HelperFailure {
+            helper,
+            stderr,
+            stdout,
+        } => {
             let said = (stderr.lines().chain(stdout.lines()))
                 .map(str::trim)
                 .find(|l| !l.is_empty())
@@ -95,7 +104,11 @@ fn explain(file: &std::path::Path, e: Failure) -> String {
 
 /// Where `kind`'s CLI looks, first to last.
 fn files(kind: BackendKind) -> Vec<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let home = var("HOME");
     let docker = var("DOCKER_CONFIG")
         .or_else(|| home.as_ref().map(|h| h.join(".docker")))
@@ -131,11 +144,15 @@ mod tests {
     fn lookup_in(config: &str, registry: &str) -> Result<Option<RegistryCredential>, String> {
         let server = registry;
         match docker_credential::get_credential_from_reader(config.as_bytes(), server) {
-            Ok(DockerCredential::UsernamePassword(u, p)) => Ok(Some(RegistryCredential::Password {
-                username: u,
-                password: p,
-            })),
-            Ok(DockerCredential::IdentityToken(t)) => Ok(Some(RegistryCredential::IdentityToken(t))),
+            Ok(DockerCredential::UsernamePassword(u, p)) => {
+                Ok(Some(RegistryCredential::Password {
+                    username: u,
+                    password: p,
+                }))
+            }
+            Ok(DockerCredential::IdentityToken(t)) => {
+                Ok(Some(RegistryCredential::IdentityToken(t)))
+            }
             Err(Failure::NoCredentialConfigured) => Ok(None),
             Err(e) => Err(explain(std::path::Path::new("config.json"), e)),
         }
@@ -158,7 +175,10 @@ mod tests {
     #[test]
     fn a_broken_file_is_said_without_its_content() {
         let said = lookup_in(r#"{"auths": "#, "r").unwrap_err();
-        assert!(said.contains("config.json is not a credentials file"), "{said}");
+        assert!(
+            said.contains("config.json is not a credentials file"),
+            "{said}"
+        );
         let said = lookup_in(r#"{"auths":{"r":{"auth":"!!!"}}}"#, "r").unwrap_err();
         assert!(said.contains("not base64"), "{said}");
     }

@@ -33,7 +33,9 @@ impl ImageRef {
     pub fn parse(reference: &str) -> Self {
         let (first, rest) = match reference.split_once('/') {
             Some((first, rest))
-                if first.contains(['.', ':']) || first == "localhost" || first != first.to_lowercase() =>
+                if first.contains(['.', ':'])
+                    || first == "localhost"
+                    || first != first.to_lowercase() =>
             {
                 (first.to_string(), rest)
             }
@@ -243,6 +245,10 @@ pub enum PullProblem {
     NotFound,
     /// The engine does not trust the registry's certificate.
     Certificate,
+    /// Docker's HTTPS attempt failed and it tried plain HTTP, as it does
+    /// for a loopback or insecure registry: its error is the HTTP one's,
+    /// and the HTTPS one — a 401, or an untrusted certificate — is lost.
+    HttpsFailed,
     /// Anything else the engine said.
     Other,
 }
@@ -257,6 +263,11 @@ pub fn classify_pull_failure(status: Option<u16>, message: &str) -> PullProblem 
     let said = |words: &[&str]| words.iter().any(|w| text.contains(w));
     if said(&["x509", "certificate"]) {
         PullProblem::Certificate
+    } else if said(&[
+        "client sent an http request to an https server",
+        "server gave http response to https client",
+    ]) {
+        PullProblem::HttpsFailed
     } else if status == Some(401)
         || status == Some(403)
         || said(&[
@@ -294,9 +305,15 @@ pub fn explain_pull_failure(
             "registry {registry} refused anvyl's credentials for {} (401): {login} ({message})",
             image.repository
         ),
-        PullProblem::Unauthorized => format!(
+        PullProblem::HttpsFailed if sent_credentials => format!(
+            "registry {registry} refused anvyl's credentials for {} (401), or the engine does \
+             not trust its certificate (Docker then tried plain HTTP: {message}): {login}, and \
+             check /etc/docker/certs.d/{registry}/ca.crt on the engine's machine",
+            image.repository
+        ),
+        PullProblem::Unauthorized | PullProblem::HttpsFailed => format!(
             "registry {registry} refused anvyl's credentials for {} (401): you have none \
-             stored for it; {login} ({message})",
+             stored for it; {login} (the engine said: {message})",
             image.repository
         ),
         PullProblem::NotFound => format!(
@@ -323,9 +340,18 @@ mod tests {
             (i.registry, i.repository, i.version)
         };
         let owned = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
-        assert_eq!(parts("python:3.12"), owned("docker.io", "library/python", ":3.12"));
-        assert_eq!(parts("busybox"), owned("docker.io", "library/busybox", ":latest"));
-        assert_eq!(parts("acme/agent:3"), owned("docker.io", "acme/agent", ":3"));
+        assert_eq!(
+            parts("python:3.12"),
+            owned("docker.io", "library/python", ":3.12")
+        );
+        assert_eq!(
+            parts("busybox"),
+            owned("docker.io", "library/busybox", ":latest")
+        );
+        assert_eq!(
+            parts("acme/agent:3"),
+            owned("docker.io", "acme/agent", ":3")
+        );
         assert_eq!(
             parts("127.0.0.1:5443/team/base:1"),
             owned("127.0.0.1:5443", "team/base", ":1")
@@ -343,9 +369,18 @@ mod tests {
 
     #[test]
     fn names_and_versions_for_a_pull() {
-        assert_eq!(name_and_version("127.0.0.1:5443/team/base:1"), ("127.0.0.1:5443/team/base", "1"));
-        assert_eq!(name_and_version("127.0.0.1:5443/team/base"), ("127.0.0.1:5443/team/base", "latest"));
-        assert_eq!(name_and_version("busybox@sha256:ab"), ("busybox", "sha256:ab"));
+        assert_eq!(
+            name_and_version("127.0.0.1:5443/team/base:1"),
+            ("127.0.0.1:5443/team/base", "1")
+        );
+        assert_eq!(
+            name_and_version("127.0.0.1:5443/team/base"),
+            ("127.0.0.1:5443/team/base", "latest")
+        );
+        assert_eq!(
+            name_and_version("busybox@sha256:ab"),
+            ("busybox", "sha256:ab")
+        );
         assert_eq!(name_and_version("python:3.12"), ("python", "3.12"));
     }
 
@@ -361,7 +396,10 @@ mod tests {
             )
             .with("r:2", RegistryCredential::IdentityToken("tok3n".into()));
         let shown = format!("{c:?} {:?} {:?}", c.get("r:1"), c.get("r:2"));
-        assert!(!shown.contains("hunter2") && !shown.contains("tok3n"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("tok3n"),
+            "{shown}"
+        );
         assert!(shown.contains("r:1"), "{shown}");
     }
 
@@ -375,7 +413,9 @@ mod tests {
             "unauthorized: authentication required",
         );
         assert!(
-            said.starts_with("registry 127.0.0.1:5443 refused anvyl's credentials for team/base (401)"),
+            said.starts_with(
+                "registry 127.0.0.1:5443 refused anvyl's credentials for team/base (401)"
+            ),
             "{said}"
         );
         assert!(said.contains("`docker login 127.0.0.1:5443`"), "{said}");

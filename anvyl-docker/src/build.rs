@@ -31,11 +31,14 @@ impl DockerBackend {
         }
         // Credentials for the base's registry, should the engine pull it
         // during the build (the base was removed since the start's pull).
-        let credentials: Option<std::collections::HashMap<_, _>> =
-            (!spec.credentials.is_empty()).then(|| {
+        let credentials: Option<std::collections::HashMap<_, _>> = (!spec.credentials.is_empty())
+            .then(|| {
                 (spec.credentials.iter())
                     .map(|(registry, c)| {
-                        (registry.to_string(), crate::pull::docker_credentials(registry, c))
+                        (
+                            registry.to_string(),
+                            crate::pull::docker_credentials(registry, c),
+                        )
                     })
                     .collect()
             });

@@ -17,7 +17,10 @@ use crate::errors::map;
 use crate::DockerBackend;
 
 /// What the engine sends and expects for `credential`.
-pub(crate) fn docker_credentials(registry: &str, credential: &RegistryCredential) -> DockerCredentials {
+pub(crate) fn docker_credentials(
+    registry: &str,
+    credential: &RegistryCredential,
+) -> DockerCredentials {
     let mut out = DockerCredentials {
         serveraddress: Some(registry.to_string()),
         ..Default::default()

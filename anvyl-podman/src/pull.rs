@@ -28,7 +28,10 @@ pub(crate) fn registry_config(credentials: &Credentials) -> Vec<(&'static str, S
     let map: serde_json::Map<String, Value> = (credentials.iter())
         .map(|(registry, c)| (registry.to_string(), auth_json(c)))
         .collect();
-    vec![("X-Registry-Config", URL_SAFE.encode(Value::Object(map).to_string()))]
+    vec![(
+        "X-Registry-Config",
+        URL_SAFE.encode(Value::Object(map).to_string()),
+    )]
 }
 
 impl crate::PodmanBackend {
@@ -73,7 +76,10 @@ impl crate::PodmanBackend {
         let message = match answer.failure {
             Some(message) => message,
             None if status.is_none() => return Ok(()),
-            None => format!("the engine refused the pull (HTTP {})", answer.status.as_u16()),
+            None => format!(
+                "the engine refused the pull (HTTP {})",
+                answer.status.as_u16()
+            ),
         };
         Err(BackendError::Pull {
             engine: BackendKind::Podman,

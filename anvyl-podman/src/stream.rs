@@ -143,7 +143,6 @@ where
     Ok(sender)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,6 +154,10 @@ impl Sandbox {
             .env("DOCKER_HOST", &self.itest.endpoint)
             .env("CONTAINER_HOST", &self.itest.endpoint)
             .env("XDG_CONFIG_HOME", self.state_dir.path().join("no-config"))
+            // No registry logins but those a test makes.
+            .env("DOCKER_CONFIG", self.state_dir.path().join("no-config"))
+            .env("XDG_RUNTIME_DIR", self.state_dir.path().join("no-config"))
+            .env_remove("REGISTRY_AUTH_FILE")
             .env("ANVYL_NETWORK", "none")
             .env("ANVYL_SETTLE_MS", "500")
             .env_remove("RUST_LOG")

@@ -54,8 +54,21 @@ impl Sandbox {
     /// kill it at a call; the usual request timeout, so that a pause is
     /// never mistaken for a stalled engine.
     pub fn spawn_anvyl_via(&self, proxy: &FaultProxy, args: &[&str]) -> Child {
-        self.command(args)
-            .env("DOCKER_HOST", proxy.endpoint())
+        self.spawn_anvyl_via_with(proxy, args, &[])
+    }
+
+    /// [`Sandbox::spawn_anvyl_via`] with extra environment.
+    pub fn spawn_anvyl_via_with(
+        &self,
+        proxy: &FaultProxy,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Child {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.env("DOCKER_HOST", proxy.endpoint())
             .env("CONTAINER_HOST", proxy.endpoint())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

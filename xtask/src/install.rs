@@ -15,7 +15,8 @@ use crate::suite::Suite;
 /// The Debian packages the real-daemon tests need (OpenSSH for the
 /// `ssh://` host test: a private sshd, reached with the ssh client;
 /// debootstrap for the newer suites' engines; strace to take statx away
-/// from a cleanup, as a kernel before 5.8 does).
+/// from a cleanup, as a kernel before 5.8 does; the private registry, its
+/// password file and curl to fill it).
 pub const PACKAGES: &[&str] = &[
     "docker.io",
     "podman",
@@ -24,6 +25,9 @@ pub const PACKAGES: &[&str] = &[
     "openssh-server",
     "debootstrap",
     "strace",
+    "docker-registry",
+    "apache2-utils",
+    "curl",
 ];
 
 fn on_path(program: &str) -> bool {
@@ -70,6 +74,9 @@ pub fn ensure_engines(engines: &[BackendKind], suites: &[Suite]) -> Result<()> {
         || !on_path("ssh")
         || !on_path("sshd")
         || !on_path("strace")
+        || !on_path("docker-registry")
+        || !on_path("htpasswd")
+        || !on_path("curl")
         || (chroots && !on_path("debootstrap"));
     if !missing {
         return Ok(());

@@ -15,6 +15,7 @@ use anvyl_core::BackendKind;
 use crate::choice::{EngineChoice, SuiteChoice};
 use crate::engines::{engines_dir, restart_file, Engine, BASE_IMAGE};
 use crate::install::ensure_engines;
+use crate::registry::Registry;
 use crate::suite::Suite;
 use crate::teardown::run_group;
 
@@ -95,12 +96,14 @@ pub fn run(args: Args) -> Result<()> {
             .args(["build", "-p", "anvyl-cli"]),
     )?;
     let anvyl = root.join("target").join("debug").join("anvyl");
+    // One private registry for every engine of the run.
+    let registry = Registry::start(&engines_dir().join("registry"))?;
     let lanes = lanes(&options.suites, options.lanes);
     let prefixed = lanes.len() > 1;
     let mut rows: Vec<(usize, Vec<Row>)> = std::thread::scope(|scope| {
         let running: Vec<_> = (lanes.into_iter())
             .map(|lane| {
-                let (options, anvyl) = (&options, &anvyl);
+                let (options, anvyl, registry) = (&options, &anvyl, &registry);
                 scope.spawn(move || {
                     let mut rows = Vec::new();
                     for suite in lane {
@@ -109,7 +112,10 @@ pub fn run(args: Args) -> Result<()> {
                         }
                         let suite_began = Instant::now();
                         let order = options.suites.iter().position(|s| *s == suite);
-                        rows.push((order.unwrap_or(0), test_suite(suite, options, anvyl)));
+                        rows.push((
+                            order.unwrap_or(0),
+                            test_suite(suite, options, anvyl, registry),
+                        ));
                         eprintln!(
                             "xtask: {} done in {:.0}s",
                             suite.name(),
@@ -164,7 +170,7 @@ fn lanes(suites: &[Suite], n: u32) -> Vec<Vec<Suite>> {
 /// Every test against one suite's engines: each engine alone, then the
 /// scenarios that need both kinds (and a second Docker) at once. The
 /// engines stay up until the suite is done.
-fn test_suite(suite: Suite, options: &Options, anvyl: &Path) -> Vec<Row> {
+fn test_suite(suite: Suite, options: &Options, anvyl: &Path, registry: &Registry) -> Vec<Row> {
     eprintln!("xtask: === {} ===", suite.name());
     let mut engines = Vec::new();
     let mut rows = Vec::new();
@@ -178,10 +184,15 @@ fn test_suite(suite: Suite, options: &Options, anvyl: &Path) -> Vec<Row> {
             e2e: None,
             hosts: None,
         };
-        match Engine::start(*kind, suite, dir, options.keep) {
+        let started = Engine::start(*kind, suite, dir, options.keep).and_then(|engine| {
+            // The suite's root exists now: its engines trust the registry.
+            registry.trust(suite.is_chroot().then(|| suite.root()).as_deref())?;
+            Ok(engine)
+        });
+        match started {
             Ok(engine) => {
                 row.version = engine.version().to_string();
-                test_against(&engine, anvyl, &options.filter, &mut row);
+                test_against(&engine, anvyl, &options.filter, registry, &mut row);
                 engines.push(engine);
             }
             Err(e) => {
@@ -242,7 +253,13 @@ fn matrix(rows: &[Row]) -> String {
     out
 }
 
-fn test_against(engine: &Engine, anvyl: &Path, filter: &[String], row: &mut Row) {
+fn test_against(
+    engine: &Engine,
+    anvyl: &Path,
+    filter: &[String],
+    registry: &Registry,
+    row: &mut Row,
+) {
     if let Err(e) = engine.build_base_image() {
         eprintln!("xtask: {}: {e:#}", engine.label());
         row.conformance = Some(false);
@@ -263,6 +280,9 @@ fn test_against(engine: &Engine, anvyl: &Path, filter: &[String], row: &mut Row)
             .env("ANVYL_ITEST_BACKEND", engine.kind.as_str())
             .env("ANVYL_ITEST_ENDPOINT", engine.endpoint())
             .env("ANVYL_ITEST_BASE_IMAGE", BASE_IMAGE)
+            .env("ANVYL_ITEST_REGISTRY", &registry.address)
+            .env("ANVYL_ITEST_REGISTRY_USER", crate::registry::USER)
+            .env("ANVYL_ITEST_REGISTRY_PASSWORD", &registry.password)
             .env("ANVYL_BIN", anvyl);
     };
     let mut conformance = Command::new(env!("CARGO"));

@@ -11,6 +11,7 @@ mod engines;
 mod install;
 mod itest;
 mod process;
+mod registry;
 mod reliability;
 mod suite;
 mod teardown;

@@ -52,7 +52,10 @@ impl Lifecycle<'_> {
         if pull {
             self.phase(Phase::Pulling(None));
             let progress = |p| self.phase(Phase::Pulling(Some(p)));
-            tracing::debug!("pulling base image {reference} (pull policy {})", policy.as_str());
+            tracing::debug!(
+                "pulling base image {reference} (pull policy {})",
+                policy.as_str()
+            );
             backend
                 .pull_image(reference, credential.as_ref(), &progress)
                 .await
@@ -68,5 +71,6 @@ impl Lifecycle<'_> {
 /// `sha256:…`, or 64 hex digits: an image id, not a reference.
 fn is_image_id(reference: &str) -> bool {
     let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-    reference.starts_with("sha256:") || (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+    reference.starts_with("sha256:")
+        || (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()))
 }

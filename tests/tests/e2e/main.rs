@@ -12,6 +12,7 @@ mod lookalikes;
 mod many;
 mod output;
 mod races;
+mod registry;
 mod restart;
 mod secrets;
 mod stress;

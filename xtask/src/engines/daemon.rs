@@ -22,7 +22,7 @@ use crate::tls::TlsSetup;
     unsafe_code,
     reason = "prctl(PR_SET_PDEATHSIG) between fork and exec: no safe API"
 )]
-fn die_with_parent(cmd: &mut Command, signal: i32) {
+pub(crate) fn die_with_parent(cmd: &mut Command, signal: i32) {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork
     // and exec.
     unsafe {

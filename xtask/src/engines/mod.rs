@@ -34,6 +34,7 @@ use crate::teardown;
 use crate::tls::TlsSetup;
 use live::Live;
 
+pub(crate) use daemon::die_with_parent;
 pub use image::{BASE_IMAGE, BUSYBOX};
 pub use lock::{engines_dir, lock};
 pub use restart::restart_file;

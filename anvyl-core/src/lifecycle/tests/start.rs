@@ -68,7 +68,8 @@ async fn a_missing_base_image_leaves_nothing() {
         "{err:?}"
     );
     assert!(
-        err.to_string().contains("image library/no-such-image:1 not found in docker.io"),
+        err.to_string()
+            .contains("image library/no-such-image:1 not found in docker.io"),
         "{err}"
     );
     w.assert_nothing_left(&web, &err).await;

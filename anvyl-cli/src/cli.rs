@@ -217,6 +217,9 @@ pub struct CreateArgs {
     /// always, or never [config: pull; default: missing]
     #[arg(long, value_name = "WHEN", value_parser = pull_policy())]
     pub pull: Option<anvyl_core::pull::PullPolicy>,
+    /// The container's mounts, limits, restart policy, user and workdir
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Model provider, e.g. anthropic
     #[arg(long, value_name = "P")]
     pub provider: Option<String>,
@@ -233,6 +236,52 @@ pub struct CreateArgs {
     /// Start the agent right away
     #[arg(long)]
     pub start: bool,
+}
+
+/// What an agent's container sees and may use, as `docker run` takes it.
+#[derive(Debug, Default, clap::Args)]
+pub struct ResourceArgs {
+    /// Bind a host path: type=bind,source=/ABS,target=/ABS[,readonly]
+    /// (repeatable; the source must exist on the engine's machine)
+    #[arg(long, value_name = "SPEC", value_parser = anvyl_core::resources::Mount::parse)]
+    pub mount: Vec<anvyl_core::resources::Mount>,
+    /// Memory limit: bytes, or a number with b, k, m or g (512m)
+    #[arg(long, value_name = "SIZE", value_parser = anvyl_core::resources::parse_memory)]
+    pub memory: Option<u64>,
+    /// CPU limit, in CPUs (1.5)
+    #[arg(long, value_name = "N", value_parser = anvyl_core::resources::parse_cpus)]
+    pub cpus: Option<u64>,
+    /// Most processes at once
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub pids_limit: Option<u64>,
+    /// Restart the command after a failure: no, or on-failure[:N]
+    #[arg(long, value_name = "POLICY", value_parser = anvyl_core::resources::Restart::parse)]
+    pub restart: Option<anvyl_core::resources::Restart>,
+    /// Run the command as NAME|UID[:GROUP|GID]
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// The command's working directory (absolute)
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+}
+
+impl ResourceArgs {
+    /// Sets in `resources` what was given; `--mount` replaces every mount.
+    pub fn apply(&self, resources: &mut anvyl_core::resources::Resources) {
+        if !self.mount.is_empty() {
+            resources.mounts = self.mount.clone();
+        }
+        resources.memory = self.memory.or(resources.memory);
+        resources.millicpus = self.cpus.or(resources.millicpus);
+        resources.pids_limit = self.pids_limit.or(resources.pids_limit);
+        resources.restart = self.restart.unwrap_or(resources.restart);
+        if let Some(user) = &self.user {
+            resources.user = Some(user.clone());
+        }
+        if let Some(dir) = &self.workdir {
+            resources.workdir = Some(dir.clone());
+        }
+    }
 }
 
 /// `anvyl host …`

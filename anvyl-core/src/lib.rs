@@ -23,6 +23,7 @@ pub mod no_engine;
 pub mod ownership;
 pub mod pipeline;
 pub mod pull;
+pub mod resources;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -196,14 +196,17 @@ impl Backend for DockerBackend {
         let options = CreateContainerOptionsBuilder::default()
             .name(&spec.name)
             .build();
+        let r = &spec.resources;
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: spec.command.clone(),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone().into_iter().collect()),
+            user: r.user.clone(),
+            working_dir: r.workdir.clone(),
             host_config: Some(HostConfig {
                 network_mode: spec.network.clone(),
-                ..HostConfig::default()
+                ..crate::resources::host_config(r)
             }),
             ..ContainerCreateBody::default()
         };

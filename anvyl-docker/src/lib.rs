@@ -11,6 +11,7 @@ mod client;
 mod errors;
 mod image_store;
 mod pull;
+mod resources;
 pub mod version;
 
 pub use backend::{DockerBackend, BUILD_RACES};

@@ -259,7 +259,7 @@ impl Backend for PodmanBackend {
         if let Some(network) = &spec.network {
             opts = opts.net_namespace(namespace(network)?);
         }
-        let opts = opts.build();
+        let opts = crate::resources::apply(opts, &spec.resources).build();
         match self
             .call(
                 "create container",

@@ -11,6 +11,7 @@ mod build;
 mod client;
 mod errors;
 mod pull;
+mod resources;
 mod stop;
 mod stream;
 

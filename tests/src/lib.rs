@@ -357,6 +357,7 @@ impl Sandbox {
             env: Vec::new(),
             labels,
             network: Some("none".into()),
+            resources: Default::default(),
         };
         self.engine
             .create_container(&spec)
@@ -373,6 +374,7 @@ impl Sandbox {
             env: Vec::new(),
             labels,
             network: Some("none".into()),
+            resources: Default::default(),
         };
         let id = self
             .engine
@@ -426,6 +428,43 @@ impl Sandbox {
             Err(e) if e.is_not_found() => false,
             Err(e) => panic!("inspect {reference}: {e}"),
         }
+    }
+
+    /// A directory the engine sees at the same path: below its own
+    /// directory (where its socket is), which a suite's engine in its
+    /// chroot has bound at the same place — unlike this machine's /tmp.
+    pub fn shared_dir(&self) -> tempfile::TempDir {
+        let socket = self
+            .itest
+            .endpoint
+            .strip_prefix("unix://")
+            .expect("the private engine listens on a unix socket");
+        let dir = Path::new(socket).parent().expect("the socket's directory");
+        tempfile::tempdir_in(dir).expect("a directory beside the engine's socket")
+    }
+
+    /// The engine's own CLI, aimed at the private engine: its suite's
+    /// `docker -H …` or `podman --remote --url …`, run in the engine's
+    /// namespace for a suite other than this machine's (paths it is given
+    /// must be ones it sees: [`Sandbox::shared_dir`]).
+    pub fn engine_cli(&self) -> Command {
+        let line = required("ANVYL_ITEST_ENGINE_CLI");
+        let words: Vec<&str> = line.split(' ').collect();
+        let mut cmd = Command::new(words[0]);
+        cmd.args(&words[1..]);
+        cmd
+    }
+
+    /// The engine CLI's `inspect` of a container, as JSON.
+    pub fn engine_inspect(&self, id: &str) -> serde_json::Value {
+        let out = self
+            .engine_cli()
+            .args(["container", "inspect", id])
+            .output()
+            .expect("run the engine's CLI");
+        assert!(out.status.success(), "inspect {id}: {out:?}");
+        let all: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect JSON");
+        all[0].clone()
     }
 
     /// Removes what a test made, best effort.

@@ -280,6 +280,7 @@ fn test_against(
             .env("ANVYL_ITEST_BACKEND", engine.kind.as_str())
             .env("ANVYL_ITEST_ENDPOINT", engine.endpoint())
             .env("ANVYL_ITEST_BASE_IMAGE", BASE_IMAGE)
+            .env("ANVYL_ITEST_ENGINE_CLI", engine.cli_line())
             .env("ANVYL_ITEST_REGISTRY", &registry.address)
             .env("ANVYL_ITEST_REGISTRY_USER", crate::registry::USER)
             .env("ANVYL_ITEST_REGISTRY_PASSWORD", &registry.password)

@@ -166,6 +166,11 @@ async fn create(cli: &Cli, config: &Config, args: &CreateArgs) -> Result<ExitCod
         env: args.env.clone(),
         network: args.network.clone(),
         pull: args.pull,
+        resources: {
+            let mut resources = anvyl_core::resources::Resources::default();
+            args.resources.apply(&mut resources);
+            resources
+        },
         provider: args.provider.clone(),
         model: args.model.clone(),
         api_key_env: args.api_key_env.clone(),

@@ -181,6 +181,8 @@ pub struct ContainerSpec {
     pub labels: Labels,
     /// Network mode; the engine's default when `None`.
     pub network: Option<String>,
+    /// Mounts, limits, restart policy, user and working directory.
+    pub resources: crate::resources::Resources,
 }
 
 /// An image to build from a context directory holding a `Dockerfile`.

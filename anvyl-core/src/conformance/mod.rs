@@ -103,6 +103,7 @@ fn container_spec(
         env: vec!["ANVYL_CONFORMANCE=1".into()],
         labels,
         network: fixture.network.clone(),
+        resources: Default::default(),
     }
 }
 

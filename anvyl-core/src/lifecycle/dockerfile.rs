@@ -91,7 +91,7 @@ pub fn validate_spec(spec: &AgentSpec) -> Result<(), InvalidSpec> {
             return bad(format!("--api-key-env {var:?} is not a variable name"));
         }
     }
-    Ok(())
+    spec.resources.check().map_err(InvalidSpec)
 }
 
 /// The name of the Dockerfile the backends write into a build context: the

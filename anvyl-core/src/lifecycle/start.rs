@@ -274,6 +274,7 @@ impl Lifecycle<'_> {
             env,
             labels,
             network,
+            resources: spec.resources.clone(),
         };
         let container_id = backend
             .create_container(&container)

@@ -76,6 +76,12 @@ pub struct AgentSpec {
     /// When a start pulls the base image; the configuration's when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<crate::pull::PullPolicy>,
+    /// Its container's mounts, limits, restart policy, user and workdir.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::resources::Resources::is_default"
+    )]
+    pub resources: crate::resources::Resources,
     /// Model provider, e.g. `anthropic`.
     #[serde(default)]
     pub provider: Option<String>,

@@ -13,6 +13,7 @@ mod many;
 mod output;
 mod races;
 mod registry;
+mod resources;
 mod restart;
 mod secrets;
 mod stress;

@@ -6,7 +6,7 @@
 //! anvyl's output, its state directory or the agent's image.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use anvyl_core::AgentStatus;
 use anvyl_tests::proxy::{Fault, FaultProxy, Hold};
@@ -53,19 +53,10 @@ fn login_file(s: &Sandbox, dir: &Path) -> (&'static str, std::path::PathBuf) {
 /// `podman login` the registry), its credentials stored below `dir`.
 fn cli_login(s: &Sandbox, r: &Registry, dir: &Path) {
     let (_, file) = login_file(s, dir);
-    let mut cmd = match s.itest.backend.as_str() {
-        "podman" => {
-            let mut cmd = Command::new("podman");
-            cmd.args(["login", "--authfile"]).arg(&file);
-            cmd
-        }
-        _ => {
-            let mut cmd = Command::new("docker");
-            cmd.env("DOCKER_CONFIG", &file)
-                .env("DOCKER_HOST", &s.itest.endpoint)
-                .arg("login");
-            cmd
-        }
+    let mut cmd = s.engine_cli();
+    match s.itest.backend.as_str() {
+        "podman" => cmd.args(["login", "--authfile"]).arg(&file),
+        _ => cmd.arg("--config").arg(&file).arg("login"),
     };
     let mut child = cmd
         .args(["-u", &r.user, "--password-stdin", &r.address])
@@ -112,25 +103,10 @@ fn assert_no_password(s: &Sandbox, r: &Registry, runs: &[&Run]) {
     }
 }
 
-/// The engine's own CLI, aimed at the private engine.
-fn engine_cli(s: &Sandbox) -> Command {
-    match s.itest.backend.as_str() {
-        "podman" => {
-            let mut cmd = Command::new("podman");
-            cmd.args(["--url", &s.itest.endpoint]);
-            cmd
-        }
-        _ => {
-            let mut cmd = Command::new("docker");
-            cmd.env("DOCKER_HOST", &s.itest.endpoint);
-            cmd
-        }
-    }
-}
-
 /// The engine CLI's `history` of `image`, every step in full.
 fn history(s: &Sandbox, image: &str) -> String {
-    let out = engine_cli(s)
+    let out = s
+        .engine_cli()
         .args(["history", "--no-trunc", image])
         .output()
         .expect("run the engine's CLI");
@@ -142,7 +118,7 @@ fn history(s: &Sandbox, image: &str) -> String {
 async fn a_private_base_is_pulled_with_the_engine_clis_login() {
     let s = Sandbox::new().await;
     let r = Registry::from_env();
-    let logins = tempfile::tempdir().unwrap();
+    let logins = s.shared_dir();
     cli_login(&s, &r, logins.path());
     let (var, file) = login_file(&s, logins.path());
     let agent = create(
@@ -267,7 +243,7 @@ async fn not_logged_in_or_a_missing_tag_fails_with_what_to_do_and_leaves_nothing
     assert!(run.stderr.contains(&login), "{run:?}");
 
     let missing = format!("{}/team/nothere:9", r.address);
-    let logins = tempfile::tempdir().unwrap();
+    let logins = s.shared_dir();
     cli_login(&s, &r, logins.path());
     let (var, file) = login_file(&s, logins.path());
     let agent = create(
@@ -299,7 +275,7 @@ async fn not_logged_in_or_a_missing_tag_fails_with_what_to_do_and_leaves_nothing
 async fn a_base_gone_before_the_build_is_pulled_by_the_build_with_the_credentials() {
     let s = Sandbox::new().await;
     let r = Registry::from_env();
-    let logins = tempfile::tempdir().unwrap();
+    let logins = s.shared_dir();
     cli_login(&s, &r, logins.path());
     let (var, file) = login_file(&s, logins.path());
     let file = file.to_str().unwrap();
@@ -332,10 +308,11 @@ async fn a_base_gone_before_the_build_is_pulled_by_the_build_with_the_credential
         .await
         .unwrap_or_else(|_| panic!("the start never built: {:?}", proxy.calls()));
     let untag = match s.itest.backend.as_str() {
-        "podman" => engine_cli(&s)
+        "podman" => s
+            .engine_cli()
             .args(["untag", &r.base(), &r.base()])
             .output(),
-        _ => engine_cli(&s).args(["rmi", &r.base()]).output(),
+        _ => s.engine_cli().args(["rmi", &r.base()]).output(),
     }
     .expect("run the engine's CLI");
     assert!(untag.status.success(), "untag: {untag:?}");

@@ -152,8 +152,9 @@ pub enum AgentCommand {
     /// List agents as they are
     ///
     /// STATUS is what each agent's host says now, not only what anvyl
-    /// recorded: running, starting, stopped, failed, "exited (137) 2 minutes
-    /// ago", "container gone", "start crashed", or "unknown (host
+    /// recorded: running, starting, "restarting (3)" (its engine starts it
+    /// again under --restart on-failure), stopped, failed, "exited (137) 2
+    /// minutes ago", "container gone", "start crashed", or "unknown (host
     /// unreachable)" when its host does not answer within 5 s. The next
     /// `agent start`, `stop` or `remove` of a dead agent cleans it up; a
     /// listing changes nothing. With --output json each row carries `status`
@@ -164,6 +165,20 @@ pub enum AgentCommand {
         #[arg(long)]
         running: bool,
     },
+    /// Show one agent in full: spec, host, observed state, image, container
+    ///
+    /// The state is what its host says now, as `agent list` shows it; with
+    /// --output json, one document with the spec as stored.
+    Inspect {
+        /// The agent
+        #[arg(value_name = "NAME", add = ArgValueCompleter::new(crate::complete::agent_names))]
+        name: String,
+    },
+    /// Change a stopped agent's spec; the next start uses it
+    ///
+    /// Only what is given changes (--mount replaces every mount). A running
+    /// or starting agent is refused (exit 2): stop it first.
+    Update(Box<UpdateArgs>),
     /// Forget agents and remove everything of them
     ///
     /// Several agents are asked about once and removed side by side.
@@ -236,6 +251,29 @@ pub struct CreateArgs {
     /// Start the agent right away
     #[arg(long)]
     pub start: bool,
+}
+
+/// Arguments of `anvyl agent update`.
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// The agent
+    #[arg(value_name = "NAME", add = ArgValueCompleter::new(crate::complete::agent_names))]
+    pub name: String,
+    /// Base image (FROM)
+    #[arg(long, value_name = "BASE")]
+    pub image: Option<String>,
+    /// When each start pulls the base: missing, always or never
+    #[arg(long, value_name = "WHEN", value_parser = pull_policy())]
+    pub pull: Option<anvyl_core::pull::PullPolicy>,
+    /// The agent's command, run by /bin/sh -c
+    #[arg(long, value_name = "CMD")]
+    pub command: Option<String>,
+    /// Network mode of the container and its build steps
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// The container's mounts, limits, restart policy, user and workdir
+    #[command(flatten)]
+    pub resources: ResourceArgs,
 }
 
 /// What an agent's container sees and may use, as `docker run` takes it.

@@ -185,6 +185,7 @@ mod tests {
             state: ContainerState::Exited,
             exit_code: None,
             finished: None,
+            restarts: Default::default(),
         }
     }
 

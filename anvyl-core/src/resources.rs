@@ -241,9 +241,7 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
 /// Parses `--cpus` (`1.5`) into thousandths of a CPU.
 pub fn parse_cpus(text: &str) -> Result<u64, String> {
     match text.trim().parse::<f64>() {
-        Ok(cpus) if (0.001..=4096.0).contains(&cpus) => {
-            Ok((cpus * 1000.0).round() as u64)
-        }
+        Ok(cpus) if (0.001..=4096.0).contains(&cpus) => Ok((cpus * 1000.0).round() as u64),
         _ => Err(format!(
             "--cpus {text:?}: a number of CPUs from 0.001, like 1.5"
         )),

@@ -161,6 +161,7 @@ impl Backend for DockerBackend {
                 state: summary_state(c.state),
                 exit_code: None,
                 finished: None,
+                restarts: Default::default(),
             })
             .collect())
     }
@@ -188,6 +189,11 @@ impl Backend for DockerBackend {
                 .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs() as i64),
+            restarts: anvyl_core::backend::Restarts {
+                policy: crate::resources::restart_policy(c.host_config.as_ref()),
+                count: c.restart_count.unwrap_or(0).max(0) as u32,
+                restarting: (c.state.as_ref()).and_then(|s| s.restarting) == Some(true),
+            },
             state: inspect_state(c.state.and_then(|s| s.status)),
         })
     }

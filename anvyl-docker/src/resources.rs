@@ -33,3 +33,16 @@ pub(crate) fn host_config(r: &Resources) -> HostConfig {
         ..HostConfig::default()
     }
 }
+
+/// The restart policy an inspection shows, in anvyl's words; any policy
+/// anvyl does not set (`always`, `unless-stopped`) reads as `no`.
+pub(crate) fn restart_policy(host: Option<&HostConfig>) -> Restart {
+    let policy = host.and_then(|h| h.restart_policy.as_ref());
+    match policy.and_then(|p| p.name) {
+        Some(RestartPolicyNameEnum::ON_FAILURE) => {
+            let max = policy.and_then(|p| p.maximum_retry_count).unwrap_or(0);
+            Restart::OnFailure((max > 0).then_some(max as u32))
+        }
+        _ => Restart::No,
+    }
+}

@@ -212,6 +212,7 @@ impl Backend for PodmanBackend {
                 state: state(c.state.as_deref()),
                 exit_code: None,
                 finished: None,
+                restarts: Default::default(),
             })
             .collect())
     }
@@ -233,6 +234,13 @@ impl Backend for PodmanBackend {
                 .and_then(|s| s.finished_at)
                 .map(|t| t.timestamp())
                 .filter(|&t| t > 0),
+            restarts: anvyl_core::backend::Restarts {
+                policy: crate::resources::restart_policy(
+                    (c.host_config.as_ref()).and_then(|h| h.restart_policy.as_ref()),
+                ),
+                count: c.restart_count.unwrap_or(0).max(0) as u32,
+                restarting: (c.state.as_ref()).and_then(|s| s.restarting) == Some(true),
+            },
             state: state(c.state.and_then(|s| s.status).as_deref()),
         })
     }

@@ -79,3 +79,15 @@ fn empty_memory() -> LinuxMemory {
         use_hierarchy: None,
     }
 }
+
+/// The restart policy an inspection shows, in anvyl's words; any policy
+/// anvyl does not set reads as `no`.
+pub(crate) fn restart_policy(policy: Option<&podman_api::models::InspectRestartPolicy>) -> Restart {
+    match policy.and_then(|p| p.name.as_deref()) {
+        Some("on-failure") => {
+            let max = policy.and_then(|p| p.maximum_retry_count).unwrap_or(0);
+            Restart::OnFailure((max > 0).then_some(max as u32))
+        }
+        _ => Restart::No,
+    }
+}

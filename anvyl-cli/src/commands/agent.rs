@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anvyl_core::lifecycle::{validate_spec, LifecycleError, Removed, Stopped};
 use anvyl_core::{AgentName, AgentSpec, AgentStatus, LogStream};
 
-use crate::cli::{AgentCommand, Cli, CreateArgs, OutputFormat};
+use crate::cli::{AgentCommand, Cli, CreateArgs, OutputFormat, UpdateArgs};
 use crate::config::Config;
 use crate::error::{CliError, Interruption};
 
@@ -68,6 +68,8 @@ pub async fn run(cli: &Cli, config: &Config, command: &AgentCommand) -> Result<E
             tail,
         } => logs(config, &many::distinct(names)?, *follow, *tail).await,
         AgentCommand::List { running } => super::list::run(cli, config, *running).await,
+        AgentCommand::Inspect { name } => super::inspect::run(cli, config, name).await,
+        AgentCommand::Update(args) => update(config, args),
         AgentCommand::Remove { names, force, yes } => {
             remove(cli, config, &many::distinct(names)?, *force, *yes).await
         }
@@ -189,6 +191,29 @@ async fn create(cli: &Cli, config: &Config, args: &CreateArgs) -> Result<ExitCod
     if args.start {
         return start(cli, config, &name).await;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `agent update`: the spec with what was given, checked as at create,
+/// written only while the agent is stopped.
+fn update(config: &Config, args: &UpdateArgs) -> Result<ExitCode, CliError> {
+    let name = AgentName::new(args.name.as_str())?;
+    let session = Session::open(config)?;
+    let mut spec = session.state.agent(&name)?.spec;
+    if let Some(image) = &args.image {
+        spec.image = image.clone();
+    }
+    spec.pull = args.pull.or(spec.pull);
+    if let Some(command) = &args.command {
+        spec.command = Some(command.clone());
+    }
+    if let Some(network) = &args.network {
+        spec.network = Some(network.clone());
+    }
+    args.resources.apply(&mut spec.resources);
+    validate_spec(&spec).map_err(|e| CliError::Usage(e.to_string()))?;
+    session.state.update_spec(&name, &spec)?;
+    tracing::info!("Updated agent '{name}'");
     Ok(ExitCode::SUCCESS)
 }
 

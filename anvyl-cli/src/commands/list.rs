@@ -34,7 +34,7 @@ struct Row<'a> {
     age: String,
 }
 
-fn created(secs: i64) -> String {
+pub(super) fn created(secs: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
     humantime::format_rfc3339_seconds(time).to_string()
 }

@@ -4,6 +4,7 @@
 mod agent;
 mod cleanup;
 mod host;
+mod inspect;
 mod list;
 mod many;
 mod session;

@@ -41,7 +41,7 @@ pub fn status_cell(observed: &anvyl_core::lifecycle::Observed, text: &str) -> co
     let cell = comfy_table::Cell::new(text);
     match observed {
         Observed::Running => cell.fg(Color::Green),
-        Observed::Starting { .. } => cell.fg(Color::Yellow),
+        Observed::Starting { .. } | Observed::Restarting { .. } => cell.fg(Color::Yellow),
         Observed::Failed
         | Observed::StartCrashed { .. }
         | Observed::Exited { .. }

@@ -80,6 +80,41 @@ pub struct ContainerSummary {
     /// When its main process last exited (seconds since the epoch), when
     /// it has and an inspection says.
     pub finished: Option<i64>,
+    /// Its restart policy and how often the engine restarted it, when an
+    /// inspection says (a listing does not).
+    pub restarts: Restarts,
+}
+
+/// A container's restart policy and record, as an inspection tells them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Restarts {
+    /// The policy it was created with.
+    pub policy: crate::resources::Restart,
+    /// How many times the engine has started it again.
+    pub count: u32,
+    /// The engine says it is between two runs (Docker's `restarting`).
+    pub restarting: bool,
+}
+
+impl ContainerSummary {
+    /// Whether the engine will start it again on its own: it says it is
+    /// restarting, or it exited with a failure its `on-failure` policy has
+    /// retries left for (Podman shows `exited` between two runs). Such a
+    /// container is alive: no cleanup or watcher may take it for dead.
+    pub fn will_restart(&self) -> bool {
+        let r = &self.restarts;
+        if r.restarting {
+            return true;
+        }
+        match r.policy {
+            crate::resources::Restart::No => false,
+            crate::resources::Restart::OnFailure(max) => {
+                self.state == ContainerState::Exited
+                    && self.exit_code.is_some_and(|c| c != 0)
+                    && max.is_none_or(|max| r.count < max)
+            }
+        }
+    }
 }
 
 /// One tag of an image.

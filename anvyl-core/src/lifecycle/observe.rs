@@ -34,6 +34,12 @@ pub enum Observed {
     Failed,
     /// Its container runs.
     Running,
+    /// Its container exited and its engine starts it again under its
+    /// restart policy: alive, not dead.
+    Restarting {
+        /// How many times the engine has restarted it so far.
+        count: u32,
+    },
     /// A start of it holds its lock now.
     Starting {
         /// The starting process.
@@ -73,9 +79,10 @@ impl Observed {
         )
     }
 
-    /// Whether it runs, as observed.
+    /// Whether it runs, as observed (a container its engine is restarting
+    /// runs again in a moment).
     pub fn is_running(&self) -> bool {
-        matches!(self, Self::Running)
+        matches!(self, Self::Running | Self::Restarting { .. })
     }
 
     /// What was found, as the logs say it: "its container had exited with
@@ -103,6 +110,7 @@ impl fmt::Display for Observed {
             Self::Stopped => f.write_str("stopped"),
             Self::Failed => f.write_str("failed"),
             Self::Running => f.write_str("running"),
+            Self::Restarting { count } => write!(f, "restarting ({count})"),
             Self::Starting { .. } => f.write_str("starting"),
             Self::StartCrashed { .. } => f.write_str("start crashed"),
             Self::Exited {
@@ -335,6 +343,9 @@ async fn inspected(
         return Ok(Observed::ContainerGone);
     };
     match backend.inspect_container(id).await {
+        Ok(c) if c.will_restart() => Ok(Observed::Restarting {
+            count: c.restarts.count,
+        }),
         Ok(c) if c.state == ContainerState::Running => Ok(Observed::Running),
         Ok(c) => Ok(Observed::Exited {
             code: c.exit_code,

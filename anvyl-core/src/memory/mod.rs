@@ -158,6 +158,16 @@ impl MemoryBackend {
         self.engine().calls.clone()
     }
 
+    /// Makes a container's command exit with `code` after the engine
+    /// restarted it `count` times (its policy decides whether it comes back).
+    pub fn exit_after_restarts(&self, id: &str, code: i64, count: u32) {
+        if let Some(c) = self.engine().containers.get_mut(id) {
+            c.state = ContainerState::Exited;
+            c.exit_code = Some(code);
+            c.restarts.count = count;
+        }
+    }
+
     /// Sets a container's state (e.g. to simulate a crash).
     pub fn set_state(&self, id: &str, state: ContainerState) {
         if let Some(c) = self.engine().containers.get_mut(id) {
@@ -256,6 +266,10 @@ impl Backend for MemoryBackend {
                 state: ContainerState::Created,
                 exit_code: None,
                 finished: None,
+                restarts: crate::backend::Restarts {
+                    policy: spec.resources.restart,
+                    ..Default::default()
+                },
             },
         );
         Ok(id)

@@ -211,7 +211,8 @@ impl Cleanup<'_> {
         Ok((live, resets))
     }
 
-    /// The container of a running agent, if it really runs.
+    /// The container of a running agent, if it really runs — or its engine
+    /// is restarting it (see [`ContainerSummary::will_restart`]).
     async fn running_container(
         &self,
         agent: &AgentRecord,
@@ -220,7 +221,7 @@ impl Cleanup<'_> {
             return Ok(None);
         };
         match self.backend.inspect_container(id).await {
-            Ok(c) if c.state == ContainerState::Running => Ok(Some(c)),
+            Ok(c) if c.state == ContainerState::Running || c.will_restart() => Ok(Some(c)),
             Ok(_) => Ok(None),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),

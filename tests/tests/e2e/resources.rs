@@ -128,3 +128,111 @@ async fn bad_resources_are_refused_at_create_with_one_line() {
             .is_err());
     }
 }
+
+#[tokio::test]
+async fn inspect_shows_the_spec_and_update_changes_it_only_while_stopped() {
+    let s = Sandbox::new().await;
+    let base = s.itest.base_image.clone();
+    let agent = create(
+        &s,
+        &unique("update"),
+        &[
+            "--image",
+            &base,
+            "--memory",
+            "64m",
+            "--command",
+            "sleep 600",
+        ],
+    );
+    let run = s.anvyl(&[
+        "agent",
+        "update",
+        agent.as_str(),
+        "--memory",
+        "128m",
+        "--pids-limit",
+        "50",
+    ]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let container = s.started(&agent);
+    let host = s.engine_inspect(&container)["HostConfig"].clone();
+    assert_eq!(host["Memory"], 128 << 20, "{host}");
+    assert_eq!(host["PidsLimit"], 50, "{host}");
+
+    // Running: refused, and nothing changes.
+    let refused = s.anvyl(&["agent", "update", agent.as_str(), "--memory", "256m"]);
+    assert_eq!(refused.code, Some(2), "{refused:?}");
+    assert!(refused.stderr.contains("stop it first"), "{refused:?}");
+    let inspect = s.anvyl(&["-o", "json", "agent", "inspect", agent.as_str()]);
+    assert_eq!(inspect.code, Some(0), "{inspect:?}");
+    let doc: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(doc["spec"]["resources"]["memory"], 128 << 20, "{doc}");
+    assert_eq!(doc["observed"]["state"], "running", "{doc}");
+    assert_eq!(doc["container"]["id"], container.as_str(), "{doc}");
+    let text = s.anvyl(&["agent", "inspect", agent.as_str()]);
+    assert!(
+        text.stdout.contains("memory:") && text.stdout.contains("128m"),
+        "{text:?}"
+    );
+
+    let gone = s.anvyl(&["agent", "remove", agent.as_str(), "--force", "--yes"]);
+    assert_eq!(gone.code, Some(0), "{gone:?}");
+}
+
+/// An agent whose command fails is started again by its engine under
+/// `--restart on-failure`: it is shown restarting, never dead, and a
+/// cleanup leaves it be; `agent stop` ends it like any other.
+#[tokio::test]
+async fn an_agent_its_engine_restarts_is_alive_and_said_restarting() {
+    let s = Sandbox::new().await;
+    let base = s.itest.base_image.clone();
+    let agent = create(
+        &s,
+        &unique("restarts"),
+        &[
+            "--image",
+            &base,
+            "--restart",
+            "on-failure",
+            "--command",
+            "sleep 1; exit 3",
+        ],
+    );
+    let container = s.started(&agent);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = std::collections::BTreeSet::new();
+    while !seen.iter().any(|s: &String| s.starts_with("restarting (")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never restarting: {seen:?}"
+        );
+        let list = s.anvyl(&["-o", "json", "agent", "list"]);
+        let rows: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+        let row = (rows.as_array().unwrap().iter())
+            .find(|r| r["name"] == agent.as_str())
+            .unwrap()
+            .clone();
+        seen.insert(row["status"].as_str().unwrap().to_string());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        seen.iter()
+            .all(|s| s == "running" || s.starts_with("restarting (")),
+        "{seen:?}"
+    );
+    let cleanup = s.anvyl(&["agent", "cleanup", "--yes"]);
+    assert_eq!(cleanup.code, Some(0), "{cleanup:?}");
+    assert!(
+        s.has_container(&container).await,
+        "a cleanup removed it: {cleanup:?}"
+    );
+    assert_eq!(
+        s.state().agent(&agent).unwrap().status,
+        anvyl_core::AgentStatus::Running
+    );
+
+    let stop = s.anvyl(&["agent", "stop", agent.as_str()]);
+    assert_eq!(stop.code, Some(0), "{stop:?}");
+    assert!(!s.has_container(&container).await);
+}

@@ -4,6 +4,7 @@
 mod engines;
 mod messages;
 mod pull;
+mod restarting;
 mod start;
 mod stop;
 

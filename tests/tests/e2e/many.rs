@@ -157,3 +157,62 @@ async fn a_bad_name_among_several_changes_nothing() {
     let neither = s.anvyl(&["agent", "stop"]);
     assert_eq!(neither.code, Some(2), "{neither:?}");
 }
+
+/// Twelve agents in one command, one of which fails its build: the other
+/// eleven run, the failed one is cleaned up as a single failed start is,
+/// and the exit is 1.
+#[tokio::test]
+async fn twelve_agents_start_together_and_a_failing_one_harms_no_other() {
+    let s = Sandbox::new().await;
+    let base = s.itest.base_image.clone();
+    let good: Vec<_> = (0..11)
+        .map(|i| {
+            create(
+                &s,
+                &unique(&format!("twelve{i}")),
+                &["--image", &base, "--command", "sleep 600"],
+            )
+        })
+        .collect();
+    let bad = create(
+        &s,
+        &unique("twelvebad"),
+        &[
+            "--image",
+            &base,
+            "--setup",
+            "exit 7",
+            "--command",
+            "sleep 600",
+        ],
+    );
+    let mut args = vec!["agent", "start"];
+    args.extend(good.iter().map(|a| a.as_str()));
+    args.insert(8, bad.as_str());
+    let run = s.anvyl(&args);
+    assert_cleaned(&s, &bad, &run, 1).await;
+    for agent in &good {
+        assert_eq!(
+            s.state().agent(agent).unwrap().status,
+            AgentStatus::Running,
+            "{agent}: {run:?}"
+        );
+        let container = s.engine.inspect_container(&s.container_of(agent)).await;
+        assert!(
+            container.is_ok_and(|c| c.state == anvyl_core::ContainerState::Running),
+            "{agent}: {run:?}"
+        );
+    }
+    assert!(
+        run.stderr
+            .contains("started 11 of 12 agents; 1 did not succeed"),
+        "{run:?}"
+    );
+    let mut remove = vec!["agent", "remove", "--force", "--yes"];
+    remove.extend(good.iter().map(|a| a.as_str()));
+    let removed = s.anvyl(&remove);
+    assert_eq!(removed.code, Some(0), "{removed:?}");
+    for agent in &good {
+        assert_eq!(s.traces_of(agent).await, Vec::<String>::new());
+    }
+}

@@ -8,7 +8,9 @@
 //! `anvyl agent cleanup --yes`, the CLI pipeline a user would type, and the
 //! prune endpoints. It also times the dry run with nothing to clean, the
 //! largest N without the unrelated crowd (anvyl and prune), and `anvyl
-//! agent start` against `build` + `run`. The fleet case times one cleanup
+//! agent start` against `build` + `run`, and of twenty agents at once
+//! against twenty CLI builds and runs in a row and side by side (`many.rs`).
+//! The fleet case times one cleanup
 //! of three hosts against the slowest of them alone; the watcher's case
 //! (`watcher.rs`) measures `agent cleanup --watch` beside 100 running
 //! agents (`--only fleet|engines|watcher` runs one part).
@@ -18,6 +20,7 @@
 
 mod docs;
 mod fleet;
+mod many;
 mod measure;
 mod options;
 mod populate;
@@ -358,6 +361,7 @@ impl Bench<'_> {
             .await?;
         self.dry_run_latency(options.runs.max(5))?;
         self.start_overhead(options.runs)?;
+        self.start_many(options.runs)?;
         Ok(())
     }
 }

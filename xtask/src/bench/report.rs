@@ -158,6 +158,21 @@ pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
             start0 / cli,
             verdict(start0 / cli <= 1.15)
         ));
+        let many = |method| wall(&select(records, engine, "start-many", method, None, true)).median;
+        let (anvyl, serial, parallel) = (
+            many("anvyl-settle-0"),
+            many("cli-serial"),
+            many("cli-parallel"),
+        );
+        if anvyl > 0.0 {
+            targets.push(format!(
+                "- {engine}: `agent start` of {n} agents, settle 0, {anvyl:.3}s ÷ {n} build + run side by side {parallel:.3}s = {:.2} (target ≤ 1.0): {}; ÷ one after another {serial:.3}s = {:.2}",
+                anvyl / parallel,
+                verdict(anvyl / parallel <= 1.0),
+                anvyl / serial,
+                n = super::many::MANY,
+            ));
+        }
     }
     let _ = writeln!(out, "\n### Targets\n");
     for t in targets {

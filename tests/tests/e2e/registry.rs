@@ -76,6 +76,20 @@ fn cli_login(s: &Sandbox, r: &Registry, dir: &Path) {
     assert!(out.status.success(), "login: {out:?}");
 }
 
+/// An agent FROM the registry's base that pulls it at every start (other
+/// tests on the engine may have pulled it already).
+fn pulling_always(s: &Sandbox, r: &Registry, stem: &str) -> anvyl_core::AgentName {
+    let args = [
+        "--image",
+        &r.base(),
+        "--pull",
+        "always",
+        "--command",
+        "sleep 600",
+    ];
+    create(s, &unique(stem), &args)
+}
+
 /// Asserts `run` and every file below the state directory keep the
 /// password to themselves.
 fn assert_no_password(s: &Sandbox, r: &Registry, runs: &[&Run]) {
@@ -121,18 +135,7 @@ async fn a_private_base_is_pulled_with_the_engine_clis_login() {
     let logins = s.shared_dir();
     cli_login(&s, &r, logins.path());
     let (var, file) = login_file(&s, logins.path());
-    let agent = create(
-        &s,
-        &unique("private"),
-        &[
-            "--image",
-            &r.base(),
-            "--pull",
-            "always",
-            "--command",
-            "sleep 600",
-        ],
-    );
+    let agent = pulling_always(&s, &r, "private");
     let run = s.anvyl_with(
         &["-v", "agent", "start", agent.as_str()],
         &[(var, file.to_str().unwrap())],
@@ -186,18 +189,7 @@ async fn a_credential_helper_is_asked_as_the_cli_asks_it() {
         dir.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let agent = create(
-        &s,
-        &unique("helper"),
-        &[
-            "--image",
-            &r.base(),
-            "--pull",
-            "always",
-            "--command",
-            "sleep 600",
-        ],
-    );
+    let agent = pulling_always(&s, &r, "helper");
     let run = s.anvyl_with(
         &["agent", "start", agent.as_str()],
         &[(var, file.to_str().unwrap()), ("PATH", &path)],
@@ -214,18 +206,7 @@ async fn not_logged_in_or_a_missing_tag_fails_with_what_to_do_and_leaves_nothing
     let r = Registry::from_env();
     let before = s.owned_counts().await;
 
-    let agent = create(
-        &s,
-        &unique("nologin"),
-        &[
-            "--image",
-            &r.base(),
-            "--pull",
-            "always",
-            "--command",
-            "sleep 600",
-        ],
-    );
+    let agent = pulling_always(&s, &r, "nologin");
     let run = s.anvyl(&["agent", "start", agent.as_str()]);
     assert_cleaned(&s, &agent, &run, 1).await;
     // Printed for the record: what each engine's user reads.
@@ -285,18 +266,7 @@ async fn a_base_gone_before_the_build_is_pulled_by_the_build_with_the_credential
         &["--image", &r.base(), "--command", "sleep 600"],
     );
     // Pulled here, so that the start finds it.
-    let warm = create(
-        &s,
-        &unique("warm"),
-        &[
-            "--image",
-            &r.base(),
-            "--pull",
-            "always",
-            "--command",
-            "sleep 600",
-        ],
-    );
+    let warm = pulling_always(&s, &r, "warm");
     let run = s.anvyl_with(&["agent", "start", warm.as_str()], &[(var, file)]);
     assert_eq!(run.code, Some(0), "{run:?}");
 

@@ -28,17 +28,21 @@ pub struct ImageRef {
     pub version: String,
 }
 
+/// Whether `reference` names its registry (`ghcr.io/x`, `localhost/x`,
+/// `reg:5000/x`). Podman resolves a short name (`fedora`, `acme/agent`)
+/// through its aliases and search registries, not always Docker Hub: no
+/// credentials are sent for one.
+pub fn names_its_registry(reference: &str) -> bool {
+    reference.split_once('/').is_some_and(|(first, _)| {
+        first.contains(['.', ':']) || first == "localhost" || first != first.to_lowercase()
+    })
+}
+
 impl ImageRef {
     /// Splits `reference`.
     pub fn parse(reference: &str) -> Self {
         let (first, rest) = match reference.split_once('/') {
-            Some((first, rest))
-                if first.contains(['.', ':'])
-                    || first == "localhost"
-                    || first != first.to_lowercase() =>
-            {
-                (first.to_string(), rest)
-            }
+            Some((first, rest)) if names_its_registry(reference) => (first.to_string(), rest),
             _ => (DOCKER_HUB.to_string(), reference),
         };
         let (name, version) = match rest.split_once('@') {
@@ -148,11 +152,13 @@ pub struct CredentialError {
 }
 
 /// Where a start finds the user's credentials for a registry: the CLI
-/// reads the engine CLI's own files and helpers, at each start.
+/// reads the engine CLI's own files and helpers, at each start. Async, so
+/// that a helper that does not answer never keeps Ctrl-C from a start.
+#[async_trait::async_trait]
 pub trait CredentialSource: Send + Sync {
     /// The credentials `kind`'s CLI would use for `registry`; `None` when
     /// the user has none for it.
-    fn lookup(
+    async fn lookup(
         &self,
         kind: BackendKind,
         registry: &str,
@@ -163,8 +169,9 @@ pub trait CredentialSource: Send + Sync {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Anonymous;
 
+#[async_trait::async_trait]
 impl CredentialSource for Anonymous {
-    fn lookup(
+    async fn lookup(
         &self,
         _kind: BackendKind,
         _registry: &str,

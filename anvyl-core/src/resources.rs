@@ -64,7 +64,8 @@ impl Mount {
         Ok(mount)
     }
 
-    /// Both paths absolute, normal (no `.` or `..`), one line.
+    /// Both paths absolute, normal (no `.` or `..`), one line; the target
+    /// not the container's root.
     pub fn check(&self) -> Result<(), String> {
         for (what, path) in [("source", &self.source), ("target", &self.target)] {
             if !is_absolute_path(path) {
@@ -72,6 +73,9 @@ impl Mount {
                     "mount {what} {path:?} must be an absolute path without . or .. parts"
                 ));
             }
+        }
+        if normal(&self.target) == "/" {
+            return Err("a mount's target cannot be the container's root /".into());
         }
         Ok(())
     }
@@ -85,6 +89,12 @@ impl fmt::Display for Mount {
         }
         Ok(())
     }
+}
+
+/// `path` with empty parts dropped: `//w/` and `/w` are one target.
+fn normal(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    format!("/{}", parts.join("/"))
 }
 
 fn is_absolute_path(path: &str) -> bool {
@@ -177,8 +187,8 @@ impl Resources {
         for mount in &self.mounts {
             mount.check()?;
         }
-        let targets: std::collections::BTreeSet<&str> =
-            self.mounts.iter().map(|m| m.target.as_str()).collect();
+        let targets: std::collections::BTreeSet<String> =
+            self.mounts.iter().map(|m| normal(&m.target)).collect();
         if targets.len() != self.mounts.len() {
             return Err("two mounts have the same target".into());
         }
@@ -187,8 +197,14 @@ impl Resources {
                 "--memory must be at least 6m ({MIN_MEMORY} bytes), as the engines require"
             ));
         }
-        if self.millicpus == Some(0) || self.pids_limit == Some(0) {
-            return Err("--cpus and --pids-limit must be above zero".into());
+        if self.memory.is_some_and(|m| m > MOST) || self.pids_limit.is_some_and(|p| p > MOST) {
+            return Err(format!("--memory and --pids-limit can be at most {MOST}"));
+        }
+        if self.millicpus.is_some_and(|c| c < 10) {
+            return Err("--cpus must be at least 0.01, as the engines require".into());
+        }
+        if self.pids_limit == Some(0) {
+            return Err("--pids-limit must be above zero".into());
         }
         if let Some(user) = &self.user {
             if user.is_empty() || user.contains(|c: char| c.is_whitespace() || c == '\0') {
@@ -207,6 +223,9 @@ impl Resources {
         Ok(())
     }
 }
+
+/// The most the engines' signed 64-bit fields hold.
+const MOST: u64 = i64::MAX as u64;
 
 /// The least memory Docker and Podman accept for a container.
 pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
@@ -241,9 +260,9 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
 /// Parses `--cpus` (`1.5`) into thousandths of a CPU.
 pub fn parse_cpus(text: &str) -> Result<u64, String> {
     match text.trim().parse::<f64>() {
-        Ok(cpus) if (0.001..=4096.0).contains(&cpus) => Ok((cpus * 1000.0).round() as u64),
+        Ok(cpus) if (0.01..=4096.0).contains(&cpus) => Ok((cpus * 1000.0).round() as u64),
         _ => Err(format!(
-            "--cpus {text:?}: a number of CPUs from 0.001, like 1.5"
+            "--cpus {text:?}: a number of CPUs from 0.01, like 1.5"
         )),
     }
 }
@@ -308,6 +327,23 @@ mod tests {
             ..Resources::default()
         };
         assert!(r.check().is_err(), "below the engines' 6 MiB");
+        let over = Resources {
+            memory: Some(u64::MAX),
+            ..Resources::default()
+        };
+        assert!(over.check().is_err(), "above what an i64 holds");
+        assert!(parse_cpus("0.001").is_err());
+        let mount = |target: &str| Mount {
+            source: "/srv".into(),
+            target: target.into(),
+            readonly: false,
+        };
+        assert!(mount("/").check().is_err() && mount("//").check().is_err());
+        let twice = Resources {
+            mounts: vec![mount("/w"), mount("//w/")],
+            ..Resources::default()
+        };
+        assert!(twice.check().is_err(), "one target written two ways");
     }
 
     #[test]

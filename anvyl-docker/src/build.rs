@@ -36,16 +36,13 @@ impl DockerBackend {
                 (spec.credentials.iter())
                     .map(|(registry, c)| {
                         (
-                            registry.to_string(),
+                            crate::pull::server_address(registry),
                             crate::pull::docker_credentials(registry, c),
                         )
                     })
                     .collect()
             });
-        if let Some(credentials) = &credentials {
-            let registries: Vec<&str> = spec.credentials.iter().map(|(r, _)| r).collect();
-            crate::pull::sendable(&registries.join(", "), credentials)?;
-        }
+
         let long = self.long_running();
         let mut stream = long.build_image(
             options.build(),

@@ -159,13 +159,16 @@ impl DockerBackend {
         Self::agreed(&make, endpoint.to_string()).await
     }
 
-    /// The client without the request timeout, for builds (a setup step
-    /// may take many minutes) and followed logs (they end when the
-    /// container does). bollard's timeout covers a whole streamed response.
+    /// The client without the request timeout, for builds and pulls (a
+    /// setup step may take many minutes) and followed logs (they end when
+    /// the container does). bollard's timeout covers a whole streamed
+    /// response. Builds and pulls carry credentials: their headers are
+    /// re-encoded as dockerd reads them ([`crate::pull::url_safe_credentials`]).
     pub(crate) fn long_running(&self) -> Docker {
         self.client
             .clone()
             .with_timeout(Duration::from_secs(7 * 24 * 3600))
+            .with_request_modifier(crate::pull::url_safe_credentials)
     }
 
     pub(crate) fn err(

@@ -16,13 +16,50 @@ use futures::StreamExt;
 use crate::errors::map;
 use crate::DockerBackend;
 
+/// Docker Hub as dockerd keys it in a build's credentials.
+const HUB_INDEX: &str = "https://index.docker.io/v1/";
+
+/// The key (and server address) dockerd looks `registry` up by.
+pub(crate) fn server_address(registry: &str) -> String {
+    match registry {
+        anvyl_core::pull::DOCKER_HUB => HUB_INDEX.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Re-encodes the credential headers bollard sends in the standard base64
+/// alphabet as base64url, which dockerd decodes (the two differ in `+` and
+/// `/` only): dockerd drops a header it cannot decode without a word, and
+/// a password with `>`, `?`, `~` or a non-ASCII character would then fail
+/// as if the user were not logged in.
+pub(crate) fn url_safe_credentials(
+    mut request: bollard::BollardRequest,
+) -> bollard::BollardRequest {
+    for name in ["X-Registry-Auth", "X-Registry-Config"] {
+        let Some(value) = request.headers().get(name) else {
+            continue;
+        };
+        let safe: String = (value.to_str().unwrap_or_default().chars())
+            .map(|c| match c {
+                '+' => '-',
+                '/' => '_',
+                c => c,
+            })
+            .collect();
+        if let Ok(value) = http::HeaderValue::from_str(&safe) {
+            request.headers_mut().insert(name, value);
+        }
+    }
+    request
+}
+
 /// What the engine sends and expects for `credential`.
 pub(crate) fn docker_credentials(
     registry: &str,
     credential: &RegistryCredential,
 ) -> DockerCredentials {
     let mut out = DockerCredentials {
-        serveraddress: Some(registry.to_string()),
+        serveraddress: Some(server_address(registry)),
         ..Default::default()
     };
     match credential {
@@ -33,29 +70,6 @@ pub(crate) fn docker_credentials(
         RegistryCredential::IdentityToken(token) => out.identitytoken = Some(token.clone()),
     }
     out
-}
-
-/// Refuses credentials the engine would not read. bollard encodes the
-/// credential headers with the standard base64 alphabet; dockerd decodes
-/// them as base64url and, on a character outside it (`+`, `/` — which only
-/// `>`, `?`, `~` or a non-ASCII character in a user name or password can
-/// produce), drops them without a word: the pull would fail as if the user
-/// were not logged in. Said plainly instead.
-pub(crate) fn sendable<T: serde::Serialize>(registry: &str, credentials: &T) -> Result<()> {
-    use base64::Engine;
-    let json = serde_json::to_string(credentials).unwrap_or_default();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(json);
-    match encoded.contains(['+', '/']) {
-        false => Ok(()),
-        true => Err(BackendError::Local {
-            operation: "send registry credentials",
-            message: format!(
-                "your credentials for {registry} hold a character (>, ?, ~ or a non-ASCII \
-                 one) that anvyl's Docker client cannot send so that dockerd reads it; \
-                 change the password, or pull the base with `docker pull` first"
-            ),
-        }),
-    }
 }
 
 /// One layer as the pull's messages tell it.
@@ -81,9 +95,6 @@ impl DockerBackend {
             .build();
         let registry = anvyl_core::pull::ImageRef::parse(reference).registry;
         let credentials = credential.map(|c| docker_credentials(&registry, c));
-        if let Some(credentials) = &credentials {
-            sendable(&registry, credentials)?;
-        }
         let failed = |status: Option<u16>, message: String| BackendError::Pull {
             engine: BackendKind::Docker,
             reference: reference.to_string(),
@@ -141,5 +152,25 @@ impl DockerBackend {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_headers_go_as_base64url_and_others_are_left() {
+        let request = http::Request::builder()
+            .header("X-Registry-Auth", "eyJ+/w==")
+            .header("X-Registry-Config", "a+b/c")
+            .header("Content-Type", "a+b/c")
+            .body(bollard::body_full(bytes::Bytes::new()))
+            .unwrap();
+        let request = url_safe_credentials(request);
+        let header = |name| request.headers()[name].to_str().unwrap().to_string();
+        assert_eq!(header("X-Registry-Auth"), "eyJ-_w==");
+        assert_eq!(header("X-Registry-Config"), "a-b_c");
+        assert_eq!(header("Content-Type"), "a+b/c");
     }
 }

@@ -223,24 +223,35 @@ impl Backend for PodmanBackend {
         let c = self
             .read("inspect container", &what, || container.inspect())
             .await?;
+        // Podman shows `exited` between two runs of a container under a
+        // restart policy: whether it comes back is judged by the policy
+        // and how recently it exited.
+        let exit_code = c.state.as_ref().and_then(|s| s.exit_code).map(i64::from);
+        let finished = (c.state.as_ref())
+            .and_then(|s| s.finished_at)
+            .map(|t| t.timestamp())
+            .filter(|&t| t > 0);
+        let mut restarts = anvyl_core::backend::Restarts {
+            policy: crate::resources::restart_policy(
+                (c.host_config.as_ref()).and_then(|h| h.restart_policy.as_ref()),
+            ),
+            count: c.restart_count.unwrap_or(0).max(0) as u32,
+            restarting: (c.state.as_ref()).and_then(|s| s.restarting) == Some(true),
+        };
+        let exited = (c.state.as_ref()).and_then(|s| s.status.as_deref()) == Some("exited");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        restarts.restarting |= exited && restarts.expected(exit_code, finished, now);
         Ok(ContainerSummary {
             id: c.id.unwrap_or_default(),
             name: c.name.unwrap_or_default(),
             image_id: c.image.map(|i| normalise_image_id(&i)).unwrap_or_default(),
             labels: labels(c.config.and_then(|c| c.labels)),
-            exit_code: c.state.as_ref().and_then(|s| s.exit_code).map(i64::from),
+            exit_code,
             // Year 1 until it first exits.
-            finished: (c.state.as_ref())
-                .and_then(|s| s.finished_at)
-                .map(|t| t.timestamp())
-                .filter(|&t| t > 0),
-            restarts: anvyl_core::backend::Restarts {
-                policy: crate::resources::restart_policy(
-                    (c.host_config.as_ref()).and_then(|h| h.restart_policy.as_ref()),
-                ),
-                count: c.restart_count.unwrap_or(0).max(0) as u32,
-                restarting: (c.state.as_ref()).and_then(|s| s.restarting) == Some(true),
-            },
+            finished,
+            restarts,
             state: state(c.state.and_then(|s| s.status).as_deref()),
         })
     }

@@ -1,6 +1,8 @@
 //! Pulling a base image through libpod's pull endpoint, and the registry
-//! credentials a pull or build sends: base64url JSON, as libpod decodes it
-//! (`X-Registry-Auth` for one registry, `X-Registry-Config` for a build's).
+//! credentials a pull or build sends: base64url JSON, as libpod decodes it,
+//! always in `X-Registry-Config`'s per-registry form — libpod writes it to
+//! an auth file by registry, where a single `X-Registry-Auth` would be
+//! offered to any registry the pull reaches (a short name's aliases).
 
 use anvyl_core::backend::Result;
 use anvyl_core::pull::{
@@ -49,10 +51,14 @@ impl crate::PodmanBackend {
             .build()
             .serialize()
             .unwrap_or_default();
-        let headers: Vec<(&'static str, String)> = credential
-            .map(|c| ("X-Registry-Auth", URL_SAFE.encode(auth_json(c).to_string())))
-            .into_iter()
-            .collect();
+        // The per-registry form, never the single `X-Registry-Auth`: libpod
+        // hands that one to every registry the pull contacts.
+        let registry = anvyl_core::pull::ImageRef::parse(reference).registry;
+        let credentials = match credential {
+            Some(c) => Credentials::default().with(&registry, c.clone()),
+            None => Credentials::default(),
+        };
+        let headers = registry_config(&credentials);
         let layers = std::sync::atomic::AtomicUsize::new(0);
         let lines = |line: &str| {
             if line.starts_with("Copying blob") {

@@ -284,6 +284,14 @@ fn test_against(
             .env("ANVYL_ITEST_REGISTRY", &registry.address)
             .env("ANVYL_ITEST_REGISTRY_USER", crate::registry::USER)
             .env("ANVYL_ITEST_REGISTRY_PASSWORD", &registry.password)
+            .env(
+                "ANVYL_ITEST_REGISTRY_TRICKY_USER",
+                crate::registry::TRICKY_USER,
+            )
+            .env(
+                "ANVYL_ITEST_REGISTRY_TRICKY_PASSWORD",
+                crate::registry::tricky(&registry.password),
+            )
             .env("ANVYL_BIN", anvyl);
     };
     let mut conformance = Command::new(env!("CARGO"));

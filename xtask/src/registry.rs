@@ -26,6 +26,10 @@ pub const BASE_REPOSITORY: &str = "team/base:1";
 /// The test user.
 pub const USER: &str = "anvyl-itest";
 
+/// A second user, whose password has the characters that the standard and
+/// the URL-safe base64 alphabets encode apart (`>`, `?`, `~`).
+pub const TRICKY_USER: &str = "anvyl-tricky";
+
 /// A running private registry.
 pub struct Registry {
     /// `127.0.0.1:PORT`.
@@ -51,9 +55,14 @@ impl Registry {
         // Letters and digits only: a password the tests can look for in
         // anvyl's output, logs and state, and that every encoding leaves be.
         let password = format!("pw{:x}{:x}", std::process::id(), nanos());
-        let htpasswd = output(Command::new("htpasswd").args(["-Bbn", USER, &password]))
-            .context("htpasswd (apache2-utils) makes the registry's password file")?;
-        fs::write(dir.join("htpasswd"), htpasswd.trim())?;
+        let mut htpasswd = String::new();
+        for (user, password) in [(USER, password.clone()), (TRICKY_USER, tricky(&password))] {
+            let line = output(Command::new("htpasswd").args(["-Bbn", user, &password]))
+                .context("htpasswd (apache2-utils) makes the registry's password file")?;
+            htpasswd.push_str(line.trim());
+            htpasswd.push('\n');
+        }
+        fs::write(dir.join("htpasswd"), htpasswd)?;
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {data}\n\
              http:\n  addr: {address}\n  tls:\n    certificate: {cert}\n    key: {key}\n\
@@ -249,6 +258,12 @@ impl Drop for Registry {
             let _ = fs::remove_dir_all(dir);
         }
     }
+}
+
+/// [`TRICKY_USER`]'s password: three of each, so one falls where its
+/// base64 differs whatever the alignment.
+pub fn tricky(password: &str) -> String {
+    format!("{password}>>>???~~~")
 }
 
 fn nanos() -> u128 {

@@ -199,20 +199,20 @@ async fn create(cli: &Cli, config: &Config, args: &CreateArgs) -> Result<ExitCod
 fn update(config: &Config, args: &UpdateArgs) -> Result<ExitCode, CliError> {
     let name = AgentName::new(args.name.as_str())?;
     let session = Session::open(config)?;
-    let mut spec = session.state.agent(&name)?.spec;
-    if let Some(image) = &args.image {
-        spec.image = image.clone();
-    }
-    spec.pull = args.pull.or(spec.pull);
-    if let Some(command) = &args.command {
-        spec.command = Some(command.clone());
-    }
-    if let Some(network) = &args.network {
-        spec.network = Some(network.clone());
-    }
-    args.resources.apply(&mut spec.resources);
-    validate_spec(&spec).map_err(|e| CliError::Usage(e.to_string()))?;
-    session.state.update_spec(&name, &spec)?;
+    session.state.update_spec(&name, |spec| {
+        if let Some(image) = &args.image {
+            spec.image = image.clone();
+        }
+        spec.pull = args.pull.or(spec.pull);
+        if let Some(command) = &args.command {
+            spec.command = Some(command.clone());
+        }
+        if let Some(network) = &args.network {
+            spec.network = Some(network.clone());
+        }
+        args.resources.apply(&mut spec.resources);
+        validate_spec(spec).map_err(|e| CliError::Usage(e.to_string()))
+    })??;
     tracing::info!("Updated agent '{name}'");
     Ok(ExitCode::SUCCESS)
 }

@@ -92,28 +92,42 @@ pub struct Restarts {
     pub policy: crate::resources::Restart,
     /// How many times the engine has started it again.
     pub count: u32,
-    /// The engine says it is between two runs (Docker's `restarting`).
+    /// The engine is between two runs of it and will start it again: its
+    /// backend decides, from what the engine says (see
+    /// [`Restarts::expected`]).
     pub restarting: bool,
 }
 
-impl ContainerSummary {
-    /// Whether the engine will start it again on its own: it says it is
-    /// restarting, or it exited with a failure its `on-failure` policy has
-    /// retries left for (Podman shows `exited` between two runs). Such a
-    /// container is alive: no cleanup or watcher may take it for dead.
-    pub fn will_restart(&self) -> bool {
-        let r = &self.restarts;
-        if r.restarting {
-            return true;
-        }
-        match r.policy {
+/// How long after an exit an engine that reports no restarting state
+/// (Podman) is trusted to start the container again. Podman restarts at
+/// once; a container exited longer ago was stopped by someone, or its
+/// restart failed — dead, not restarting.
+pub const RESTART_WINDOW_SECS: i64 = 10;
+
+impl Restarts {
+    /// Whether an engine that shows `exited` between two runs will start
+    /// the container again: it exited non-zero under `on-failure` with
+    /// retries left, within [`RESTART_WINDOW_SECS`] of `now` (seconds since
+    /// the epoch). Docker says `restarting` itself; its stop and kill
+    /// cancel the restart, which this cannot see — hence the window.
+    pub fn expected(&self, exit_code: Option<i64>, finished: Option<i64>, now: i64) -> bool {
+        match self.policy {
             crate::resources::Restart::No => false,
             crate::resources::Restart::OnFailure(max) => {
-                self.state == ContainerState::Exited
-                    && self.exit_code.is_some_and(|c| c != 0)
-                    && max.is_none_or(|max| r.count < max)
+                exit_code.is_some_and(|c| c != 0)
+                    && max.is_none_or(|max| self.count < max)
+                    && finished.is_some_and(|at| now - at <= RESTART_WINDOW_SECS)
             }
         }
+    }
+}
+
+impl ContainerSummary {
+    /// Whether its engine will start it again on its own (see
+    /// [`Restarts`]). Such a container is alive: no cleanup or watcher
+    /// may take it for dead.
+    pub fn will_restart(&self) -> bool {
+        self.restarts.restarting
     }
 }
 

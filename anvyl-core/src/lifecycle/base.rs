@@ -5,7 +5,7 @@
 
 use super::{Lifecycle, Phase, StartCause};
 use crate::backend::{Backend, BackendError, BackendKind};
-use crate::pull::{Credentials, ImageRef, PullPolicy};
+use crate::pull::{names_its_registry, Credentials, ImageRef, PullPolicy, RegistryCredential};
 use crate::state::AgentSpec;
 
 impl Lifecycle<'_> {
@@ -20,13 +20,6 @@ impl Lifecycle<'_> {
         if reference == "scratch" {
             return Ok(Credentials::default());
         }
-        let registry = ImageRef::parse(reference).registry;
-        // The in-memory engine of tests has no product: Docker's files.
-        let kind = backend.kind().unwrap_or(BackendKind::Docker);
-        let credential = self
-            .credentials
-            .lookup(kind, &registry)
-            .map_err(StartCause::Credentials)?;
         let policy = match is_image_id(reference) {
             // An id names what the engine has; no registry can serve it.
             true => PullPolicy::Never,
@@ -49,6 +42,18 @@ impl Lifecycle<'_> {
                 Err(e) => return Err(StartCause::Base(e)),
             },
         };
+        let registry = ImageRef::parse(reference).registry;
+        let credential = match self.credential(backend, reference, &registry).await {
+            Ok(credential) => credential,
+            Err(e) if pull => return Err(e),
+            // Only for a build that might pull again, should the base go
+            // away meanwhile: credentials that cannot be read stop no start
+            // that needs none, as the engine's own build would not stop.
+            Err(e) => {
+                tracing::debug!("no registry credentials for the build: {e}");
+                None
+            }
+        };
         if pull {
             self.phase(Phase::Pulling(None));
             let progress = |p| self.phase(Phase::Pulling(Some(p)));
@@ -65,6 +70,24 @@ impl Lifecycle<'_> {
             Some(credential) => Credentials::default().with(&registry, credential),
             None => Credentials::default(),
         })
+    }
+
+    /// The user's credentials for the base's `registry`, when it names one
+    /// the engine will ask: a Podman short name may resolve to any of its
+    /// search registries, which must not receive Docker Hub's password.
+    async fn credential(
+        &self,
+        backend: &dyn Backend,
+        reference: &str,
+        registry: &str,
+    ) -> Result<Option<RegistryCredential>, StartCause> {
+        // The in-memory engine of tests has no product: Docker's files.
+        let kind = backend.kind().unwrap_or(BackendKind::Docker);
+        if is_image_id(reference) || (kind == BackendKind::Podman && !names_its_registry(reference))
+        {
+            return Ok(None);
+        }
+        (self.credentials.lookup(kind, registry).await).map_err(StartCause::Credentials)
     }
 }
 

@@ -88,8 +88,13 @@ impl Lifecycle<'_> {
         // start, with the build directory it will use: a second concurrent
         // start finds `starting` and is refused, and no cleanup ever sees
         // this start half-recorded.
-        self.state
+        // The spec as the transaction that moved the agent read it: an
+        // `agent update` that came after the read above is what runs (it
+        // was checked as it was written), and none can come after.
+        let spec = self
+            .state
             .begin_start(name, &start, &self.build_root.dir_path(name, &start))?;
+        let agent = AgentRecord { spec, ..agent };
         tracing::debug!("start {start} of agent '{name}' recorded");
 
         let mut engine: Option<DynBackend> = None;
@@ -309,7 +314,10 @@ impl Lifecycle<'_> {
                 .inspect_container(id)
                 .await
                 .map_err(StartCause::Settle)?;
-            if container.state != ContainerState::Running {
+            // A command its engine already had to start again (Docker says
+            // `restarting`, and `running` in between) did not keep running.
+            let restarted = container.will_restart() || container.restarts.count > 0;
+            if container.state != ContainerState::Running || restarted {
                 let after_ms = began.elapsed().as_millis() as u64;
                 return Err(StartCause::Exited {
                     after_ms,

@@ -159,12 +159,18 @@ impl MemoryBackend {
     }
 
     /// Makes a container's command exit with `code` after the engine
-    /// restarted it `count` times (its policy decides whether it comes back).
-    pub fn exit_after_restarts(&self, id: &str, code: i64, count: u32) {
+    /// restarted it `count` times, `ago` seconds before `now`; the engine
+    /// restarts it as Podman would (see [`crate::backend::Restarts::expected`]).
+    pub fn exit_after_restarts(&self, id: &str, code: i64, count: u32, ago: i64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         if let Some(c) = self.engine().containers.get_mut(id) {
             c.state = ContainerState::Exited;
             c.exit_code = Some(code);
+            c.finished = Some(now - ago);
             c.restarts.count = count;
+            c.restarts.restarting = c.restarts.expected(Some(code), c.finished, now);
         }
     }
 

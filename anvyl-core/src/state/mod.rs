@@ -108,29 +108,6 @@ impl StateStore {
         Ok(())
     }
 
-    /// Replaces a stopped (or failed) agent's spec: one statement that
-    /// checks the status as it writes, so a start that began meanwhile
-    /// keeps the spec it read and this update is refused.
-    pub fn update_spec(&self, name: &AgentName, spec: &AgentSpec) -> Result<(), StateError> {
-        let json = serde_json::to_string(spec).expect("an AgentSpec always serialises");
-        let changed = self
-            .conn()
-            .execute(
-                "UPDATE agents SET spec = ?2 WHERE name = ?1 AND status IN ('stopped', 'failed')",
-                params![name.as_str(), json],
-            )
-            .map_err(|e| self.db_err(e))?;
-        if changed == 0 {
-            let agent = self.agent(name)?;
-            return Err(StateError::WrongStatus {
-                agent: name.clone(),
-                actual: agent.status.as_str(),
-                expected: "stopped (stop it first, then update it)",
-            });
-        }
-        Ok(())
-    }
-
     /// One agent.
     pub fn agent(&self, name: &AgentName) -> Result<AgentRecord, StateError> {
         self.conn()

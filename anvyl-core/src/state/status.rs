@@ -11,7 +11,7 @@ use std::path::Path;
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::liveness::process_stat;
-use super::{now, own_process_start, AgentStatus, StateError, StateStore};
+use super::{now, own_process_start, AgentSpec, AgentStatus, StateError, StateStore};
 use crate::ids::StartId;
 use crate::name::AgentName;
 
@@ -85,7 +85,7 @@ impl StateStore {
         name: &AgentName,
         start: &StartId,
         build_dir: &Path,
-    ) -> Result<(), StateError> {
+    ) -> Result<AgentSpec, StateError> {
         self.begin_start_of(name, start, build_dir, std::process::id())
     }
 
@@ -98,7 +98,7 @@ impl StateStore {
         start: &StartId,
         build_dir: &Path,
         pid: u32,
-    ) -> Result<(), StateError> {
+    ) -> Result<AgentSpec, StateError> {
         self.begin_start_of(name, start, build_dir, pid)
     }
 
@@ -108,7 +108,7 @@ impl StateStore {
         start: &StartId,
         build_dir: &Path,
         pid: u32,
-    ) -> Result<(), StateError> {
+    ) -> Result<AgentSpec, StateError> {
         let from = [AgentStatus::Stopped, AgentStatus::Failed];
         self.fenced_tx(name, |tx, found| {
             if !from.contains(&found.status) {
@@ -135,7 +135,42 @@ impl StateStore {
                     now()
                 ],
             )?;
-            Ok(())
+            // The spec this start runs, read where no update can come
+            // between (an update needs the agent stopped).
+            spec_in(tx, name)
+        })
+    }
+
+    /// Changes a stopped (or failed) agent's spec with `change`, in one
+    /// transaction that checks the status: a start that began meanwhile
+    /// keeps the spec it read and this update is refused, and two updates
+    /// at once each see the other's. `change` may refuse (its error is
+    /// returned inside, and nothing is written).
+    pub fn update_spec<E>(
+        &self,
+        name: &AgentName,
+        change: impl FnOnce(&mut AgentSpec) -> Result<(), E>,
+    ) -> Result<Result<(), E>, StateError> {
+        let from = [AgentStatus::Stopped, AgentStatus::Failed];
+        self.fenced_tx(name, |tx, found| {
+            if !from.contains(&found.status) {
+                return Err(StateError::WrongStatus {
+                    agent: name.clone(),
+                    actual: found.status.as_str(),
+                    expected: "stopped (stop it first, then update it)",
+                }
+                .into());
+            }
+            let mut spec = spec_in(tx, name)?;
+            if let Err(e) = change(&mut spec) {
+                return Ok(Err(e));
+            }
+            let json = serde_json::to_string(&spec).expect("an AgentSpec always serialises");
+            tx.execute(
+                "UPDATE agents SET spec = ?2 WHERE name = ?1",
+                params![name.as_str(), json],
+            )?;
+            Ok(Ok(()))
         })
     }
 
@@ -256,6 +291,16 @@ impl StateStore {
 }
 
 /// An error inside a fenced transaction: SQLite's, or a refusal.
+/// The agent's spec, read in `tx`.
+fn spec_in(tx: &Transaction<'_>, name: &AgentName) -> Result<AgentSpec, TxError> {
+    let json: String = tx.query_row(
+        "SELECT spec FROM agents WHERE name = ?1",
+        [name.as_str()],
+        |r| r.get(0),
+    )?;
+    Ok(serde_json::from_str(&json).map_err(|e| super::records::conversion_error(0, e))?)
+}
+
 enum TxError {
     Sql(rusqlite::Error),
     State(StateError),

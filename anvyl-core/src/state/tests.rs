@@ -243,3 +243,49 @@ fn a_store_a_newer_anvyl_wrote_is_refused_and_left_as_it_was() {
     assert_eq!(std::fs::read(&file).unwrap(), before, "written to");
     assert!(!dir.path().join("anvyl.db-wal").exists());
 }
+
+/// `agent update` and `agent start` meet in one row: an update before the
+/// start's transaction is the spec the start runs; after it, the update is
+/// refused and the start keeps what it read. Two updates each see the other.
+#[test]
+fn an_update_and_a_start_never_disagree_on_the_spec() {
+    let state = StateStore::open_in_memory().unwrap();
+    let web = web();
+    state.create_agent(&web, &AgentSpec::default()).unwrap();
+    let set = |command: &'static str| {
+        move |spec: &mut AgentSpec| -> Result<(), ()> {
+            spec.command = Some(command.into());
+            Ok(())
+        }
+    };
+    state.update_spec(&web, set("one")).unwrap().unwrap();
+    let both = |spec: &mut AgentSpec| -> Result<(), ()> {
+        spec.network = Some("none".into());
+        Ok(())
+    };
+    state.update_spec(&web, both).unwrap().unwrap();
+    let start = StartId::random();
+    let spec = state.begin_start(&web, &start, Path::new("/b")).unwrap();
+    assert_eq!(spec.command.as_deref(), Some("one"));
+    assert_eq!(spec.network.as_deref(), Some("none"));
+    let refused = state.update_spec(&web, set("two"));
+    assert!(
+        matches!(refused, Err(StateError::WrongStatus { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        state.agent(&web).unwrap().spec.command.as_deref(),
+        Some("one")
+    );
+    // A change that refuses writes nothing.
+    let w2 = AgentName::new("w2").unwrap();
+    state.create_agent(&w2, &AgentSpec::default()).unwrap();
+    let said = state
+        .update_spec(&w2, |spec: &mut AgentSpec| {
+            spec.command = Some("x".into());
+            Err("no")
+        })
+        .unwrap();
+    assert_eq!(said, Err("no"));
+    assert_eq!(state.agent(&w2).unwrap().spec.command, None);
+}

@@ -52,6 +52,10 @@ fn login_file(s: &Sandbox, dir: &Path) -> (&'static str, std::path::PathBuf) {
 /// Logs in with the engine's own CLI (`docker login` asks the engine,
 /// `podman login` the registry), its credentials stored below `dir`.
 fn cli_login(s: &Sandbox, r: &Registry, dir: &Path) {
+    cli_login_as(s, r, dir, &r.user, &r.password);
+}
+
+fn cli_login_as(s: &Sandbox, r: &Registry, dir: &Path, user: &str, password: &str) {
     let (_, file) = login_file(s, dir);
     let mut cmd = s.engine_cli();
     match s.itest.backend.as_str() {
@@ -59,7 +63,7 @@ fn cli_login(s: &Sandbox, r: &Registry, dir: &Path) {
         _ => cmd.arg("--config").arg(&file).arg("login"),
     };
     let mut child = cmd
-        .args(["-u", &r.user, "--password-stdin", &r.address])
+        .args(["-u", user, "--password-stdin", &r.address])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -70,7 +74,7 @@ fn cli_login(s: &Sandbox, r: &Registry, dir: &Path) {
         .stdin
         .take()
         .unwrap()
-        .write_all(r.password.as_bytes())
+        .write_all(password.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "login: {out:?}");
@@ -152,6 +156,30 @@ async fn a_private_base_is_pulled_with_the_engine_clis_login() {
     let stop = s.anvyl(&["agent", "remove", agent.as_str(), "--force", "--yes"]);
     assert_eq!(stop.code, Some(0), "{stop:?}");
     assert_no_password(&s, &r, &[&run, &stop]);
+}
+
+/// A password whose base64 differs between the standard and the URL-safe
+/// alphabets reaches the engine as it decodes it.
+#[tokio::test]
+async fn a_password_with_any_characters_is_sent_as_the_engine_reads_it() {
+    let s = Sandbox::new().await;
+    let r = Registry::from_env();
+    let var = |name: &str| std::env::var(name).expect("set by cargo xtask itest");
+    let (user, password) = (
+        var("ANVYL_ITEST_REGISTRY_TRICKY_USER"),
+        var("ANVYL_ITEST_REGISTRY_TRICKY_PASSWORD"),
+    );
+    let logins = s.shared_dir();
+    cli_login_as(&s, &r, logins.path(), &user, &password);
+    let (var, file) = login_file(&s, logins.path());
+    let agent = pulling_always(&s, &r, "tricky");
+    let run = s.anvyl_with(
+        &["agent", "start", agent.as_str()],
+        &[(var, file.to_str().unwrap())],
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let gone = s.anvyl(&["agent", "remove", agent.as_str(), "--force", "--yes"]);
+    assert_eq!(gone.code, Some(0), "{gone:?}");
 }
 
 #[tokio::test]

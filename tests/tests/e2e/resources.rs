@@ -101,6 +101,30 @@ async fn a_bind_source_that_does_not_exist_fails_the_start_and_leaves_nothing() 
     assert!(run.stderr.contains("/nonexistent/"), "{run:?}");
 }
 
+/// A command that exits at once under `--restart on-failure` does not
+/// keep running, whatever its engine shows between two of its runs: the
+/// start fails and is cleaned up.
+#[tokio::test]
+async fn a_command_its_engine_must_restart_at_once_fails_the_start() {
+    let s = Sandbox::new().await;
+    let base = s.itest.base_image.clone();
+    let agent = create(
+        &s,
+        &unique("crashloop"),
+        &[
+            "--image",
+            &base,
+            "--restart",
+            "on-failure",
+            "--command",
+            "exit 3",
+        ],
+    );
+    let run = s.anvyl(&["agent", "start", agent.as_str()]);
+    assert_cleaned(&s, &agent, &run, 1).await;
+    assert!(run.stderr.contains("it must keep running"), "{run:?}");
+}
+
 #[tokio::test]
 async fn bad_resources_are_refused_at_create_with_one_line() {
     let s = Sandbox::new().await;

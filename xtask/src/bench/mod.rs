@@ -1,6 +1,6 @@
 //! `cargo xtask bench [--engines bookworm|trixie|sid|all] [--backend
 //! docker|podman|all] [--sizes 10,100,500] [--runs 5] [--only
-//! fleet|engines|watcher] [--write-docs]`: anvyl against the engines' own
+//! fleet|engines|watcher|starts] [--write-docs]`: anvyl against the engines' own
 //! tools, on the same private engine, in the same run. For each engine and
 //! size N it populates N agents' leftovers (untimed, through anvyl's
 //! library) next to 1000 unrelated containers and image tags, then times —
@@ -13,7 +13,7 @@
 //! The fleet case times one cleanup
 //! of three hosts against the slowest of them alone; the watcher's case
 //! (`watcher.rs`) measures `agent cleanup --watch` beside 100 running
-//! agents (`--only fleet|engines|watcher` runs one part).
+//! agents (`--only fleet|engines|watcher|starts` runs one part).
 //! Results: a Markdown report on stdout, `target/bench/results.json` and
 //! `target/bench/cleanup.svg`; with `--write-docs`, the report's sections
 //! also go into docs/benchmarks.md (`docs.rs`).
@@ -324,6 +324,10 @@ async fn bench_engine(
     if options.per_engine {
         bench.cleanups(options).await?;
     }
+    if options.starts {
+        bench.start_overhead(options.runs)?;
+        bench.start_many(options.runs)?;
+    }
     let figures = match options.watcher {
         true => Some(bench.watcher(WATCHED).await?),
         false => None,
@@ -332,7 +336,7 @@ async fn bench_engine(
 }
 
 impl Bench<'_> {
-    /// The cleanup, dry-run and start cases.
+    /// The cleanup and dry-run cases.
     async fn cleanups(&mut self, options: &Options) -> Result<()> {
         let kind = self.engine.kind.as_str();
         let largest = *options.sizes.iter().max().expect("at least one size");
@@ -360,8 +364,6 @@ impl Bench<'_> {
         self.cleanup_series(&options.sizes, options.runs, &Method::ALL, true)
             .await?;
         self.dry_run_latency(options.runs.max(5))?;
-        self.start_overhead(options.runs)?;
-        self.start_many(options.runs)?;
         Ok(())
     }
 }
@@ -429,13 +431,18 @@ pub fn run(args: Args) -> Result<()> {
         engines,
     };
     let mut sections = Vec::new();
-    if options.per_engine {
+    if options.per_engine || options.starts {
         let per_engine: Vec<Record> = (records.iter())
             .filter(|r| r.engine != "fleet" && !r.case.starts_with("watch"))
             .cloned()
             .collect();
         let markdown = report::markdown(&per_engine, &options.sizes, options.runs);
-        sections.push(section(Only::Engines, markdown, engines.clone()));
+        let part = if options.per_engine {
+            Only::Engines
+        } else {
+            Only::Starts
+        };
+        sections.push(section(part, markdown, engines.clone()));
     }
     if options.watcher {
         let markdown = (watched.iter())

@@ -17,6 +17,8 @@ pub(super) struct Options {
     /// Per-engine cleanup cases, the fleet case, the watcher's case: any
     /// one, or all (the default).
     pub(super) per_engine: bool,
+    /// The start cases (part of the per-engine ones, or alone).
+    pub(super) starts: bool,
     pub(super) fleet: bool,
     pub(super) watcher: bool,
     /// Write the report's sections into docs/benchmarks.md too.
@@ -48,8 +50,8 @@ pub struct Args {
     /// Runs per measurement
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
-    /// Only the per-engine cases, only the fleet case, or only the
-    /// watcher's case (default: all three)
+    /// Only the per-engine cases, only the fleet case, only the watcher's
+    /// case, or only the starts of the per-engine cases (default: all)
     #[arg(long, value_enum)]
     only: Option<Only>,
     /// Also write the report's sections that ran into docs/benchmarks.md
@@ -74,6 +76,8 @@ pub(super) enum Only {
     Engines,
     /// The watcher beside 100 running agents, on each engine
     Watcher,
+    /// Only the starts of each engine: one agent, and twenty at once
+    Starts,
 }
 
 impl Only {
@@ -108,6 +112,9 @@ impl From<Args> for Options {
             sizes,
             runs: args.runs as usize,
             per_engine: args.only.is_none_or(|o| o == Only::Engines),
+            starts: args
+                .only
+                .is_none_or(|o| o == Only::Engines || o == Only::Starts),
             fleet: args.only.is_none_or(|o| o == Only::Fleet),
             watcher: args.only.is_none_or(|o| o == Only::Watcher),
             write_docs: args.write_docs,

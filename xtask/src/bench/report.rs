@@ -48,15 +48,17 @@ fn verdict(ok: bool) -> &'static str {
 pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
     let mut out = String::new();
     let largest = sizes.iter().copied().max().unwrap_or(0);
-    let _ = writeln!(
-        out,
-        "### Cleanup of N agents' leftovers (a stopped container and an image each), 1000 unrelated containers and 1000 unrelated image tags present; {runs} runs, order alternated\n"
-    );
-    let _ = writeln!(
-        out,
-        "| engine | N | method | wall s, median (min–max) | CPU s | peak RSS MiB | anvyl ÷ this |"
-    );
-    let _ = writeln!(out, "|---|---:|---|---|---:|---:|---:|");
+    if records.iter().any(|r| r.case == "cleanup") {
+        let _ = writeln!(
+            out,
+            "### Cleanup of N agents' leftovers (a stopped container and an image each), 1000 unrelated containers and 1000 unrelated image tags present; {runs} runs, order alternated\n"
+        );
+        let _ = writeln!(
+            out,
+            "| engine | N | method | wall s, median (min–max) | CPU s | peak RSS MiB | anvyl ÷ this |"
+        );
+        let _ = writeln!(out, "|---|---:|---|---|---:|---:|---:|");
+    }
     let mut targets = Vec::new();
     for engine in engines(records) {
         for &n in sizes {
@@ -118,46 +120,56 @@ pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
             };
             (median(true), median(false))
         };
-        let (with, without) = crowd("anvyl");
-        let (prune_with, prune_without) = crowd("prune");
-        let engine_own = if prune_without > 0.0 {
-            format!(
-                "; prune: {prune_with:.3} ÷ {prune_without:.3} = {:.2}",
-                prune_with / prune_without
-            )
-        } else {
-            String::new()
+        // A part that did not run (`--only starts`) has no target line.
+        let ran = |case: &str, method: &str| {
+            !select(records, engine, case, method, None, true).is_empty()
         };
-        targets.push(format!(
+        if ran("cleanup", "anvyl") {
+            let (with, without) = crowd("anvyl");
+            let (prune_with, prune_without) = crowd("prune");
+            let engine_own = if prune_without > 0.0 {
+                format!(
+                    "; prune: {prune_with:.3} ÷ {prune_without:.3} = {:.2}",
+                    prune_with / prune_without
+                )
+            } else {
+                String::new()
+            };
+            targets.push(format!(
             "- {engine}: anvyl at N={largest} with ÷ without the 1000 unrelated = {with:.3} ÷ {without:.3} = {:.2} (target ≤ 1.1): {}{engine_own}",
             with / without,
             verdict(with / without <= 1.1)
         ));
-        let dry = wall(&select(records, engine, "dry-run", "anvyl", None, true)).median;
-        let ps = wall(&select(records, engine, "dry-run", "cli", None, true)).median;
-        targets.push(format!(
+        }
+        if ran("dry-run", "anvyl") {
+            let dry = wall(&select(records, engine, "dry-run", "anvyl", None, true)).median;
+            let ps = wall(&select(records, engine, "dry-run", "cli", None, true)).median;
+            targets.push(format!(
             "- {engine}: dry run with nothing to clean {dry:.3}s ÷ `ps -aq --filter` {ps:.3}s = {:.2} (target ≤ 0.5): {}",
             dry / ps,
             verdict(dry / ps <= 0.5)
         ));
-        let start = wall(&select(records, engine, "start", "anvyl", None, true)).median;
-        let start0 = wall(&select(
-            records,
-            engine,
-            "start",
-            "anvyl-settle-0",
-            None,
-            true,
-        ))
-        .median;
-        let cli = wall(&select(records, engine, "start", "cli", None, true)).median;
-        targets.push(format!(
+        }
+        if ran("start", "anvyl") {
+            let start = wall(&select(records, engine, "start", "anvyl", None, true)).median;
+            let start0 = wall(&select(
+                records,
+                engine,
+                "start",
+                "anvyl-settle-0",
+                None,
+                true,
+            ))
+            .median;
+            let cli = wall(&select(records, engine, "start", "cli", None, true)).median;
+            targets.push(format!(
             "- {engine}: `agent start` {start:.3}s ÷ build + run {cli:.3}s = {:.2} (target ≤ 1.15): {}; with settle_ms = 0: {start0:.3}s, {:.2}: {}",
             start / cli,
             verdict(start / cli <= 1.15),
             start0 / cli,
             verdict(start0 / cli <= 1.15)
         ));
+        }
         let many = |method| wall(&select(records, engine, "start-many", method, None, true)).median;
         let (anvyl, serial, parallel) = (
             many("anvyl-settle-0"),

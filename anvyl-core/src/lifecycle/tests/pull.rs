@@ -76,8 +76,9 @@ async fn the_settings_policy_applies_to_agents_that_say_none() {
 
 struct Failing;
 
+#[async_trait::async_trait]
 impl CredentialSource for Failing {
-    fn lookup(
+    async fn lookup(
         &self,
         _: crate::BackendKind,
         registry: &str,

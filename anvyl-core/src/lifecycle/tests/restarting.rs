@@ -31,7 +31,7 @@ async fn between_two_runs_it_is_restarting_and_nothing_takes_it_for_dead() {
     let w = World::new();
     let web = restarting_agent(&w);
     let started = w.start(&web).await.unwrap();
-    w.engine.exit_after_restarts(&started.container_id, 1, 2);
+    w.engine.exit_after_restarts(&started.container_id, 1, 2, 0);
     let seen = observed(&w, &web).await;
     assert_eq!(seen, Observed::Restarting { count: 2 });
     assert_eq!(seen.to_string(), "restarting (2)");
@@ -65,12 +65,20 @@ async fn once_its_retries_are_spent_it_is_dead() {
     let w = World::new();
     let web = restarting_agent(&w);
     let started = w.start(&web).await.unwrap();
-    w.engine.exit_after_restarts(&started.container_id, 1, 3);
+    w.engine.exit_after_restarts(&started.container_id, 1, 3, 0);
+    assert!(observed(&w, &web).await.is_dead());
+    // Stopped by hand (the engine cancels the restart) or a restart that
+    // never came: exited long ago, it is dead, not restarting forever.
+    let w = World::new();
+    let web = restarting_agent(&w);
+    let started = w.start(&web).await.unwrap();
+    w.engine
+        .exit_after_restarts(&started.container_id, 137, 0, 60);
     assert!(observed(&w, &web).await.is_dead());
     // A clean exit is not retried by on-failure either.
     let w = World::new();
     let web = restarting_agent(&w);
     let started = w.start(&web).await.unwrap();
-    w.engine.exit_after_restarts(&started.container_id, 0, 0);
+    w.engine.exit_after_restarts(&started.container_id, 0, 0, 0);
     assert!(observed(&w, &web).await.is_dead());
 }

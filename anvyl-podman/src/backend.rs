@@ -238,7 +238,9 @@ impl Backend for PodmanBackend {
             count: c.restart_count.unwrap_or(0).max(0) as u32,
             restarting: (c.state.as_ref()).and_then(|s| s.restarting) == Some(true),
         };
-        let exited = (c.state.as_ref()).and_then(|s| s.status.as_deref()) == Some("exited");
+        // `stopped` between two runs (measured on 4.3), `exited` after.
+        let status = c.state.as_ref().and_then(|s| s.status.clone());
+        let exited = state(status.as_deref()) == ContainerState::Exited;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -252,7 +254,7 @@ impl Backend for PodmanBackend {
             // Year 1 until it first exits.
             finished,
             restarts,
-            state: state(c.state.and_then(|s| s.status).as_deref()),
+            state: state(status.as_deref()),
         })
     }
 

@@ -4,6 +4,8 @@
 //! with `&` and `wait`. Each of the twenty is its own image (the CLI's by a
 //! `--label`, anvyl's by its own labels), from one cached setup step.
 
+use std::process::Stdio;
+
 use anyhow::Result;
 
 use super::measure::measure;
@@ -63,7 +65,11 @@ impl Bench<'_> {
         for _ in 0..runs {
             let sample = measure(self.anvyl(&args).env("ANVYL_SETTLE_MS", "0"))?;
             self.record("start-many", "anvyl-settle-0", MANY, true, sample);
-            run_cmd(&mut self.anvyl(&["-q", "agent", "stop", "--all"]))?;
+            // Its lines (results, on stdout) are not the report's.
+            run_cmd(
+                self.anvyl(&["-q", "agent", "stop", "--all"])
+                    .stdout(Stdio::null()),
+            )?;
             for (method, script) in [("cli-serial", &serial), ("cli-parallel", &parallel)] {
                 let sample = measure(&mut self.shell(script))?;
                 self.record("start-many", method, MANY, true, sample);
@@ -72,7 +78,7 @@ impl Bench<'_> {
         }
         let mut remove = vec!["-q", "agent", "remove", "--yes"];
         remove.extend(names.iter().map(String::as_str));
-        run_cmd(&mut self.anvyl(&remove))?;
+        run_cmd(self.anvyl(&remove).stdout(Stdio::null()))?;
         Ok(())
     }
 }

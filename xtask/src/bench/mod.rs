@@ -388,7 +388,9 @@ pub fn run(args: Args) -> Result<()> {
     // "docker (bookworm) 20.10.24 (API 1.41, refuses below 1.12)", for the
     // docs' line under each table.
     let mut engines = Vec::new();
-    for suite in (options.suites.iter()).filter(|_| options.per_engine || options.watcher) {
+    for suite in
+        (options.suites.iter()).filter(|_| options.per_engine || options.starts || options.watcher)
+    {
         for kind in &options.engines {
             let dir = format!("bench-{}-{}", suite.name(), kind.as_str());
             let engine = Engine::start(

@@ -18,7 +18,7 @@ use crate::watch::Watcher;
 /// Runs `args` through a proxy that holds the `nth` call of `method` whose
 /// path contains `part`, kills `anvyl` there, and lets the call go.
 pub(crate) async fn kill_at(s: &Sandbox, args: &[&str], method: &str, part: &str, nth: usize) {
-    kill_at_after(s, args, (method, part, nth), Duration::ZERO).await
+    kill_at_after(s, args, (method, part, nth), Duration::ZERO, || {}).await
 }
 
 /// [`kill_at`], with the process left waiting there for `held` first.
@@ -27,6 +27,7 @@ pub(crate) async fn kill_at_after(
     args: &[&str],
     (method, part, nth): (&str, &str, usize),
     held: Duration,
+    before_the_kill: impl FnOnce(),
 ) {
     let proxy = FaultProxy::start(&s.itest.endpoint);
     let hold = Hold::new();
@@ -34,6 +35,10 @@ pub(crate) async fn kill_at_after(
     let mut child = s.spawn_anvyl_via(&proxy, args);
     let reached = tokio::time::timeout(std::time::Duration::from_secs(60), hold.held()).await;
     tokio::time::sleep(held).await;
+    // While the process still holds the call: what was done by then was
+    // done to a command in progress (after the kill it is a crash, which
+    // may be reaped at once).
+    before_the_kill();
     child.kill().expect("kill -9");
     let status = child.wait().expect("reap");
     hold.release();
@@ -147,16 +152,22 @@ async fn a_watcher_alive_reaps_every_crash_point_and_nothing_live() {
     for (point, method, part, nth) in START_POINTS {
         let agent = s.create(&unique("crashw"));
         let args = ["agent", "start", agent.as_str()];
-        kill_at_after(&s, &args, (method, part, nth), held).await;
-        let early = watcher.said_of(&agent);
+        let mut early = Vec::new();
+        kill_at_after(&s, &args, (method, part, nth), held, || {
+            early = watcher.said_of(&agent)
+        })
+        .await;
         assert!(early.is_empty(), "acted on a start in progress: {early:?}");
         points.push((format!("start killed while {point}"), agent));
     }
     let agent = s.create(&unique("crashws"));
     s.started(&agent);
     let args = ["agent", "stop", agent.as_str()];
-    kill_at_after(&s, &args, ("DELETE", "/containers/", 1), held).await;
-    let early = watcher.said_of(&agent);
+    let mut early = Vec::new();
+    kill_at_after(&s, &args, ("DELETE", "/containers/", 1), held, || {
+        early = watcher.said_of(&agent)
+    })
+    .await;
     assert!(early.is_empty(), "acted on a stop in progress: {early:?}");
     points.push(("stop killed before removing".into(), agent));
 

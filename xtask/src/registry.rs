@@ -6,13 +6,14 @@
 //! busybox — so no engine and no login is needed to fill it. Each engine
 //! trusts its CA through `certs.d` (`/etc/docker/certs.d/ADDR/ca.crt` of its
 //! root, which Docker and Podman both read); the files go with the
-//! registry, as does its process.
+//! registry, as does its process — at the end, on Ctrl-C or SIGTERM
+//! (`teardown`), and after a kill -9 at the next run's start.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -22,6 +23,9 @@ use crate::process::output;
 
 /// The repository and tag of the base the registry holds.
 pub const BASE_REPOSITORY: &str = "team/base:1";
+
+/// The file that marks a `certs.d` entry as xtask's own.
+const MARK: &str = "anvyl-itest";
 
 /// The test user.
 pub const USER: &str = "anvyl-itest";
@@ -38,9 +42,28 @@ pub struct Registry {
     pub password: String,
     /// The CA its certificate is signed by.
     pub ca: PathBuf,
+    leftovers: Arc<Leftovers>,
+    /// Stops it and removes what it wrote: on drop, or from the signal
+    /// handler (a `certs.d` entry of this machine must not outlive the run).
+    teardown: crate::teardown::Guard,
+}
+
+/// What the registry leaves until it is torn down.
+struct Leftovers {
     child: Mutex<Child>,
     /// The `certs.d/ADDR` directories written for the engines.
     trusted: Mutex<Vec<PathBuf>>,
+}
+
+impl Leftovers {
+    fn remove(&self) {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        crate::process::stop(&mut child, Duration::from_secs(5));
+        let mut trusted = self.trusted.lock().unwrap_or_else(PoisonError::into_inner);
+        for dir in trusted.drain(..) {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
 }
 
 impl Registry {
@@ -84,12 +107,20 @@ impl Registry {
         let child = cmd
             .spawn()
             .context("start docker-registry (Debian's docker-registry package)")?;
+        let leftovers = Arc::new(Leftovers {
+            child: Mutex::new(child),
+            trusted: Mutex::new(Vec::new()),
+        });
+        let teardown = {
+            let leftovers = leftovers.clone();
+            crate::teardown::register(Box::new(move || leftovers.remove()))
+        };
         let registry = Self {
             address,
             password,
             ca: tls.server.join("ca.pem"),
-            child: Mutex::new(child),
-            trusted: Mutex::new(Vec::new()),
+            leftovers,
+            teardown,
         };
         // This machine's engines and CLIs (podman login, docker login's
         // daemon) trust it too.
@@ -108,15 +139,28 @@ impl Registry {
     /// Makes the engines of `root` (this machine's, when `None`) trust
     /// the registry's certificate.
     pub fn trust(&self, root: Option<&Path>) -> Result<()> {
-        let dir = root
-            .unwrap_or(Path::new("/"))
-            .join("etc/docker/certs.d")
-            .join(&self.address);
+        let certs = root.unwrap_or(Path::new("/")).join("etc/docker/certs.d");
+        // What a run killed with -9 left: marked as xtask's, and its
+        // registry gone (another checkout's run may be live beside this one).
+        for entry in fs::read_dir(&certs).into_iter().flatten().flatten() {
+            let answers = (entry.file_name().to_str())
+                .and_then(|address| address.parse::<std::net::SocketAddr>().ok())
+                .is_some_and(|address| {
+                    std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok()
+                });
+            if entry.path().join(MARK).exists() && !answers {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = certs.join(&self.address);
         fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         fs::copy(&self.ca, dir.join("ca.crt"))?;
-        self.trusted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        fs::write(
+            dir.join(MARK),
+            "written by cargo xtask itest for its private registry\n",
+        )?;
+        (self.leftovers.trusted.lock())
+            .unwrap_or_else(PoisonError::into_inner)
             .push(dir);
         Ok(())
     }
@@ -244,19 +288,7 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let mut child = self
-            .child
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        crate::process::stop(&mut child, Duration::from_secs(5));
-        for dir in self
-            .trusted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .drain(..)
-        {
-            let _ = fs::remove_dir_all(dir);
-        }
+        self.teardown.undo();
     }
 }
 

@@ -109,16 +109,8 @@ impl StateStore {
         build_dir: &Path,
         pid: u32,
     ) -> Result<AgentSpec, StateError> {
-        let from = [AgentStatus::Stopped, AgentStatus::Failed];
         self.fenced_tx(name, |tx, found| {
-            if !from.contains(&found.status) {
-                return Err(StateError::WrongStatus {
-                    agent: name.clone(),
-                    actual: found.status.as_str(),
-                    expected: "stopped or failed",
-                }
-                .into());
-            }
+            found.at_rest(name, "stopped or failed")?;
             tx.execute(
                 "UPDATE agents SET status = 'starting', container_id = NULL, current_start = ?2 WHERE name = ?1",
                 params![name.as_str(), start.as_str()],
@@ -151,16 +143,8 @@ impl StateStore {
         name: &AgentName,
         change: impl FnOnce(&mut AgentSpec) -> Result<(), E>,
     ) -> Result<Result<(), E>, StateError> {
-        let from = [AgentStatus::Stopped, AgentStatus::Failed];
         self.fenced_tx(name, |tx, found| {
-            if !from.contains(&found.status) {
-                return Err(StateError::WrongStatus {
-                    agent: name.clone(),
-                    actual: found.status.as_str(),
-                    expected: "stopped (stop it first, then update it)",
-                }
-                .into());
-            }
+            found.at_rest(name, "stopped (stop it first, then update it)")?;
             let mut spec = spec_in(tx, name)?;
             if let Err(e) = change(&mut spec) {
                 return Ok(Err(e));
@@ -291,6 +275,21 @@ impl StateStore {
 }
 
 /// An error inside a fenced transaction: SQLite's, or a refusal.
+impl Found {
+    /// Refuses unless the agent is `stopped` or `failed`: nothing of it
+    /// runs, so a start may begin or its spec change.
+    fn at_rest(&self, name: &AgentName, expected: &'static str) -> Result<(), TxError> {
+        match self.status {
+            AgentStatus::Stopped | AgentStatus::Failed => Ok(()),
+            status => Err(TxError::State(StateError::WrongStatus {
+                agent: name.clone(),
+                actual: status.as_str(),
+                expected,
+            })),
+        }
+    }
+}
+
 /// The agent's spec, read in `tx`.
 fn spec_in(tx: &Transaction<'_>, name: &AgentName) -> Result<AgentSpec, TxError> {
     let json: String = tx.query_row(

@@ -140,9 +140,15 @@ async fn a_private_base_is_pulled_with_the_engine_clis_login() {
     cli_login(&s, &r, logins.path());
     let (var, file) = login_file(&s, logins.path());
     let agent = pulling_always(&s, &r, "private");
+    // Every log line there is, the engine clients' included: none may
+    // carry the password (checked below).
     let run = s.anvyl_with(
-        &["-v", "agent", "start", agent.as_str()],
-        &[(var, file.to_str().unwrap())],
+        &["-vv", "agent", "start", agent.as_str()],
+        &[(var, file.to_str().unwrap()), ("RUST_LOG", "trace")],
+    );
+    assert!(
+        run.stderr.lines().count() > 5,
+        "no trace log to search: {run:?}"
     );
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(

@@ -262,6 +262,7 @@ mod tests {
                 podman("localhost/anvyl-agent-web2:latest"),
             ],
             labels: ours.stamp(&Labels::new(), &agent("web"), &start),
+            parent: None,
         };
         let tags: Vec<&str> = ours
             .owned_tags(&image, &BTreeSet::new())
@@ -287,6 +288,7 @@ mod tests {
                 ImageTag::parse("anvyl-agent-db:v2"),
             ],
             labels: Labels::new(),
+            parent: None,
         };
         let known = BTreeSet::from([agent("db")]);
         let tags = ours.owned_tags(&image, &known);

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anvyl_core::backend::{
-    normalise_image_id, BuildOutput, BuildProgress, ContainerEvent, EventStream, LogSink,
-    LogStream, Result, Volume,
+    normalise_image_id, parent_image, BuildOutput, BuildProgress, ContainerEvent, EventStream,
+    LogSink, LogStream, Result, Volume,
 };
 use anvyl_core::{
     Backend, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary, EngineInfo,
@@ -314,12 +314,16 @@ impl Backend for DockerBackend {
         Ok(listed
             .into_iter()
             .filter(|i| (query.labels.iter()).all(|(k, v)| i.labels.get(k) == Some(v)))
-            .map(|i| ImageSummary {
-                id: normalise_image_id(&i.id),
-                tags: ImageTag::parse_listing(IMPLICIT_PREFIX, &i.repo_tags),
-                labels: i.labels.into_iter().collect(),
-            })
+            .map(image_summary)
             .collect())
+    }
+
+    async fn list_image_tree(&self) -> Result<Vec<ImageSummary>> {
+        let options = ListImagesOptionsBuilder::default().all(true).build();
+        let listed = settled(|| self.client.list_images(Some(options.clone())))
+            .await
+            .map_err(self.err("list images", "images"))?;
+        Ok(listed.into_iter().map(image_summary).collect())
     }
 
     async fn inspect_image(&self, reference: &str) -> Result<ImageSummary> {
@@ -330,6 +334,9 @@ impl Backend for DockerBackend {
             id: i.id.map(|i| normalise_image_id(&i)).unwrap_or_default(),
             tags: ImageTag::parse_listing(IMPLICIT_PREFIX, &i.repo_tags.unwrap_or_default()),
             labels: labels(i.config.and_then(|c| c.labels)),
+            // bollard's inspect model has no `Parent` (API 1.44 deprecated
+            // it); the listing's `ParentId` is what anvyl judges steps by.
+            parent: None,
         })
     }
 
@@ -421,6 +428,16 @@ pub const BUILD_RACES: &[&str] = &[
     "unable to find image",
     "unrecognized image ID",
 ];
+
+/// An image of a listing, in anvyl's terms.
+fn image_summary(i: bollard::models::ImageSummary) -> ImageSummary {
+    ImageSummary {
+        id: normalise_image_id(&i.id),
+        tags: ImageTag::parse_listing(IMPLICIT_PREFIX, &i.repo_tags),
+        labels: i.labels.into_iter().collect(),
+        parent: parent_image(Some(&i.parent_id)),
+    }
+}
 
 #[cfg(test)]
 mod tests {

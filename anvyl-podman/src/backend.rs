@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anvyl_core::backend::{
-    normalise_image_id, BuildOutput, BuildProgress, ContainerEvent, EventStream, LogSink,
-    LogStream, Result, Volume,
+    normalise_image_id, parent_image, BuildOutput, BuildProgress, ContainerEvent, EventStream,
+    LogSink, LogStream, Result, Volume,
 };
 use anvyl_core::{
     Backend, BackendError, BackendKind, BuildSpec, ContainerSpec, ContainerState, ContainerSummary,
@@ -114,6 +114,24 @@ impl PodmanBackend {
                 hard: Some(limit),
             })
             .collect()
+    }
+}
+
+impl PodmanBackend {
+    /// The images libpod lists for `opts`, in anvyl's terms.
+    async fn images_listed(&self, opts: &ImageListOpts) -> Result<Vec<ImageSummary>> {
+        let images = self.client.images();
+        let listed = self
+            .read("list images", "images", || images.list(opts))
+            .await?;
+        Ok((listed.into_iter())
+            .map(|i| ImageSummary {
+                id: normalise_image_id(&i.id.unwrap_or_default()),
+                tags: ImageTag::parse_listing(IMPLICIT_PREFIX, &i.repo_tags.unwrap_or_default()),
+                labels: labels(i.labels),
+                parent: parent_image(i.parent_id.as_deref()),
+            })
+            .collect())
     }
 }
 
@@ -379,19 +397,14 @@ impl Backend for PodmanBackend {
             filters.push(ImageListFilter::Reference(name.clone().into(), None));
         }
         let opts = ImageListOpts::builder().filter(filters).build();
-        let images = self.client.images();
-        let listed = self
-            .read("list images", "images", || images.list(&opts))
-            .await?;
-        Ok(listed
-            .into_iter()
-            .map(|i| ImageSummary {
-                id: normalise_image_id(&i.id.unwrap_or_default()),
-                tags: ImageTag::parse_listing(IMPLICIT_PREFIX, &i.repo_tags.unwrap_or_default()),
-                labels: labels(i.labels),
-            })
+        Ok((self.images_listed(&opts).await?.into_iter())
             .filter(|i| query.labels.iter().all(|(k, v)| i.labels.get(k) == Some(v)))
             .collect())
+    }
+
+    async fn list_image_tree(&self) -> Result<Vec<ImageSummary>> {
+        self.images_listed(&ImageListOpts::builder().all(true).build())
+            .await
     }
 
     async fn inspect_image(&self, reference: &str) -> Result<ImageSummary> {
@@ -404,6 +417,7 @@ impl Backend for PodmanBackend {
             id: normalise_image_id(&i.id.unwrap_or_default()),
             tags: ImageTag::parse_listing(IMPLICIT_PREFIX, &i.repo_tags.unwrap_or_default()),
             labels: labels(i.labels.or_else(|| i.config.and_then(|c| c.labels))),
+            parent: parent_image(i.parent.as_deref()),
         })
     }
 

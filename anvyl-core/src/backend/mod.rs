@@ -126,6 +126,13 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// All images that match `query` (tagged or dangling).
     async fn list_images(&self, query: &Query) -> Result<Vec<ImageSummary>>;
 
+    /// Every image, build steps' intermediates included, with its parent:
+    /// what an owned build cache is judged by (see `pipeline::steps`). By
+    /// default the tagged and dangling images of [`Backend::list_images`].
+    async fn list_image_tree(&self) -> Result<Vec<ImageSummary>> {
+        self.list_images(&Query::default()).await
+    }
+
     /// One image by reference or id.
     async fn inspect_image(&self, reference: &str) -> Result<ImageSummary>;
 

@@ -187,7 +187,7 @@ impl fmt::Display for ImageTag {
 }
 
 /// An image as listed or inspected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ImageSummary {
     /// Id, always with the `sha256:` prefix.
     pub id: String,
@@ -195,6 +195,17 @@ pub struct ImageSummary {
     pub tags: Vec<ImageTag>,
     /// Labels.
     pub labels: Labels,
+    /// The image it was built on, as the classic builder and buildah
+    /// record it (`sha256:` form); `None` for a pulled image or when the
+    /// engine does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+}
+
+/// The parent an engine reports, as [`ImageSummary::parent`]: its empty
+/// string (no parent) is `None`.
+pub fn parent_image(parent: Option<&str>) -> Option<String> {
+    parent.filter(|p| !p.is_empty()).map(normalise_image_id)
 }
 
 /// Normalises an image id to the `sha256:` form Docker uses.

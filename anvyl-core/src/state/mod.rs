@@ -20,12 +20,14 @@ mod liveness;
 mod records;
 mod schema;
 mod status;
+mod steps;
 
 pub use error::StateError;
 pub use hosts::{HostAccess, HostRecord, LOCAL_HOST};
 pub use liveness::{own_process_start, process_alive, StartLock};
 pub use records::{AgentRecord, AgentSpec, AgentStatus, Rows, StartRecord, SUCCEEDED};
 pub use status::{Fence, Fenced, Found};
+pub use steps::StepRecord;
 
 use records::{key_text, readable, row_to_agent, row_to_start};
 

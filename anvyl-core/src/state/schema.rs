@@ -13,7 +13,7 @@ use crate::ids::InstanceId;
 
 /// The schema this code writes; a store below it gets [`SCHEMA`] again
 /// (every statement is idempotent).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// How a store is opened: by commands, which may set it up or migrate it,
 /// or only read (shell completion).
@@ -55,6 +55,12 @@ CREATE TABLE IF NOT EXISTS starts (
     started   INTEGER NOT NULL,
     ended     INTEGER,
     outcome   TEXT
+);
+CREATE TABLE IF NOT EXISTS build_steps (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    start  TEXT NOT NULL,
+    image  TEXT NOT NULL,
+    parent TEXT NOT NULL
 );
 ";
 
@@ -180,7 +186,8 @@ impl StateStore {
                 tx.execute_batch(SCHEMA).map_err(err)?;
                 // Version 2: the engine an agent was registered on. Version
                 // 3: how a host is reached (TLS, plain TCP, a named context).
-                // Version 4: the engine a start went to.
+                // Version 4: the engine a start went to. Version 5: the
+                // step images a start's build made (`build_steps`, above).
                 for (table, column, ty) in [
                     ("agents", "engine", "TEXT"),
                     ("starts", "engine", "TEXT"),

@@ -235,7 +235,7 @@ fn a_store_a_newer_anvyl_wrote_is_refused_and_left_as_it_was() {
     assert_eq!(
         err.to_string(),
         format!(
-            "state store {} was written by a newer anvyl (schema 99, this one knows 4): upgrade anvyl",
+            "state store {} was written by a newer anvyl (schema 99, this one knows 5): upgrade anvyl",
             file.display()
         )
     );

@@ -387,6 +387,13 @@ pub struct CleanupArgs {
     #[arg(long)]
     pub include_unlabelled: bool,
 
+    /// Also remove the step images anvyl's own builds made, as each start
+    /// recorded them, with the image they led to — never one another image
+    /// is built on, nor while a start is in progress. Without it (and
+    /// without `build_cache = "remove"`) they are the engine's build cache
+    #[arg(long)]
+    pub build_cache: bool,
+
     /// Remove the labelled leftovers of another anvyl installation (its id
     /// from a plan's "Not this installation's" line) instead of this one's —
     /// after its state store was lost. Its agents are unknown here, so all

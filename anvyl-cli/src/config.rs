@@ -30,6 +30,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("state_dir", "state_dir"),
     ("network", "network"),
     ("pull", "pull"),
+    ("build_cache", "build_cache"),
     ("parallelism", "parallelism"),
     ("stop_timeout", "stop_timeout"),
     ("request_timeout", "request_timeout"),
@@ -89,6 +90,10 @@ pub struct Config {
     /// When a start pulls its base image, for agents that say nothing:
     /// `missing` (as `docker build`), `always` or `never`.
     pub pull: anvyl_core::pull::PullPolicy,
+    /// Who removes the step images of anvyl's builds: `keep` leaves them to
+    /// the engine's prune (restarts reuse them), `remove` makes them go
+    /// with the image they led to.
+    pub build_cache: anvyl_core::BuildCache,
     /// Removals that run at once.
     pub parallelism: usize,
     /// How long a container gets to stop before it is killed; whole
@@ -127,6 +132,7 @@ impl Default for Config {
             state_dir: None,
             network: None,
             pull: anvyl_core::pull::PullPolicy::default(),
+            build_cache: anvyl_core::BuildCache::default(),
             parallelism: 16,
             stop_timeout: Duration::ZERO,
             request_timeout: Duration::from_secs(120),
@@ -228,6 +234,7 @@ impl Config {
         anvyl_core::CleanupSettings {
             parallelism: self.parallelism,
             stop_timeout: self.stop_timeout,
+            build_cache: self.build_cache,
             ..anvyl_core::CleanupSettings::default()
         }
     }

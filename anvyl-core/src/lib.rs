@@ -36,7 +36,10 @@ pub use connector::Connector;
 pub use ids::{InstanceId, StartId};
 pub use name::{AgentName, InvalidAgentName};
 pub use ownership::{Claim, Ownership};
-pub use pipeline::{Cleanup, CleanupSettings, Outcome, Plan, Report, Scope, Step, StepWords};
+pub use pipeline::{
+    BuildCache, Cleanup, CleanupSettings, Outcome, Plan, PlannedStep, Report, Scope, Step,
+    StepWords,
+};
 pub use state::{
     AgentRecord, AgentSpec, AgentStatus, HostAccess, HostRecord, StateError, StateStore, LOCAL_HOST,
 };

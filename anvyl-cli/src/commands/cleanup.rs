@@ -32,11 +32,14 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
         )));
     }
     let hosts = hosts_of(&session, &scope, args.host.as_deref())?;
-    let settings = anvyl_core::CleanupSettings {
+    let mut settings = anvyl_core::CleanupSettings {
         include_unlabelled: args.include_unlabelled,
         adopt,
         ..config.cleanup_settings()
     };
+    if args.build_cache {
+        settings.build_cache = anvyl_core::BuildCache::Remove;
+    }
     let build_root = session.build_root.clone();
     let fleet = Fleet::connect(state, build_root, settings, hosts, &session.connector).await;
     let plan = fleet.plan(scope).await?;

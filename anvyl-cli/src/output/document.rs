@@ -33,6 +33,9 @@ struct MergedPlan<'a> {
     scope: &'a Scope,
     containers: Vec<OnHost<'a, PlannedContainer>>,
     images: Vec<OnHost<'a, PlannedImage>>,
+    /// Only with an owned build cache: absent otherwise, as before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    build_steps: Vec<OnHost<'a, anvyl_core::PlannedStep>>,
     build_dirs: Vec<OnHost<'a, PlannedDir>>,
     resets: Vec<OnHost<'a, PlannedReset>>,
     kept: Vec<OnHost<'a, Kept>>,
@@ -146,6 +149,7 @@ impl<'a> CleanupDocument<'a> {
                 scope: &plan.scope,
                 containers: on_hosts(plan, |p| &p.containers),
                 images: on_hosts(plan, |p| &p.images),
+                build_steps: on_hosts(plan, |p| &p.build_steps),
                 build_dirs: on_hosts(plan, |p| &p.build_dirs),
                 resets: on_hosts(plan, |p| &p.resets),
                 kept: on_hosts(plan, |p| &p.kept),

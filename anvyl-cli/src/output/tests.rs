@@ -28,6 +28,8 @@ fn sample_plan() -> Plan {
             start: None,
             claim: Claim::LegacyName,
         }],
+        build_steps: Vec::new(),
+        forget_steps: Vec::new(),
         build_dirs: vec![PlannedDir {
             path: "/state/builds/web.5a1".into(),
             name: "web.5a1".into(),

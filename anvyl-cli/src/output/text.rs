@@ -56,6 +56,7 @@ fn plan_summary(plan: &FleetPlan) -> String {
             .iter()
             .for_each(|c| count(&c.agent, Step::Containers));
         p.images.iter().for_each(|i| count(&i.agent, Step::Images));
+        (p.build_steps.iter()).for_each(|s| count(&s.agent, Step::Images));
         p.build_dirs
             .iter()
             .for_each(|d| count(&d.agent, Step::BuildDirs));
@@ -126,6 +127,10 @@ fn plan_rows(plan: &FleetPlan) -> String {
                     i.agent.as_str(),
                     claim(i.claim),
                 ]);
+            }
+            for s in &p.build_steps {
+                let (kind, what) = (Step::Images.words().kind, &s.display);
+                rows.add_row(vec![host, kind, what, s.agent.as_str(), "its build"]);
             }
             for d in &p.build_dirs {
                 let path = d.path.display().to_string();

@@ -10,6 +10,7 @@ mod observe;
 #[cfg(test)]
 mod races;
 mod start;
+mod steps;
 mod stop;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ pub use dockerfile::{
 };
 pub use observe::{Observed, OBSERVE_TIMEOUT};
 pub use start::Started;
+pub use steps::{MadeStep, StepRecorder};
 pub use stop::{Removed, Stopped};
 pub use watch::{Watch, WatchAction, CONFIRM, RETRY};
 

@@ -229,8 +229,22 @@ impl Lifecycle<'_> {
         // The build's output is also kept, bounded: when a step fails, its
         // own last lines say why better than the engine's one-line error.
         let output = std::sync::Mutex::new(Vec::<u8>::new());
+        // The step images the build makes, recorded as it names them: a
+        // cleanup with an owned build cache takes those and only those
+        // (see `steps`), also of starts made before it was asked to.
+        let steps = std::sync::Mutex::new(super::StepRecorder::default());
         let recording = |line: &str| {
             progress(line);
+            let made = steps.lock().ok().and_then(|mut s| s.read(line));
+            if let Some(made) = made {
+                if let Err(e) = self.state.record_build_step(start, &made) {
+                    tracing::warn!(
+                        "cannot record build step {} of start {start}: {e}; `{}` removes it",
+                        made.image,
+                        backend.prune_hint().unwrap_or("the engine's prune")
+                    );
+                }
+            }
             if let Ok(mut output) = output.lock() {
                 output.extend_from_slice(line.as_bytes());
                 if !line.ends_with('\n') {
@@ -359,6 +373,8 @@ impl Lifecycle<'_> {
                     scope: Scope::Start(start.clone()),
                     containers: Vec::new(),
                     images: Vec::new(),
+                    build_steps: Vec::new(),
+                    forget_steps: Vec::new(),
                     build_dirs: made_dir
                         .then(|| PlannedDir {
                             path: self.build_root.dir_path(name, start),

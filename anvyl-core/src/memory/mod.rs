@@ -36,19 +36,26 @@ struct Engine {
 impl Engine {
     fn new_id(&mut self) -> String {
         self.next_id += 1;
-        format!("{:064x}", self.next_id)
+        // Distinct in the 12 digits a builder prints.
+        format!("{:012x}{:052x}", self.next_id, self.next_id)
     }
 
     fn image_by_ref(&self, reference: &str) -> Option<&ImageSummary> {
         let wanted = ImageTag::parse(reference);
         self.images.get(reference).or_else(|| {
             self.images.values().find(|i| {
-                i.id.trim_start_matches("sha256:") == reference.trim_start_matches("sha256:")
+                // A full id, or its first 12 digits or more, as engines take.
+                let hex = reference.trim_start_matches("sha256:");
+                (hex.len() >= 12 && i.id.trim_start_matches("sha256:").starts_with(hex))
                     || i.tags
                         .iter()
                         .any(|t| t.repository == wanted.repository && t.tag == wanted.tag)
             })
         })
+    }
+
+    fn has_child(&self, id: &str) -> bool {
+        (self.images.values()).any(|i| i.parent.as_deref() == Some(id))
     }
 
     fn container_by_ref(&self, reference: &str) -> Option<&ContainerSummary> {
@@ -112,8 +119,16 @@ impl MemoryBackend {
                 id: id.clone(),
                 tags,
                 labels,
+                parent: None,
             },
         );
+        id
+    }
+
+    /// Adds an untagged step image built on `parent`; returns its id.
+    pub fn seed_step(&self, parent: Option<String>, labels: Labels) -> String {
+        let id = self.seed_image(&[], labels);
+        self.engine().images.get_mut(&id).expect("just made").parent = parent;
         id
     }
 
@@ -338,6 +353,9 @@ impl Backend for MemoryBackend {
                 }
             })?;
         let mut base_labels = Labels::new();
+        // Each `RUN` makes a step image, told as Docker's classic builder
+        // tells it (see `lifecycle::StepRecorder`).
+        let mut parent = None;
         for line in dockerfile.lines() {
             progress(line);
             if let Some(base) = line.strip_prefix("FROM ") {
@@ -351,6 +369,8 @@ impl Backend for MemoryBackend {
                                 message: format!("base image {base} not found"),
                             })?;
                     base_labels = image.labels.clone();
+                    parent = Some(image.id.clone());
+                    progress(&format!(" ---> {}", short(&image.id)));
                 }
             }
             // A step that would exit non-zero on a shell fails the build.
@@ -359,12 +379,20 @@ impl Backend for MemoryBackend {
                     message: format!("{line}: returned a non-zero code: 1"),
                 });
             }
+            if line.starts_with("RUN") {
+                let step = self.seed_step(parent.take(), base_labels.clone());
+                progress(" ---> Running in 0123456789ab");
+                progress(&format!(" ---> {}", short(&step)));
+                parent = Some(step);
+            }
         }
         base_labels.extend(spec.labels.clone());
         let tags = [spec.tag.as_str()];
-        Ok(BuildOutput {
-            image_id: self.seed_image(&tags, base_labels),
-        })
+        let image_id = self.seed_image(&tags, base_labels);
+        if let Some(image) = self.engine().images.get_mut(&image_id) {
+            image.parent = parent;
+        }
+        Ok(BuildOutput { image_id })
     }
 
     async fn pull_image(
@@ -411,10 +439,12 @@ impl Backend for MemoryBackend {
 
     async fn list_images(&self, query: &Query) -> Result<Vec<ImageSummary>> {
         self.enter(Op::ListImages, "").await?;
-        Ok(self
-            .engine()
+        let engine = self.engine();
+        Ok(engine
             .images
             .values()
+            // As Docker's listing without `all`: no image another is built on.
+            .filter(|i| !engine.has_child(&i.id))
             .filter(|i| matches(&i.labels, query))
             .filter(|i| {
                 query
@@ -466,6 +496,10 @@ impl Backend for MemoryBackend {
             drop(engine);
             return self.answer(Op::RemoveImage, reference);
         }
+        // As Docker and Podman: an image another is built on stays.
+        if engine.has_child(&image.id) {
+            return Err(conflict("image has dependent child images".into()));
+        }
         if let Some(user) = engine.containers.values().find(|c| c.image_id == image.id) {
             return Err(conflict(format!(
                 "image is being used by container {}",
@@ -478,12 +512,15 @@ impl Backend for MemoryBackend {
     }
 
     async fn count_dangling_images(&self) -> Result<usize> {
-        Ok(self
-            .engine()
-            .images
-            .values()
-            .filter(|i| i.tags.is_empty())
+        let engine = self.engine();
+        Ok((engine.images.values())
+            .filter(|i| i.tags.is_empty() && !engine.has_child(&i.id))
             .count())
+    }
+
+    async fn list_image_tree(&self) -> Result<Vec<ImageSummary>> {
+        self.enter(Op::ListImages, "").await?;
+        Ok(self.engine().images.values().cloned().collect())
     }
 
     async fn logs(
@@ -505,4 +542,10 @@ impl Backend for MemoryBackend {
         );
         Ok(())
     }
+}
+
+/// An image id as a builder prints it: 12 hex digits.
+fn short(id: &str) -> &str {
+    let hex = id.trim_start_matches("sha256:");
+    &hex[..hex.len().min(12)]
 }

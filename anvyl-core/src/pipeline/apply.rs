@@ -55,9 +55,16 @@ impl Cleanup<'_> {
                         .collect(),
                 },
                 Step::Images => match self.live_now(own) {
-                    Ok(live) => self.remove_images(&plan.images, &live).await,
-                    Err(e) => (plan.images.iter())
-                        .map(|i| self.told(step, ItemReport::failed(&i.display, &i.agent, &e)))
+                    Ok(live) => {
+                        let mut items = self.remove_images(&plan.images, &live).await;
+                        // Read again: a start may have begun during the removals.
+                        let live = self.live_now(own).unwrap_or(live);
+                        items.extend(self.remove_build_steps(plan, &live).await);
+                        items
+                    }
+                    Err(e) => (plan.images.iter().map(|i| (&i.display, &i.agent)))
+                        .chain(plan.build_steps.iter().map(|s| (&s.display, &s.agent)))
+                        .map(|(what, agent)| self.told(step, ItemReport::failed(what, agent, &e)))
                         .collect(),
                 },
                 Step::BuildDirs => self.remove_dirs(plan, own),
@@ -77,7 +84,7 @@ impl Cleanup<'_> {
     }
 
     /// Tells the progress display that `report` of `step` is done.
-    fn told(&self, step: Step, report: ItemReport) -> ItemReport {
+    pub(super) fn told(&self, step: Step, report: ItemReport) -> ItemReport {
         self.progress.done(step, &report);
         report
     }

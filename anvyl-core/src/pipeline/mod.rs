@@ -17,6 +17,7 @@ mod plan;
 #[cfg(test)]
 mod property;
 mod report;
+mod steps;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +35,7 @@ use crate::state::{AgentStatus, StateStore};
 
 pub use fleet::{Fleet, FleetPlan, FleetReport, HostError, HostPlan, HostReport, HOSTS_AT_ONCE};
 pub use report::{ItemReport, Outcome, Report, SkipReason, StepReport};
+pub use steps::PlannedStep;
 
 /// What a cleanup covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -154,6 +156,22 @@ pub struct CleanupSettings {
     /// after a lost or emptied state store, its labelled leftovers belong to
     /// an instance id nobody runs any more. Only on the user's request.
     pub adopt: Option<InstanceId>,
+    /// Whether the step images of anvyl's own builds are anvyl's to remove.
+    pub build_cache: BuildCache,
+}
+
+/// Who removes the step images ("build cache") of anvyl's builds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildCache {
+    /// The engine's prune, as for any build (the default): anvyl leaves
+    /// them and prints the prune hint. Restarts reuse them.
+    #[default]
+    Keep,
+    /// anvyl: the step images each start recorded its build made go with
+    /// the image they led to, unless another image is built on them or a
+    /// start in progress may use them.
+    Remove,
 }
 
 impl Default for CleanupSettings {
@@ -165,6 +183,7 @@ impl Default for CleanupSettings {
             conflict_backoff: Duration::from_millis(100),
             include_unlabelled: false,
             adopt: None,
+            build_cache: BuildCache::Keep,
         }
     }
 }
@@ -261,6 +280,12 @@ pub struct Plan {
     pub containers: Vec<PlannedContainer>,
     /// Step 2.
     pub images: Vec<PlannedImage>,
+    /// Step 2, after the images: the step images of anvyl's own builds
+    /// (only with `build_cache = "remove"`), children before parents.
+    pub build_steps: Vec<PlannedStep>,
+    /// Records of build steps found gone, forgotten by apply.
+    #[serde(skip)]
+    pub forget_steps: Vec<i64>,
     /// Step 3.
     pub build_dirs: Vec<PlannedDir>,
     /// Step 4.
@@ -292,6 +317,7 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.containers.is_empty()
             && self.images.is_empty()
+            && self.build_steps.is_empty()
             && self.build_dirs.is_empty()
             && self.resets.is_empty()
             && self.build_root_error.is_none()
@@ -307,7 +333,7 @@ impl Plan {
     pub fn count(&self, step: Step) -> usize {
         match step {
             Step::Containers => self.containers.len(),
-            Step::Images => self.images.len(),
+            Step::Images => self.images.len() + self.build_steps.len(),
             Step::BuildDirs => self.build_dirs.len() + usize::from(self.build_root_error.is_some()),
             Step::StatusReset => self.resets.len(),
         }

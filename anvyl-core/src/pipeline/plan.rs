@@ -48,14 +48,21 @@ impl Cleanup<'_> {
     pub async fn plan(&self, scope: Scope) -> Result<Plan, CleanupError> {
         // First what exists — the engine's listings (concurrently: one
         // round-trip's latency) and the build root — and only then the state.
-        let (containers, images, dangling) = if self.part.has_engine() {
+        let owns_steps = self.settings.build_cache == super::BuildCache::Remove;
+        let (containers, images, dangling, tree) = if self.part.has_engine() {
             futures::try_join!(
                 self.fetch_containers(&scope),
                 self.fetch_images(&scope),
                 async { Ok::<_, CleanupError>(self.backend.count_dangling_images().await?) },
+                async {
+                    Ok::<_, CleanupError>(match owns_steps {
+                        true => Some(self.backend.list_image_tree().await?),
+                        false => None,
+                    })
+                },
             )?
         } else {
-            (Vec::new(), Vec::new(), 0)
+            (Vec::new(), Vec::new(), 0, None)
         };
         let dirs = if self.part.has_build_root() {
             self.build_root.list()
@@ -114,6 +121,8 @@ impl Cleanup<'_> {
             scope: scope.clone(),
             containers: Vec::new(),
             images: Vec::new(),
+            build_steps: Vec::new(),
+            forget_steps: Vec::new(),
             build_dirs: Vec::new(),
             resets,
             kept: Vec::new(),
@@ -129,6 +138,10 @@ impl Cleanup<'_> {
         };
         self.plan_containers(&judge, containers, &mut plan);
         self.plan_images(&judge, images, &mut plan);
+        if let Some(tree) = &tree {
+            self.plan_build_steps(&scope, tree, &live, &mut plan)
+                .await?;
+        }
         match dirs {
             Ok(dirs) => self.plan_build_dirs(&scope, &live, dirs, &mut plan),
             Err(e) => plan.build_root_error = Some(e.to_string()),

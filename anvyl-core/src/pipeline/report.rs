@@ -26,6 +26,9 @@ pub enum SkipReason {
     /// with another `anvyl` that costs at most a leftover for the next
     /// cleanup, never a live resource.
     ChangedSinceThePlan(String),
+    /// A build step the engine keeps: an image is built on it, or a
+    /// container (a build's) uses it. It stays recorded for a later cleanup.
+    Shared(String),
 }
 
 impl SkipReason {
@@ -54,6 +57,7 @@ impl fmt::Display for SkipReason {
                 write!(f, "{mount} is a mount point: unmount it, then clean again")
             }
             Self::ChangedSinceThePlan(detail) => write!(f, "changed since the plan: {detail}"),
+            Self::Shared(detail) => write!(f, "still used: {detail}"),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `cargo xtask itest` started. Every test owns a state directory (so an
 //! installation id) and uniquely named agents, so tests share the engine.
 
+mod build_cache;
 mod cleanup;
 mod crashes;
 mod faults;

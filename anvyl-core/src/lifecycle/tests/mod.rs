@@ -1,6 +1,7 @@
 //! Unit tests of start, stop and remove on the in-memory engine: every
 //! failure cause ends with nothing of the start left and the agent stopped.
 
+mod build_cache;
 mod engines;
 mod messages;
 mod pull;

@@ -1,0 +1,242 @@
+//! The build cache owned (`build_cache = "remove"`): the step images a
+//! start's build made go with its image — after a failed start, a cleanup
+//! or a remove — and the engine is left with exactly the images it had;
+//! never a step another image is built on, one a record does not describe,
+//! or any while another start is in progress. The default keeps them.
+
+use super::*;
+use crate::pipeline::{BuildCache, Cleanup, CleanupSettings, Scope};
+
+fn owning() -> CleanupSettings {
+    CleanupSettings {
+        build_cache: BuildCache::Remove,
+        ..CleanupSettings::default()
+    }
+}
+
+impl World {
+    fn owning_lifecycle(&self) -> Lifecycle<'_> {
+        self.lifecycle_with(LifecycleSettings {
+            settle: Duration::from_millis(50),
+            interrupt_grace: Duration::ZERO,
+            cleanup: owning(),
+            ..LifecycleSettings::default()
+        })
+    }
+
+    fn cleanup_owning(&self) -> Cleanup<'_> {
+        Cleanup::new(
+            self.engine.as_ref(),
+            &self.state,
+            self.build_root(),
+            owning(),
+        )
+    }
+
+    /// Every image id on the engine, build steps included.
+    async fn tree(&self) -> Vec<String> {
+        let mut ids: Vec<String> = (self.engine.list_image_tree().await.unwrap())
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn two_steps(&self, name: &str) -> AgentName {
+        self.agent(
+            name,
+            AgentSpec {
+                image: BASE.into(),
+                setup: vec!["echo one".into(), "echo two".into()],
+                command: Some("sleep 600".into()),
+                ..AgentSpec::default()
+            },
+        )
+    }
+
+    async fn start_owning(&self, name: &AgentName) -> Result<Started, StartError> {
+        (self.owning_lifecycle())
+            .start(name, &|_| {}, std::future::pending())
+            .await
+    }
+}
+
+#[tokio::test]
+async fn start_stop_cleanup_leaves_the_engine_as_found() {
+    let w = World::new();
+    let before = w.tree().await;
+    let web = w.two_steps("web");
+    w.start_owning(&web).await.unwrap();
+    assert_eq!(
+        w.tree().await.len(),
+        before.len() + 3,
+        "two steps and the image"
+    );
+    assert_eq!(w.state.build_steps().unwrap().len(), 2);
+    w.owning_lifecycle().stop(&web).await.unwrap();
+    let cleanup = w.cleanup_owning();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert_eq!(plan.build_steps.len(), 2, "{plan:#?}");
+    // Children first: the second step is built on the first.
+    assert_eq!(plan.build_steps[1].image_id, plan.build_steps[0].parent);
+    let report = cleanup.apply(&plan).await;
+    assert_eq!(report.remaining_owned(), 0, "{report:#?}");
+    assert_eq!(w.tree().await, before);
+    assert!(
+        w.state.build_steps().unwrap().is_empty(),
+        "records forgotten"
+    );
+}
+
+#[tokio::test]
+async fn by_default_the_steps_stay_for_the_engines_prune() {
+    let w = World::new();
+    let before = w.tree().await;
+    let web = w.two_steps("web");
+    w.start(&web).await.unwrap();
+    w.lifecycle().stop(&web).await.unwrap();
+    let cleanup = w.cleanup();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert!(plan.build_steps.is_empty());
+    cleanup.apply(&plan).await;
+    assert_eq!(w.tree().await.len(), before.len() + 2, "the steps stay");
+    // Recorded all the same: `cleanup --build-cache` takes them later.
+    let plan = w.cleanup_owning().plan(Scope::All).await.unwrap();
+    assert_eq!(plan.build_steps.len(), 2);
+    w.cleanup_owning().apply(&plan).await;
+    assert_eq!(w.tree().await, before);
+}
+
+#[tokio::test]
+async fn a_failed_build_takes_the_steps_it_made() {
+    let w = World::new();
+    let before = w.tree().await;
+    let web = w.agent(
+        "web",
+        AgentSpec {
+            image: BASE.into(),
+            setup: vec!["echo one".into(), "false".into()],
+            command: Some("sleep 600".into()),
+            ..AgentSpec::default()
+        },
+    );
+    let err = w.start_owning(&web).await.unwrap_err();
+    w.assert_nothing_left(&web, &err).await;
+    assert_eq!(w.tree().await, before);
+}
+
+#[tokio::test]
+async fn remove_takes_the_steps_of_every_start() {
+    let w = World::new();
+    let before = w.tree().await;
+    let web = w.two_steps("web");
+    w.start_owning(&web).await.unwrap();
+    w.owning_lifecycle().stop(&web).await.unwrap();
+    w.start_owning(&web).await.unwrap();
+    w.owning_lifecycle().remove(&web, true).await.unwrap();
+    assert_eq!(w.tree().await, before);
+}
+
+#[tokio::test]
+async fn a_step_another_image_is_built_on_stays_with_its_parents() {
+    let w = World::new();
+    let web = w.two_steps("web");
+    w.start_owning(&web).await.unwrap();
+    w.owning_lifecycle().stop(&web).await.unwrap();
+    let steps = w.state.build_steps().unwrap();
+    let first = w.engine.inspect_image(&steps[0].made.image).await.unwrap();
+    // Somebody's build took the first step from the cache.
+    let theirs = w.engine.seed_step(Some(first.id.clone()), Labels::new());
+    w.engine.tag_image(&theirs, "mine:1").await.unwrap();
+    let cleanup = w.cleanup_owning();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert_eq!(plan.build_steps.len(), 1, "only the second step: {plan:#?}");
+    assert!(plan
+        .kept
+        .iter()
+        .any(|k| k.reason == "an image that stays is built on it"));
+    cleanup.apply(&plan).await;
+    assert!(w.engine.inspect_image("mine:1").await.is_ok());
+    assert!(w.engine.inspect_image(&first.id).await.is_ok());
+    // Its record stays: once theirs is gone, a later cleanup takes it.
+    w.engine.remove_image("mine:1").await.unwrap();
+    let plan = w.cleanup_owning().plan(Scope::All).await.unwrap();
+    assert_eq!(plan.build_steps.len(), 1);
+    assert_eq!(plan.build_steps[0].image_id, first.id);
+}
+
+/// A record whose image is not built on the parent it names — a line of a
+/// step's own output that looked like the builder's — removes nothing.
+#[tokio::test]
+async fn a_record_the_engine_contradicts_removes_nothing() {
+    let w = World::new();
+    let web = w.good("web");
+    w.start_owning(&web).await.unwrap();
+    let start = w.state.agent(&web).unwrap().current_start.unwrap();
+    let theirs = w.engine.seed_step(None, Labels::new());
+    let hex = theirs.trim_start_matches("sha256:");
+    let made = MadeStep {
+        image: hex[..12].to_string(),
+        parent: "0123456789ab".into(),
+    };
+    w.state.record_build_step(&start, &made).unwrap();
+    w.owning_lifecycle().stop(&web).await.unwrap();
+    let cleanup = w.cleanup_owning();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert!(plan.build_steps.is_empty(), "{plan:#?}");
+    cleanup.apply(&plan).await;
+    assert!(w.engine.inspect_image(&theirs).await.is_ok());
+    assert!(
+        w.state.build_steps().unwrap().is_empty(),
+        "the record is forgotten"
+    );
+}
+
+/// Another start may be building on a step from the cache: nothing of the
+/// build cache goes while one is in progress.
+#[tokio::test]
+async fn no_step_goes_while_another_start_is_in_progress() {
+    let w = World::on_disk();
+    let web = w.two_steps("web");
+    w.start_owning(&web).await.unwrap();
+    w.owning_lifecycle().stop(&web).await.unwrap();
+    let other = w.good("other");
+    let start = StartId::random();
+    let dir = w.build_root().dir_path(&other, &start);
+    w.state.begin_start(&other, &start, &dir).unwrap();
+    let cleanup = w.cleanup_owning();
+    let plan = cleanup.plan(Scope::Agent(web.clone())).await.unwrap();
+    assert!(plan.build_steps.is_empty());
+    assert_eq!(
+        (plan.kept.iter())
+            .filter(|k| k.reason.contains("'other' is in progress"))
+            .count(),
+        2
+    );
+}
+
+/// The plan saw no start; one begins before the apply: the steps stay.
+#[tokio::test]
+async fn a_start_that_begins_after_the_plan_keeps_the_steps() {
+    let w = World::on_disk();
+    let web = w.two_steps("web");
+    w.start_owning(&web).await.unwrap();
+    w.owning_lifecycle().stop(&web).await.unwrap();
+    let cleanup = w.cleanup_owning();
+    let plan = cleanup.plan(Scope::Agent(web.clone())).await.unwrap();
+    assert_eq!(plan.build_steps.len(), 2);
+    let other = w.good("other");
+    let start = StartId::random();
+    let dir = w.build_root().dir_path(&other, &start);
+    w.state.begin_start(&other, &start, &dir).unwrap();
+    let report = cleanup.apply(&plan).await;
+    for step in &plan.build_steps {
+        assert!(w.engine.inspect_image(&step.image_id).await.is_ok());
+    }
+    let skipped = (report.steps.iter().flat_map(|s| &s.items))
+        .filter(|i| i.target.starts_with("build step"))
+        .filter(|i| matches!(i.outcome, crate::pipeline::Outcome::Skipped { .. }))
+        .count();
+    assert_eq!(skipped, 2);
+}

@@ -1,0 +1,140 @@
+//! The build cache owned (`build_cache = "remove"`, `cleanup
+//! --build-cache`) on a real engine: the step images of anvyl's own build
+//! go with its image, and the engine keeps what is not anvyl's to take — a
+//! step somebody tagged, and everything it is built on. Docker's classic
+//! builder (the classic and the containerd store alike) makes a step image
+//! per instruction; buildah, as anvyl asks it, makes none.
+
+use anvyl_core::StartId;
+use anvyl_tests::Sandbox;
+
+use crate::lifecycle::create;
+use crate::unique;
+
+const OWNED: [(&str, &str); 1] = [("ANVYL_BUILD_CACHE", "remove")];
+
+/// The images `top` is built on, `top` first, down to (not including) `base`.
+async fn chain(s: &Sandbox, top: &str, base: &str) -> Vec<String> {
+    let tree = s.engine.list_image_tree().await.unwrap();
+    let mut chain = Vec::new();
+    let mut at = Some(top.to_string());
+    while let Some(id) = at.filter(|id| id != base) {
+        at = tree
+            .iter()
+            .find(|i| i.id == id)
+            .and_then(|i| i.parent.clone());
+        chain.push(id);
+    }
+    chain
+}
+
+fn is_docker(s: &Sandbox) -> bool {
+    s.itest.backend == "docker"
+}
+
+#[tokio::test]
+async fn an_owned_build_cache_goes_with_the_agent_but_not_a_step_someone_tagged() {
+    let s = Sandbox::new().await;
+    let base = s.itest.base_image.clone();
+    let base_id = s.engine.inspect_image(&base).await.unwrap().id;
+    // Steps no other build runs: nothing of them comes from the cache.
+    let one = format!("echo {} > /one", StartId::random());
+    let name = unique("cache");
+    let agent = create(
+        &s,
+        &name,
+        &[
+            "--image",
+            &base,
+            "--setup",
+            &one,
+            "--setup",
+            "echo two > /two",
+            "--command",
+            "sleep 600",
+        ],
+    );
+    let run = s.anvyl_with(&["agent", "start", &name], &OWNED);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let image = s.engine.inspect_image(&agent.image_tag()).await.unwrap().id;
+    let made = chain(&s, &image, &base_id).await;
+    // Docker: the two RUN steps, CMD, and the LABEL that is the image.
+    let expected = if is_docker(&s) { 4 } else { 1 };
+    assert_eq!(made.len(), expected, "{made:?}");
+
+    // Somebody tags the first step: theirs now, and what it is built on.
+    let theirs = format!("mine-{}:1", StartId::random());
+    if is_docker(&s) {
+        s.engine.tag_image(&made[3], &theirs).await.unwrap();
+    }
+    let stop = s.anvyl_with(&["agent", "stop", &name], &OWNED);
+    assert_eq!(stop.code, Some(0), "{stop:?}");
+    let clean = s.anvyl_with(&["agent", "cleanup", &name, "--yes"], &OWNED);
+    assert_eq!(clean.code, Some(0), "{clean:?}");
+    for (n, id) in made.iter().enumerate() {
+        let stays = is_docker(&s) && n == 3;
+        assert_eq!(s.has_image(id).await, stays, "{id} ({n}): {clean:?}");
+    }
+    if !is_docker(&s) {
+        return;
+    }
+    assert_eq!(
+        clean.stderr.matches("Removed Docker build step").count(),
+        2,
+        "{clean:?}"
+    );
+
+    // Started again with the default: the steps stay for the engine's
+    // prune, recorded, and `--build-cache` takes them later — all but the
+    // first, which came from the cache (somebody's tagged image).
+    let run = s.anvyl(&["agent", "start", &name]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let image = s.engine.inspect_image(&agent.image_tag()).await.unwrap().id;
+    let again = chain(&s, &image, &base_id).await;
+    assert_eq!(again.len(), 4, "{again:?}");
+    assert_eq!(again[3], made[3], "the first step came from the cache");
+    let stop = s.anvyl(&["agent", "stop", &name]);
+    assert_eq!(stop.code, Some(0), "{stop:?}");
+    let clean = s.anvyl(&["agent", "cleanup", &name, "--yes"]);
+    assert_eq!(clean.code, Some(0), "{clean:?}");
+    assert!(s.has_image(&again[1]).await, "kept by default: {clean:?}");
+    let clean = s.anvyl(&["agent", "cleanup", &name, "--build-cache", "--yes"]);
+    assert_eq!(clean.code, Some(0), "{clean:?}");
+    for (n, id) in again.iter().enumerate() {
+        assert_eq!(s.has_image(id).await, n == 3, "{id} ({n}): {clean:?}");
+    }
+    assert!(s.has_image(&base_id).await, "the base is never anvyl's");
+    s.engine.remove_image(&theirs).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_build_takes_the_step_it_made() {
+    let s = Sandbox::new().await;
+    let base = s.itest.base_image.clone();
+    let one = format!("echo {} > /one", StartId::random());
+    let name = unique("cache-fail");
+    let agent = create(
+        &s,
+        &name,
+        &[
+            "--image",
+            &base,
+            "--setup",
+            &one,
+            "--setup",
+            "exit 3",
+            "--command",
+            "sleep 600",
+        ],
+    );
+    let run = s.anvyl_with(&["agent", "start", &name], &OWNED);
+    crate::lifecycle::assert_cleaned(&s, &agent, &run, 1).await;
+    let removed: Vec<&str> = (run.stderr.lines())
+        .filter_map(|l| l.split("Removed Docker build step ").nth(1))
+        .collect();
+    let expected = if is_docker(&s) { 1 } else { 0 };
+    assert_eq!(removed.len(), expected, "{run:?}");
+    for step in removed {
+        assert!(!s.has_image(step.trim()).await, "{step}: {run:?}");
+    }
+}

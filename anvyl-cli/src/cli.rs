@@ -394,6 +394,16 @@ pub struct CleanupArgs {
     #[arg(long)]
     pub build_cache: bool,
 
+    /// Keep the agents' images (and build steps) for fast restarts: only
+    /// containers, build directories and statuses go
+    #[arg(long)]
+    pub keep_images: bool,
+
+    /// Only agents not started (or, never started, created) within this
+    /// time: `7d`, `12h`. Newer ones' leftovers are kept and listed
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub older_than: Option<std::time::Duration>,
+
     /// Remove the labelled leftovers of another anvyl installation (its id
     /// from a plan's "Not this installation's" line) instead of this one's —
     /// after its state store was lost. Its agents are unknown here, so all
@@ -406,7 +416,7 @@ pub struct CleanupArgs {
     /// two seconds of its engine's event) and its leftovers go after
     /// --grace; a crashed start is cleaned up at once. Implies --yes; one
     /// line (or JSON object) per action
-    #[arg(long, conflicts_with_all = ["name", "dry_run", "instance", "include_unlabelled"])]
+    #[arg(long, conflicts_with_all = ["name", "dry_run", "instance", "include_unlabelled", "keep_images", "older_than"])]
     pub watch: bool,
 
     /// With --watch: how long a failed agent's container stays (for `agent

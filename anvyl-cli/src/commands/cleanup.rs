@@ -40,6 +40,10 @@ pub async fn run(cli: &Cli, config: &Config, args: &CleanupArgs) -> Result<ExitC
     if args.build_cache {
         settings.build_cache = anvyl_core::BuildCache::Remove;
     }
+    settings.retention = anvyl_core::pipeline::Retention {
+        keep_images: args.keep_images,
+        older_than: args.older_than,
+    };
     let build_root = session.build_root.clone();
     let fleet = Fleet::connect(state, build_root, settings, hosts, &session.connector).await;
     let plan = fleet.plan(scope).await?;

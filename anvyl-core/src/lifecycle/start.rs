@@ -232,10 +232,13 @@ impl Lifecycle<'_> {
         // The step images the build makes, recorded as it names them: a
         // cleanup with an owned build cache takes those and only those
         // (see `steps`), also of starts made before it was asked to.
-        let steps = std::sync::Mutex::new(super::StepRecorder::default());
+        // Buildah's output (Podman) names no step it made, but a step's own
+        // output could imitate Docker's: it is not read at all.
+        let steps = (backend.kind() != Some(crate::backend::BackendKind::Podman))
+            .then(|| std::sync::Mutex::new(super::StepRecorder::default()));
         let recording = |line: &str| {
             progress(line);
-            let made = steps.lock().ok().and_then(|mut s| s.read(line));
+            let made = (steps.as_ref()).and_then(|s| s.lock().ok()?.read(line));
             if let Some(made) = made {
                 if let Err(e) = self.state.record_build_step(start, &made) {
                     tracing::warn!(

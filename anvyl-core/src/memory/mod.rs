@@ -31,6 +31,8 @@ struct Engine {
     calls: Vec<(Op, String)>,
     /// What its registries hold: references a pull finds.
     published: Vec<String>,
+    /// Deletes an image others are built on, as Docker's containerd store.
+    ignores_children: bool,
 }
 
 impl Engine {
@@ -130,6 +132,12 @@ impl MemoryBackend {
         let id = self.seed_image(&[], labels);
         self.engine().images.get_mut(&id).expect("just made").parent = parent;
         id
+    }
+
+    /// Deletes images others are built on from now on, as Docker's
+    /// containerd image store does (it checks running containers only).
+    pub fn delete_parents_too(&self) {
+        self.engine().ignores_children = true;
     }
 
     /// Puts `reference` in its registry: a pull of it succeeds.
@@ -496,9 +504,21 @@ impl Backend for MemoryBackend {
             drop(engine);
             return self.answer(Op::RemoveImage, reference);
         }
-        // As Docker and Podman: an image another is built on stays.
-        if engine.has_child(&image.id) {
-            return Err(conflict("image has dependent child images".into()));
+        // As Docker: an image another is built on stays — named by id the
+        // removal is refused, by its last tag the tag alone goes. Docker's
+        // containerd store does not look (`delete_parents_too`).
+        if engine.has_child(&image.id) && !engine.ignores_children {
+            if by_id {
+                return Err(conflict("image has dependent child images".into()));
+            }
+            engine
+                .images
+                .get_mut(&image.id)
+                .expect("found")
+                .tags
+                .clear();
+            drop(engine);
+            return self.answer(Op::RemoveImage, reference);
         }
         if let Some(user) = engine.containers.values().find(|c| c.image_id == image.id) {
             return Err(conflict(format!(

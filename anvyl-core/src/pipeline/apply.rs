@@ -57,9 +57,7 @@ impl Cleanup<'_> {
                 Step::Images => match self.live_now(own) {
                     Ok(live) => {
                         let mut items = self.remove_images(&plan.images, &live).await;
-                        // Read again: a start may have begun during the removals.
-                        let live = self.live_now(own).unwrap_or(live);
-                        items.extend(self.remove_build_steps(plan, &live).await);
+                        items.extend(self.remove_build_steps(plan).await);
                         items
                     }
                     Err(e) => (plan.images.iter().map(|i| (&i.display, &i.agent)))
@@ -91,7 +89,7 @@ impl Cleanup<'_> {
 
     /// What is live now, by the state as it is at this moment. When it
     /// cannot be read, a step removes nothing and fails every item with why.
-    fn live_now(&self, own: Option<&StartId>) -> Result<Live, StateError> {
+    pub(super) fn live_now(&self, own: Option<&StartId>) -> Result<Live, StateError> {
         Ok(Live::of_state(
             &self.state.agent_rows()?,
             &self.state.start_rows()?,

@@ -17,6 +17,7 @@ mod plan;
 #[cfg(test)]
 mod property;
 mod report;
+mod retention;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,7 @@ use crate::state::{AgentStatus, StateStore};
 
 pub use fleet::{Fleet, FleetPlan, FleetReport, HostError, HostPlan, HostReport, HOSTS_AT_ONCE};
 pub use report::{ItemReport, Outcome, Report, SkipReason, StepReport};
+pub use retention::Retention;
 pub use steps::PlannedStep;
 
 /// What a cleanup covers.
@@ -158,6 +160,8 @@ pub struct CleanupSettings {
     pub adopt: Option<InstanceId>,
     /// Whether the step images of anvyl's own builds are anvyl's to remove.
     pub build_cache: BuildCache,
+    /// What is kept for restarts although it could go.
+    pub retention: Retention,
 }
 
 /// Who removes the step images ("build cache") of anvyl's builds.
@@ -184,6 +188,7 @@ impl Default for CleanupSettings {
             include_unlabelled: false,
             adopt: None,
             build_cache: BuildCache::Keep,
+            retention: Retention::default(),
         }
     }
 }

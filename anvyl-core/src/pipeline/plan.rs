@@ -138,13 +138,20 @@ impl Cleanup<'_> {
         };
         self.plan_containers(&judge, containers, &mut plan);
         self.plan_images(&judge, images, &mut plan);
-        if let Some(tree) = &tree {
-            self.plan_build_steps(&scope, tree, &live, &mut plan)
-                .await?;
-        }
         match dirs {
             Ok(dirs) => self.plan_build_dirs(&scope, &live, dirs, &mut plan),
             Err(e) => plan.build_root_error = Some(e.to_string()),
+        }
+        // What is kept for restarts, before the build steps are judged: a
+        // step below a kept image is not planned at all.
+        let retention = &self.settings.retention;
+        let last = super::retention::last_active(agents, starts);
+        let now = crate::state::now();
+        plan.retain(retention, &last, now);
+        if let Some(tree) = &tree {
+            self.plan_build_steps(&scope, tree, &live, &mut plan)
+                .await?;
+            plan.retain(retention, &last, now);
         }
         Ok(plan)
     }

@@ -197,7 +197,7 @@ impl StateStore {
     pub fn start_rows(&self) -> Result<Rows<StartRecord>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT id, agent, build_dir, pid, pid_start, ended, outcome, host, engine FROM starts ORDER BY started, id")
+            .prepare("SELECT id, agent, build_dir, pid, pid_start, ended, outcome, host, engine, started FROM starts ORDER BY started, id")
             .map_err(|e| self.db_err(e))?;
         let rows = stmt
             .query_map([], |r| Ok((key_text(r, 0), row_to_start(r))))

@@ -145,6 +145,8 @@ pub struct StartRecord {
     /// That process's start time (clock ticks after boot), to tell it from
     /// a later process that reuses the pid.
     pub pid_start: Option<u64>,
+    /// When it began (seconds since the epoch).
+    pub started: i64,
     /// When it ended; `None` while running or after a crash.
     pub ended: Option<i64>,
     /// How it ended: [`SUCCEEDED`], `failed`, `interrupted`; `None` while
@@ -188,6 +190,7 @@ pub(super) fn row_to_start(r: &rusqlite::Row<'_>) -> rusqlite::Result<StartRecor
         outcome: r.get(6)?,
         host: r.get(7)?,
         engine: r.get(8)?,
+        started: r.get(9)?,
         lock: None,
     })
 }

@@ -23,6 +23,8 @@ pub struct StepRecord {
     pub agent: AgentName,
     /// That start's host; `None` if the start never resolved one.
     pub host: Option<String>,
+    /// The engine that start went to (see [`crate::identity`]).
+    pub engine: Option<crate::identity::RecordedEngine>,
     /// The image and the image it was built on, as the builder printed them.
     pub made: MadeStep,
 }
@@ -45,7 +47,7 @@ impl StateStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT b.seq, b.start, s.agent, s.host, b.image, b.parent
+                "SELECT b.seq, b.start, s.agent, s.host, b.image, b.parent, s.engine
                  FROM build_steps b JOIN starts s ON s.id = b.start ORDER BY b.seq",
             )
             .map_err(|e| self.db_err(e))?;
@@ -58,18 +60,20 @@ impl StateStore {
                     r.get::<_, Option<String>>(3)?,
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
+                    r.get::<_, Option<crate::identity::RecordedEngine>>(6)?,
                 ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.db_err(e))?;
         Ok(rows
             .into_iter()
-            .filter_map(|(seq, start, agent, host, image, parent)| {
+            .filter_map(|(seq, start, agent, host, image, parent, engine)| {
                 Some(StepRecord {
                     seq,
                     start: StartId::from_stored(start),
                     agent: AgentName::new(agent).ok()?,
                     host,
+                    engine,
                     made: MadeStep { image, parent },
                 })
             })

@@ -240,3 +240,128 @@ async fn a_start_that_begins_after_the_plan_keeps_the_steps() {
         .count();
     assert_eq!(skipped, 2);
 }
+
+/// A user tags a step while its removal is on its way to the engine: the
+/// removal goes through anvyl's handle tag, so the user's tag keeps it.
+#[tokio::test]
+async fn a_step_tagged_during_its_removal_keeps_the_tag() {
+    let w = World::new();
+    let web = w.two_steps("web");
+    w.start_owning(&web).await.unwrap();
+    w.owning_lifecycle().stop(&web).await.unwrap();
+    // The first step, built on the base: the last of the chain to go.
+    let first = w.state.build_steps().unwrap()[0].made.image.clone();
+    let step = w.engine.inspect_image(&first).await.unwrap().id;
+    let cleanup = w.cleanup_owning();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert_eq!(plan.build_steps.len(), 2, "{plan:#?}");
+    let gate = crate::memory::Gate::new();
+    let handle = format!("{}:step-{first}", web.resource_name());
+    w.engine.inject(
+        Op::RemoveImage,
+        Some(&handle),
+        Fault::Gate(gate.clone()),
+        Some(1),
+    );
+    let apply = cleanup.apply(&plan);
+    let user = async {
+        gate.reached().await;
+        w.engine.tag_image(&step, "keep:mine").await.unwrap();
+        gate.open();
+    };
+    let (report, ()) = tokio::join!(apply, user);
+    let kept = w.engine.inspect_image("keep:mine").await.unwrap();
+    assert_eq!(kept.id, step, "{report:#?}");
+    assert_eq!(kept.tags.len(), 1, "only the user's tag: {kept:?}");
+}
+
+/// On Docker's containerd store the engine deletes an image others are
+/// built on: an image built on a step after the plan keeps it all the same.
+#[tokio::test]
+async fn a_step_built_on_after_the_plan_stays_though_the_engine_would_delete_it() {
+    let w = World::new();
+    w.engine.delete_parents_too();
+    let web = w.two_steps("web");
+    w.start_owning(&web).await.unwrap();
+    w.owning_lifecycle().stop(&web).await.unwrap();
+    let cleanup = w.cleanup_owning();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert_eq!(plan.build_steps.len(), 2);
+    // Somebody's build takes the first step from the cache now.
+    let first = w.state.build_steps().unwrap()[0].made.image.clone();
+    let first = w.engine.inspect_image(&first).await.unwrap().id;
+    let theirs = w.engine.seed_step(Some(first.clone()), Labels::new());
+    w.engine.tag_image(&theirs, "mine:2").await.unwrap();
+    let report = cleanup.apply(&plan).await;
+    assert!(w.engine.inspect_image(&first).await.is_ok(), "{report:#?}");
+    assert!(w.engine.inspect_image("mine:2").await.is_ok());
+}
+
+/// `--older-than` holds back every item of an agent started within the
+/// window and takes an older one's; `--keep-images` keeps tags and steps.
+#[tokio::test]
+async fn retention_keeps_the_recent_agents_and_the_images() {
+    let w = World::new();
+    let (old, new) = (w.two_steps("old"), w.two_steps("new"));
+    for agent in [&old, &new] {
+        w.start_owning(agent).await.unwrap();
+        w.owning_lifecycle().stop(agent).await.unwrap();
+    }
+    // `old` last started ten days ago.
+    (w.state.conn())
+        .execute(
+            "UPDATE starts SET started = started - 864000 WHERE agent = 'old'",
+            [],
+        )
+        .unwrap();
+    let days = |n: u64| Some(Duration::from_secs(n * 86_400));
+    let retention = |keep_images, older_than| CleanupSettings {
+        retention: crate::pipeline::Retention {
+            keep_images,
+            older_than,
+        },
+        ..owning()
+    };
+    let cleanup = |settings| Cleanup::new(w.engine.as_ref(), &w.state, w.build_root(), settings);
+
+    let plan = cleanup(retention(false, days(7)))
+        .plan(Scope::All)
+        .await
+        .unwrap();
+    assert!(plan.images.iter().all(|i| i.agent == old), "{plan:#?}");
+    assert_eq!(plan.images.len(), 2, "{plan:#?}");
+    assert!(plan.build_steps.iter().all(|s| s.agent == old));
+    assert_eq!(plan.build_steps.len(), 2, "{plan:#?}");
+    let within = |k: &&crate::pipeline::Kept| {
+        k.reason.starts_with("'new' started") && k.reason.ends_with("ago, within --older-than 7d")
+    };
+    assert_eq!(
+        plan.kept.iter().filter(within).count(),
+        2,
+        "its two tags (its steps stay below them): {plan:#?}"
+    );
+
+    let plan = cleanup(retention(false, days(11)))
+        .plan(Scope::All)
+        .await
+        .unwrap();
+    assert!(
+        plan.images.is_empty() && plan.build_steps.is_empty(),
+        "{plan:#?}"
+    );
+
+    let plan = cleanup(retention(true, None))
+        .plan(Scope::All)
+        .await
+        .unwrap();
+    assert!(
+        plan.images.is_empty() && plan.build_steps.is_empty(),
+        "{plan:#?}"
+    );
+    let restarts = |k: &&crate::pipeline::Kept| k.reason == "kept for restarts (--keep-images)";
+    assert_eq!(
+        plan.kept.iter().filter(restarts).count(),
+        4,
+        "two tags each"
+    );
+}

@@ -301,3 +301,34 @@ fn an_empty_or_relative_state_dir_is_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn the_build_cache_setting_reaches_every_cleanup_and_refuses_other_words() {
+    Jail::expect_with(|jail| {
+        jail.set_env("XDG_CONFIG_HOME", jail.directory().join("xdg").display());
+        let default = load(&[]).unwrap();
+        assert_eq!(
+            default.cleanup_settings().build_cache,
+            anvyl_core::BuildCache::Keep
+        );
+        jail.create_file("file.toml", "build_cache = \"remove\"\n")?;
+        let owned = load(&["--config", "file.toml"]).unwrap();
+        assert_eq!(
+            owned.lifecycle_settings().cleanup.build_cache,
+            anvyl_core::BuildCache::Remove
+        );
+        jail.set_env("ANVYL_BUILD_CACHE", "keep");
+        let env = load(&["--config", "file.toml"]).unwrap();
+        assert_eq!(
+            env.cleanup_settings().build_cache,
+            anvyl_core::BuildCache::Keep
+        );
+        jail.set_env("ANVYL_BUILD_CACHE", "prune");
+        let err = load(&[]).unwrap_err().to_string();
+        assert!(
+            err.contains("ANVYL_BUILD_CACHE") && err.contains("`remove`"),
+            "{err}"
+        );
+        Ok(())
+    });
+}

@@ -3,9 +3,10 @@
 //! go with its image, and the engine keeps what is not anvyl's to take — a
 //! step somebody tagged, and everything it is built on. Docker's classic
 //! builder (the classic and the containerd store alike) makes a step image
-//! per instruction; buildah, as anvyl asks it, makes none.
+//! per instruction; buildah, as anvyl asks it, makes none. And retention:
+//! `--older-than` and `--keep-images` keep exactly what they say.
 
-use anvyl_core::StartId;
+use anvyl_core::{AgentName, StartId};
 use anvyl_tests::Sandbox;
 
 use crate::lifecycle::create;
@@ -28,6 +29,17 @@ async fn chain(s: &Sandbox, top: &str, base: &str) -> Vec<String> {
     chain
 }
 
+/// An agent built `FROM` the test base with two steps: one no other build
+/// runs (nothing of it comes from the cache), then `second`.
+fn with_steps(s: &Sandbox, stem: &str, second: &str) -> (String, AgentName) {
+    let base = s.itest.base_image.clone();
+    let one = format!("echo {} > /one", StartId::random());
+    let name = unique(stem);
+    let args = ["--image", &base, "--setup", &one, "--setup", second];
+    let agent = create(s, &name, &[&args[..], &["--command", "sleep 600"]].concat());
+    (name, agent)
+}
+
 fn is_docker(s: &Sandbox) -> bool {
     s.itest.backend == "docker"
 }
@@ -37,23 +49,7 @@ async fn an_owned_build_cache_goes_with_the_agent_but_not_a_step_someone_tagged(
     let s = Sandbox::new().await;
     let base = s.itest.base_image.clone();
     let base_id = s.engine.inspect_image(&base).await.unwrap().id;
-    // Steps no other build runs: nothing of them comes from the cache.
-    let one = format!("echo {} > /one", StartId::random());
-    let name = unique("cache");
-    let agent = create(
-        &s,
-        &name,
-        &[
-            "--image",
-            &base,
-            "--setup",
-            &one,
-            "--setup",
-            "echo two > /two",
-            "--command",
-            "sleep 600",
-        ],
-    );
+    let (name, agent) = with_steps(&s, "cache", "echo two > /two");
     let run = s.anvyl_with(&["agent", "start", &name], &OWNED);
     assert_eq!(run.code, Some(0), "{run:?}");
     let image = s.engine.inspect_image(&agent.image_tag()).await.unwrap().id;
@@ -110,23 +106,7 @@ async fn an_owned_build_cache_goes_with_the_agent_but_not_a_step_someone_tagged(
 #[tokio::test]
 async fn a_failed_build_takes_the_step_it_made() {
     let s = Sandbox::new().await;
-    let base = s.itest.base_image.clone();
-    let one = format!("echo {} > /one", StartId::random());
-    let name = unique("cache-fail");
-    let agent = create(
-        &s,
-        &name,
-        &[
-            "--image",
-            &base,
-            "--setup",
-            &one,
-            "--setup",
-            "exit 3",
-            "--command",
-            "sleep 600",
-        ],
-    );
+    let (name, agent) = with_steps(&s, "cache-fail", "exit 3");
     let run = s.anvyl_with(&["agent", "start", &name], &OWNED);
     crate::lifecycle::assert_cleaned(&s, &agent, &run, 1).await;
     let removed: Vec<&str> = (run.stderr.lines())
@@ -137,4 +117,55 @@ async fn a_failed_build_takes_the_step_it_made() {
     for step in removed {
         assert!(!s.has_image(step.trim()).await, "{step}: {run:?}");
     }
+}
+
+/// Retention on a real engine: `--older-than` takes only the agent idle for
+/// longer (its last start moved ten days back in the store), `--keep-images`
+/// keeps a restart's image, and a plain cleanup takes it.
+#[tokio::test]
+async fn retention_takes_the_idle_agent_and_keeps_images_on_request() {
+    let s = Sandbox::new().await;
+    let base = s.itest.base_image.clone();
+    let make = |stem: &str| {
+        let agent = create(
+            &s,
+            &unique(stem),
+            &["--image", &base, "--command", "sleep 600"],
+        );
+        for verb in ["start", "stop"] {
+            let run = s.anvyl(&["agent", verb, agent.as_str()]);
+            assert_eq!(run.code, Some(0), "{verb}: {run:?}");
+        }
+        agent
+    };
+    let (idle, busy) = (make("idle"), make("busy"));
+    let database = s.state_dir.path().join(anvyl_core::state::DATABASE_FILE);
+    rusqlite::Connection::open(&database)
+        .unwrap()
+        .execute(
+            "UPDATE starts SET started = started - 864000 WHERE agent = ?1",
+            [idle.as_str()],
+        )
+        .unwrap();
+
+    let run = s.anvyl(&["agent", "cleanup", "--older-than", "7d", "--yes"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(!s.has_image(&idle.image_tag()).await, "{run:?}");
+    assert!(s.has_image(&busy.image_tag()).await, "{run:?}");
+    assert!(
+        run.stdout.contains("ago, within --older-than 7d"),
+        "{run:?}"
+    );
+
+    let run = s.anvyl(&["agent", "cleanup", "--keep-images", "--yes"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(s.has_image(&busy.image_tag()).await, "{run:?}");
+    assert!(
+        run.stdout.contains("kept for restarts (--keep-images)"),
+        "{run:?}"
+    );
+
+    let run = s.anvyl(&["agent", "cleanup", "--yes"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(!s.has_image(&busy.image_tag()).await, "{run:?}");
 }

@@ -169,3 +169,57 @@ async fn retention_takes_the_idle_agent_and_keeps_images_on_request() {
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(!s.has_image(&busy.image_tag()).await, "{run:?}");
 }
+
+/// A user's build running beside anvyl's cleanups of an owned build cache,
+/// eight rounds: it succeeds every time, and its cache is all still there
+/// at the end — its steps were never anvyl's record.
+#[tokio::test]
+async fn a_foreign_build_beside_owned_cleanups_keeps_its_cache_and_succeeds() {
+    let s = Sandbox::new().await;
+    let context = s.shared_dir();
+    let mark = StartId::random();
+    let dockerfile = format!(
+        "FROM {}\nRUN echo {mark} > /f\nRUN echo again > /g\n",
+        s.itest.base_image
+    );
+    std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+    let tag = format!("foreign-{mark}:1");
+    let build = || {
+        let mut cmd = s.engine_cli();
+        // The classic builder, as anvyl's: the Docker CLI's own default
+        // would need buildx.
+        cmd.env("DOCKER_BUILDKIT", "0")
+            .args(["build", "--network", "none", "-t", &tag])
+            .arg(context.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let first = build().output().unwrap();
+    assert!(first.status.success(), "{first:?}");
+    for round in 0..8 {
+        let (name, _) = with_steps(&s, "beside", "echo two > /two");
+        for verb in ["start", "stop"] {
+            let run = s.anvyl_with(&["agent", verb, &name], &OWNED);
+            assert_eq!(run.code, Some(0), "round {round}, {verb}: {run:?}");
+        }
+        let theirs = build().spawn().unwrap();
+        let clean = s.anvyl_with(&["agent", "cleanup", &name, "--yes"], &OWNED);
+        let theirs = theirs.wait_with_output().unwrap();
+        assert!(theirs.status.success(), "round {round}: {theirs:?}");
+        assert_eq!(clean.code, Some(0), "round {round}: {clean:?}");
+    }
+    let again = build().output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(again.status.success(), "{said}");
+    assert_eq!(
+        said.matches("Using cache").count(),
+        2,
+        "both steps cached: {said}"
+    );
+    s.engine.remove_image(&tag).await.unwrap();
+}

@@ -392,6 +392,17 @@ impl Cleanup<'_> {
         // Through the handle: an engine deletes the image only if that was
         // its last tag (and nothing is built on it); otherwise it untags.
         let handle = handle(agent, &step.image_id);
+        // Tagging moves a tag that names another image: a handle somebody
+        // gave their own image stays theirs.
+        match self.backend.inspect_image(&handle).await {
+            Ok(other) if other.id != step.image_id => {
+                let why = format!("the tag {handle} names another image");
+                return ItemReport::skipped(display, agent, SkipReason::ChangedSinceThePlan(why));
+            }
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return ItemReport::failed(display, agent, &e),
+        }
         if let Err(e) = self.backend.tag_image(&step.image_id, &handle).await {
             if e.is_not_found() {
                 forget();

@@ -365,3 +365,29 @@ async fn retention_keeps_the_recent_agents_and_the_images() {
         "two tags each"
     );
 }
+
+/// A user's image already carries the tag a step would be removed through:
+/// tagging would move it, so the step stays and the tag stays theirs.
+#[tokio::test]
+async fn a_handle_that_names_a_users_image_is_never_moved() {
+    let w = World::new();
+    let web = w.two_steps("web");
+    w.start_owning(&web).await.unwrap();
+    w.owning_lifecycle().stop(&web).await.unwrap();
+    let first = w.state.build_steps().unwrap()[0].made.image.clone();
+    let handle = format!("{}:step-{first}", web.resource_name());
+    let theirs = w.engine.seed_image(&[handle.as_str()], Labels::new());
+    let cleanup = w.cleanup_owning();
+    let report = cleanup
+        .apply(&cleanup.plan(Scope::All).await.unwrap())
+        .await;
+    assert_eq!(
+        w.engine.inspect_image(&handle).await.unwrap().id,
+        theirs,
+        "{report:#?}"
+    );
+    assert!(
+        w.engine.inspect_image(&first).await.is_ok(),
+        "the step stays"
+    );
+}

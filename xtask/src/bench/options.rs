@@ -23,6 +23,8 @@ pub(super) struct Options {
     pub(super) watcher: bool,
     /// Write the report's sections into docs/benchmarks.md too.
     pub(super) write_docs: bool,
+    /// The main series beside the 1000 unrelated resources (all but `--quick`).
+    pub(super) crowd: bool,
     /// The run as a command with every option spelled out, defaults too:
     /// the published figures say exactly what measured them.
     pub(super) command: String,
@@ -65,6 +67,13 @@ pub struct Args {
     // must not rewrite the published figures by the way.
     #[arg(long)]
     write_docs: bool,
+    /// A developer's loop: each engine's cleanups at N=10 with nothing else
+    /// on the engine, the dry run and the starts, one run each
+    ///
+    /// Not comparable with the published figures (no crowd, one run), and
+    /// never written to the docs
+    #[arg(long, conflicts_with_all = ["sizes", "runs", "only", "write_docs"])]
+    quick: bool,
 }
 
 /// A part of the benchmark.
@@ -89,7 +98,10 @@ impl Only {
 }
 
 impl From<Args> for Options {
-    fn from(args: Args) -> Self {
+    fn from(mut args: Args) -> Self {
+        if args.quick {
+            (args.sizes, args.runs, args.only) = (vec![10], 1, Some(Only::Engines));
+        }
         let suites = crate::choice::suites(&args.engines);
         let sizes: Vec<usize> = args.sizes.into_iter().map(|n| n as usize).collect();
         let suite_names: Vec<&str> = suites.iter().map(|s| s.name()).collect();
@@ -103,8 +115,16 @@ impl From<Args> for Options {
             size_words.join(","),
             args.runs
         );
-        if let Some(only) = args.only {
-            command.push_str(&format!(" --only {}", only.name()));
+        match args.only {
+            _ if args.quick => {
+                command = format!(
+                    "cargo xtask bench --quick --engines {} --backend {}",
+                    suite_names.join(","),
+                    backend.get_name()
+                )
+            }
+            Some(only) => command.push_str(&format!(" --only {}", only.name())),
+            None => {}
         }
         Self {
             engines: args.backend.kinds(),
@@ -118,6 +138,7 @@ impl From<Args> for Options {
             fleet: args.only.is_none_or(|o| o == Only::Fleet),
             watcher: args.only.is_none_or(|o| o == Only::Watcher),
             write_docs: args.write_docs,
+            crowd: !args.quick,
             command,
         }
     }
@@ -165,5 +186,18 @@ mod tests {
         );
         assert_eq!(some.engines, [BackendKind::Podman]);
         assert!(some.watcher && !some.per_engine && !some.fleet && some.write_docs);
+    }
+
+    #[test]
+    fn quick_is_ten_leftovers_once_without_the_crowd_and_says_so() {
+        let quick = options(&["--quick", "--backend", "docker"]);
+        assert_eq!(
+            quick.command,
+            "cargo xtask bench --quick --engines bookworm --backend docker"
+        );
+        assert_eq!((quick.sizes.as_slice(), quick.runs), (&[10][..], 1));
+        assert!(quick.per_engine && quick.starts && !quick.crowd);
+        assert!(!quick.fleet && !quick.watcher && !quick.write_docs);
+        assert!(options(&[]).crowd);
     }
 }

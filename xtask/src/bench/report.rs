@@ -45,13 +45,17 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 /// The Markdown report.
-pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
+pub fn markdown(records: &[Record], sizes: &[usize], runs: usize, crowd: bool) -> String {
     let mut out = String::new();
     let largest = sizes.iter().copied().max().unwrap_or(0);
     if records.iter().any(|r| r.case == "cleanup") {
         let _ = writeln!(
             out,
-            "### Cleanup of N agents' leftovers (a stopped container and an image each), 1000 unrelated containers and 1000 unrelated image tags present; {runs} runs, order alternated\n"
+            "### Cleanup of N agents' leftovers (a stopped container and an image each), {}; {runs} runs, order alternated\n",
+            match crowd {
+                true => "1000 unrelated containers and 1000 unrelated image tags present",
+                false => "nothing else on the engine (`--quick`: not comparable with the published figures)",
+            }
         );
         let _ = writeln!(
             out,
@@ -62,10 +66,10 @@ pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
     let mut targets = Vec::new();
     for engine in engines(records) {
         for &n in sizes {
-            let anvyl = wall(&select(records, engine, "cleanup", "anvyl", Some(n), true)).median;
+            let anvyl = wall(&select(records, engine, "cleanup", "anvyl", Some(n), crowd)).median;
             for method in super::Method::ALL {
                 let name = format!("{method:?}").to_lowercase();
-                let rs = select(records, engine, "cleanup", &name, Some(n), true);
+                let rs = select(records, engine, "cleanup", &name, Some(n), crowd);
                 if rs.is_empty() {
                     continue;
                 }
@@ -106,7 +110,7 @@ pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
         }
         // The engine's own sensitivity to the crowd, from prune's runs, puts
         // anvyl's in proportion.
-        let crowd = |method: &str| {
+        let crowd_of = |method: &str| {
             let median = |unrelated| {
                 wall(&select(
                     records,
@@ -122,11 +126,11 @@ pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
         };
         // A part that did not run (`--only starts`) has no target line.
         let ran = |case: &str, method: &str| {
-            !select(records, engine, case, method, None, true).is_empty()
+            !select(records, engine, case, method, None, crowd).is_empty()
         };
-        if ran("cleanup", "anvyl") {
-            let (with, without) = crowd("anvyl");
-            let (prune_with, prune_without) = crowd("prune");
+        if crowd && ran("cleanup", "anvyl") {
+            let (with, without) = crowd_of("anvyl");
+            let (prune_with, prune_without) = crowd_of("prune");
             let engine_own = if prune_without > 0.0 {
                 format!(
                     "; prune: {prune_with:.3} ÷ {prune_without:.3} = {:.2}",
@@ -142,8 +146,8 @@ pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
         ));
         }
         if ran("dry-run", "anvyl") {
-            let dry = wall(&select(records, engine, "dry-run", "anvyl", None, true)).median;
-            let ps = wall(&select(records, engine, "dry-run", "cli", None, true)).median;
+            let dry = wall(&select(records, engine, "dry-run", "anvyl", None, crowd)).median;
+            let ps = wall(&select(records, engine, "dry-run", "cli", None, crowd)).median;
             targets.push(format!(
             "- {engine}: dry run with nothing to clean {dry:.3}s ÷ `ps -aq --filter` {ps:.3}s = {:.2} (target ≤ 0.5): {}",
             dry / ps,
@@ -151,7 +155,7 @@ pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
         ));
         }
         if ran("start", "anvyl") {
-            let start = wall(&select(records, engine, "start", "anvyl", None, true)).median;
+            let start = wall(&select(records, engine, "start", "anvyl", None, crowd)).median;
             let start0 = wall(&select(
                 records,
                 engine,
@@ -161,7 +165,7 @@ pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
                 true,
             ))
             .median;
-            let cli = wall(&select(records, engine, "start", "cli", None, true)).median;
+            let cli = wall(&select(records, engine, "start", "cli", None, crowd)).median;
             targets.push(format!(
             "- {engine}: `agent start` {start:.3}s ÷ build + run {cli:.3}s = {:.2} (target ≤ 1.15): {}; with settle_ms = 0: {start0:.3}s, {:.2}: {}",
             start / cli,
@@ -170,7 +174,8 @@ pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
             verdict(start0 / cli <= 1.15)
         ));
         }
-        let many = |method| wall(&select(records, engine, "start-many", method, None, true)).median;
+        let many =
+            |method| wall(&select(records, engine, "start-many", method, None, crowd)).median;
         let (anvyl, serial, parallel) = (
             many("anvyl-settle-0"),
             many("cli-serial"),
@@ -194,12 +199,12 @@ pub fn markdown(records: &[Record], sizes: &[usize], runs: usize) -> String {
 }
 
 /// Cleanup wall time (median) against N, one line per engine and method.
-pub fn svg(records: &[Record]) -> String {
+pub fn svg(records: &[Record], crowd: bool) -> String {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for engine in engines(records) {
         for method in super::Method::ALL {
             let name = format!("{method:?}").to_lowercase();
-            let mut ns: Vec<usize> = select(records, engine, "cleanup", &name, None, true)
+            let mut ns: Vec<usize> = select(records, engine, "cleanup", &name, None, crowd)
                 .iter()
                 .map(|r| r.n)
                 .collect();
@@ -210,7 +215,7 @@ pub fn svg(records: &[Record]) -> String {
                 .map(|&n| {
                     (
                         n as f64,
-                        wall(&select(records, engine, "cleanup", &name, Some(n), true)).median,
+                        wall(&select(records, engine, "cleanup", &name, Some(n), crowd)).median,
                     )
                 })
                 .collect::<Vec<_>>();

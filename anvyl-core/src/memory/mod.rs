@@ -400,6 +400,9 @@ impl Backend for MemoryBackend {
         if let Some(image) = self.engine().images.get_mut(&image_id) {
             image.parent = parent;
         }
+        // The last step (the labels) made the image itself, as Docker says.
+        progress(" ---> Running in 0123456789ab");
+        progress(&format!(" ---> {}", short(&image_id)));
         Ok(BuildOutput { image_id })
     }
 

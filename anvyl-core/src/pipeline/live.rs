@@ -28,6 +28,8 @@ pub(super) struct Live {
     /// agents the state does list, whose resources alone can be judged —
     /// that row may have been any other agent's.
     pub(super) only_listed: Option<BTreeSet<AgentName>>,
+    /// A start row cannot be read: it may be a start in progress.
+    pub(super) unreadable_starts: bool,
 }
 
 impl Live {
@@ -68,6 +70,8 @@ impl Live {
                 .map(StartId::from_stored)
                 .filter(|s| Some(s) != own)
                 .collect(),
+            unreadable_starts: (starts.unreadable.iter())
+                .any(|s| Some(s.as_str()) != own.map(StartId::as_str)),
             ..Live::default()
         };
         for agent in &agents.rows {

@@ -152,6 +152,7 @@ impl Cleanup<'_> {
             self.plan_build_steps(&scope, tree, &live, &mut plan)
                 .await?;
             plan.retain(retention, &last, now);
+            plan.discount_planned_steps(tree);
         }
         Ok(plan)
     }

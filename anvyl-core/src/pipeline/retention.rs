@@ -27,20 +27,20 @@ impl Retention {
     }
 }
 
-/// When each agent was last started, or created if never: the age
-/// `--older-than` judges. An agent the store does not know has no age and
-/// is never held back — its leftovers are orphans of a forgotten agent.
+/// When each agent the store knows was last started or created, whichever
+/// is later: the age `--older-than` judges. An agent the store does not
+/// know (removed, with start rows left) has no age and is never held back —
+/// its leftovers are orphans of a forgotten agent.
 pub(super) fn last_active(
     agents: &[AgentRecord],
     starts: &[StartRecord],
 ) -> BTreeMap<AgentName, i64> {
-    let mut last: BTreeMap<AgentName, i64> = BTreeMap::new();
+    let mut last: BTreeMap<AgentName, i64> =
+        agents.iter().map(|a| (a.name.clone(), a.created)).collect();
     for start in starts {
-        let at = last.entry(start.agent.clone()).or_insert(start.started);
-        *at = (*at).max(start.started);
-    }
-    for agent in agents {
-        last.entry(agent.name.clone()).or_insert(agent.created);
+        if let Some(at) = last.get_mut(&start.agent) {
+            *at = (*at).max(start.started);
+        }
     }
     last
 }
@@ -70,7 +70,8 @@ impl Plan {
         }
         let recent = |agent: &AgentName| -> Option<String> {
             let window = retention.older_than?;
-            let since = now - *last.get(agent)?;
+            // A start dated after now (a clock set back) is as recent as can be.
+            let since = now.saturating_sub(*last.get(agent)?).max(0);
             ((since as u64) < window.as_secs()).then(|| {
                 format!(
                     "'{agent}' started {} ago, within --older-than {}",
@@ -217,6 +218,29 @@ mod tests {
                 prop_assert!(plan.build_steps.is_empty());
             }
         }
+    }
+
+    /// A start dated after now (a clock set back) is recent; an agent the
+    /// store no longer knows is never held back, whatever its start rows.
+    #[test]
+    fn a_future_start_is_recent_and_a_forgotten_agent_is_not_held() {
+        let (web, gone) = (
+            AgentName::new("web").unwrap(),
+            AgentName::new("gone").unwrap(),
+        );
+        let last = BTreeMap::from([(web.clone(), NOW + 600)]);
+        let mut plan = plan_of(&[web, gone.clone()]);
+        let retention = Retention {
+            keep_images: false,
+            older_than: Some(Duration::from_secs(7 * 86_400)),
+        };
+        plan.retain(&retention, &last, NOW);
+        assert!(plan.containers.iter().all(|c| c.agent == gone), "{plan:#?}");
+        assert_eq!(plan.containers.len(), 1);
+        assert!(plan
+            .kept
+            .iter()
+            .any(|k| k.reason.starts_with("'web' started 0s ago")));
     }
 
     #[test]

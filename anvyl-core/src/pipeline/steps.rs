@@ -111,7 +111,7 @@ fn held(live: &Live) -> Option<String> {
             "a start of '{agent}' is in progress and may build on it"
         ));
     }
-    (!live.unreadable.is_empty() || live.only_listed.is_some())
+    (!live.unreadable.is_empty() || live.only_listed.is_some() || live.unreadable_starts)
         .then(|| "a state row cannot be read: it may be a start in progress".to_string())
 }
 
@@ -178,8 +178,13 @@ pub(super) fn choose(
             }
             Found::Ambiguous => continue,
         };
-        // Tagged: the image a build led to (its tags are judged as
-        // images), or one somebody tagged — theirs. Never a step to take.
+        // The image a build led to (the last step, with anvyl's labels),
+        // tagged or not, is step 2's to judge: its record serves nothing.
+        // A step somebody tagged is theirs.
+        if judged.ownership.labelled_agent(&image.labels).is_some() {
+            choice.forget.push(record.seq);
+            continue;
+        }
         if !untagged(image, &record.agent) || judged.planned.contains(&image.id) {
             continue;
         }
@@ -252,6 +257,19 @@ pub(super) fn choose(
     choice
 }
 
+impl Plan {
+    /// The prune hint counts only what stays: a planned step that is
+    /// dangling now (nothing built on it) is anvyl's, not the engine's.
+    /// Called once retention has had its say.
+    pub(super) fn discount_planned_steps(&mut self, tree: &[ImageSummary]) {
+        let parents: BTreeSet<&str> = tree.iter().filter_map(|i| i.parent.as_deref()).collect();
+        let dangling = (self.build_steps.iter())
+            .filter(|s| !parents.contains(s.image_id.as_str()))
+            .count();
+        self.dangling_images = self.dangling_images.saturating_sub(dangling);
+    }
+}
+
 fn short(id: &str) -> &str {
     let hex = hex(id);
     &hex[..hex.len().min(12)]
@@ -311,13 +329,6 @@ impl Cleanup<'_> {
             ownership: &self.ownership,
         };
         let choice = choose(&mine, &judged, scope, &self.host, live);
-        // The prune hint counts only what stays: a planned step that is
-        // dangling now (nothing built on it) is anvyl's, not the engine's.
-        let parents: BTreeSet<&str> = tree.iter().filter_map(|i| i.parent.as_deref()).collect();
-        let dangling = (choice.planned.iter())
-            .filter(|s| !parents.contains(s.image_id.as_str()))
-            .count();
-        plan.dangling_images = plan.dangling_images.saturating_sub(dangling);
         plan.build_steps = choice.planned;
         plan.kept.extend(choice.kept);
         plan.forget_steps = choice.forget;
@@ -391,6 +402,21 @@ impl Cleanup<'_> {
         }
         // Through the handle: an engine deletes the image only if that was
         // its last tag (and nothing is built on it); otherwise it untags.
+        // A container (a user's, run from the step) holds it: the engine
+        // would refuse the removal and the handle would stay on it.
+        match self
+            .backend
+            .list_containers(&crate::backend::Query::default())
+            .await
+        {
+            Ok(all) => {
+                if let Some(user) = all.iter().find(|c| c.image_id == step.image_id) {
+                    let why = format!("container {} uses it", user.name);
+                    return ItemReport::skipped(display, agent, SkipReason::InUse(why));
+                }
+            }
+            Err(e) => return ItemReport::failed(display, agent, &e),
+        }
         let handle = handle(agent, &step.image_id);
         // Tagging moves a tag that names another image: a handle somebody
         // gave their own image stays theirs.

@@ -140,13 +140,13 @@ async fn retention_takes_the_idle_agent_and_keeps_images_on_request() {
     };
     let (idle, busy) = (make("idle"), make("busy"));
     let database = s.state_dir.path().join(anvyl_core::state::DATABASE_FILE);
-    rusqlite::Connection::open(&database)
-        .unwrap()
-        .execute(
-            "UPDATE starts SET started = started - 864000 WHERE agent = ?1",
-            [idle.as_str()],
-        )
-        .unwrap();
+    let db = rusqlite::Connection::open(&database).unwrap();
+    for table in [
+        "UPDATE starts SET started = started - 864000 WHERE agent = ?1",
+        "UPDATE agents SET created = created - 864000 WHERE name = ?1",
+    ] {
+        db.execute(table, [idle.as_str()]).unwrap();
+    }
 
     let run = s.anvyl(&["agent", "cleanup", "--older-than", "7d", "--yes"]);
     assert_eq!(run.code, Some(0), "{run:?}");

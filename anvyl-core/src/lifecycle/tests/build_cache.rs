@@ -73,7 +73,8 @@ async fn start_stop_cleanup_leaves_the_engine_as_found() {
         before.len() + 3,
         "two steps and the image"
     );
-    assert_eq!(w.state.build_steps().unwrap().len(), 2);
+    // The two steps, and the last (labels) that is the image itself.
+    assert_eq!(w.state.build_steps().unwrap().len(), 3);
     w.owning_lifecycle().stop(&web).await.unwrap();
     let cleanup = w.cleanup_owning();
     let plan = cleanup.plan(Scope::All).await.unwrap();
@@ -307,11 +308,11 @@ async fn retention_keeps_the_recent_agents_and_the_images() {
         w.start_owning(agent).await.unwrap();
         w.owning_lifecycle().stop(agent).await.unwrap();
     }
-    // `old` last started ten days ago.
+    // `old` was created and last started ten days ago.
     (w.state.conn())
-        .execute(
-            "UPDATE starts SET started = started - 864000 WHERE agent = 'old'",
-            [],
+        .execute_batch(
+            "UPDATE starts SET started = started - 864000 WHERE agent = 'old';
+             UPDATE agents SET created = created - 864000 WHERE name = 'old';",
         )
         .unwrap();
     let days = |n: u64| Some(Duration::from_secs(n * 86_400));
@@ -390,4 +391,63 @@ async fn a_handle_that_names_a_users_image_is_never_moved() {
         w.engine.inspect_image(&first).await.is_ok(),
         "the step stays"
     );
+}
+
+/// A container run from a step (a build being debugged) keeps it, and no
+/// handle tag is left on it.
+#[tokio::test]
+async fn a_step_a_container_uses_stays_without_a_handle() {
+    let w = World::new();
+    let web = w.two_steps("web");
+    w.start_owning(&web).await.unwrap();
+    w.owning_lifecycle().stop(&web).await.unwrap();
+    let second = w.state.build_steps().unwrap()[1].made.image.clone();
+    let step = w.engine.inspect_image(&second).await.unwrap().id;
+    let spec = crate::backend::ContainerSpec {
+        name: "debugging".into(),
+        image: step.clone(),
+        ..crate::backend::ContainerSpec::default()
+    };
+    w.engine.create_container(&spec).await.unwrap();
+    let cleanup = w.cleanup_owning();
+    let report = cleanup
+        .apply(&cleanup.plan(Scope::All).await.unwrap())
+        .await;
+    let now = w.engine.inspect_image(&step).await.unwrap();
+    assert!(now.tags.is_empty(), "{now:?}");
+    assert!(
+        report.remaining_owned() > 0,
+        "reported as in use: {report:#?}"
+    );
+}
+
+/// The image a start's build led to, untagged by somebody moving a tag of
+/// theirs away from it, is no build step: step 2's rules keep it.
+#[tokio::test]
+async fn an_untagged_image_of_a_start_that_ran_is_no_step() {
+    let w = World::new();
+    let web = w.two_steps("web");
+    let image = w.start_owning(&web).await.unwrap().image_id;
+    w.owning_lifecycle().stop(&web).await.unwrap();
+    w.engine.tag_image(&image, "snap:1").await.unwrap();
+    w.cleanup()
+        .apply(&w.cleanup().plan(Scope::All).await.unwrap())
+        .await;
+    let other = w.engine.seed_image(&[], Labels::new());
+    w.engine.tag_image(&other, "snap:1").await.unwrap();
+    assert!(w
+        .engine
+        .inspect_image(&image)
+        .await
+        .unwrap()
+        .tags
+        .is_empty());
+    let cleanup = w.cleanup_owning();
+    let plan = cleanup.plan(Scope::All).await.unwrap();
+    assert!(
+        plan.build_steps.iter().all(|s| s.image_id != image),
+        "{plan:#?}"
+    );
+    cleanup.apply(&plan).await;
+    assert!(w.engine.inspect_image(&image).await.is_ok());
 }

@@ -330,7 +330,10 @@ async fn bench_engine(
     }
     if options.starts {
         bench.start_overhead(options.runs)?;
-        bench.start_many(options.runs)?;
+        // Twenty agents side by side take a minute: not in `--quick`.
+        if options.crowd {
+            bench.start_many(options.runs)?;
+        }
     }
     let figures = match options.watcher {
         true => Some(bench.watcher(WATCHED).await?),

@@ -68,7 +68,7 @@ pub struct Args {
     #[arg(long)]
     write_docs: bool,
     /// A developer's loop: each engine's cleanups at N=10 with nothing else
-    /// on the engine, the dry run and the starts, one run each
+    /// on the engine, the dry run and one agent's start, one run each
     ///
     /// Not comparable with the published figures (no crowd, one run), and
     /// never written to the docs

@@ -162,7 +162,7 @@ pub fn markdown(records: &[Record], sizes: &[usize], runs: usize, crowd: bool) -
                 "start",
                 "anvyl-settle-0",
                 None,
-                true,
+                crowd,
             ))
             .median;
             let cli = wall(&select(records, engine, "start", "cli", None, crowd)).median;

@@ -55,6 +55,15 @@ impl World {
         )
     }
 
+    /// An agent with two setup steps, started and stopped, the build cache
+    /// owned: its image and steps are left for a cleanup.
+    async fn stopped_with_steps(&self, name: &str) -> AgentName {
+        let agent = self.two_steps(name);
+        self.start_owning(&agent).await.unwrap();
+        self.owning_lifecycle().stop(&agent).await.unwrap();
+        agent
+    }
+
     async fn start_owning(&self, name: &AgentName) -> Result<Started, StartError> {
         (self.owning_lifecycle())
             .start(name, &|_| {}, std::future::pending())
@@ -131,9 +140,7 @@ async fn a_failed_build_takes_the_steps_it_made() {
 async fn remove_takes_the_steps_of_every_start() {
     let w = World::new();
     let before = w.tree().await;
-    let web = w.two_steps("web");
-    w.start_owning(&web).await.unwrap();
-    w.owning_lifecycle().stop(&web).await.unwrap();
+    let web = w.stopped_with_steps("web").await;
     w.start_owning(&web).await.unwrap();
     w.owning_lifecycle().remove(&web, true).await.unwrap();
     assert_eq!(w.tree().await, before);
@@ -142,9 +149,7 @@ async fn remove_takes_the_steps_of_every_start() {
 #[tokio::test]
 async fn a_step_another_image_is_built_on_stays_with_its_parents() {
     let w = World::new();
-    let web = w.two_steps("web");
-    w.start_owning(&web).await.unwrap();
-    w.owning_lifecycle().stop(&web).await.unwrap();
+    w.stopped_with_steps("web").await;
     let steps = w.state.build_steps().unwrap();
     let first = w.engine.inspect_image(&steps[0].made.image).await.unwrap();
     // Somebody's build took the first step from the cache.
@@ -199,9 +204,7 @@ async fn a_record_the_engine_contradicts_removes_nothing() {
 #[tokio::test]
 async fn no_step_goes_while_another_start_is_in_progress() {
     let w = World::on_disk();
-    let web = w.two_steps("web");
-    w.start_owning(&web).await.unwrap();
-    w.owning_lifecycle().stop(&web).await.unwrap();
+    let web = w.stopped_with_steps("web").await;
     let other = w.good("other");
     let start = StartId::random();
     let dir = w.build_root().dir_path(&other, &start);
@@ -221,9 +224,7 @@ async fn no_step_goes_while_another_start_is_in_progress() {
 #[tokio::test]
 async fn a_start_that_begins_after_the_plan_keeps_the_steps() {
     let w = World::on_disk();
-    let web = w.two_steps("web");
-    w.start_owning(&web).await.unwrap();
-    w.owning_lifecycle().stop(&web).await.unwrap();
+    let web = w.stopped_with_steps("web").await;
     let cleanup = w.cleanup_owning();
     let plan = cleanup.plan(Scope::Agent(web.clone())).await.unwrap();
     assert_eq!(plan.build_steps.len(), 2);
@@ -247,9 +248,7 @@ async fn a_start_that_begins_after_the_plan_keeps_the_steps() {
 #[tokio::test]
 async fn a_step_tagged_during_its_removal_keeps_the_tag() {
     let w = World::new();
-    let web = w.two_steps("web");
-    w.start_owning(&web).await.unwrap();
-    w.owning_lifecycle().stop(&web).await.unwrap();
+    let web = w.stopped_with_steps("web").await;
     // The first step, built on the base: the last of the chain to go.
     let first = w.state.build_steps().unwrap()[0].made.image.clone();
     let step = w.engine.inspect_image(&first).await.unwrap().id;
@@ -282,9 +281,7 @@ async fn a_step_tagged_during_its_removal_keeps_the_tag() {
 async fn a_step_built_on_after_the_plan_stays_though_the_engine_would_delete_it() {
     let w = World::new();
     w.engine.delete_parents_too();
-    let web = w.two_steps("web");
-    w.start_owning(&web).await.unwrap();
-    w.owning_lifecycle().stop(&web).await.unwrap();
+    w.stopped_with_steps("web").await;
     let cleanup = w.cleanup_owning();
     let plan = cleanup.plan(Scope::All).await.unwrap();
     assert_eq!(plan.build_steps.len(), 2);
@@ -303,11 +300,8 @@ async fn a_step_built_on_after_the_plan_stays_though_the_engine_would_delete_it(
 #[tokio::test]
 async fn retention_keeps_the_recent_agents_and_the_images() {
     let w = World::new();
-    let (old, new) = (w.two_steps("old"), w.two_steps("new"));
-    for agent in [&old, &new] {
-        w.start_owning(agent).await.unwrap();
-        w.owning_lifecycle().stop(agent).await.unwrap();
-    }
+    let old = w.stopped_with_steps("old").await;
+    w.stopped_with_steps("new").await;
     // `old` was created and last started ten days ago.
     (w.state.conn())
         .execute_batch(
@@ -372,9 +366,7 @@ async fn retention_keeps_the_recent_agents_and_the_images() {
 #[tokio::test]
 async fn a_handle_that_names_a_users_image_is_never_moved() {
     let w = World::new();
-    let web = w.two_steps("web");
-    w.start_owning(&web).await.unwrap();
-    w.owning_lifecycle().stop(&web).await.unwrap();
+    let web = w.stopped_with_steps("web").await;
     let first = w.state.build_steps().unwrap()[0].made.image.clone();
     let handle = format!("{}:step-{first}", web.resource_name());
     let theirs = w.engine.seed_image(&[handle.as_str()], Labels::new());
@@ -398,9 +390,7 @@ async fn a_handle_that_names_a_users_image_is_never_moved() {
 #[tokio::test]
 async fn a_step_a_container_uses_stays_without_a_handle() {
     let w = World::new();
-    let web = w.two_steps("web");
-    w.start_owning(&web).await.unwrap();
-    w.owning_lifecycle().stop(&web).await.unwrap();
+    w.stopped_with_steps("web").await;
     let second = w.state.build_steps().unwrap()[1].made.image.clone();
     let step = w.engine.inspect_image(&second).await.unwrap().id;
     let spec = crate::backend::ContainerSpec {

@@ -221,15 +221,6 @@ pub(super) fn choose(
             parent = by_id.get(p).and_then(|i| i.parent.as_deref()).map(hex);
         }
     }
-    let depth = |image: &ImageSummary| {
-        let mut n = 0;
-        let mut parent = image.parent.as_deref().map(hex);
-        while let Some(p) = parent.filter(|_| n < tree.len()) {
-            n += 1;
-            parent = by_id.get(p).and_then(|i| i.parent.as_deref()).map(hex);
-        }
-        n
-    };
     let mut planned: Vec<(usize, PlannedStep)> = Vec::new();
     for (record, image) in candidates {
         if under_stays.contains(hex(&image.id)) {
@@ -240,7 +231,7 @@ pub(super) fn choose(
             continue;
         }
         planned.push((
-            depth(image),
+            chain(&by_id, image).len(),
             PlannedStep {
                 seq: record.seq,
                 image_id: image.id.clone(),
